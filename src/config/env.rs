@@ -1,0 +1,395 @@
+//! The environment: process variables merged with `default-env.json`, and the JSON-valued variables.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use serde_json::Value;
+
+use super::error::Error;
+use super::parse::parse_all;
+use super::raw;
+use super::{CompressionConfig, Destination, ServerSettings, DEFAULT_DESTINATION_TIMEOUT};
+
+/// Environment variables as the router sees them. Tests build one from a map; `main` from the
+/// process environment plus `default-env.json`, so no test ever changes the process environment.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// An environment from name/value pairs.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Env {
+        Env {
+            vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        }
+    }
+
+    /// The value of `name`, if set.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// Sets `name` unless it is already set (how `default-env.json` fills gaps).
+    pub fn set_default(&mut self, name: &str, value: String) {
+        self.vars.entry(name.to_string()).or_insert(value);
+    }
+
+    /// Sets `name`, replacing any value.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.vars.insert(name.to_string(), value.into());
+    }
+
+    /// A boolean variable (`true`/`false`, any case); `None` when unset.
+    pub fn flag(&self, name: &str, errors: &mut Error) -> Option<bool> {
+        let value = self.get(name)?;
+        match value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => Some(true),
+            "false" | "0" => Some(false),
+            _ => {
+                errors.push(name, format!("must be true or false, got {value:?}"));
+                None
+            }
+        }
+    }
+}
+
+/// Reads `default-env.json` from `dir` (if it exists) into `env`: its values fill variables that the
+/// real environment does not set. Objects and arrays become their JSON text, as the reference does.
+///
+/// # Errors
+/// A file that exists but is not a JSON object.
+pub fn load_default_env(dir: &Path, env: &mut Env) -> Result<bool, Error> {
+    let path = dir.join("default-env.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => {
+            let mut errors = Error::default();
+            errors.push("default-env.json", format!("cannot read {}: {error}", path.display()));
+            return Err(errors);
+        }
+    };
+    let mut errors = Error::default();
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(map)) => {
+            for (name, value) in map {
+                let text = match value {
+                    Value::String(text) => text,
+                    other => other.to_string(),
+                };
+                env.set_default(&name, text);
+            }
+            Ok(true)
+        }
+        Ok(_) => {
+            errors.push("default-env.json", "must be a JSON object of variable names");
+            Err(errors)
+        }
+        Err(error) => {
+            errors.push("default-env.json", format!("not valid JSON: {error}"));
+            Err(errors)
+        }
+    }
+}
+
+fn json_var(env: &Env, name: &str, errors: &mut Error) -> Option<Value> {
+    let text = env.get(name)?;
+    match serde_json::from_str(text) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            errors.push(name, format!("not valid JSON: {error}"));
+            None
+        }
+    }
+}
+
+/// Parses a whole number ≥ 1 from a variable.
+pub fn positive_integer(name: &str, text: &str, errors: &mut Error) -> Option<u64> {
+    match text.trim().parse::<u64>() {
+        Ok(value) if value >= 1 => Some(value),
+        _ => {
+            errors.push(name, format!("must be a whole number of at least 1, got {text:?}"));
+            None
+        }
+    }
+}
+
+/// The `destinations` variable.
+pub fn destinations(env: &Env, errors: &mut Error) -> BTreeMap<String, Arc<Destination>> {
+    let mut result = BTreeMap::new();
+    let Some(value) = json_var(env, "destinations", errors) else {
+        return result;
+    };
+    let Value::Array(items) = value else {
+        errors.push("destinations", "must be a JSON array");
+        return result;
+    };
+    let mut seen = HashSet::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let path = format!("destinations[{index}]");
+        let Some(raw) = parse_all::<raw::Destination>(item, &path, errors) else {
+            continue;
+        };
+        if !seen.insert(raw.name.clone()) {
+            errors.push(
+                format!("{path}.name"),
+                format!("duplicate destination name {:?}", raw.name),
+            );
+            continue;
+        }
+        if let Some(destination) = destination(raw, &path, errors) {
+            result.insert(destination.name.clone(), Arc::new(destination));
+        }
+    }
+    result
+}
+
+fn destination(raw: raw::Destination, path: &str, errors: &mut Error) -> Option<Destination> {
+    let url = match url::Url::parse(&raw.url) {
+        Ok(url) => url,
+        Err(error) => {
+            errors.push(
+                format!("{path}.url"),
+                format!("not an absolute URL ({error}): {:?}", raw.url),
+            );
+            return None;
+        }
+    };
+    let scheme = match url.scheme() {
+        "http" | "ws" => http::uri::Scheme::HTTP,
+        "https" | "wss" => http::uri::Scheme::HTTPS,
+        other => {
+            errors.push(
+                format!("{path}.url"),
+                format!("scheme must be http, https, ws or wss, got {other:?}"),
+            );
+            return None;
+        }
+    };
+    let Some(host) = url.host_str() else {
+        errors.push(format!("{path}.url"), "has no host");
+        return None;
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        errors.push(format!("{path}.url"), "must not contain credentials");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        errors.push(format!("{path}.url"), "must not contain a query or fragment");
+    }
+    let authority_text = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    let authority = match authority_text.parse::<http::uri::Authority>() {
+        Ok(authority) => authority,
+        Err(error) => {
+            errors.push(format!("{path}.url"), format!("invalid host: {error}"));
+            return None;
+        }
+    };
+    let proxy = match (raw.proxy_host, raw.proxy_port) {
+        (None, None) => None,
+        (Some(host), Some(port)) => {
+            let port = match port {
+                raw::PortValue::Number(port) => Some(port),
+                raw::PortValue::Text(text) => text.parse::<u16>().ok(),
+            };
+            match port {
+                Some(port) if port > 0 => {
+                    let host = host.trim_start_matches("http://").trim_end_matches('/').to_string();
+                    Some((host, port))
+                }
+                _ => {
+                    errors.push(format!("{path}.proxyPort"), "must be a port number from 1 to 65535");
+                    None
+                }
+            }
+        }
+        _ => {
+            errors.push(path, "proxyHost and proxyPort go together: set both or neither");
+            None
+        }
+    };
+    if let Some(proxy_type) = &raw.proxy_type {
+        if proxy_type != "Internet" {
+            errors.push(
+                format!("{path}.proxyType"),
+                format!("{proxy_type:?} is not yet supported (only \"Internet\")"),
+            );
+        }
+    }
+    if raw.ias_dependency_name.is_some() {
+        errors.push(format!("{path}.IASDependencyName"), "IAS is not yet supported");
+    }
+    let timeout = match raw.timeout {
+        Some(0) => {
+            errors.push(format!("{path}.timeout"), "must be at least 1 (milliseconds)");
+            DEFAULT_DESTINATION_TIMEOUT
+        }
+        Some(millis) => Duration::from_millis(millis),
+        None => DEFAULT_DESTINATION_TIMEOUT,
+    };
+    Some(Destination {
+        name: raw.name,
+        scheme,
+        authority,
+        base_path: url.path().trim_end_matches('/').to_string(),
+        proxy,
+        forward_auth_token: raw.forward_auth_token.unwrap_or(false),
+        forward_auth_certificates: raw.forward_auth_certificates.unwrap_or(false),
+        strict_ssl: raw.strict_ssl.unwrap_or(true),
+        timeout,
+        set_x_forwarded_headers: raw.set_x_forwarded_headers.unwrap_or(true),
+        preserve_host_header: raw.preserve_host_header.unwrap_or(false),
+    })
+}
+
+/// `X-Frame-Options` default, then `httpHeaders`, then xs-app `responseHeaders`; a later entry of the
+/// same name replaces an earlier one.
+pub fn response_headers(
+    env: &Env,
+    xs_app: Vec<raw::ResponseHeader>,
+    errors: &mut Error,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
+    let mut put = |name: HeaderName, value: HeaderValue| {
+        headers.retain(|(existing, _)| *existing != name);
+        headers.push((name, value));
+    };
+    if env.flag("SEND_XFRAMEOPTIONS", errors) != Some(false) {
+        put(http::header::X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"));
+    }
+    if let Some(value) = json_var(env, "httpHeaders", errors) {
+        // The reference's format is a list of one-entry objects: [{"Name": "value"}, ...].
+        let entries: Vec<(String, Value)> = match value {
+            Value::Array(items) => items
+                .into_iter()
+                .enumerate()
+                .flat_map(|(index, item)| match item {
+                    Value::Object(map) => map.into_iter().collect::<Vec<_>>(),
+                    _ => {
+                        errors.push(
+                            format!("httpHeaders[{index}]"),
+                            "must be an object {\"Name\": \"value\"}",
+                        );
+                        Vec::new()
+                    }
+                })
+                .collect(),
+            Value::Object(map) => map.into_iter().collect(),
+            _ => {
+                errors.push("httpHeaders", "must be a JSON array of {\"Name\": \"value\"} objects");
+                Vec::new()
+            }
+        };
+        for (name, value) in entries {
+            let path = format!("httpHeaders.{name}");
+            match (value.as_str(), header(&name, value.as_str().unwrap_or(""))) {
+                (Some(_), Ok(pair)) => put(pair.0, pair.1),
+                (None, _) => errors.push(path, "value must be a string"),
+                (_, Err(message)) => errors.push(path, message),
+            }
+        }
+    }
+    for (index, entry) in xs_app.into_iter().enumerate() {
+        match header(&entry.name, &entry.value) {
+            Ok((name, value)) => put(name, value),
+            Err(message) => errors.push(format!("xs-app.json: responseHeaders[{index}]"), message),
+        }
+    }
+    headers
+}
+
+fn header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let header_name =
+        HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("{name:?} is not a valid header name"))?;
+    if header_name == http::header::SET_COOKIE || header_name == http::header::COOKIE {
+        return Err(format!("{name:?} may not be set this way"));
+    }
+    let header_value = HeaderValue::from_str(value).map_err(|_| format!("{value:?} is not a valid header value"))?;
+    Ok((header_name, header_value))
+}
+
+/// `compression` of xs-app.json with `COMPRESSION` merged over it.
+pub fn compression(env: &Env, xs_app: raw::Compression, errors: &mut Error) -> CompressionConfig {
+    let from_env = json_var(env, "COMPRESSION", errors)
+        .and_then(|value| parse_all::<raw::Compression>(value, "COMPRESSION", errors))
+        .unwrap_or_default();
+    let min_size = from_env.min_size.or(xs_app.min_size).unwrap_or(1024);
+    if min_size == 0 {
+        errors.push("compression.minSize", "must be at least 1");
+    }
+    CompressionConfig {
+        enabled: from_env.enabled.or(xs_app.enabled).unwrap_or(true),
+        min_size,
+        compress_mixed_content: from_env
+            .compress_response_mixed_type_content
+            .or(xs_app.compress_response_mixed_type_content)
+            .unwrap_or(false),
+    }
+}
+
+/// `PORT`, `XS_BIND_ADDRESS` and the limits.
+pub fn server_settings(env: &Env, errors: &mut Error) -> ServerSettings {
+    let port = match env.get("PORT") {
+        Some(text) => match text.trim().parse::<u16>() {
+            Ok(port) => port,
+            Err(_) => {
+                errors.push("PORT", format!("must be a port number, got {text:?}"));
+                5000
+            }
+        },
+        None => 5000,
+    };
+    let ip = match env.get("XS_BIND_ADDRESS") {
+        Some(text) => text.trim().parse::<IpAddr>().unwrap_or_else(|_| {
+            errors.push("XS_BIND_ADDRESS", format!("must be an IP address, got {text:?}"));
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        }),
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    };
+    let millis = |name: &str, errors: &mut Error| {
+        env.get(name)
+            .and_then(|text| positive_integer(name, text, errors))
+            .map(Duration::from_millis)
+    };
+    let request_timeout = millis("INCOMING_CONNECTION_TIMEOUT", errors);
+    let header_read_timeout = millis("INCOMING_HEADER_TIMEOUT", errors).unwrap_or(Duration::from_secs(30));
+    let max_header_bytes = env
+        .get("MAX_HEADER_SIZE")
+        .and_then(|text| positive_integer("MAX_HEADER_SIZE", text, errors))
+        .map(|bytes| bytes as usize)
+        .unwrap_or(16 * 1024);
+    let backend_max_idle = env
+        .get("BACKEND_MAX_SOCKETS")
+        .and_then(|text| positive_integer("BACKEND_MAX_SOCKETS", text, errors))
+        .map(|count| count as usize)
+        .unwrap_or(100);
+    let ca_cert_paths = env
+        .get("XS_CACERT_PATH")
+        .map(|paths| {
+            std::env::split_paths(paths)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_else(Vec::<PathBuf>::new);
+    for path in &ca_cert_paths {
+        if !path.is_file() {
+            errors.push("XS_CACERT_PATH", format!("file not found: {}", path.display()));
+        }
+    }
+    ServerSettings {
+        bind: SocketAddr::new(ip, port),
+        header_read_timeout,
+        max_header_bytes,
+        request_timeout,
+        backend_max_idle,
+        ca_cert_paths,
+        path_validation: env.flag("DISABLE_PATHNAME_VALIDATION", errors) != Some(true),
+    }
+}

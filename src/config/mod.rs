@@ -1,0 +1,370 @@
+//! Configuration: `xs-app.json` plus the environment (`destinations`, `httpHeaders`, …), checked once
+//! into a typed [`Config`]. Every problem is reported with its key path, all at once.
+
+mod env;
+mod error;
+mod parse;
+pub mod raw;
+mod routes;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use regex::Regex;
+
+pub use self::env::{load_default_env, Env};
+pub use self::error::{Error, Problem};
+use self::parse::parse_all;
+pub use self::raw::{AuthenticationType, BackendLogoutMethod, LogoutMethod};
+pub use self::routes::{DestinationRef, Route, RouteKind, ScopeRule};
+
+/// The checked configuration of one router.
+#[derive(Debug)]
+pub struct Config {
+    /// The application folder: `localDir` and `errorPage.file` are relative to it.
+    pub dir: PathBuf,
+    /// `welcomeFile`: where `/` redirects, with a leading `/`.
+    pub welcome_file: Option<String>,
+    /// `authenticationMethod: none` makes every route public.
+    pub authentication_none: bool,
+    /// `stateProtection` (always on unless explicitly switched off).
+    pub state_protection: bool,
+    /// Idle timeout of a session (`sessionTimeout` minutes, `SESSION_TIMEOUT` wins).
+    pub session_timeout: Duration,
+    /// Routes in the order they are tried.
+    pub routes: Vec<Route>,
+    /// `login.callbackEndpoint`.
+    pub login_callback: String,
+    /// `logout`.
+    pub logout: Option<LogoutConfig>,
+    /// Destinations by name, from the `destinations` variable.
+    pub destinations: BTreeMap<String, Arc<Destination>>,
+    /// `destinations.<name>.logoutPath` of xs-app.json.
+    pub backend_logout: Vec<BackendLogout>,
+    /// Headers added to every response: `X-Frame-Options`, `httpHeaders`, then `responseHeaders`.
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// `compression` merged with `COMPRESSION`.
+    pub compression: CompressionConfig,
+    /// `whitelistService.endpoint`.
+    pub whitelist_endpoint: Option<String>,
+    /// `websockets.enabled`.
+    pub websockets_enabled: bool,
+    /// `errorPage`.
+    pub error_pages: Vec<ErrorPageRule>,
+    /// Listener and limits.
+    pub server: ServerSettings,
+}
+
+/// `logout` of xs-app.json.
+#[derive(Debug, Clone)]
+pub struct LogoutConfig {
+    pub endpoint: Option<String>,
+    pub page: Option<String>,
+    pub method: LogoutMethod,
+    pub csrf_protection: bool,
+}
+
+/// A backend to call when a session ends.
+#[derive(Debug, Clone)]
+pub struct BackendLogout {
+    pub destination: String,
+    pub path: String,
+    pub method: Method,
+}
+
+/// Response compression settings.
+#[derive(Debug, Clone, Copy)]
+pub struct CompressionConfig {
+    pub enabled: bool,
+    pub min_size: u64,
+    pub compress_mixed_content: bool,
+}
+
+/// One `errorPage` entry.
+#[derive(Debug, Clone)]
+pub struct ErrorPageRule {
+    pub statuses: Vec<u16>,
+    pub target: ErrorPageTarget,
+}
+
+/// What an error page rule does.
+#[derive(Debug, Clone)]
+pub enum ErrorPageTarget {
+    /// Serve this file with the original status.
+    File(PathBuf),
+    /// Redirect (302) to this path.
+    Redirect(String),
+}
+
+/// A backend the router forwards to (one entry of the `destinations` variable).
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub name: String,
+    /// `http` or `https` (`ws`/`wss` are mapped to them).
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// The URL's path without a trailing `/`; kept in front of every forwarded path.
+    pub base_path: String,
+    pub proxy: Option<(String, u16)>,
+    pub forward_auth_token: bool,
+    pub forward_auth_certificates: bool,
+    pub strict_ssl: bool,
+    pub timeout: Duration,
+    pub set_x_forwarded_headers: bool,
+    pub preserve_host_header: bool,
+}
+
+/// Listener settings and limits.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub bind: SocketAddr,
+    /// How long a connection may take to send a request's headers (and stay idle between requests).
+    pub header_read_timeout: Duration,
+    /// Upper bound on the request head (request line + headers); larger gets 431.
+    pub max_header_bytes: usize,
+    /// `INCOMING_CONNECTION_TIMEOUT`: a request that takes longer as a whole is answered 408/cut.
+    pub request_timeout: Option<Duration>,
+    /// `BACKEND_MAX_SOCKETS`: idle connections kept per backend.
+    pub backend_max_idle: usize,
+    /// Extra trust roots for outbound TLS (`XS_CACERT_PATH`).
+    pub ca_cert_paths: Vec<PathBuf>,
+    /// `DISABLE_PATHNAME_VALIDATION`.
+    pub path_validation: bool,
+}
+
+const DEFAULT_SESSION_TIMEOUT_MINUTES: u64 = 15;
+const DEFAULT_DESTINATION_TIMEOUT: Duration = Duration::from_millis(30_000);
+
+impl Config {
+    /// Checks `xs-app.json` (its text) together with the environment.
+    ///
+    /// # Errors
+    /// Every problem found, each with its key path.
+    pub fn load(xs_app_json: &str, env: &Env, dir: &Path) -> Result<Config, Error> {
+        let mut errors = Error::default();
+        let xs_app = match serde_json::from_str::<serde_json::Value>(xs_app_json) {
+            Ok(value) if value.is_object() => {
+                parse_all::<raw::XsApp>(value, "xs-app.json:", &mut errors).unwrap_or_default()
+            }
+            Ok(_) => {
+                errors.push("xs-app.json", "must be a JSON object");
+                raw::XsApp::default()
+            }
+            Err(error) => {
+                errors.push("xs-app.json", format!("not valid JSON: {error}"));
+                raw::XsApp::default()
+            }
+        };
+        let config = build(xs_app, env, dir, &mut errors);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The destination a route names, if any.
+    pub fn destination(&self, name: &str) -> Option<&Arc<Destination>> {
+        self.destinations.get(name)
+    }
+}
+
+fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Config {
+    let destinations = env::destinations(env, errors);
+    let authentication_none = xs_app.authentication_method == Some(raw::AuthenticationMethod::None);
+    let routes = routes::compile(&xs_app.routes, &destinations, dir, authentication_none, errors);
+
+    let session_timeout_minutes = match env.get("SESSION_TIMEOUT") {
+        Some(text) => env::positive_integer("SESSION_TIMEOUT", text, errors).unwrap_or(DEFAULT_SESSION_TIMEOUT_MINUTES),
+        None => match xs_app.session_timeout {
+            Some(0) => {
+                errors.push("xs-app.json: sessionTimeout", "must be at least 1 (minutes)");
+                DEFAULT_SESSION_TIMEOUT_MINUTES
+            }
+            Some(minutes) => minutes,
+            None => DEFAULT_SESSION_TIMEOUT_MINUTES,
+        },
+    };
+
+    let login_callback = match xs_app.login {
+        Some(login) => {
+            check_relative_uri("xs-app.json: login.callbackEndpoint", &login.callback_endpoint, errors);
+            login.callback_endpoint
+        }
+        None => "/login/callback".to_string(),
+    };
+
+    let logout = xs_app.logout.map(|logout| check_logout(logout, errors));
+    let backend_logout = check_backend_logout(xs_app.destinations, &routes, errors);
+    if let Some(services) = &xs_app.services {
+        if !services.is_empty() {
+            errors.push("xs-app.json: services", "business service logout is not yet supported");
+        }
+    }
+
+    let welcome_file = xs_app.welcome_file.map(|file| {
+        if file.is_empty() {
+            errors.push("xs-app.json: welcomeFile", "must not be empty");
+        }
+        if file.starts_with('/') {
+            file
+        } else {
+            format!("/{file}")
+        }
+    });
+
+    let response_headers = env::response_headers(env, xs_app.response_headers.unwrap_or_default(), errors);
+    let compression = env::compression(env, xs_app.compression.unwrap_or_default(), errors);
+
+    let whitelist_endpoint = xs_app.whitelist_service.map(|service| {
+        check_relative_uri("xs-app.json: whitelistService.endpoint", &service.endpoint, errors);
+        service.endpoint
+    });
+
+    let error_pages = check_error_pages(xs_app.error_page.unwrap_or_default(), dir, errors);
+
+    if let Some(cors) = &xs_app.cors {
+        for (index, entry) in cors.iter().enumerate() {
+            if let Err(error) = Regex::new(&entry.uri_pattern) {
+                errors.push(
+                    format!("xs-app.json: cors[{index}].uriPattern"),
+                    format!("invalid regex: {error}"),
+                );
+            }
+        }
+    }
+    if let Some(endpoint) = &xs_app.plugin_metadata_endpoint {
+        check_relative_uri("xs-app.json: pluginMetadataEndpoint", endpoint, errors);
+    }
+
+    Config {
+        dir: dir.to_path_buf(),
+        welcome_file,
+        authentication_none,
+        state_protection: xs_app.state_protection.unwrap_or(true),
+        session_timeout: Duration::from_secs(session_timeout_minutes.saturating_mul(60)),
+        routes,
+        login_callback,
+        logout,
+        destinations,
+        backend_logout,
+        response_headers,
+        compression,
+        whitelist_endpoint,
+        websockets_enabled: xs_app.websockets.map(|ws| ws.enabled).unwrap_or(false),
+        error_pages,
+        server: env::server_settings(env, errors),
+    }
+}
+
+/// A "relative URI" in the reference's schema: a path starting with `/`.
+fn check_relative_uri(path: &str, value: &str, errors: &mut Error) {
+    if !value.starts_with('/') || value.starts_with("//") || value.contains(char::is_whitespace) {
+        errors.push(
+            path,
+            format!("must be a path starting with a single '/', got {value:?}"),
+        );
+    }
+}
+
+fn check_logout(logout: raw::Logout, errors: &mut Error) -> LogoutConfig {
+    let path = "xs-app.json: logout";
+    if let Some(endpoint) = &logout.logout_endpoint {
+        check_relative_uri(&format!("{path}.logoutEndpoint"), endpoint, errors);
+    }
+    if logout.logout_page.is_some() && logout.logout_endpoint.is_none() {
+        errors.push(format!("{path}.logoutPage"), "requires logout.logoutEndpoint");
+    }
+    if let Some(endpoint) = &logout.back_channel_logout_endpoint {
+        errors.push(
+            format!("{path}.backChannelLogoutEndpoint"),
+            format!("back-channel logout ({endpoint}) is not yet supported"),
+        );
+    }
+    let method = logout.logout_method.unwrap_or(LogoutMethod::Get);
+    if logout.csrf_protection.is_some() && method != LogoutMethod::Post {
+        errors.push(
+            format!("{path}.csrfProtection"),
+            "is only allowed with logoutMethod POST",
+        );
+    }
+    LogoutConfig {
+        endpoint: logout.logout_endpoint,
+        page: logout.logout_page,
+        method,
+        csrf_protection: logout.csrf_protection.unwrap_or(method == LogoutMethod::Post),
+    }
+}
+
+fn check_backend_logout(
+    destinations: Option<BTreeMap<String, raw::LogoutTarget>>,
+    routes: &[Route],
+    errors: &mut Error,
+) -> Vec<BackendLogout> {
+    let mut result = Vec::new();
+    for (name, target) in destinations.unwrap_or_default() {
+        let path = format!("xs-app.json: destinations.{name}");
+        let used = routes
+            .iter()
+            .any(|route| matches!(&route.kind, RouteKind::Destination(DestinationRef::Named(n)) if *n == name));
+        if !used {
+            errors.push(&path, "destination is not used by any route");
+        }
+        if let Some(logout_path) = target.logout_path {
+            check_relative_uri(&format!("{path}.logoutPath"), &logout_path, errors);
+            let method = match target.logout_method.unwrap_or(BackendLogoutMethod::Post) {
+                BackendLogoutMethod::Get => Method::GET,
+                BackendLogoutMethod::Post => Method::POST,
+                BackendLogoutMethod::Put => Method::PUT,
+            };
+            result.push(BackendLogout {
+                destination: name,
+                path: logout_path,
+                method,
+            });
+        }
+    }
+    result
+}
+
+fn check_error_pages(pages: Vec<raw::ErrorPage>, dir: &Path, errors: &mut Error) -> Vec<ErrorPageRule> {
+    let mut rules = Vec::new();
+    for (index, page) in pages.into_iter().enumerate() {
+        let path = format!("xs-app.json: errorPage[{index}]");
+        let statuses = page.status.to_vec();
+        for status in &statuses {
+            if !(400..=599).contains(status) {
+                errors.push(
+                    format!("{path}.status"),
+                    format!("{status} is not an error status (400-599)"),
+                );
+            }
+        }
+        let target = match (page.file, page.path) {
+            (Some(file), None) => {
+                let full = dir.join(file.trim_start_matches('/'));
+                if !full.is_file() {
+                    errors.push(format!("{path}.file"), format!("file not found: {}", full.display()));
+                }
+                ErrorPageTarget::File(full)
+            }
+            (None, Some(redirect)) => {
+                check_relative_uri(&format!("{path}.path"), &redirect, errors);
+                ErrorPageTarget::Redirect(redirect)
+            }
+            _ => {
+                errors.push(&path, "needs exactly one of \"file\" and \"path\"");
+                continue;
+            }
+        };
+        rules.push(ErrorPageRule { statuses, target });
+    }
+    rules
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,426 @@
+//! `routes` of xs-app.json, compiled: regexes built once, destinations resolved, targets converted.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http::{HeaderValue, Method};
+use regex::{Regex, RegexBuilder};
+use serde_json::Value;
+
+use super::error::Error;
+use super::parse::parse_all;
+use super::raw::{self, AuthenticationType};
+use super::Destination;
+
+/// One compiled route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Position in `routes`, for logs and metrics labels.
+    pub index: usize,
+    /// `source`, matched against the URL with its query.
+    pub source: Regex,
+    /// `httpMethods`; `None` allows every method.
+    pub methods: Option<Vec<Method>>,
+    /// `target` in the regex crate's replacement syntax (`${1}`).
+    pub target: Option<String>,
+    pub kind: RouteKind,
+    /// Effective authentication type (`none` when `authenticationMethod` is `none`).
+    pub authentication: AuthenticationType,
+    pub csrf_protection: bool,
+    pub scope: Option<ScopeRule>,
+    pub cache_control: Option<HeaderValue>,
+    pub identity_provider: Option<String>,
+    pub dynamic_identity_provider: bool,
+    pub set_backend_session_cookies: bool,
+}
+
+impl Route {
+    /// True when the route needs a logged-in user.
+    pub fn is_protected(&self) -> bool {
+        self.authentication != AuthenticationType::None
+    }
+
+    /// True when `method` is allowed by `httpMethods`.
+    pub fn allows(&self, method: &Method) -> bool {
+        match &self.methods {
+            None => true,
+            Some(methods) => methods.contains(method),
+        }
+    }
+}
+
+/// What a route serves.
+#[derive(Debug, Clone)]
+pub enum RouteKind {
+    /// Forward to a destination.
+    Destination(DestinationRef),
+    /// Serve files from this folder.
+    LocalDir(PathBuf),
+    /// A built-in service (`sap-approuter-userapi`).
+    Service { name: String, endpoint: Option<String> },
+}
+
+/// How a route names its destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestinationRef {
+    /// A destination from the `destinations` variable.
+    Named(String),
+    /// `$N`: the name is the N-th capture group of `source`.
+    Capture(usize),
+}
+
+/// `scope`: per method, with a default. Empty lists deny.
+#[derive(Debug, Clone, Default)]
+pub struct ScopeRule {
+    pub per_method: Vec<(Method, Vec<String>)>,
+    pub default: Option<Vec<String>>,
+}
+
+impl ScopeRule {
+    /// The scopes of which the user needs any one for `method`; empty denies.
+    pub fn required(&self, method: &Method) -> &[String] {
+        self.per_method
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, scopes)| scopes.as_slice())
+            .or(self.default.as_deref())
+            .unwrap_or(&[])
+    }
+
+    /// Replaces a leading `$XSAPPNAME` in every scope with the binding's `xsappname`.
+    pub fn resolve_xsappname(&mut self, xsappname: &str) {
+        let fix = |scopes: &mut Vec<String>| {
+            for scope in scopes.iter_mut() {
+                if let Some(rest) = scope.strip_prefix("$XSAPPNAME") {
+                    *scope = format!("{xsappname}{rest}");
+                }
+            }
+        };
+        for (_, scopes) in &mut self.per_method {
+            fix(scopes);
+        }
+        if let Some(default) = &mut self.default {
+            fix(default);
+        }
+    }
+}
+
+/// The user API service name of the reference.
+pub const USER_API_SERVICE: &str = "sap-approuter-userapi";
+
+pub fn compile(
+    routes: &[Value],
+    destinations: &BTreeMap<String, Arc<Destination>>,
+    dir: &Path,
+    authentication_none: bool,
+    errors: &mut Error,
+) -> Vec<Route> {
+    let mut compiled = Vec::new();
+    for (index, value) in routes.iter().enumerate() {
+        let path = format!("xs-app.json: routes[{index}]");
+        let before = errors.problems.len();
+        let Some(route) = parse_all::<raw::Route>(value.clone(), &path, errors) else {
+            continue;
+        };
+        let route = compile_route(index, route, &path, destinations, dir, authentication_none, errors);
+        if errors.problems.len() == before {
+            if let Some(route) = route {
+                compiled.push(route);
+            }
+        }
+    }
+    compiled
+}
+
+fn compile_route(
+    index: usize,
+    route: raw::Route,
+    path: &str,
+    destinations: &BTreeMap<String, Arc<Destination>>,
+    dir: &Path,
+    authentication_none: bool,
+    errors: &mut Error,
+) -> Option<Route> {
+    let (pattern, match_case) = match &route.source {
+        raw::Source::Pattern(pattern) => (pattern.as_str(), true),
+        raw::Source::Object(object) => (object.path.as_str(), object.match_case.unwrap_or(true)),
+    };
+    let source = match RegexBuilder::new(pattern).case_insensitive(!match_case).build() {
+        Ok(regex) => Some(regex),
+        Err(error) => {
+            let message = error.to_string().lines().last().unwrap_or("").trim().to_string();
+            errors.push(
+                format!("{path}.source"),
+                format!("invalid regex {pattern:?}: {message}"),
+            );
+            None
+        }
+    };
+    let groups = source.as_ref().map(|regex| regex.captures_len() - 1).unwrap_or(0);
+
+    let kinds = [
+        route.destination.is_some(),
+        route.local_dir.is_some(),
+        route.service.is_some(),
+    ];
+    if kinds.iter().filter(|set| **set).count() != 1 {
+        errors.push(
+            path,
+            "needs exactly one of \"destination\", \"localDir\" and \"service\"",
+        );
+    }
+    let kind = if let Some(name) = &route.destination {
+        destination_ref(name, groups, destinations, &format!("{path}.destination"), errors).map(RouteKind::Destination)
+    } else if let Some(local_dir) = &route.local_dir {
+        let full = dir.join(local_dir);
+        if !full.is_dir() {
+            errors.push(
+                format!("{path}.localDir"),
+                format!("directory not found: {}", full.display()),
+            );
+        }
+        if route.http_methods.is_some() {
+            errors.push(format!("{path}.httpMethods"), "is not allowed together with localDir");
+        }
+        Some(RouteKind::LocalDir(full))
+    } else if let Some(service) = &route.service {
+        if service != USER_API_SERVICE {
+            errors.push(
+                format!("{path}.service"),
+                format!("{service:?} is not yet supported (only \"{USER_API_SERVICE}\")"),
+            );
+        }
+        Some(RouteKind::Service {
+            name: service.clone(),
+            endpoint: route.endpoint.clone(),
+        })
+    } else {
+        None
+    };
+    if route.endpoint.is_some() && route.service.is_none() {
+        errors.push(format!("{path}.endpoint"), "requires \"service\"");
+    }
+    if route.prefer_local.is_some() && route.destination.is_none() {
+        errors.push(format!("{path}.preferLocal"), "requires \"destination\"");
+    }
+    if route.replace.is_some() {
+        errors.push(format!("{path}.replace"), "is not yet supported");
+    }
+
+    let target = route.target.as_deref().and_then(|target| {
+        if !target.starts_with('/') && !target.starts_with('$') {
+            errors.push(
+                format!("{path}.target"),
+                format!("must be a relative URI starting with '/', got {target:?}"),
+            );
+        }
+        match js_replacement(target, groups) {
+            Ok(converted) => Some(converted),
+            Err(message) => {
+                errors.push(format!("{path}.target"), message);
+                None
+            }
+        }
+    });
+
+    let authentication = if authentication_none {
+        AuthenticationType::None
+    } else {
+        route.authentication_type.unwrap_or(AuthenticationType::Xsuaa)
+    };
+    if authentication == AuthenticationType::Ias {
+        errors.push(format!("{path}.authenticationType"), "\"ias\" is not yet supported");
+    }
+    if route.identity_provider.is_some()
+        && !matches!(authentication, AuthenticationType::Xsuaa | AuthenticationType::Ias)
+    {
+        errors.push(
+            format!("{path}.identityProvider"),
+            "is only allowed with authenticationType xsuaa or ias",
+        );
+    }
+
+    let cache_control = route
+        .cache_control
+        .as_deref()
+        .and_then(|value| match HeaderValue::from_str(value) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                errors.push(
+                    format!("{path}.cacheControl"),
+                    format!("{value:?} is not a valid header value"),
+                );
+                None
+            }
+        });
+
+    let methods = route.http_methods.as_ref().map(|methods| {
+        if methods.is_empty() {
+            errors.push(format!("{path}.httpMethods"), "must not be empty");
+        }
+        methods.iter().map(|method| to_method(*method)).collect()
+    });
+
+    Some(Route {
+        index,
+        source: source?,
+        methods,
+        target,
+        kind: kind?,
+        authentication,
+        csrf_protection: route.csrf_protection.unwrap_or(true),
+        scope: route.scope.map(scope_rule),
+        cache_control,
+        identity_provider: route.identity_provider,
+        dynamic_identity_provider: route.dynamic_identity_provider.unwrap_or(false),
+        set_backend_session_cookies: route.set_backend_session_cookies.unwrap_or(false),
+    })
+}
+
+fn destination_ref(
+    name: &str,
+    groups: usize,
+    destinations: &BTreeMap<String, Arc<Destination>>,
+    path: &str,
+    errors: &mut Error,
+) -> Option<DestinationRef> {
+    if name == "*" {
+        errors.push(
+            path,
+            "\"*\" (destination from DESTINATION_HOST_PATTERN) is not yet supported",
+        );
+        return None;
+    }
+    if let Some(group) = name.strip_prefix('$') {
+        return match group.parse::<usize>() {
+            Ok(n) if n >= 1 && n <= groups => Some(DestinationRef::Capture(n)),
+            _ => {
+                errors.push(
+                    path,
+                    format!("{name:?} names no capture group of source ({groups} groups)"),
+                );
+                None
+            }
+        };
+    }
+    if !destinations.contains_key(name) {
+        errors.push(
+            path,
+            format!("destination {name:?} is not defined in the destinations variable"),
+        );
+        return None;
+    }
+    Some(DestinationRef::Named(name.to_string()))
+}
+
+fn to_method(method: raw::HttpMethod) -> Method {
+    match method {
+        raw::HttpMethod::Delete => Method::DELETE,
+        raw::HttpMethod::Get => Method::GET,
+        raw::HttpMethod::Head => Method::HEAD,
+        raw::HttpMethod::Options => Method::OPTIONS,
+        raw::HttpMethod::Post => Method::POST,
+        raw::HttpMethod::Put => Method::PUT,
+        raw::HttpMethod::Trace => Method::TRACE,
+        raw::HttpMethod::Patch => Method::PATCH,
+    }
+}
+
+fn scope_rule(scope: raw::Scope) -> ScopeRule {
+    match scope {
+        raw::Scope::One(one) => ScopeRule {
+            per_method: Vec::new(),
+            default: Some(vec![one]),
+        },
+        raw::Scope::Many(many) => ScopeRule {
+            per_method: Vec::new(),
+            default: Some(many),
+        },
+        raw::Scope::PerMethod(per) => {
+            let entries = [
+                (Method::GET, per.get),
+                (Method::POST, per.post),
+                (Method::PUT, per.put),
+                (Method::DELETE, per.delete),
+                (Method::PATCH, per.patch),
+                (Method::HEAD, per.head),
+                (Method::OPTIONS, per.options),
+                (Method::TRACE, per.trace),
+                (Method::CONNECT, per.connect),
+            ];
+            ScopeRule {
+                per_method: entries
+                    .into_iter()
+                    .filter_map(|(method, scopes)| scopes.map(|s| (method, s.to_vec())))
+                    .collect(),
+                default: per.default.map(|d| d.to_vec()),
+            }
+        }
+    }
+}
+
+/// Converts a JavaScript `String.replace` pattern (`$1`, `$&`, `$$`, `$<name>`) into the regex crate's
+/// syntax (`${1}`), so `$1a` keeps meaning "group 1, then a" as in the reference.
+pub fn js_replacement(target: &str, groups: usize) -> Result<String, String> {
+    let mut out = String::with_capacity(target.len() + 8);
+    let bytes = target.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c != b'$' {
+            let ch = target[i..].chars().next().unwrap_or('\u{fffd}');
+            out.push(ch);
+            i += ch.len_utf8();
+            continue;
+        }
+        match bytes.get(i + 1) {
+            Some(b'$') => {
+                out.push_str("$$");
+                i += 2;
+            }
+            Some(b'&') => {
+                out.push_str("${0}");
+                i += 2;
+            }
+            Some(b'`') | Some(b'\'') => {
+                return Err("the replacement patterns $` and $' are not supported".into());
+            }
+            Some(b'<') => match target[i + 2..].find('>') {
+                Some(end) => {
+                    out.push_str(&format!("${{{}}}", &target[i + 2..i + 2 + end]));
+                    i += 3 + end;
+                }
+                None => {
+                    out.push_str("$$");
+                    i += 1;
+                }
+            },
+            Some(d) if d.is_ascii_digit() => {
+                let one = (d - b'0') as usize;
+                let two = bytes
+                    .get(i + 2)
+                    .filter(|next| next.is_ascii_digit())
+                    .map(|next| one * 10 + (next - b'0') as usize);
+                match two {
+                    Some(n) if n >= 1 && n <= groups => {
+                        out.push_str(&format!("${{{n}}}"));
+                        i += 3;
+                    }
+                    _ if one >= 1 && one <= groups => {
+                        out.push_str(&format!("${{{one}}}"));
+                        i += 2;
+                    }
+                    _ => {
+                        return Err(format!("${one} names no capture group of source ({groups} groups)"));
+                    }
+                }
+            }
+            _ => {
+                out.push_str("$$");
+                i += 1;
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,121 @@
+//! The one place where errors become HTTP responses: one status table, generic bodies, and the
+//! `errorPage` rules of xs-app.json. Details go to the log, never to the client.
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::body::{self, Body};
+use crate::config::{Config, ErrorPageTarget};
+
+/// Everything that can end a request early, from every phase.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Routing(#[from] crate::routing::Error),
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::Error),
+    #[error(transparent)]
+    Static(#[from] crate::static_files::Error),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::Error),
+    /// The request itself is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+}
+
+impl GatewayError {
+    /// The status the client gets, classified by who is at fault.
+    pub fn status(&self) -> StatusCode {
+        use crate::proxy::Error as P;
+        use crate::routing::Error as R;
+        use crate::static_files::Error as S;
+        match self {
+            GatewayError::Routing(R::RouteNotFound) => StatusCode::NOT_FOUND,
+            GatewayError::Routing(R::MethodNotAllowed { .. }) => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::Routing(R::UnknownDestination(_)) => StatusCode::NOT_FOUND,
+            GatewayError::Routing(R::PathTraversal) => StatusCode::BAD_REQUEST,
+            GatewayError::Proxy(P::UpstreamTimeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Proxy(P::InvalidUpstreamUri(_)) => StatusCode::BAD_REQUEST,
+            GatewayError::Proxy(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::Static(S::NotFound) => StatusCode::NOT_FOUND,
+            GatewayError::Static(S::MethodNotAllowed) => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::Static(S::Forbidden) => StatusCode::FORBIDDEN,
+            GatewayError::Static(S::Io(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::Auth(error) => error.status(),
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Builds the response for `error`, applying `errorPage` rules. `path` is the request path (for the
+/// redirect loop guard).
+pub async fn respond(error: &GatewayError, config: &Config, path: &str) -> Response<Body> {
+    let status = error.status();
+    let mut response = match error_page(config, status, path).await {
+        Some(response) => response,
+        None => plain(status),
+    };
+    match error {
+        GatewayError::Routing(crate::routing::Error::MethodNotAllowed { allow }) => {
+            if let Ok(value) = HeaderValue::from_str(allow) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+        }
+        GatewayError::Static(crate::static_files::Error::MethodNotAllowed) => {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        GatewayError::Auth(auth) => auth.decorate(&mut response),
+        _ => {}
+    }
+    response
+}
+
+/// A small `text/plain` response whose body is the reason phrase, as the reference answers.
+pub fn plain(status: StatusCode) -> Response<Body> {
+    let text = status.canonical_reason().unwrap_or("Error");
+    let mut response = Response::new(body::full(text.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    response
+}
+
+async fn error_page(config: &Config, status: StatusCode, path: &str) -> Option<Response<Body>> {
+    let rule = config
+        .error_pages
+        .iter()
+        .find(|rule| rule.statuses.contains(&status.as_u16()))?;
+    match &rule.target {
+        ErrorPageTarget::File(file) => match tokio::fs::read(file).await {
+            Ok(content) => {
+                let mut response = Response::new(body::full(content));
+                *response.status_mut() = status;
+                let mime = mime_guess::from_path(file).first_or(mime_guess::mime::TEXT_HTML);
+                if let Ok(value) = HeaderValue::from_str(mime.essence_str()) {
+                    response.headers_mut().insert(header::CONTENT_TYPE, value);
+                }
+                Some(response)
+            }
+            Err(error) => {
+                tracing::error!(file = %file.display(), %error, "error page file cannot be read");
+                None
+            }
+        },
+        // The loop guard: the error page itself failing must not redirect to itself forever.
+        ErrorPageTarget::Redirect(target) if target != path => {
+            let mut response = Response::new(body::empty());
+            *response.status_mut() = StatusCode::FOUND;
+            let location = HeaderValue::from_str(target).ok()?;
+            response.headers_mut().insert(header::LOCATION, location);
+            Some(response)
+        }
+        ErrorPageTarget::Redirect(_) => None,
+    }
+}

@@ -1,0 +1,221 @@
+//! The fixed order of phases for one request. Phases never call each other; the order lives here:
+//! check → welcome → route → authenticate → dispatch (static | service | forward) → response headers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::body::{self, Body};
+use crate::config::{Config, RouteKind};
+use crate::error::{self, GatewayError};
+use crate::proxy::headers::Forwarding;
+use crate::proxy::{self, ForwardRequest};
+use crate::state::{AppState, Snapshot};
+use crate::{routing, static_files};
+
+/// What the connection knows about a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection {
+    pub peer: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+/// Per-request data shared by the phases.
+pub struct RequestCtx {
+    pub connection: Connection,
+    pub correlation_id: HeaderValue,
+    /// The path as received, without the query.
+    pub path: String,
+    pub route_index: Option<usize>,
+    pub started: Instant,
+}
+
+/// Handles one request; never fails (errors become responses here).
+pub async fn handle(state: Arc<AppState>, request: Request<Incoming>, connection: Connection) -> Response<Body> {
+    let snapshot = state.snapshot();
+    let mut ctx = RequestCtx {
+        connection,
+        correlation_id: correlation_id(request.headers()),
+        path: request.uri().path().to_string(),
+        route_index: None,
+        started: Instant::now(),
+    };
+    let method = request.method().clone();
+    let mut response = match run(&snapshot, request, &mut ctx).await {
+        Ok(response) => response,
+        Err(error) => {
+            let status = error.status();
+            if status.is_server_error() {
+                tracing::error!(correlation_id = ?ctx.correlation_id, route = ?ctx.route_index, %status, error = %error_chain(&error), "request failed");
+            } else {
+                tracing::info!(correlation_id = ?ctx.correlation_id, route = ?ctx.route_index, %status, error = %error, "request refused");
+            }
+            error::respond(&error, &snapshot.config, &ctx.path).await
+        }
+    };
+    finish(&mut response, &snapshot.config, &ctx);
+    tracing::debug!(
+        %method,
+        path = %ctx.path,
+        status = response.status().as_u16(),
+        route = ?ctx.route_index,
+        micros = ctx.started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+async fn run(
+    snapshot: &Snapshot,
+    request: Request<Incoming>,
+    ctx: &mut RequestCtx,
+) -> Result<Response<Body>, GatewayError> {
+    let config = &snapshot.config;
+    check(&request, config)?;
+    if let Some(response) = welcome(&request, config) {
+        return Ok(response);
+    }
+    let (parts, incoming) = request.into_parts();
+    let url = parts.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    let matched = routing::match_route(config, &parts.method, url)?;
+    ctx.route_index = Some(matched.route.index);
+    let route = matched.route;
+    let target_url = matched.url.into_owned();
+    let destination = matched.destination;
+
+    if route.is_protected() {
+        // Login is wired in by the auth module; until a route's identity provider is configured the
+        // router fails closed rather than forwarding an unauthenticated request.
+        return Err(crate::auth::Error::NotConfigured.into());
+    }
+
+    match &route.kind {
+        RouteKind::LocalDir(dir) => {
+            let response = static_files::serve(static_files::StaticRequest {
+                method: &parts.method,
+                headers: &parts.headers,
+                dir,
+                url: &target_url,
+                original_path: &ctx.path,
+                cache_control: route.cache_control.as_ref(),
+            })
+            .await?;
+            Ok(response)
+        }
+        RouteKind::Service { .. } => Err(crate::auth::Error::NotConfigured.into()),
+        RouteKind::Destination(_) => {
+            let destination = destination.ok_or(routing::Error::RouteNotFound)?;
+            let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+                parts
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            });
+            let path = ctx.path.clone();
+            let forwarding = Forwarding {
+                peer: ctx.connection.peer.ip(),
+                scheme: ctx.connection.scheme,
+                host,
+                original_path: &path,
+                set_x_forwarded: destination.set_x_forwarded_headers,
+                correlation_id: &ctx.correlation_id,
+            };
+            let response = proxy::forward(
+                &snapshot.upstream,
+                parts,
+                body::boxed(incoming),
+                ForwardRequest {
+                    destination: &destination,
+                    url: &target_url,
+                    forwarding,
+                },
+            )
+            .await?;
+            Ok(response)
+        }
+    }
+}
+
+/// Refuses requests that are malformed in ways a proxy must not pass on.
+fn check(request: &Request<Incoming>, config: &Config) -> Result<(), GatewayError> {
+    let headers = request.headers();
+    if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
+        return Err(GatewayError::BadRequest("both Transfer-Encoding and Content-Length"));
+    }
+    if headers.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+        return Err(GatewayError::BadRequest("several Content-Length headers"));
+    }
+    if request.uri().path_and_query().is_none() || !request.uri().path().starts_with('/') {
+        return Err(GatewayError::BadRequest("request target must be a path"));
+    }
+    if config.server.path_validation {
+        routing::validate_path(request.uri().path())?;
+    }
+    Ok(())
+}
+
+/// `welcomeFile`: a request for exactly `/` is redirected there.
+fn welcome(request: &Request<Incoming>, config: &Config) -> Option<Response<Body>> {
+    let file = config.welcome_file.as_ref()?;
+    if request.uri().path() != "/" {
+        return None;
+    }
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = StatusCode::FOUND;
+    response
+        .headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_str(file).ok()?);
+    Some(response)
+}
+
+/// Headers every response carries: the configured ones (a backend's own value wins) and the ids.
+fn finish(response: &mut Response<Body>, config: &Config, ctx: &RequestCtx) {
+    let headers = response.headers_mut();
+    for (name, value) in &config.response_headers {
+        if !headers.contains_key(name) {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    if !headers.contains_key("x-request-id") {
+        headers.insert("x-request-id", ctx.correlation_id.clone());
+    }
+}
+
+/// The correlation id: taken from the request (`x-correlationid`, `x-correlation-id`, `x-request-id`,
+/// `x-vcap-request-id`) when it is a sane token, else a new random UUID.
+fn correlation_id(headers: &http::HeaderMap) -> HeaderValue {
+    for name in [
+        "x-correlationid",
+        "x-correlation-id",
+        "x-request-id",
+        "x-vcap-request-id",
+    ] {
+        if let Some(value) = headers.get(name) {
+            let ok = value.len() <= 128
+                && value
+                    .as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+            if ok && !value.is_empty() {
+                return value.clone();
+            }
+        }
+    }
+    HeaderValue::from_str(&crate::util::uuid_v4()).unwrap_or(HeaderValue::from_static("0"))
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

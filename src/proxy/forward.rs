@@ -1,0 +1,71 @@
+//! One forwarded request: URL joined onto the destination, header policy applied, body streamed
+//! both ways, the destination's `timeout` enforced until the response head arrives.
+
+use http::header::{self, HeaderValue};
+use http::{Response, Uri, Version};
+
+use super::headers::{self, Forwarding};
+use super::{Error, Upstream, UpstreamClient};
+use crate::body::{self, Body};
+use crate::config::Destination;
+
+/// What to forward where.
+pub struct ForwardRequest<'a> {
+    pub destination: &'a Destination,
+    /// Path and query after the route's `target` rewrite.
+    pub url: &'a str,
+    pub forwarding: Forwarding<'a>,
+}
+
+/// Sends the request to its destination and returns the response, streaming.
+///
+/// # Errors
+/// [`Error::UpstreamConnect`] (502), [`Error::UpstreamTimeout`] (504), [`Error::InvalidUpstreamUri`].
+pub async fn forward(
+    upstream: &Upstream,
+    mut parts: http::request::Parts,
+    body: Body,
+    request: ForwardRequest<'_>,
+) -> Result<Response<Body>, Error> {
+    let destination = request.destination;
+    parts.uri = upstream_uri(destination, request.url)?;
+    // The upstream connection picks its own protocol (ALPN); hyper wants HTTP/1.1 semantics here.
+    parts.version = Version::HTTP_11;
+    headers::upstream_request(&mut parts.headers, &request.forwarding);
+    if !destination.preserve_host_header || !parts.headers.contains_key(header::HOST) {
+        if let Ok(host) = HeaderValue::from_str(destination.authority.as_str()) {
+            parts.headers.insert(header::HOST, host);
+        }
+    }
+    let outgoing = http::Request::from_parts(parts, body);
+    let sent = match upstream.client_for(destination) {
+        UpstreamClient::Direct(client) => tokio::time::timeout(destination.timeout, client.request(outgoing)).await,
+        UpstreamClient::Tunnel(client) => tokio::time::timeout(destination.timeout, client.request(outgoing)).await,
+    };
+    let response = match sent {
+        Err(_elapsed) => return Err(Error::UpstreamTimeout(destination.name.clone())),
+        Ok(Err(source)) => {
+            return Err(Error::UpstreamConnect {
+                destination: destination.name.clone(),
+                source,
+            })
+        }
+        Ok(Ok(response)) => response,
+    };
+    let (mut parts, incoming) = response.into_parts();
+    // The client's connection has its own protocol; an HTTP/1.0 backend must not downgrade it.
+    parts.version = Version::HTTP_11;
+    headers::downstream_response(&mut parts.headers);
+    Ok(Response::from_parts(parts, body::boxed(incoming)))
+}
+
+/// `trimEnd(url, '/') + '/' + trimStart(path, '/')`, as the reference joins them.
+fn upstream_uri(destination: &Destination, url: &str) -> Result<Uri, Error> {
+    let path = format!("{}/{}", destination.base_path, url.trim_start_matches('/'));
+    Uri::builder()
+        .scheme(destination.scheme.clone())
+        .authority(destination.authority.clone())
+        .path_and_query(path.as_str())
+        .build()
+        .map_err(|error| Error::InvalidUpstreamUri(format!("{path}: {error}")))
+}

@@ -1,0 +1,135 @@
+//! Forwarding to destinations: the upstream client pool, the header policy, and the forward itself.
+
+mod forward;
+pub mod headers;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::RootCertStore;
+
+pub use self::forward::{forward, ForwardRequest};
+use crate::body::Body;
+use crate::config::{Config, Destination};
+
+/// Why a request could not be forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The destination did not accept a connection (refused, unreachable, DNS).
+    #[error("cannot connect to destination {destination}: {source}")]
+    UpstreamConnect {
+        destination: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// The destination did not answer within its `timeout`.
+    #[error("destination {0} did not answer in time")]
+    UpstreamTimeout(String),
+    /// The URL built for the destination is not valid.
+    #[error("invalid upstream URL: {0}")]
+    InvalidUpstreamUri(String),
+}
+
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
+type TunnelClient = Client<HttpsConnector<Tunnel<HttpConnector>>, Body>;
+
+/// One pooled client per kind of connection a destination needs.
+#[derive(Clone)]
+enum UpstreamClient {
+    Direct(HttpsClient),
+    Tunnel(TunnelClient),
+}
+
+/// The upstream clients of one configuration: pooled keep-alive connections, HTTP/1.1 and (over TLS
+/// with ALPN) HTTP/2.
+#[derive(Clone)]
+pub struct Upstream {
+    strict: UpstreamClient,
+    insecure: UpstreamClient,
+    proxied: HashMap<(String, u16, bool), UpstreamClient>,
+}
+
+impl Upstream {
+    /// Builds the clients for every destination in `config`.
+    ///
+    /// # Errors
+    /// When the trust roots cannot be loaded.
+    pub fn new(config: &Config, roots: Arc<RootCertStore>) -> Result<Upstream, crate::tls::Error> {
+        // hyper-rustls sets ALPN itself from the enabled protocols.
+        let alpn: &[&[u8]] = &[];
+        let strict_tls = crate::tls::client_config(roots, None, alpn)?;
+        let insecure_tls = crate::tls::insecure_client_config(alpn);
+        let max_idle = config.server.backend_max_idle;
+        let strict = UpstreamClient::Direct(build(http_connector(), strict_tls.clone(), max_idle));
+        let insecure = UpstreamClient::Direct(build(http_connector(), insecure_tls.clone(), max_idle));
+        let mut proxied = HashMap::new();
+        for destination in config.destinations.values() {
+            if let Some((host, port)) = &destination.proxy {
+                let key = (host.clone(), *port, destination.strict_ssl);
+                if proxied.contains_key(&key) {
+                    continue;
+                }
+                let proxy_uri = format!("http://{host}:{port}")
+                    .parse::<http::Uri>()
+                    .map_err(|error| crate::tls::Error::Root(format!("proxy {host}:{port}: {error}")))?;
+                let tunnel = Tunnel::new(proxy_uri, http_connector());
+                let tls = if destination.strict_ssl {
+                    strict_tls.clone()
+                } else {
+                    insecure_tls.clone()
+                };
+                proxied.insert(key, UpstreamClient::Tunnel(build(tunnel, tls, max_idle)));
+            }
+        }
+        Ok(Upstream {
+            strict,
+            insecure,
+            proxied,
+        })
+    }
+
+    fn client_for(&self, destination: &Destination) -> &UpstreamClient {
+        if let Some((host, port)) = &destination.proxy {
+            if let Some(client) = self.proxied.get(&(host.clone(), *port, destination.strict_ssl)) {
+                return client;
+            }
+        }
+        if destination.strict_ssl {
+            &self.strict
+        } else {
+            &self.insecure
+        }
+    }
+}
+
+fn http_connector() -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.enforce_http(false);
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
+    connector
+}
+
+fn build<C>(connector: C, tls: rustls::ClientConfig, max_idle: usize) -> Client<HttpsConnector<C>, Body>
+where
+    C: tower::Service<http::Uri> + Clone + Send + Sync + 'static,
+    HttpsConnector<C>: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(connector);
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .pool_max_idle_per_host(max_idle)
+        .build(https)
+}

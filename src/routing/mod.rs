@@ -1,0 +1,161 @@
+//! Route matching: first match wins, `httpMethods` → 405, `target` rewrite, destination lookup.
+//! No IO happens here.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use http::Method;
+
+use crate::config::{Config, Destination, DestinationRef, Route, RouteKind};
+
+/// Why a request cannot be routed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// No route's `source` matches.
+    #[error("no route matches")]
+    RouteNotFound,
+    /// Routes match the path, but none allows the method.
+    #[error("method not allowed")]
+    MethodNotAllowed {
+        /// The sorted union of the matching routes' methods, for the `Allow` header.
+        allow: String,
+    },
+    /// A `$N` destination names a destination that does not exist.
+    #[error("dynamic destination {0:?} is not defined")]
+    UnknownDestination(String),
+    /// The decoded path leaves its root or hides a traversal.
+    #[error("path traversal or malformed path")]
+    PathTraversal,
+}
+
+/// The route chosen for a request.
+#[derive(Debug)]
+pub struct RouteMatch<'a> {
+    pub route: &'a Route,
+    /// The URL (path and query) after the `target` rewrite.
+    pub url: Cow<'a, str>,
+    /// The destination for destination routes.
+    pub destination: Option<Arc<Destination>>,
+}
+
+/// Finds the first route for `method` and `url` (path with query, as received).
+///
+/// # Errors
+/// [`Error::RouteNotFound`], [`Error::MethodNotAllowed`] or [`Error::UnknownDestination`].
+pub fn match_route<'a>(config: &'a Config, method: &Method, url: &'a str) -> Result<RouteMatch<'a>, Error> {
+    let mut path_matched: Option<Vec<Method>> = None;
+    for route in &config.routes {
+        if !route.source.is_match(url) {
+            continue;
+        }
+        if !route.allows(method) {
+            let allowed = path_matched.get_or_insert_with(Vec::new);
+            if let Some(methods) = &route.methods {
+                allowed.extend(methods.iter().cloned());
+            }
+            continue;
+        }
+        let rewritten = match &route.target {
+            Some(target) => route.source.replace(url, target.as_str()),
+            None => Cow::Borrowed(url),
+        };
+        let destination = match &route.kind {
+            RouteKind::Destination(DestinationRef::Named(name)) => config.destination(name).cloned(),
+            RouteKind::Destination(DestinationRef::Capture(group)) => {
+                let name = route
+                    .source
+                    .captures(url)
+                    .and_then(|captures| captures.get(*group))
+                    .map(|m| m.as_str())
+                    .unwrap_or("");
+                match config.destination(name) {
+                    Some(destination) => Some(destination.clone()),
+                    None => return Err(Error::UnknownDestination(name.to_string())),
+                }
+            }
+            _ => None,
+        };
+        return Ok(RouteMatch {
+            route,
+            url: rewritten,
+            destination,
+        });
+    }
+    match path_matched {
+        Some(methods) => {
+            let mut names: Vec<&str> = methods.iter().map(Method::as_str).collect();
+            names.sort_unstable();
+            names.dedup();
+            Err(Error::MethodNotAllowed {
+                allow: names.join(", "),
+            })
+        }
+        None => Err(Error::RouteNotFound),
+    }
+}
+
+/// Refuses paths that hide a traversal: the path is percent-decoded up to five times (as the
+/// reference does), and no decoded form may contain a `.`/`..` segment, a backslash or a NUL.
+///
+/// # Errors
+/// [`Error::PathTraversal`].
+pub fn validate_path(path: &str) -> Result<(), Error> {
+    let mut current: Cow<'_, str> = Cow::Borrowed(path);
+    for _ in 0..5 {
+        check_segments(&current)?;
+        let decoded = percent_encoding::percent_decode_str(&current).decode_utf8_lossy();
+        if decoded == current {
+            return Ok(());
+        }
+        current = Cow::Owned(decoded.into_owned());
+    }
+    check_segments(&current)?;
+    if current.contains('%') {
+        // Still encoded after five rounds: nobody legitimate nests encodings that deep.
+        let decoded = percent_encoding::percent_decode_str(&current).decode_utf8_lossy();
+        if decoded != current {
+            return Err(Error::PathTraversal);
+        }
+    }
+    Ok(())
+}
+
+fn check_segments(path: &str) -> Result<(), Error> {
+    if path.contains('\\') || path.contains('\0') {
+        return Err(Error::PathTraversal);
+    }
+    for segment in path.split('/') {
+        if segment == "." || segment == ".." {
+            return Err(Error::PathTraversal);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_is_refused_in_every_encoding() {
+        for path in [
+            "/a/../b",
+            "/a/./b",
+            "/a/%2e%2e/b",
+            "/a/%252e%252e/b",
+            "/public%2F..%2Fapi",
+            "/a%5c..%5cb",
+            "/a/..",
+            "/%2e",
+        ] {
+            assert_eq!(validate_path(path), Err(Error::PathTraversal), "{path}");
+        }
+    }
+
+    #[test]
+    fn ordinary_paths_pass() {
+        for path in ["/", "/a/b.c", "/a/..b/c", "/a%20b", "/v1/x...y", "/a/b/"] {
+            assert_eq!(validate_path(path), Ok(()), "{path}");
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! `localDir` routes: files streamed from disk with ETag/Last-Modified, conditional requests,
+//! `index.html` for folders, traversal refused, GET/HEAD only.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::SystemTime;
+
+use futures_util::TryStreamExt;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode};
+use http_body_util::StreamBody;
+use tokio_util::io::ReaderStream;
+
+use crate::body::{self, Body};
+
+/// Why a file could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("file not found")]
+    NotFound,
+    #[error("only GET and HEAD are allowed on static files")]
+    MethodNotAllowed,
+    #[error("path leaves the folder")]
+    Forbidden,
+    #[error("cannot read file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A static file request.
+pub struct StaticRequest<'a> {
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+    /// The folder of the route.
+    pub dir: &'a Path,
+    /// Path (and query) after the `target` rewrite, relative to `dir`.
+    pub url: &'a str,
+    /// The path the client asked for, for the trailing-slash redirect of folders.
+    pub original_path: &'a str,
+    pub cache_control: Option<&'a HeaderValue>,
+}
+
+/// Serves one file.
+///
+/// # Errors
+/// [`Error::NotFound`], [`Error::MethodNotAllowed`], [`Error::Forbidden`] or [`Error::Io`].
+pub async fn serve(request: StaticRequest<'_>) -> Result<Response<Body>, Error> {
+    if request.method != Method::GET && request.method != Method::HEAD {
+        return Err(Error::MethodNotAllowed);
+    }
+    let path = request.url.split(['?', '#']).next().unwrap_or("");
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| Error::NotFound)?;
+    let mut file_path = resolve(request.dir, &decoded)?;
+    let mut metadata = tokio::fs::metadata(&file_path).await.map_err(not_found)?;
+    if metadata.is_dir() {
+        if !request.original_path.ends_with('/') {
+            let mut response = Response::new(body::empty());
+            *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+            let location = format!("{}/", request.original_path);
+            let value = HeaderValue::from_str(&location).map_err(|_| Error::NotFound)?;
+            response.headers_mut().insert(header::LOCATION, value);
+            return Ok(response);
+        }
+        file_path.push("index.html");
+        metadata = tokio::fs::metadata(&file_path).await.map_err(not_found)?;
+        if !metadata.is_file() {
+            return Err(Error::NotFound);
+        }
+    }
+    let modified = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let length = metadata.len();
+    let etag = etag(length, modified);
+
+    let mut response = if not_modified(request.headers, &etag, modified) {
+        let mut response = Response::new(body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else if request.method == Method::HEAD {
+        let mut response = Response::new(body::empty());
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        response
+    } else {
+        let file = tokio::fs::File::open(&file_path).await.map_err(not_found)?;
+        let stream = ReaderStream::with_capacity(file, 64 * 1024).map_ok(http_body::Frame::data);
+        let mut response = Response::new(body::boxed(StreamBody::new(stream)));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        response
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
+        headers.insert(header::LAST_MODIFIED, value);
+    }
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(value) = content_type(&file_path) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        request
+            .cache_control
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("public, max-age=0")),
+    );
+    Ok(response)
+}
+
+fn not_found(error: std::io::Error) -> Error {
+    match error.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => Error::NotFound,
+        std::io::ErrorKind::PermissionDenied => Error::Forbidden,
+        _ => Error::Io(error),
+    }
+}
+
+/// Joins a decoded URL path onto `dir`, refusing anything that would leave it.
+fn resolve(dir: &Path, decoded: &str) -> Result<PathBuf, Error> {
+    let mut full = dir.to_path_buf();
+    for component in Path::new(decoded.trim_start_matches('/')).components() {
+        match component {
+            Component::Normal(part) => full.push(part),
+            Component::CurDir => {}
+            _ => return Err(Error::Forbidden),
+        }
+    }
+    if decoded.contains('\0') || decoded.contains('\\') {
+        return Err(Error::Forbidden);
+    }
+    Ok(full)
+}
+
+/// A weak validator from size and modification time, like serve-static's.
+fn etag(length: u64, modified: SystemTime) -> String {
+    let millis = modified
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("W/\"{length:x}-{millis:x}\"")
+}
+
+fn not_modified(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
+    if let Some(value) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        return value.split(',').any(|tag| {
+            let tag = tag.trim();
+            tag == "*" || tag.trim_start_matches("W/") == etag.trim_start_matches("W/")
+        });
+    }
+    if let Some(since) = headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    {
+        let modified_secs = modified
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let since_secs = since
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        return modified_secs <= since_secs;
+    }
+    false
+}
+
+fn content_type(path: &Path) -> Option<HeaderValue> {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let text = if mime.type_() == mime_guess::mime::TEXT
+        || mime.essence_str() == "application/javascript"
+        || mime.essence_str() == "application/json"
+    {
+        format!("{}; charset=UTF-8", mime.essence_str())
+    } else {
+        mime.essence_str().to_string()
+    };
+    HeaderValue::from_str(&text).ok()
+}

@@ -1,0 +1,195 @@
+//! TLS material: PEM loading, trust roots, and rustls client configurations (with or without a
+//! client identity). The aws-lc-rs provider is the only one compiled in.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+
+/// Why TLS material could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no certificate found in PEM")]
+    NoCertificate,
+    #[error("invalid certificate PEM: {0}")]
+    CertificatePem(String),
+    #[error("no private key found in PEM (PKCS#1, PKCS#8 or SEC1 expected)")]
+    NoPrivateKey,
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("certificate and key do not match or are unusable: {0}")]
+    Identity(#[source] rustls::Error),
+    #[error("invalid trust root: {0}")]
+    Root(String),
+}
+
+/// The process-wide crypto provider (aws-lc-rs).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Bindings often carry PEM with literal `\n` sequences; SAP's libraries unescape them too.
+pub fn unescape_pem(pem: &str) -> String {
+    if pem.contains("\\n") {
+        pem.replace("\\n", "\n")
+    } else {
+        pem.to_string()
+    }
+}
+
+/// Every certificate in a PEM text, in order (leaf first for a chain).
+///
+/// # Errors
+/// [`Error::NoCertificate`] or [`Error::CertificatePem`].
+pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let pem = unescape_pem(pem);
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| Error::CertificatePem(error.to_string()))?;
+    if certs.is_empty() {
+        return Err(Error::NoCertificate);
+    }
+    Ok(certs)
+}
+
+/// The private key in a PEM text: PKCS#1 (`RSA PRIVATE KEY`), PKCS#8 or SEC1 (`EC PRIVATE KEY`).
+///
+/// # Errors
+/// [`Error::NoPrivateKey`].
+pub fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, Error> {
+    let pem = unescape_pem(pem);
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| Error::NoPrivateKey)
+}
+
+/// The system's trust roots plus the certificates in `extra` PEM files (`XS_CACERT_PATH`).
+///
+/// # Errors
+/// A file that cannot be read or holds no usable certificate.
+pub fn root_store(extra_files: &[impl AsRef<Path>], extra_pem: &[String]) -> Result<RootCertStore, Error> {
+    let mut roots = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // A broken system certificate must not keep the router from starting.
+        let _ = roots.add(cert);
+    }
+    for file in extra_files {
+        let path = file.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        add_pem_roots(&mut roots, &text)?;
+    }
+    for pem in extra_pem {
+        add_pem_roots(&mut roots, pem)?;
+    }
+    Ok(roots)
+}
+
+fn add_pem_roots(roots: &mut RootCertStore, pem: &str) -> Result<(), Error> {
+    for cert in certificates(pem)? {
+        roots.add(cert).map_err(|error| Error::Root(error.to_string()))?;
+    }
+    Ok(())
+}
+
+/// A client configuration that verifies servers against `roots`, optionally presenting a client
+/// certificate chain and key (mutual TLS), with ALPN for h2 and http/1.1.
+///
+/// # Errors
+/// [`Error::Identity`] when the key does not fit the certificate.
+pub fn client_config(
+    roots: Arc<RootCertStore>,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    alpn: &[&[u8]],
+) -> Result<ClientConfig, Error> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(Error::Identity)?
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(Error::Identity)?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
+/// A client configuration that accepts any server certificate: a destination's `strictSSL: false`.
+pub fn insecure_client_config(alpn: &[&[u8]]) -> ClientConfig {
+    let provider = provider();
+    let verifier = Arc::new(AcceptAnyServer {
+        provider: provider.clone(),
+    });
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|builder| {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(verifier)
+                .with_no_client_auth()
+        })
+        .unwrap_or_else(|_| unreachable_config());
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+fn unreachable_config() -> ClientConfig {
+    // The default protocol versions are always supported by the aws-lc-rs provider.
+    ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map(|builder| {
+            builder
+                .with_root_certificates(RootCertStore::empty())
+                .with_no_client_auth()
+        })
+        .unwrap_or_else(|_| panic!("aws-lc-rs supports TLS 1.3"))
+}
+
+#[derive(Debug)]
+struct AcceptAnyServer {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for AcceptAnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
