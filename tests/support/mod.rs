@@ -1,0 +1,156 @@
+//! Builders for integration tests: a real backend on loopback, the router in-process on
+//! `127.0.0.1:0`, the real binary, and a test client that never follows redirects.
+#![allow(dead_code)]
+
+pub mod backend;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use approuter::app;
+use approuter::config::{Config, Env};
+use approuter::state::AppState;
+use tokio::sync::oneshot;
+
+#[allow(unused_imports)]
+pub use backend::{backend, Backend, Seen};
+
+/// A router running in this process.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Gateway {
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops accepting and waits until every connection has finished.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Builds a router: an app folder with `xs-app.json` and `files`, and an environment.
+pub struct GatewayBuilder {
+    xs_app: serde_json::Value,
+    env: Vec<(String, String)>,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+/// A router for `xs_app` (the JSON of xs-app.json).
+pub fn gateway(xs_app: serde_json::Value) -> GatewayBuilder {
+    GatewayBuilder {
+        xs_app,
+        env: Vec::new(),
+        files: Vec::new(),
+    }
+}
+
+impl GatewayBuilder {
+    /// Sets an environment variable for the router (never the process environment).
+    pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.env.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// The `destinations` variable from (name, url) pairs.
+    pub fn destinations(self, list: &[(&str, &str)]) -> Self {
+        let json: Vec<serde_json::Value> = list
+            .iter()
+            .map(|(name, url)| serde_json::json!({"name": name, "url": url}))
+            .collect();
+        self.env("destinations", serde_json::Value::Array(json).to_string())
+    }
+
+    /// The `destinations` variable as raw JSON entries.
+    pub fn destination_entries(self, entries: serde_json::Value) -> Self {
+        self.env("destinations", entries.to_string())
+    }
+
+    /// A file in the app folder.
+    pub fn file(mut self, path: &str, content: impl Into<Vec<u8>>) -> Self {
+        self.files.push((path.to_string(), content.into()));
+        self
+    }
+
+    /// Writes the app folder and checks the configuration.
+    pub fn config(&self) -> (tempfile::TempDir, Result<Config, approuter::config::Error>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_app(dir.path(), &self.xs_app, &self.files);
+        let env = Env::from_pairs(self.env.clone());
+        let config = app::load_config(
+            &app::Sources {
+                dir: dir.path().to_path_buf(),
+                xs_app: None,
+            },
+            env,
+        );
+        (dir, config)
+    }
+
+    /// Starts the router on `127.0.0.1:0`.
+    pub async fn start(self) -> Gateway {
+        let (dir, config) = self.config();
+        let config = config.unwrap_or_else(|errors| panic!("test configuration invalid: {errors}"));
+        let state = app::build_state(config).expect("router state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(approuter::server::run(listener, state.clone(), async move {
+            let _ = shutdown_rx.await;
+        }));
+        Gateway {
+            addr,
+            state,
+            dir,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+}
+
+/// Writes xs-app.json and other files into `dir`.
+pub fn write_app(dir: &Path, xs_app: &serde_json::Value, files: &[(String, Vec<u8>)]) {
+    std::fs::write(dir.join("xs-app.json"), serde_json::to_vec_pretty(xs_app).expect("json")).expect("write");
+    for (path, content) in files {
+        let full = dir.join(path);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(full, content).expect("write file");
+    }
+}
+
+/// A client that does not follow redirects and keeps no cookies.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+/// The path of the real `approuter` binary.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_approuter"))
+}
