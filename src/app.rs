@@ -3,7 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::auth::session::MemoryStore;
+use crate::auth::xsuaa::IdpClient;
+use crate::auth::{Auth, Clock};
 use crate::config::{self, Config, Env};
 use crate::proxy::Upstream;
 use crate::state::{AppState, Snapshot};
@@ -40,19 +44,90 @@ pub fn load_config(sources: &Sources, mut env: Env) -> Result<Config, config::Er
 pub enum StartupError {
     #[error("outbound TLS: {0}")]
     Tls(#[from] crate::tls::Error),
+    #[error("XSUAA client: {0}")]
+    Idp(#[from] crate::auth::xsuaa::IdpError),
 }
 
-/// Builds the shared state for `config`.
+/// Choices that tests and embedders make; the binary uses the defaults.
+#[derive(Clone, Copy)]
+pub struct Options {
+    /// Where "now" comes from for token expiry.
+    pub clock: Clock,
+    /// How often idle sessions are swept.
+    pub sweep_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            clock: Clock::System,
+            sweep_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Builds the shared state for `config`. Must run inside a tokio runtime (it starts the session
+/// sweeper).
 ///
 /// # Errors
 /// When trust roots or client certificates cannot be loaded.
 pub fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> {
+    build_state_with(config, Options::default())
+}
+
+/// [`build_state`] with explicit [`Options`].
+///
+/// # Errors
+/// When trust roots or client certificates cannot be loaded.
+pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState>, StartupError> {
     let roots = Arc::new(crate::tls::root_store(&config.server.ca_cert_paths, &[])?);
-    let upstream = Upstream::new(&config, roots)?;
-    Ok(Arc::new(AppState::new(Snapshot {
-        config: Arc::new(config),
-        upstream,
-    })))
+    let upstream = Upstream::new(&config, roots.clone())?;
+    let auth = match &config.xsuaa {
+        Some(credentials) => {
+            let idp = IdpClient::new(credentials, roots, config.auth.idp_timeout)?;
+            let store = Arc::new(MemoryStore::new(config.session_timeout, config.auth.login_attempt_ttl));
+            spawn_sweeper(Arc::downgrade(&store), options.sweep_interval);
+            tracing::info!(
+                binding = %credentials.name,
+                clientid = %credentials.clientid,
+                mtls = credentials.is_x509(),
+                token_url = %credentials.token_url(),
+                "XSUAA binding loaded"
+            );
+            Some(Arc::new(Auth::new(
+                credentials.clone(),
+                config.auth.clone(),
+                config.login_callback.clone(),
+                idp,
+                store,
+                options.clock,
+            )))
+        }
+        None => None,
+    };
+    Ok(Arc::new(AppState::new(
+        Snapshot {
+            config: Arc::new(config),
+            upstream,
+        },
+        auth,
+    )))
+}
+
+/// Drops idle sessions periodically; ends when the store is gone.
+fn spawn_sweeper(store: std::sync::Weak<MemoryStore>, interval: Duration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(store) = store.upgrade() else { break };
+            let ended = store.sweep();
+            if !ended.is_empty() {
+                tracing::debug!(count = ended.len(), "idle sessions ended");
+            }
+        }
+    });
 }
 
 /// The process environment as an [`Env`].

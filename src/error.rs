@@ -52,7 +52,13 @@ pub async fn respond(error: &GatewayError, config: &Config, path: &str) -> Respo
     let status = error.status();
     let mut response = match error_page(config, status, path).await {
         Some(response) => response,
-        None => plain(status),
+        None => match error {
+            GatewayError::Auth(auth) => match auth.public_message() {
+                Some(message) => with_message(status, message),
+                None => plain(status),
+            },
+            _ => plain(status),
+        },
     };
     match error {
         GatewayError::Routing(crate::routing::Error::MethodNotAllowed { allow }) => {
@@ -84,6 +90,14 @@ pub fn plain(status: StatusCode) -> Response<Body> {
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, no-store, must-revalidate"),
     );
+    response
+}
+
+/// A `text/plain` response with the reason phrase and one sentence for the user.
+pub fn with_message(status: StatusCode, message: &str) -> Response<Body> {
+    let mut response = plain(status);
+    let text = format!("{}\n\n{message}\n", status.canonical_reason().unwrap_or("Error"));
+    *response.body_mut() = body::full(text);
     response
 }
 

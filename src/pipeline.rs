@@ -9,10 +9,12 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use crate::auth::session::Session;
+use crate::auth::{self, Origin, Outcome};
 use crate::body::{self, Body};
-use crate::config::{Config, RouteKind};
+use crate::config::{Config, Destination, RouteKind};
 use crate::error::{self, GatewayError};
-use crate::proxy::headers::Forwarding;
+use crate::proxy::headers::{self, Forwarding};
 use crate::proxy::{self, ForwardRequest};
 use crate::state::{AppState, Snapshot};
 use crate::{routing, static_files};
@@ -46,7 +48,7 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>, connection
         started: Instant::now(),
     };
     let method = request.method().clone();
-    let mut response = match run(&snapshot, request, &mut ctx).await {
+    let mut response = match run(&state, &snapshot, request, &mut ctx).await {
         Ok(response) => response,
         Err(error) => {
             let status = error.status();
@@ -71,16 +73,25 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>, connection
 }
 
 async fn run(
+    state: &AppState,
     snapshot: &Snapshot,
     request: Request<Incoming>,
     ctx: &mut RequestCtx,
 ) -> Result<Response<Body>, GatewayError> {
     let config = &snapshot.config;
     check(&request, config)?;
-    if let Some(response) = welcome(&request, config) {
+    let (mut parts, incoming) = request.into_parts();
+    let origin = Origin {
+        scheme: ctx.connection.scheme,
+    };
+    if let Some(auth) = &state.auth {
+        if auth.is_callback(&parts) {
+            return Ok(auth.callback(&parts, &origin).await?);
+        }
+    }
+    if let Some(response) = welcome(&parts, config) {
         return Ok(response);
     }
-    let (parts, incoming) = request.into_parts();
     let url = parts.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
     let matched = routing::match_route(config, &parts.method, url)?;
     ctx.route_index = Some(matched.route.index);
@@ -88,10 +99,14 @@ async fn run(
     let target_url = matched.url.into_owned();
     let destination = matched.destination;
 
+    let mut user = None;
     if route.is_protected() {
-        // Login is wired in by the auth module; until a route's identity provider is configured the
-        // router fails closed rather than forwarding an unauthenticated request.
-        return Err(crate::auth::Error::NotConfigured.into());
+        // Fail closed: a protected route without login machinery never forwards.
+        let auth = state.auth.as_ref().ok_or(auth::Error::NotConfigured)?;
+        match auth.authenticate(&parts, route, &origin).await? {
+            Outcome::User { session, .. } => user = Some(session),
+            Outcome::Respond(response) => return Ok(response),
+        }
     }
 
     match &route.kind {
@@ -117,6 +132,13 @@ async fn run(
                     .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             });
             let path = ctx.path.clone();
+            upstream_identity(
+                &mut parts.headers,
+                state,
+                route.is_protected(),
+                &destination,
+                user.as_deref(),
+            );
             let forwarding = Forwarding {
                 peer: ctx.connection.peer.ip(),
                 scheme: ctx.connection.scheme,
@@ -159,10 +181,36 @@ fn check(request: &Request<Incoming>, config: &Config) -> Result<(), GatewayErro
     Ok(())
 }
 
+/// What the backend learns about the user: the client's own credentials and our cookies are
+/// removed, and the session's access token is added where the destination asks for it.
+fn upstream_identity(
+    headers: &mut http::HeaderMap,
+    state: &AppState,
+    protected: bool,
+    destination: &Destination,
+    session: Option<&Session>,
+) {
+    if let Some(auth) = &state.auth {
+        let session_cookie = auth.settings.session_cookie.as_str();
+        let binding = crate::auth::login::binding_cookie(session_cookie);
+        headers::strip_cookies(headers, |name| {
+            name == session_cookie || name == binding || name == crate::auth::login::FRAGMENT_COOKIE
+        });
+    }
+    if protected {
+        headers.remove(header::AUTHORIZATION);
+        if let (true, Some(session)) = (destination.forward_auth_token, session) {
+            if let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", session.access_token)) {
+                headers.insert(header::AUTHORIZATION, value);
+            }
+        }
+    }
+}
+
 /// `welcomeFile`: a request for exactly `/` is redirected there.
-fn welcome(request: &Request<Incoming>, config: &Config) -> Option<Response<Body>> {
+fn welcome(parts: &http::request::Parts, config: &Config) -> Option<Response<Body>> {
     let file = config.welcome_file.as_ref()?;
-    if request.uri().path() != "/" {
+    if parts.uri.path() != "/" {
         return None;
     }
     let mut response = Response::new(body::empty());

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::proxy::Upstream;
 
@@ -17,13 +18,16 @@ pub struct Snapshot {
 /// State shared by every connection.
 pub struct AppState {
     snapshot: ArcSwap<Snapshot>,
+    /// Login and sessions; `None` when no XSUAA is bound (then only public routes exist).
+    pub auth: Option<Arc<Auth>>,
 }
 
 impl AppState {
     /// State serving `snapshot`.
-    pub fn new(snapshot: Snapshot) -> AppState {
+    pub fn new(snapshot: Snapshot, auth: Option<Arc<Auth>>) -> AppState {
         AppState {
             snapshot: ArcSwap::from_pointee(snapshot),
+            auth,
         }
     }
 

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::error::Error;
 use super::parse::parse_all;
 use super::raw;
-use super::{CompressionConfig, Destination, ServerSettings, DEFAULT_DESTINATION_TIMEOUT};
+use super::{AuthSettings, CompressionConfig, Destination, ServerSettings, DEFAULT_DESTINATION_TIMEOUT};
 
 /// Environment variables as the router sees them. Tests build one from a map; `main` from the
 /// process environment plus `default-env.json`, so no test ever changes the process environment.
@@ -391,5 +391,85 @@ pub fn server_settings(env: &Env, errors: &mut Error) -> ServerSettings {
         backend_max_idle,
         ca_cert_paths,
         path_validation: env.flag("DISABLE_PATHNAME_VALIDATION", errors) != Some(true),
+    }
+}
+
+/// Login and session settings.
+pub fn auth_settings(env: &Env, errors: &mut Error) -> AuthSettings {
+    let session_cookie = env.get("SESSION_COOKIE_NAME").unwrap_or("JSESSIONID").to_string();
+    if session_cookie.is_empty()
+        || !session_cookie
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        errors.push(
+            "SESSION_COOKIE_NAME",
+            format!("must be a cookie name of letters, digits, '_' or '-', got {session_cookie:?}"),
+        );
+    }
+    let refresh_minutes = match env.get("JWT_REFRESH") {
+        Some(text) => text.trim().parse::<u64>().unwrap_or_else(|_| {
+            errors.push(
+                "JWT_REFRESH",
+                format!("must be a whole number of minutes, got {text:?}"),
+            );
+            5
+        }),
+        None => 5,
+    };
+    let login_attempt_secs = env
+        .get("STATE_CACHE")
+        .and_then(|text| positive_integer("STATE_CACHE", text, errors))
+        .unwrap_or(180);
+    let mut same_site = "Lax".to_string();
+    if let Some(value) = json_var(env, "COOKIES", errors) {
+        match value.get("SameSite").and_then(Value::as_str) {
+            Some(site @ ("None" | "Lax" | "Strict")) => same_site = site.to_string(),
+            Some(other) => errors.push(
+                "COOKIES.SameSite",
+                format!("must be None, Lax or Strict, got {other:?}"),
+            ),
+            None => {}
+        }
+    }
+    let secure_cookie = match env.get("SECURE_SESSION_COOKIE").map(str::trim) {
+        None | Some("auto") => None,
+        Some(_) => env.flag("SECURE_SESSION_COOKIE", errors),
+    };
+    let external_url = match env.get("APPROUTER_URL") {
+        Some(url) => {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                errors.push("APPROUTER_URL", format!("must be an absolute http(s) URL, got {url:?}"));
+            }
+            Some(url.trim_end_matches('/').to_string())
+        }
+        None => env
+            .get("VCAP_APPLICATION")
+            .and_then(|text| serde_json::from_str::<Value>(text).ok())
+            .and_then(|app| {
+                app.get("application_uris")?
+                    .as_array()?
+                    .first()?
+                    .as_str()
+                    .map(|uri| format!("https://{}", uri.trim_end_matches('/')))
+            }),
+    };
+    let mut idp_timeout = Duration::from_millis(10_000);
+    if let Some(options) = json_var(env, "OUTGOING_REQUEST_OPTIONS", errors) {
+        if let Some(millis) = options.get("xsuaa").and_then(Value::as_u64) {
+            if millis > 0 {
+                idp_timeout = Duration::from_millis(millis);
+            }
+        }
+    }
+    AuthSettings {
+        session_cookie,
+        refresh_before_expiry: Duration::from_secs(refresh_minutes * 60),
+        preserve_fragment: env.flag("PRESERVE_FRAGMENT", errors) != Some(false),
+        login_attempt_ttl: Duration::from_secs(login_attempt_secs),
+        same_site,
+        secure_cookie,
+        external_url,
+        idp_timeout,
     }
 }

@@ -1,6 +1,7 @@
 //! Configuration: `xs-app.json` plus the environment (`destinations`, `httpHeaders`, …), checked once
 //! into a typed [`Config`]. Every problem is reported with its key path, all at once.
 
+mod binding;
 mod env;
 mod error;
 mod parse;
@@ -16,11 +17,12 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method};
 use regex::Regex;
 
+pub use self::binding::{find_xsuaa, read_binding_files, BindingSource, XsuaaCredentials};
 pub use self::env::{load_default_env, Env};
 pub use self::error::{Error, Problem};
 use self::parse::parse_all;
 pub use self::raw::{AuthenticationType, BackendLogoutMethod, LogoutMethod};
-pub use self::routes::{DestinationRef, Route, RouteKind, ScopeRule};
+pub use self::routes::{DestinationRef, Route, RouteKind, ScopeRule, USER_API_SERVICE};
 
 /// The checked configuration of one router.
 #[derive(Debug)]
@@ -57,6 +59,32 @@ pub struct Config {
     pub error_pages: Vec<ErrorPageRule>,
     /// Listener and limits.
     pub server: ServerSettings,
+    /// The XSUAA binding, when one is bound.
+    pub xsuaa: Option<XsuaaCredentials>,
+    /// Login and session settings.
+    pub auth: AuthSettings,
+}
+
+/// Login and session settings from the environment.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// `SESSION_COOKIE_NAME` (default `JSESSIONID`).
+    pub session_cookie: String,
+    /// `JWT_REFRESH`: refresh this long before the access token expires; zero disables.
+    pub refresh_before_expiry: Duration,
+    /// `PRESERVE_FRAGMENT` (default true): login through a small page that keeps the URL fragment.
+    pub preserve_fragment: bool,
+    /// `STATE_CACHE`: how long a login attempt may take.
+    pub login_attempt_ttl: Duration,
+    /// `SameSite` of our cookies (`COOKIES`), default `Lax`.
+    pub same_site: String,
+    /// `SECURE_SESSION_COOKIE`: `Some(true)` forces `Secure`, `None` decides per request.
+    pub secure_cookie: Option<bool>,
+    /// The router's public URL for the login redirect (`APPROUTER_URL`, else
+    /// `VCAP_APPLICATION.application_uris[0]`); `None` derives it from each request.
+    pub external_url: Option<String>,
+    /// Timeout of requests to the identity provider (`OUTGOING_REQUEST_OPTIONS.xsuaa`).
+    pub idp_timeout: Duration,
 }
 
 /// `logout` of xs-app.json.
@@ -176,7 +204,20 @@ impl Config {
 fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Config {
     let destinations = env::destinations(env, errors);
     let authentication_none = xs_app.authentication_method == Some(raw::AuthenticationMethod::None);
-    let routes = routes::compile(&xs_app.routes, &destinations, dir, authentication_none, errors);
+    let mut routes = routes::compile(&xs_app.routes, &destinations, dir, authentication_none, errors);
+    let xsuaa = binding::find_xsuaa(env, errors);
+    for route in &mut routes {
+        if route.is_protected() && xsuaa.is_none() {
+            errors.push(
+                format!("xs-app.json: routes[{}].authenticationType", route.index),
+                "needs an XSUAA binding, but none was found in VCAP_SERVICES or SERVICE_BINDING_ROOT \
+                 (make the route public with \"authenticationType\": \"none\" or bind XSUAA)",
+            );
+        }
+        if let (Some(scope), Some(xsuaa)) = (&mut route.scope, &xsuaa) {
+            scope.resolve_xsappname(&xsuaa.xsappname);
+        }
+    }
 
     let session_timeout_minutes = match env.get("SESSION_TIMEOUT") {
         Some(text) => env::positive_integer("SESSION_TIMEOUT", text, errors).unwrap_or(DEFAULT_SESSION_TIMEOUT_MINUTES),
@@ -258,6 +299,8 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
         websockets_enabled: xs_app.websockets.map(|ws| ws.enabled).unwrap_or(false),
         error_pages,
         server: env::server_settings(env, errors),
+        xsuaa,
+        auth: env::auth_settings(env, errors),
     }
 }
 

@@ -1,0 +1,361 @@
+//! Sessions: what the server keeps for a logged-in browser, the [`SessionStore`] trait, and the
+//! in-memory store (the default). The browser only ever holds the opaque session id.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::util::random_bytes;
+
+/// A session id: 256 random bits, new at every login. Its text form (base64url) is the cookie value.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId([u8; 32]);
+
+impl SessionId {
+    /// A fresh random id.
+    pub fn generate() -> SessionId {
+        SessionId(random_bytes::<32>())
+    }
+
+    /// Parses a cookie value; anything but 43 base64url characters of 32 bytes is not an id.
+    pub fn parse(text: &str) -> Option<SessionId> {
+        if text.len() != 43 {
+            return None;
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).ok()?;
+        Some(SessionId(bytes.try_into().ok()?))
+    }
+
+    /// The cookie value.
+    pub fn to_cookie_value(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// The raw bytes (stores hash them before use as a key).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SessionId {
+    // The id is a bearer credential: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionId(..)")
+    }
+}
+
+/// The user as the access token describes them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct User {
+    pub name: String,
+    pub email: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub user_id: Option<String>,
+    pub origin: Option<String>,
+    pub zone_id: Option<String>,
+    /// Subdomain of the tenant (`ext_attr.zdn`).
+    pub tenant: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+/// What the server keeps per logged-in browser.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct Session {
+    pub user: User,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    /// `exp` of the access token (Unix seconds).
+    pub expires_at: u64,
+    /// When to refresh (Unix seconds).
+    pub refresh_at: u64,
+    /// Secret behind this session's CSRF token.
+    pub csrf_secret: Option<String>,
+    /// Backend session cookies kept server-side: (destination, name, value).
+    pub backend_cookies: Vec<(String, String, String)>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("user", &self.user.name)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One login in progress: created at the redirect to the identity provider, consumed once at the
+/// callback. Several may exist per browser (several tabs).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LoginAttempt {
+    /// The value of the browser-binding cookie that must come back with the callback.
+    pub browser_binding: String,
+    /// PKCE verifier.
+    pub code_verifier: String,
+    /// The exact `redirect_uri` sent in the authorize request.
+    pub redirect_uri: String,
+    /// Where to go after login: a same-origin relative path.
+    pub return_to: String,
+}
+
+impl std::fmt::Debug for LoginAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginAttempt")
+            .field("return_to", &self.return_to)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the session store could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    #[error("too many logins in progress")]
+    Full,
+}
+
+/// A boxed future, so stores can be chosen at run time.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Where sessions and login attempts live. The idle timeout slides on every `load`.
+pub trait SessionStore: Send + Sync + 'static {
+    /// The session, if it exists and has not been idle too long; counts as use.
+    fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<Session>>>;
+    /// Stores (or replaces) a session.
+    fn save<'a>(&'a self, id: &'a SessionId, session: Arc<Session>) -> StoreFuture<'a, ()>;
+    /// Removes a session and returns it.
+    fn remove<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<Session>>>;
+    /// Stores a login attempt under its `state`.
+    fn put_attempt<'a>(&'a self, state: &'a str, attempt: LoginAttempt) -> StoreFuture<'a, ()>;
+    /// Takes a login attempt out: a second take of the same state finds nothing.
+    fn take_attempt<'a>(&'a self, state: &'a str) -> StoreFuture<'a, Option<LoginAttempt>>;
+}
+
+const SHARDS: usize = 32;
+/// Bounds memory under a flood of login starts; each attempt lives `login_ttl` at most.
+const MAX_ATTEMPTS: usize = 200_000;
+
+struct Entry {
+    session: Arc<Session>,
+    /// Milliseconds since the store's origin; atomic so `load` needs no write lock on the map.
+    last_access: AtomicU64,
+}
+
+/// The default store: sharded maps in this process. Expiry needs no timer per session: `load`
+/// checks the idle time, and [`MemoryStore::sweep`] drops what nobody asked for.
+pub struct MemoryStore {
+    shards: Box<[Mutex<HashMap<SessionId, Entry>>]>,
+    attempts: Mutex<HashMap<String, (LoginAttempt, u64)>>,
+    origin: Instant,
+    idle_ms: u64,
+    login_ttl_ms: u64,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl MemoryStore {
+    /// A store whose sessions end after `idle` without use and whose login attempts last `login_ttl`.
+    pub fn new(idle: Duration, login_ttl: Duration) -> MemoryStore {
+        MemoryStore {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            attempts: Mutex::new(HashMap::new()),
+            origin: Instant::now(),
+            idle_ms: idle.as_millis() as u64,
+            login_ttl_ms: login_ttl.as_millis() as u64,
+            hasher: Default::default(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    fn shard(&self, id: &SessionId) -> &Mutex<HashMap<SessionId, Entry>> {
+        let mut hasher = self.hasher.build_hasher();
+        id.hash(&mut hasher);
+        &self.shards[(hasher.finish() as usize) % SHARDS]
+    }
+
+    /// Number of sessions held (including idle ones not yet swept).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().map(|m| m.len()).unwrap_or(0)).sum()
+    }
+
+    /// True when no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops idle sessions and stale login attempts; returns the sessions that ended, so their
+    /// backends can be told.
+    pub fn sweep(&self) -> Vec<Arc<Session>> {
+        let now = self.now_ms();
+        let mut ended = Vec::new();
+        for shard in self.shards.iter() {
+            let Ok(mut map) = shard.lock() else { continue };
+            map.retain(|_, entry| {
+                let alive = now.saturating_sub(entry.last_access.load(Ordering::Relaxed)) <= self.idle_ms;
+                if !alive {
+                    ended.push(entry.session.clone());
+                }
+                alive
+            });
+        }
+        if let Ok(mut attempts) = self.attempts.lock() {
+            attempts.retain(|_, (_, deadline)| *deadline >= now);
+        }
+        ended
+    }
+}
+
+fn ready<'a, T: Send + 'a>(value: Result<T, StoreError>) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(value))
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Unavailable("in-memory store lock poisoned".into())
+}
+
+impl SessionStore for MemoryStore {
+    fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<Session>>> {
+        let now = self.now_ms();
+        let result = self.shard(id).lock().map_err(|_| poisoned()).map(|mut map| {
+            let entry = map.get(id)?;
+            let last = entry.last_access.load(Ordering::Relaxed);
+            if now.saturating_sub(last) > self.idle_ms {
+                map.remove(id);
+                return None;
+            }
+            entry.last_access.store(now, Ordering::Relaxed);
+            Some(entry.session.clone())
+        });
+        ready(result)
+    }
+
+    fn save<'a>(&'a self, id: &'a SessionId, session: Arc<Session>) -> StoreFuture<'a, ()> {
+        let now = self.now_ms();
+        let result = self.shard(id).lock().map_err(|_| poisoned()).map(|mut map| {
+            map.insert(
+                *id,
+                Entry {
+                    session,
+                    last_access: AtomicU64::new(now),
+                },
+            );
+        });
+        ready(result)
+    }
+
+    fn remove<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<Session>>> {
+        let result = self
+            .shard(id)
+            .lock()
+            .map_err(|_| poisoned())
+            .map(|mut map| map.remove(id).map(|entry| entry.session));
+        ready(result)
+    }
+
+    fn put_attempt<'a>(&'a self, state: &'a str, attempt: LoginAttempt) -> StoreFuture<'a, ()> {
+        let deadline = self.now_ms() + self.login_ttl_ms;
+        let result = self.attempts.lock().map_err(|_| poisoned()).and_then(|mut attempts| {
+            if attempts.len() >= MAX_ATTEMPTS {
+                let now = self.now_ms();
+                attempts.retain(|_, (_, deadline)| *deadline >= now);
+                if attempts.len() >= MAX_ATTEMPTS {
+                    return Err(StoreError::Full);
+                }
+            }
+            attempts.insert(state.to_string(), (attempt, deadline));
+            Ok(())
+        });
+        ready(result)
+    }
+
+    fn take_attempt<'a>(&'a self, state: &'a str) -> StoreFuture<'a, Option<LoginAttempt>> {
+        let now = self.now_ms();
+        let result = self.attempts.lock().map_err(|_| poisoned()).map(|mut attempts| {
+            let (attempt, deadline) = attempts.remove(state)?;
+            (deadline >= now).then_some(attempt)
+        });
+        ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Arc<Session> {
+        Arc::new(Session {
+            user: User {
+                name: "jane".into(),
+                ..User::default()
+            },
+            access_token: "token".into(),
+            refresh_token: None,
+            expires_at: 0,
+            refresh_at: 0,
+            csrf_secret: None,
+            backend_cookies: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn session_ids_round_trip_and_reject_garbage() {
+        let id = SessionId::generate();
+        assert_eq!(SessionId::parse(&id.to_cookie_value()), Some(id));
+        assert_ne!(SessionId::generate(), id);
+        for bad in ["", "abc", "s%3Aforged.sig", &"A".repeat(44), &"*".repeat(43)] {
+            assert!(SessionId::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_sessions_expire_and_use_slides_the_timeout() {
+        let store = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(180));
+        let id = SessionId::generate();
+        store.save(&id, session()).await.unwrap();
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert!(store.load(&id).await.unwrap().is_some());
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert!(store.load(&id).await.unwrap().is_some(), "use slid the timeout");
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(store.load(&id).await.unwrap().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sweep_returns_ended_sessions_once() {
+        let store = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(180));
+        let id = SessionId::generate();
+        store.save(&id, session()).await.unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(store.sweep().len(), 1);
+        assert_eq!(store.sweep().len(), 0);
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn login_attempts_are_single_use_and_expire() {
+        let store = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(180));
+        let attempt = LoginAttempt {
+            browser_binding: "b".into(),
+            code_verifier: "v".into(),
+            redirect_uri: "r".into(),
+            return_to: "/".into(),
+        };
+        store.put_attempt("s1", attempt.clone()).await.unwrap();
+        store.put_attempt("s2", attempt).await.unwrap();
+        assert!(store.take_attempt("s1").await.unwrap().is_some());
+        assert!(store.take_attempt("s1").await.unwrap().is_none());
+        tokio::time::advance(Duration::from_secs(181)).await;
+        assert!(store.take_attempt("s2").await.unwrap().is_none());
+    }
+}

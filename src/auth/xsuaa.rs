@@ -1,0 +1,314 @@
+//! The client for XSUAA: token requests over mutual TLS to `certurl` (client id in the body, no
+//! secret) or with the client secret to `url`, and plain GETs for keys and user info. Connections
+//! are pooled, so a thousand logins cost a handful of TLS handshakes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::RootCertStore;
+use serde::Deserialize;
+
+use crate::body::{self, Body};
+use crate::config::XsuaaCredentials;
+
+/// Answers larger than this from the identity provider are refused.
+const MAX_ANSWER_BYTES: usize = 256 * 1024;
+
+/// Why a request to the identity provider failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IdpError {
+    #[error("cannot reach the identity provider at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("the identity provider did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the identity provider refused the request with {status}: {error} {description}")]
+    Refused {
+        status: StatusCode,
+        error: String,
+        description: String,
+    },
+    #[error("unexpected answer from the identity provider: {0}")]
+    BadAnswer(String),
+    #[error("client credentials unusable: {0}")]
+    Credentials(#[from] crate::tls::Error),
+}
+
+impl IdpError {
+    /// True when the identity provider rejected our client identity (a rotated or revoked
+    /// certificate, a changed secret): worth one retry after re-reading the binding.
+    pub fn is_client_rejected(&self) -> bool {
+        match self {
+            IdpError::Refused { error, .. } => error == "invalid_client" || error == "unauthorized",
+            IdpError::Connect { source, .. } => {
+                let text = error_chain(source);
+                text.contains("certificate") || text.contains("alert")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The answer of the token endpoint.
+#[derive(Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// The token endpoint for one set of credentials; replaced whole when credentials rotate.
+struct TokenEndpoint {
+    client: HttpsClient,
+    url: Uri,
+    clientid: String,
+    clientsecret: Option<String>,
+    x509: bool,
+}
+
+/// Everything the router sends to XSUAA.
+pub struct IdpClient {
+    token: ArcSwap<TokenEndpoint>,
+    plain: HttpsClient,
+    roots: Arc<RootCertStore>,
+    timeout: Duration,
+}
+
+impl IdpClient {
+    /// A client for `credentials`, trusting `roots`.
+    ///
+    /// # Errors
+    /// When the certificate or key cannot be used.
+    pub fn new(
+        credentials: &XsuaaCredentials,
+        roots: Arc<RootCertStore>,
+        timeout: Duration,
+    ) -> Result<IdpClient, IdpError> {
+        let plain_tls = crate::tls::client_config(roots.clone(), None, &[])?;
+        Ok(IdpClient {
+            token: ArcSwap::from_pointee(token_endpoint(credentials, &roots)?),
+            plain: build(plain_tls),
+            roots,
+            timeout,
+        })
+    }
+
+    /// Replaces the client identity (a rotated certificate); requests in flight finish on the old
+    /// connections, new ones use a new pool.
+    ///
+    /// # Errors
+    /// When the new certificate or key cannot be used; the old identity stays.
+    pub fn rotate(&self, credentials: &XsuaaCredentials) -> Result<(), IdpError> {
+        self.token.store(Arc::new(token_endpoint(credentials, &self.roots)?));
+        Ok(())
+    }
+
+    /// `grant_type=authorization_code`.
+    ///
+    /// # Errors
+    /// See [`IdpError`].
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &str,
+    ) -> Result<TokenResponse, IdpError> {
+        self.token_request(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier),
+        ])
+        .await
+    }
+
+    /// `grant_type=refresh_token`.
+    ///
+    /// # Errors
+    /// See [`IdpError`].
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenResponse, IdpError> {
+        self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
+            .await
+    }
+
+    /// `grant_type=password` (basic routes).
+    ///
+    /// # Errors
+    /// See [`IdpError`].
+    pub async fn password(&self, username: &str, password: &str) -> Result<TokenResponse, IdpError> {
+        self.token_request(&[
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+        ])
+        .await
+    }
+
+    async fn token_request(&self, fields: &[(&str, &str)]) -> Result<TokenResponse, IdpError> {
+        let endpoint = self.token.load_full();
+        let form = token_form(&endpoint, fields);
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(endpoint.url.clone())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json")
+            .body(body::full(form))
+            .map_err(|error| IdpError::BadAnswer(error.to_string()))?;
+        let (status, bytes) = self.send(&endpoint.client, request).await?;
+        if !status.is_success() {
+            return Err(refused(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|error| IdpError::BadAnswer(format!("token response: {error}")))
+    }
+
+    /// GET a JSON document (keys, user info), optionally with a bearer token.
+    ///
+    /// # Errors
+    /// See [`IdpError`].
+    pub async fn get_json(&self, url: &str, bearer: Option<&str>) -> Result<serde_json::Value, IdpError> {
+        let mut request = Request::builder()
+            .method(Method::GET)
+            .uri(url)
+            .header(header::ACCEPT, "application/json");
+        if let Some(token) = bearer {
+            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| IdpError::BadAnswer("token is not a valid header value".into()))?;
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        let request = request
+            .body(body::empty())
+            .map_err(|error| IdpError::BadAnswer(format!("{url}: {error}")))?;
+        let (status, bytes) = self.send(&self.plain, request).await?;
+        if !status.is_success() {
+            return Err(refused(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|error| IdpError::BadAnswer(format!("{url}: {error}")))
+    }
+
+    async fn send(&self, client: &HttpsClient, request: Request<Body>) -> Result<(StatusCode, Bytes), IdpError> {
+        let url = request.uri().to_string();
+        let exchange = async {
+            let response = client.request(request).await.map_err(|source| IdpError::Connect {
+                url: url.clone(),
+                source,
+            })?;
+            let status = response.status();
+            let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|error| IdpError::BadAnswer(format!("reading the answer: {error}")))?
+                .to_bytes();
+            Ok((status, bytes))
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(IdpError::Timeout(self.timeout)),
+        }
+    }
+}
+
+/// The form body: grant fields, `client_id`, and the secret only for secret credentials.
+fn token_form(endpoint: &TokenEndpoint, fields: &[(&str, &str)]) -> String {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.extend_pairs(fields);
+    form.append_pair("client_id", &endpoint.clientid);
+    if !endpoint.x509 {
+        if let Some(secret) = &endpoint.clientsecret {
+            form.append_pair("client_secret", secret);
+        }
+    }
+    form.finish()
+}
+
+fn token_endpoint(credentials: &XsuaaCredentials, roots: &Arc<RootCertStore>) -> Result<TokenEndpoint, IdpError> {
+    let x509 = credentials.is_x509();
+    let identity = match (&credentials.certificate, &credentials.key, x509) {
+        (Some(certificate), Some(key), true) => {
+            Some((crate::tls::certificates(certificate)?, crate::tls::private_key(key)?))
+        }
+        _ => None,
+    };
+    let tls = crate::tls::client_config(roots.clone(), identity, &[])?;
+    let url = credentials
+        .token_url()
+        .parse::<Uri>()
+        .map_err(|error| IdpError::BadAnswer(format!("token URL: {error}")))?;
+    Ok(TokenEndpoint {
+        client: build(tls),
+        url,
+        clientid: credentials.clientid.clone(),
+        clientsecret: credentials.clientsecret.clone(),
+        x509,
+    })
+}
+
+fn build(tls: rustls::ClientConfig) -> HttpsClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(16)
+        .build(https)
+}
+
+fn refused(status: StatusCode, bytes: &[u8]) -> IdpError {
+    #[derive(Deserialize, Default)]
+    struct OAuthError {
+        #[serde(default)]
+        error: String,
+        #[serde(default)]
+        error_description: String,
+    }
+    let parsed: OAuthError = serde_json::from_slice(bytes).unwrap_or_default();
+    let clean = |text: String| -> String { text.chars().filter(|c| !c.is_control()).take(200).collect() };
+    IdpError::Refused {
+        status,
+        error: clean(parsed.error),
+        description: clean(parsed.error_description),
+    }
+}
+
+/// The whole cause chain of an error as one line (TLS causes sit deep in it).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
