@@ -1,0 +1,167 @@
+//! Service bindings as an application sees them: the credentials object,
+//! `VCAP_SERVICES`, and the Kubernetes binding directory written the way
+//! kubelet's AtomicWriter does it.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+
+use crate::certs::ClientCert;
+use crate::state::State;
+use crate::util::{self, lock};
+
+/// Fields every credential type shares.
+fn base_credentials(state: &State, credential_type: &str) -> Map<String, Value> {
+    let config = &state.config;
+    let verification_key = lock(&state.keys).current().public_pem.clone();
+    let mut map = Map::new();
+    for (key, value) in [
+        ("clientid", config.client_id.as_str()),
+        ("xsappname", &config.xsappname),
+        ("url", &state.url),
+        ("certurl", &state.cert_url),
+        ("uaadomain", uaa_domain(&state.url)),
+        ("identityzone", "dev"),
+        ("identityzoneid", &config.zone_id),
+        ("tenantid", &config.zone_id),
+        ("subaccountid", &config.zone_id),
+        ("tenantmode", "dedicated"),
+        ("credential-type", credential_type),
+        ("verificationkey", &verification_key),
+    ] {
+        map.insert(key.to_string(), Value::String(value.to_string()));
+    }
+    map
+}
+
+/// `host:port` of a URL: the `uaadomain` of this server.
+pub(crate) fn uaa_domain(url: &str) -> &str {
+    url.strip_prefix("https://").unwrap_or(url)
+}
+
+/// x509 credentials carrying `cert`.
+pub(crate) fn x509_credentials(state: &State, cert: &ClientCert) -> Value {
+    let mut map = base_credentials(state, "x509");
+    map.insert("certificate".into(), Value::String(cert.cert_pem.clone()));
+    map.insert("key".into(), Value::String(cert.key_pem.clone()));
+    Value::Object(map)
+}
+
+/// binding-secret credentials.
+pub(crate) fn secret_credentials(state: &State, secret: &str) -> Value {
+    let mut map = base_credentials(state, "binding-secret");
+    map.insert("clientsecret".into(), Value::String(secret.to_string()));
+    Value::Object(map)
+}
+
+/// `VCAP_SERVICES` with one xsuaa binding.
+pub(crate) fn vcap_services(credentials: &Value) -> String {
+    json!({"xsuaa": [{
+        "label": "xsuaa",
+        "name": "xsuaa-dev",
+        "instance_name": "xsuaa-dev",
+        "plan": "application",
+        "tags": ["xsuaa"],
+        "credentials": credentials,
+    }]})
+    .to_string()
+}
+
+fn invalid(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message.to_string())
+}
+
+/// Writes `root/name` in kubelet's layout and swaps atomically on rewrite:
+/// the payload goes into a fresh `..<timestamp>` directory, `..data_tmp` is
+/// pointed at it and renamed over `..data`, then the old directory goes.
+pub(crate) fn write_binding_dir(root: &Path, name: &str, credentials: &Value) -> io::Result<PathBuf> {
+    let Value::Object(fields) = credentials else {
+        return Err(invalid("credentials must be a JSON object"));
+    };
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(invalid("binding name must be a plain file name"));
+    }
+    let mut files: Vec<(String, String)> = fields
+        .iter()
+        .map(|(key, value)| {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (key.clone(), text)
+        })
+        .collect();
+    for (meta, value) in [("type", "xsuaa"), ("provider", "sap")] {
+        if !fields.contains_key(meta) {
+            files.push((meta.to_string(), value.to_string()));
+        }
+    }
+    if let Some((bad, _)) = files
+        .iter()
+        .find(|(key, _)| key.is_empty() || key.contains('/') || key.starts_with(".."))
+    {
+        return Err(invalid(&format!("credential field {bad:?} is not a valid file name")));
+    }
+
+    let dir = root.join(name);
+    fs::create_dir_all(&dir)?;
+    let data_link = dir.join("..data");
+    let old_target = fs::read_link(&data_link).ok();
+    let old_files: BTreeSet<String> = match &old_target {
+        Some(target) => fs::read_dir(dir.join(target))?
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .collect(),
+        None => BTreeSet::new(),
+    };
+
+    let ts_name = timestamp_dir_name()?;
+    let ts_dir = dir.join(&ts_name);
+    // create_dir, not create_dir_all: a name collision must fail, not merge.
+    fs::create_dir(&ts_dir)?;
+    for (key, text) in &files {
+        fs::write(ts_dir.join(key), text)?;
+    }
+
+    let tmp_link = dir.join("..data_tmp");
+    match fs::remove_file(&tmp_link) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+        _ => {}
+    }
+    symlink(&ts_name, &tmp_link)?;
+    fs::rename(&tmp_link, &data_link)?;
+
+    let new_files: BTreeSet<&str> = files.iter().map(|(key, _)| key.as_str()).collect();
+    for key in &new_files {
+        let user_path = dir.join(key);
+        if fs::symlink_metadata(&user_path).is_err() {
+            symlink(Path::new("..data").join(key), &user_path)?;
+        }
+    }
+    for stale in old_files.iter().filter(|f| !new_files.contains(f.as_str())) {
+        fs::remove_file(dir.join(stale))?;
+    }
+    if let Some(target) = old_target {
+        fs::remove_dir_all(dir.join(target))?;
+    }
+    Ok(dir)
+}
+
+/// `..YYYY_MM_DD_hh_mm_ss.<random>` like kubelet's MkdirTemp pattern.
+fn timestamp_dir_name() -> io::Result<String> {
+    let now = time::OffsetDateTime::now_utc();
+    let suffix = util::random_bytes::<4>().map_err(|_| io::Error::other("no randomness"))?;
+    Ok(format!(
+        "..{:04}_{:02}_{:02}_{:02}_{:02}_{:02}.{}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        util::hex(&suffix)
+    ))
+}

@@ -1,0 +1,274 @@
+//! [`DevXsuaa`]: the running server as a test sees it, with helpers for
+//! credentials, client certificates, key rotation and inspection.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::binding;
+use crate::certs::{self, Ca, ClientCert, ClientCertOpts};
+use crate::config::{Builder, Config, User};
+use crate::jwt::{self, KeyRing};
+use crate::server;
+use crate::state::{Listener, State, Stats, TokenRequestRecord};
+use crate::util::{self, lock};
+
+/// A running development XSUAA. Dropping it (or [`DevXsuaa::shutdown`])
+/// stops both listeners and closes their connections.
+pub struct DevXsuaa {
+    state: Arc<State>,
+    default_cert: ClientCert,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+pub(crate) async fn start(config: Config) -> anyhow::Result<DevXsuaa> {
+    let url_listener = TcpListener::bind("127.0.0.1:0").await.context("binding url listener")?;
+    let cert_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding certurl listener")?;
+    let url = format!("https://127.0.0.1:{}", url_listener.local_addr()?.port());
+    let cert_url = format!("https://127.0.0.1:{}", cert_listener.local_addr()?.port());
+
+    let ca = Ca::new("xsuaa-dev CA").context("minting the development CA")?;
+    let (chain, key) = ca.server_cert().context("minting the server certificate")?;
+    let url_tls = server::url_tls(chain.clone(), key.clone_key()).context("url tls config")?;
+    let cert_tls = server::certurl_tls(ca.der().clone(), chain, key).context("certurl tls config")?;
+    let keys = KeyRing::new().context("generating the signing key")?;
+    let default_cert = ca
+        .client_cert(&config.client_id, &ClientCertOpts::default())
+        .context("minting the client certificate")?;
+
+    let state = Arc::new(State::new(config, url, cert_url, ca, keys));
+    lock(&state.accepted_certs).insert(default_cert.sha256_fingerprint.clone());
+    let tasks = vec![
+        tokio::spawn(server::serve(url_listener, url_tls, Arc::clone(&state), Listener::Url)),
+        tokio::spawn(server::serve(
+            cert_listener,
+            cert_tls,
+            Arc::clone(&state),
+            Listener::CertUrl,
+        )),
+    ];
+    Ok(DevXsuaa {
+        state,
+        default_cert,
+        tasks,
+    })
+}
+
+impl DevXsuaa {
+    /// A builder with development defaults.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// `https://127.0.0.1:PORT` of the main listener (no trailing slash).
+    pub fn url(&self) -> String {
+        self.state.url.clone()
+    }
+
+    /// `https://127.0.0.1:PORT` of the mTLS token listener.
+    pub fn cert_url(&self) -> String {
+        self.state.cert_url.clone()
+    }
+
+    /// `127.0.0.1:PORT`: clients fetch `https://<uaadomain>/token_keys?zid=<zid>`.
+    pub fn uaa_domain(&self) -> String {
+        binding::uaa_domain(&self.state.url).to_string()
+    }
+
+    /// PEM of the CA that issued the server and client certificates.
+    pub fn ca_pem(&self) -> String {
+        self.state.ca.pem().to_string()
+    }
+
+    /// The OAuth client id.
+    pub fn client_id(&self) -> String {
+        self.state.config.client_id.clone()
+    }
+
+    /// The application name that prefixes scopes.
+    pub fn xsappname(&self) -> String {
+        self.state.config.xsappname.clone()
+    }
+
+    /// The identity zone id (`zid`).
+    pub fn zone_id(&self) -> String {
+        self.state.config.zone_id.clone()
+    }
+
+    /// x509 credentials as in a `VCAP_SERVICES` xsuaa binding, with the
+    /// client certificate minted at start.
+    pub fn credentials(&self) -> Value {
+        binding::x509_credentials(&self.state, &self.default_cert)
+    }
+
+    /// binding-secret credentials (`clientsecret`, no certificate).
+    ///
+    /// # Errors
+    /// Fails when the server was built without [`Builder::client_secret`].
+    pub fn secret_credentials(&self) -> anyhow::Result<Value> {
+        let secret = self
+            .state
+            .config
+            .client_secret
+            .as_deref()
+            .context("no client secret configured; use Builder::client_secret")?;
+        Ok(binding::secret_credentials(&self.state, secret))
+    }
+
+    /// x509 credentials carrying `cert` and its key.
+    pub fn credentials_with(&self, cert: &ClientCert) -> Value {
+        binding::x509_credentials(&self.state, cert)
+    }
+
+    /// `VCAP_SERVICES` JSON with one xsuaa binding holding `credentials`.
+    pub fn vcap_services(&self, credentials: &Value) -> String {
+        binding::vcap_services(credentials)
+    }
+
+    /// Writes `root/name` in the Kubernetes service-binding layout (one file
+    /// per field plus `type` and `provider`, behind a `..data` symlink); a
+    /// second call for the same name swaps the content atomically.
+    ///
+    /// # Errors
+    /// Fails on IO errors or when `credentials` is not a JSON object.
+    pub fn write_binding_dir(&self, root: &Path, name: &str, credentials: &Value) -> io::Result<PathBuf> {
+        binding::write_binding_dir(root, name, credentials)
+    }
+
+    /// Issues a client certificate from the dev CA and accepts it for the
+    /// client.
+    ///
+    /// # Panics
+    /// Panics if certificate generation fails (a broken crypto backend).
+    pub fn issue_client_cert(&self, opts: ClientCertOpts) -> ClientCert {
+        let name = opts.common_name.clone().unwrap_or_else(|| self.client_id());
+        let cert = self
+            .state
+            .ca
+            .client_cert(&name, &opts)
+            .expect("client certificate generation failed");
+        lock(&self.state.accepted_certs).insert(cert.sha256_fingerprint.clone());
+        cert
+    }
+
+    /// A valid-looking client certificate from a fresh CA the server does not
+    /// trust: the certurl handshake rejects it.
+    ///
+    /// # Panics
+    /// Panics if certificate generation fails (a broken crypto backend).
+    pub fn foreign_client_cert(&self) -> ClientCert {
+        Ca::new("foreign CA")
+            .and_then(|ca| ca.client_cert(&self.state.config.client_id, &ClientCertOpts::default()))
+            .expect("foreign certificate generation failed")
+    }
+
+    /// Stops accepting the certificate with this SHA-256 fingerprint (hex,
+    /// any case, colons allowed): the token endpoint answers 401 invalid_client.
+    pub fn revoke_client_cert(&self, sha256_fingerprint: &str) {
+        lock(&self.state.accepted_certs).remove(&certs::normalize_fingerprint(sha256_fingerprint));
+    }
+
+    /// Adds a new signing key with a new kid; both keys are published and new
+    /// tokens are signed with the new one.
+    ///
+    /// # Panics
+    /// Panics if RSA key generation fails (a broken crypto backend).
+    pub fn rotate_signing_key(&self) {
+        lock(&self.state.keys).rotate().expect("rsa key generation failed");
+    }
+
+    /// Removes every signing key but the current one from /token_keys.
+    pub fn drop_old_signing_keys(&self) {
+        lock(&self.state.keys).drop_old();
+    }
+
+    /// Signs arbitrary claims with the current key and the usual header.
+    ///
+    /// # Panics
+    /// Panics if signing fails (a broken crypto backend).
+    pub fn mint_token(&self, claims: Value) -> String {
+        let key = lock(&self.state.keys).current();
+        jwt::sign(&key, &self.state.url, &claims).expect("jwt signing failed")
+    }
+
+    /// The access token claims a login of `user` would produce now.
+    ///
+    /// # Panics
+    /// Panics if the system random generator fails.
+    pub fn user_token_claims(&self, user: &User) -> Value {
+        let jti = util::random_id().expect("system random generator failed");
+        let lifetime = self.state.access_lifetime_secs();
+        jwt::user_claims(
+            &self.state.config,
+            &self.state.url,
+            user,
+            "authorization_code",
+            util::now_secs(),
+            lifetime,
+            &jti,
+        )
+    }
+
+    /// PKCS#8 PEM of the current signing key.
+    pub fn signing_key_pem(&self) -> String {
+        lock(&self.state.keys).current().private_pem.clone()
+    }
+
+    /// PEM (SubjectPublicKeyInfo) of the current signing key.
+    pub fn public_key_pem(&self) -> String {
+        lock(&self.state.keys).current().public_pem.clone()
+    }
+
+    /// Changes the lifetime of access tokens issued from now on.
+    pub fn set_access_token_lifetime(&self, lifetime: Duration) {
+        *lock(&self.state.access_token_lifetime) = lifetime;
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        lock(&self.state.stats).clone()
+    }
+
+    /// The last request to /oauth/token on either listener.
+    pub fn last_token_request(&self) -> Option<TokenRequestRecord> {
+        lock(&self.state.last_token_request).clone()
+    }
+
+    /// Stops both listeners and waits until their tasks have ended.
+    pub async fn shutdown(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            // The only expected error is the cancellation just requested.
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for DevXsuaa {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for DevXsuaa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevXsuaa")
+            .field("url", &self.state.url)
+            .field("cert_url", &self.state.cert_url)
+            .field("client_id", &self.state.config.client_id)
+            .finish_non_exhaustive()
+    }
+}

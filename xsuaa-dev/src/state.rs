@@ -1,0 +1,128 @@
+//! Server-side state shared by both listeners: pending codes, refresh
+//! tokens, accepted client certificates, signing keys and counters.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::certs::Ca;
+use crate::config::{Config, User};
+use crate::jwt::KeyRing;
+use crate::util::lock;
+
+/// Counters since start; a snapshot is returned by [`crate::DevXsuaa::stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests to /oauth/authorize, valid or not.
+    pub authorize_requests: u64,
+    /// Requests to /oauth/token by their `grant_type` form value (`""` when
+    /// missing), refused ones included.
+    pub token_requests_by_grant: BTreeMap<String, u64>,
+    /// Token requests answered with an error.
+    pub token_requests_refused: u64,
+    /// Completed TLS handshakes on the `certurl` listener.
+    pub certurl_tls_handshakes: u64,
+    /// Requests to /token_keys.
+    pub jwks_requests: u64,
+    /// Requests to /userinfo.
+    pub userinfo_requests: u64,
+    /// Requests to /logout.do.
+    pub logout_requests: u64,
+}
+
+/// What the last /oauth/token request carried, for assertions on how a
+/// client authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRequestRecord {
+    /// `"url"` or `"certurl"`: the listener that received it.
+    pub listener: String,
+    /// The decoded form body.
+    pub form: BTreeMap<String, String>,
+    /// The client id from an HTTP Basic `Authorization` header, if any.
+    pub basic_auth_client: Option<String>,
+    /// SHA-256 hex fingerprint of the TLS client certificate, if any.
+    pub client_cert_fingerprint: Option<String>,
+}
+
+/// Which listener a connection arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listener {
+    Url,
+    CertUrl,
+}
+
+impl Listener {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Url => "url",
+            Self::CertUrl => "certurl",
+        }
+    }
+}
+
+/// An authorization code waiting for its token request.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingCode {
+    pub(crate) client_id: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) code_challenge: Option<String>,
+    pub(crate) user: User,
+    pub(crate) expires_at: u64,
+}
+
+/// A refresh token held server side.
+#[derive(Debug, Clone)]
+pub(crate) struct RefreshGrant {
+    pub(crate) client_id: String,
+    pub(crate) user: User,
+    pub(crate) expires_at: u64,
+}
+
+/// Everything the handlers share.
+pub(crate) struct State {
+    pub(crate) config: Config,
+    pub(crate) url: String,
+    pub(crate) cert_url: String,
+    pub(crate) ca: Ca,
+    pub(crate) access_token_lifetime: Mutex<Duration>,
+    pub(crate) keys: Mutex<KeyRing>,
+    pub(crate) codes: Mutex<HashMap<String, PendingCode>>,
+    pub(crate) refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
+    /// Fingerprints of client certificates accepted for the client.
+    pub(crate) accepted_certs: Mutex<HashSet<String>>,
+    pub(crate) stats: Mutex<Stats>,
+    pub(crate) last_token_request: Mutex<Option<TokenRequestRecord>>,
+}
+
+impl State {
+    pub(crate) fn new(config: Config, url: String, cert_url: String, ca: Ca, keys: KeyRing) -> Self {
+        Self {
+            access_token_lifetime: Mutex::new(config.access_token_lifetime),
+            config,
+            url,
+            cert_url,
+            ca,
+            keys: Mutex::new(keys),
+            codes: Mutex::default(),
+            refresh_tokens: Mutex::default(),
+            accepted_certs: Mutex::default(),
+            stats: Mutex::default(),
+            last_token_request: Mutex::default(),
+        }
+    }
+
+    /// Applies `f` to the counters under the lock.
+    pub(crate) fn count(&self, f: impl FnOnce(&mut Stats)) {
+        f(&mut lock(&self.stats));
+    }
+
+    pub(crate) fn access_lifetime_secs(&self) -> u64 {
+        lock(&self.access_token_lifetime).as_secs()
+    }
+
+    /// The user /oauth/authorize logs in.
+    pub(crate) fn login_user(&self) -> &User {
+        // Builder::start guarantees at least one user.
+        &self.config.users[0]
+    }
+}
