@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod idp;
+pub mod raw;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
     pub dir: tempfile::TempDir,
+    _keep: Vec<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -55,6 +58,9 @@ pub struct GatewayBuilder {
     xs_app: serde_json::Value,
     env: Vec<(String, String)>,
     files: Vec<(String, Vec<u8>)>,
+    options: app::Options,
+    /// Folders that must outlive the router (CA files, binding folders).
+    keep: Vec<tempfile::TempDir>,
 }
 
 /// A router for `xs_app` (the JSON of xs-app.json).
@@ -63,6 +69,8 @@ pub fn gateway(xs_app: serde_json::Value) -> GatewayBuilder {
         xs_app,
         env: Vec::new(),
         files: Vec::new(),
+        options: app::Options::default(),
+        keep: Vec::new(),
     }
 }
 
@@ -85,6 +93,18 @@ impl GatewayBuilder {
     /// The `destinations` variable as raw JSON entries.
     pub fn destination_entries(self, entries: serde_json::Value) -> Self {
         self.env("destinations", entries.to_string())
+    }
+
+    /// Start options (clock, sweep interval).
+    pub fn options(mut self, options: app::Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Keeps a folder alive as long as the router.
+    pub fn keep(mut self, dir: tempfile::TempDir) -> Self {
+        self.keep.push(dir);
+        self
     }
 
     /// A file in the app folder.
@@ -112,7 +132,7 @@ impl GatewayBuilder {
     pub async fn start(self) -> Gateway {
         let (dir, config) = self.config();
         let config = config.unwrap_or_else(|errors| panic!("test configuration invalid: {errors}"));
-        let state = app::build_state(config).expect("router state");
+        let state = app::build_state_with(config, self.options).expect("router state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
@@ -123,6 +143,7 @@ impl GatewayBuilder {
             addr,
             state,
             dir,
+            _keep: self.keep,
             shutdown: Some(shutdown),
             task: Some(task),
         }
@@ -131,7 +152,11 @@ impl GatewayBuilder {
 
 /// Writes xs-app.json and other files into `dir`.
 pub fn write_app(dir: &Path, xs_app: &serde_json::Value, files: &[(String, Vec<u8>)]) {
-    std::fs::write(dir.join("xs-app.json"), serde_json::to_vec_pretty(xs_app).expect("json")).expect("write");
+    std::fs::write(
+        dir.join("xs-app.json"),
+        serde_json::to_vec_pretty(xs_app).expect("json"),
+    )
+    .expect("write");
     for (path, content) in files {
         let full = dir.join(path);
         if let Some(parent) = full.parent() {
