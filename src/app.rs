@@ -82,11 +82,12 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> {
 pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState>, StartupError> {
     let roots = Arc::new(crate::tls::root_store(&config.server.ca_cert_paths, &[])?);
     let upstream = Upstream::new(&config, roots.clone())?;
+    let mut sweeper = None;
     let auth = match &config.xsuaa {
         Some(credentials) => {
             let idp = IdpClient::new(credentials, roots, config.auth.idp_timeout)?;
             let store = Arc::new(MemoryStore::new(config.session_timeout, config.auth.login_attempt_ttl));
-            spawn_sweeper(Arc::downgrade(&store), options.sweep_interval);
+            sweeper = Some(Arc::downgrade(&store));
             tracing::info!(
                 binding = %credentials.name,
                 clientid = %credentials.clientid,
@@ -105,17 +106,22 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
         }
         None => None,
     };
-    Ok(Arc::new(AppState::new(
+    let state = Arc::new(AppState::new(
         Snapshot {
             config: Arc::new(config),
             upstream,
         },
         auth,
-    )))
+    ));
+    if let Some(store) = sweeper {
+        spawn_sweeper(store, Arc::downgrade(&state), options.sweep_interval);
+    }
+    Ok(state)
 }
 
 /// Drops idle sessions periodically; ends when the store is gone.
-fn spawn_sweeper(store: std::sync::Weak<MemoryStore>, interval: Duration) {
+/// Sessions that ended by idle timeout get the same backend logout calls as a logout.
+fn spawn_sweeper(store: std::sync::Weak<MemoryStore>, state: std::sync::Weak<AppState>, interval: Duration) {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -123,8 +129,14 @@ fn spawn_sweeper(store: std::sync::Weak<MemoryStore>, interval: Duration) {
             ticker.tick().await;
             let Some(store) = store.upgrade() else { break };
             let ended = store.sweep();
-            if !ended.is_empty() {
-                tracing::debug!(count = ended.len(), "idle sessions ended");
+            if ended.is_empty() {
+                continue;
+            }
+            tracing::info!(count = ended.len(), "idle sessions ended");
+            let Some(state) = state.upgrade() else { break };
+            let snapshot = state.snapshot();
+            for session in ended {
+                crate::auth::logout::spawn_backend_logout(snapshot.config.clone(), snapshot.upstream.clone(), session);
             }
         }
     });

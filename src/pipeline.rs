@@ -88,30 +88,59 @@ async fn run(
         if auth.is_callback(&parts) {
             return Ok(auth.callback(&parts, &origin).await?);
         }
+        if is_logout(config, &parts) {
+            return Ok(auth
+                .logout(&parts, &origin, &snapshot.config, &snapshot.upstream)
+                .await?);
+        }
     }
     if let Some(response) = welcome(&parts, config) {
         return Ok(response);
     }
     let url = parts.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
-    let matched = routing::match_route(config, &parts.method, url)?;
+    // `?sap_idp=` picks the identity provider; it is not part of what routes match.
+    let (url, idp_hint) = strip_sap_idp(url);
+    let matched = routing::match_route(config, &parts.method, &url)?;
     ctx.route_index = Some(matched.route.index);
     let route = matched.route;
     let target_url = matched.url.into_owned();
     let destination = matched.destination;
 
+    // authenticate → scope → csrf
     let mut user = None;
+    let mut set_cookie = None;
+    let mut csrf_token = None;
     if route.is_protected() {
         // Fail closed: a protected route without login machinery never forwards.
         let auth = state.auth.as_ref().ok_or(auth::Error::NotConfigured)?;
-        match auth.authenticate(&parts, route, &origin).await? {
-            Outcome::User { session, .. } => user = Some(session),
+        let dynamic = route.dynamic_identity_provider || auth.settings.dynamic_identity_provider;
+        let hint = idp_hint.as_deref().filter(|_| dynamic);
+        match auth.authenticate(&parts, route, &origin, hint).await? {
+            Outcome::User {
+                id,
+                session,
+                set_cookie: cookie,
+            } => {
+                if let Some(scope) = &route.scope {
+                    let required = scope.required(&parts.method);
+                    if !required.iter().any(|needed| session.user.scopes.contains(needed)) {
+                        return Err(auth::Error::MissingScope.into());
+                    }
+                }
+                if route.csrf_protection {
+                    csrf_token = auth.csrf(&parts, &id, &session, &origin).await?;
+                    parts.headers.remove("x-csrf-token");
+                }
+                set_cookie = cookie;
+                user = Some((id, session));
+            }
             Outcome::Respond(response) => return Ok(response),
         }
     }
 
-    match &route.kind {
+    let mut response = match &route.kind {
         RouteKind::LocalDir(dir) => {
-            let response = static_files::serve(static_files::StaticRequest {
+            static_files::serve(static_files::StaticRequest {
                 method: &parts.method,
                 headers: &parts.headers,
                 dir,
@@ -119,10 +148,16 @@ async fn run(
                 original_path: &ctx.path,
                 cache_control: route.cache_control.as_ref(),
             })
-            .await?;
-            Ok(response)
+            .await?
         }
-        RouteKind::Service { .. } => Err(crate::auth::Error::NotConfigured.into()),
+        RouteKind::Service { .. } => {
+            let (auth, (_, session)) = state
+                .auth
+                .as_ref()
+                .zip(user.as_ref())
+                .ok_or(auth::Error::Unauthenticated)?;
+            auth.user_api(&target_url, session).await?
+        }
         RouteKind::Destination(_) => {
             let destination = destination.ok_or(routing::Error::RouteNotFound)?;
             let host = parts.headers.get(header::HOST).cloned().or_else(|| {
@@ -132,13 +167,12 @@ async fn run(
                     .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             });
             let path = ctx.path.clone();
-            upstream_identity(
-                &mut parts.headers,
-                state,
-                route.is_protected(),
-                &destination,
-                user.as_deref(),
-            );
+            let session = user.as_ref().map(|(_, session)| session.as_ref());
+            upstream_identity(&mut parts.headers, state, route.is_protected(), &destination, session);
+            let keep_backend_cookies = session.is_some() && !route.set_backend_session_cookies;
+            if let (true, Some(session)) = (keep_backend_cookies, session) {
+                auth::backend_cookies::add_to_request(&mut parts.headers, session, &destination.name);
+            }
             let forwarding = Forwarding {
                 peer: ctx.connection.peer.ip(),
                 scheme: ctx.connection.scheme,
@@ -147,7 +181,7 @@ async fn run(
                 set_x_forwarded: destination.set_x_forwarded_headers,
                 correlation_id: &ctx.correlation_id,
             };
-            let response = proxy::forward(
+            let mut response = proxy::forward(
                 &snapshot.upstream,
                 parts,
                 body::boxed(incoming),
@@ -158,9 +192,65 @@ async fn run(
                 },
             )
             .await?;
-            Ok(response)
+            if let (true, Some(auth), Some((id, session))) = (keep_backend_cookies, &state.auth, &user) {
+                let cookies = auth::backend_cookies::take_session_cookies(response.headers_mut());
+                if !cookies.is_empty() {
+                    let updated = auth::backend_cookies::with_cookies(session, &destination.name, cookies);
+                    auth.store
+                        .save(id, Arc::new(updated))
+                        .await
+                        .map_err(auth::Error::from)?;
+                }
+            }
+            response
         }
+    };
+    if let Some(cookie) = set_cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
     }
+    if let Some(token) = csrf_token.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        response.headers_mut().insert("x-csrf-token", token);
+    }
+    Ok(response)
+}
+
+/// True when the request is for `logout.logoutEndpoint`.
+fn is_logout(config: &Config, parts: &http::request::Parts) -> bool {
+    config
+        .logout
+        .as_ref()
+        .and_then(|logout| logout.endpoint.as_deref())
+        .is_some_and(|endpoint| parts.uri.path() == endpoint)
+}
+
+/// Removes `sap_idp` from the query and returns it.
+fn strip_sap_idp(url: &str) -> (std::borrow::Cow<'_, str>, Option<String>) {
+    let Some((path, query)) = url.split_once('?') else {
+        return (std::borrow::Cow::Borrowed(url), None);
+    };
+    if !query.split('&').any(|pair| pair.starts_with("sap_idp=")) {
+        return (std::borrow::Cow::Borrowed(url), None);
+    }
+    let mut idp = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("sap_idp=") {
+            Some(value) => {
+                idp = percent_encoding::percent_decode_str(value)
+                    .decode_utf8()
+                    .ok()
+                    .map(|v| v.into_owned());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let url = if rest.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", rest.join("&"))
+    };
+    (std::borrow::Cow::Owned(url), idp.filter(|v| !v.is_empty()))
 }
 
 /// Refuses requests that are malformed in ways a proxy must not pass on.

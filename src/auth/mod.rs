@@ -1,14 +1,18 @@
 //! Authentication: login at XSUAA (authorization-code flow with state and PKCE, code exchange over
 //! mutual TLS), server-side sessions, token validation and refresh.
 
+pub mod backend_cookies;
 mod cookies;
+pub mod csrf;
 pub mod jwt;
 pub mod login;
+pub mod logout;
 pub mod session;
+pub mod user_api;
 pub mod xsuaa;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
@@ -50,6 +54,23 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error("cannot build the login redirect: {0}")]
     BadForwardedHeaders(&'static str),
+    /// The user lacks every scope the route asks for.
+    #[error("missing scope for this route")]
+    MissingScope,
+    #[error(transparent)]
+    Csrf(#[from] csrf::CsrfError),
+    /// A basic-authentication route without (valid) credentials.
+    #[error("basic authentication required")]
+    BasicChallenge,
+    /// The logout endpoint was called with the wrong method.
+    #[error("logout method not allowed")]
+    LogoutMethod,
+    /// The user API was asked for something it does not have.
+    #[error("unknown user API resource")]
+    UnknownUserApiResource,
+    /// The user info could not be fetched for `/attributes`.
+    #[error("user info: {0}")]
+    UserInfo(#[source] IdpError),
 }
 
 impl Error {
@@ -67,6 +88,11 @@ impl Error {
             Error::TokenInvalid(JwtError::KeysUnavailable(_)) => StatusCode::BAD_GATEWAY,
             Error::TokenInvalid(_) => StatusCode::UNAUTHORIZED,
             Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::MissingScope | Error::Csrf(_) => StatusCode::FORBIDDEN,
+            Error::BasicChallenge => StatusCode::UNAUTHORIZED,
+            Error::LogoutMethod => StatusCode::METHOD_NOT_ALLOWED,
+            Error::UnknownUserApiResource => StatusCode::NOT_FOUND,
+            Error::UserInfo(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -81,16 +107,33 @@ impl Error {
                 "The login could not be completed because the identity provider could not be reached or answered unexpectedly. Please try again later."
             }
             Error::Store(_) | Error::NotConfigured => "Sign-in is temporarily unavailable. Please try again later.",
+            Error::MissingScope => "You do not have the required scopes to access this resource.",
             _ => return None,
         })
     }
 
     /// Adds the headers this error needs to `response`.
     pub fn decorate(&self, response: &mut Response<Body>) {
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache, no-store, must-revalidate"),
         );
+        match self {
+            Error::Csrf(_) => {
+                headers.insert("x-csrf-token", HeaderValue::from_static("Required"));
+            }
+            Error::BasicChallenge => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"approuter\""),
+                );
+            }
+            Error::LogoutMethod => {
+                headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -128,8 +171,12 @@ fn system_now() -> u64 {
 
 /// The outcome of the authenticate phase.
 pub enum Outcome {
-    /// A logged-in user.
-    User { id: SessionId, session: Arc<Session> },
+    /// A logged-in user; `set_cookie` is a new session cookie to send (basic routes).
+    User {
+        id: SessionId,
+        session: Arc<Session>,
+        set_cookie: Option<HeaderValue>,
+    },
     /// The request is answered here (the redirect to the login).
     Respond(Response<Body>),
 }
@@ -231,17 +278,208 @@ impl Auth {
     /// # Errors
     /// [`Error::Unauthenticated`] for API calls without a session, [`Error::Store`] when the store
     /// is down.
-    pub async fn authenticate(&self, parts: &Parts, route: &Route, origin: &Origin<'_>) -> Result<Outcome, Error> {
+    pub async fn authenticate(
+        &self,
+        parts: &Parts,
+        route: &Route,
+        origin: &Origin<'_>,
+        idp_hint: Option<&str>,
+    ) -> Result<Outcome, Error> {
         if let Some((id, session)) = self.current_session(&parts.headers).await? {
-            return Ok(Outcome::User { id, session });
+            return Ok(Outcome::User {
+                id,
+                session,
+                set_cookie: None,
+            });
+        }
+        if route.authentication == crate::config::AuthenticationType::Basic {
+            return self.basic_login(parts, origin).await;
         }
         if !login::is_navigation(&parts.method, &parts.headers) {
             return Err(Error::Unauthenticated);
         }
-        self.start_login(parts, route, origin).await.map(Outcome::Respond)
+        let idp = idp_hint.or(route.identity_provider.as_deref());
+        self.start_login(parts, idp, origin).await.map(Outcome::Respond)
     }
 
-    async fn start_login(&self, parts: &Parts, route: &Route, origin: &Origin<'_>) -> Result<Response<Body>, Error> {
+    /// `authenticationType: basic`: the password grant with the credentials of the `Authorization`
+    /// header, then a session like any other login.
+    async fn basic_login(&self, parts: &Parts, origin: &Origin<'_>) -> Result<Outcome, Error> {
+        use base64::Engine;
+        let credentials = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or(Error::BasicChallenge)?;
+        let (username, password) = credentials.split_once(':').ok_or(Error::BasicChallenge)?;
+        let tokens = match self.idp.password(username, password).await {
+            Ok(tokens) => tokens,
+            Err(IdpError::Refused { status, .. }) if status.is_client_error() => return Err(Error::BasicChallenge),
+            Err(error) => return Err(Error::TokenExchange(error)),
+        };
+        let claims = self
+            .validator
+            .validate(&self.idp, &tokens.access_token, self.clock.now())
+            .await?;
+        let session = Arc::new(self.session_from(tokens.access_token, tokens.refresh_token, &claims, None));
+        let id = SessionId::generate();
+        self.store.save(&id, session.clone()).await?;
+        let cookie = cookies::CookieSpec {
+            name: &self.settings.session_cookie,
+            value: &id.to_cookie_value(),
+            max_age: None,
+            http_only: true,
+            secure: self.flags(&parts.headers, origin).secure,
+            same_site: &self.settings.same_site,
+        }
+        .header();
+        Ok(Outcome::User {
+            id,
+            session,
+            set_cookie: Some(cookie),
+        })
+    }
+
+    /// `scheme://host[:port]` of the router as the browser sees it.
+    pub fn own_origin(&self, headers: &HeaderMap, origin: &Origin<'_>) -> Result<String, Error> {
+        let uri = self.redirect_uri(headers, origin)?;
+        Ok(uri
+            .strip_suffix(self.login_callback.as_str())
+            .unwrap_or(&uri)
+            .to_string())
+    }
+
+    /// The CSRF phase for a protected route with `csrfProtection`.
+    ///
+    /// # Errors
+    /// [`Error::Csrf`] (403) or [`Error::Store`] when a new token cannot be saved.
+    pub async fn csrf(
+        &self,
+        parts: &Parts,
+        id: &SessionId,
+        session: &Arc<Session>,
+        origin: &Origin<'_>,
+    ) -> Result<Option<String>, Error> {
+        let own = self.own_origin(&parts.headers, origin).ok();
+        match csrf::check(
+            &parts.method,
+            &parts.headers,
+            session,
+            own.as_deref(),
+            self.settings.csrf_origin_check,
+        )? {
+            csrf::Decision::Pass => Ok(None),
+            csrf::Decision::Fetch { token, new } => {
+                if new {
+                    let mut updated = Session::clone(session);
+                    updated.csrf_secret = Some(token.clone());
+                    self.store.save(id, Arc::new(updated)).await?;
+                }
+                Ok(Some(token))
+            }
+        }
+    }
+
+    /// Ends the session of this request (if any) and answers as the reference does.
+    ///
+    /// # Errors
+    /// [`Error::LogoutMethod`], [`Error::Csrf`], [`Error::Store`].
+    pub async fn logout(
+        &self,
+        parts: &Parts,
+        origin: &Origin<'_>,
+        config: &Arc<crate::config::Config>,
+        upstream: &crate::proxy::Upstream,
+    ) -> Result<Response<Body>, Error> {
+        let Some(logout_config) = &config.logout else {
+            return Err(Error::LogoutMethod);
+        };
+        let post = logout_config.method == crate::config::LogoutMethod::Post;
+        let current = match cookie(&parts.headers, &self.settings.session_cookie).and_then(SessionId::parse) {
+            Some(id) => self.store.load(&id).await?.map(|session| (id, session)),
+            None => None,
+        };
+        let fetch = parts
+            .headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("fetch"));
+        match (&parts.method, post) {
+            (&http::Method::GET, false) => {}
+            (&http::Method::GET, true) if fetch => {
+                // The token fetch for a POST logout: 200, empty, with the session's token.
+                let mut response = Response::new(crate::body::empty());
+                if let Some((id, session)) = &current {
+                    if let Some(token) = self.csrf(parts, id, session, origin).await? {
+                        if let Ok(value) = HeaderValue::from_str(&token) {
+                            response.headers_mut().insert("x-csrf-token", value);
+                        }
+                    }
+                }
+                return Ok(response);
+            }
+            (&http::Method::POST, true) => {
+                if logout_config.csrf_protection {
+                    if let Some((id, session)) = &current {
+                        self.csrf(parts, id, session, origin).await?;
+                    }
+                }
+            }
+            _ => return Err(Error::LogoutMethod),
+        }
+        if let Some((id, _)) = &current {
+            if let Some(session) = self.store.remove(id).await? {
+                logout::spawn_backend_logout(config.clone(), upstream.clone(), session);
+            }
+            tracing::info!("logout: session ended");
+        }
+        let flags = self.flags(&parts.headers, origin);
+        let deletion = cookies::deletion(&self.settings.session_cookie, flags.secure, flags.same_site);
+        let skip = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .any(|(key, value)| key == "skip-redirect" && (value.is_empty() || value == "true"));
+        if skip {
+            return Ok(logout::respond(None, post, deletion));
+        }
+        let own = self.own_origin(&parts.headers, origin)?;
+        let target = logout::idp_logout_url(
+            &self.credentials.url,
+            &self.credentials.clientid,
+            logout_config.page.as_deref(),
+            &own,
+            parts.uri.query(),
+        );
+        Ok(logout::respond(Some(&target), post, deletion))
+    }
+
+    /// Answers a user API request for the logged-in `session`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownUserApiResource`] or [`Error::UserInfo`].
+    pub async fn user_api(&self, url: &str, session: &Session) -> Result<Response<Body>, Error> {
+        match user_api::resource(url) {
+            Some(user_api::Resource::CurrentUser) => Ok(user_api::respond(&user_api::current_user(session))),
+            Some(user_api::Resource::Attributes) => {
+                let userinfo_url = format!("{}/userinfo", self.credentials.url);
+                let info = self
+                    .idp
+                    .get_json(&userinfo_url, Some(&session.access_token))
+                    .await
+                    .map_err(Error::UserInfo)?;
+                Ok(user_api::respond(&user_api::attributes(session, info)))
+            }
+            None => Err(Error::UnknownUserApiResource),
+        }
+    }
+
+    async fn start_login(
+        &self,
+        parts: &Parts,
+        idp: Option<&str>,
+        origin: &Origin<'_>,
+    ) -> Result<Response<Body>, Error> {
         let binding_name = login::binding_cookie(&self.settings.session_cookie);
         // Reuse the browser's binding nonce so that several tabs can log in at once.
         let binding = cookie(&parts.headers, &binding_name)
@@ -267,13 +505,7 @@ impl Auth {
             return_to,
         };
         let state = login::random_token();
-        let url = login::authorize_url(
-            &self.credentials.url,
-            &self.credentials.clientid,
-            &attempt,
-            &state,
-            route.identity_provider.as_deref(),
-        );
+        let url = login::authorize_url(&self.credentials.url, &self.credentials.clientid, &attempt, &state, idp);
         self.store.put_attempt(&state, attempt).await?;
         Ok(login::redirect_response(
             &url,
@@ -449,10 +681,5 @@ impl Auth {
         self.store.save(id, fresh.clone()).await?;
         tracing::debug!(millis = started.elapsed().as_millis() as u64, "token refreshed");
         Ok(fresh)
-    }
-
-    /// Idle timeout of sessions.
-    pub fn idle_timeout(&self) -> Duration {
-        self.settings.login_attempt_ttl
     }
 }

@@ -471,5 +471,7 @@ pub fn auth_settings(env: &Env, errors: &mut Error) -> AuthSettings {
         secure_cookie,
         external_url,
         idp_timeout,
+        csrf_origin_check: env.flag("CSRF_ORIGIN_CHECK", errors) != Some(false),
+        dynamic_identity_provider: env.flag("DYNAMIC_IDENTITY_PROVIDER", errors) == Some(true),
     }
 }

@@ -85,6 +85,10 @@ pub struct AuthSettings {
     pub external_url: Option<String>,
     /// Timeout of requests to the identity provider (`OUTGOING_REQUEST_OPTIONS.xsuaa`).
     pub idp_timeout: Duration,
+    /// `CSRF_ORIGIN_CHECK` (default true): refuse state-changing requests from other origins.
+    pub csrf_origin_check: bool,
+    /// `DYNAMIC_IDENTITY_PROVIDER`: `?sap_idp=` chooses the identity provider on every route.
+    pub dynamic_identity_provider: bool,
 }
 
 /// `logout` of xs-app.json.

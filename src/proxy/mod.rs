@@ -1,5 +1,6 @@
 //! Forwarding to destinations: the upstream client pool, the header policy, and the forward itself.
 
+pub mod call;
 mod forward;
 pub mod headers;
 

@@ -4,6 +4,7 @@
 mod compression;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +56,7 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let connection = Connection { peer, scheme: "http" };
+        let first_request = Arc::new(AtomicBool::new(false));
         let service = ServiceBuilder::new()
             // Back to our one body type, so hyper sees one concrete error type.
             .map_response(rebox)
@@ -63,13 +65,28 @@ pub async fn run(
             .service(Handler {
                 state: state.clone(),
                 connection,
+                first_request: first_request.clone(),
             });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
             .into_owned();
         let conn = graceful.watch(conn);
+        let head_timeout = settings.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(error) = conn.await {
+            // hyper's header-read timeout only starts once HTTP/1 has been detected: a client that
+            // sends nothing, or part of the HTTP/2 preface, would hold the connection forever.
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                result = &mut conn => result,
+                () = tokio::time::sleep(head_timeout) => {
+                    if !first_request.load(Ordering::Acquire) {
+                        tracing::debug!(%peer, "no request head in time; closing");
+                        return;
+                    }
+                    conn.await
+                }
+            };
+            if let Err(error) = result {
                 tracing::debug!(%peer, error = %error, "connection closed with error");
             }
         });
@@ -114,6 +131,8 @@ fn to_box_error(error: BoxError) -> BoxError {
 struct Handler {
     state: Arc<AppState>,
     connection: Connection,
+    /// Set once the connection has delivered a request head.
+    first_request: Arc<AtomicBool>,
 }
 
 impl tower::Service<http::Request<hyper::body::Incoming>> for Handler {
@@ -126,6 +145,7 @@ impl tower::Service<http::Request<hyper::body::Incoming>> for Handler {
     }
 
     fn call(&mut self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        self.first_request.store(true, Ordering::Release);
         let state = self.state.clone();
         let connection = self.connection;
         Box::pin(async move { Ok(pipeline::handle(state, request, connection).await) })

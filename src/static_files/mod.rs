@@ -56,7 +56,8 @@ pub async fn serve(request: StaticRequest<'_>) -> Result<Response<Body>, Error> 
         if !request.original_path.ends_with('/') {
             let mut response = Response::new(body::empty());
             *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
-            let location = format!("{}/", request.original_path);
+            // One leading slash only: `//host/` would be a protocol-relative redirect to another site.
+            let location = format!("/{}/", request.original_path.trim_start_matches('/'));
             let value = HeaderValue::from_str(&location).map_err(|_| Error::NotFound)?;
             response.headers_mut().insert(header::LOCATION, value);
             return Ok(response);

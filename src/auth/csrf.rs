@@ -1,0 +1,197 @@
+//! CSRF protection for protected routes: a per-session token fetched with `x-csrf-token: fetch`
+//! and required on every state-changing request, compared in constant time; plus an
+//! `Origin`/`Sec-Fetch-Site` check that the reference lacks (`CSRF_ORIGIN_CHECK=false` turns it off).
+
+use http::header::HeaderMap;
+use http::Method;
+
+use super::login::random_token;
+use super::session::Session;
+
+/// Request headers some frameworks read as "the real method"; their presence makes a GET count as
+/// state-changing.
+const METHOD_OVERRIDES: &[&str] = &["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// What the CSRF phase decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing to do.
+    Pass,
+    /// A token fetch: answer with this token; `true` when the session must be saved (new token).
+    Fetch { token: String, new: bool },
+}
+
+/// Why a request is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CsrfError {
+    #[error("csrf token missing or invalid")]
+    TokenMismatch,
+    #[error("cross-site request refused ({0})")]
+    CrossSite(&'static str),
+}
+
+/// True for methods that change state (everything but GET and HEAD), counting method overrides.
+pub fn is_state_changing(method: &Method, headers: &HeaderMap) -> bool {
+    if method != Method::GET && method != Method::HEAD {
+        return true;
+    }
+    METHOD_OVERRIDES.iter().any(|name| {
+        headers
+            .get(*name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| !v.trim().eq_ignore_ascii_case("GET") && !v.trim().eq_ignore_ascii_case("HEAD"))
+    })
+}
+
+/// Checks one request. `own_origin` is `scheme://host[:port]` of the router as the browser sees it.
+///
+/// # Errors
+/// [`CsrfError`] for a missing/wrong token or a cross-site request.
+pub fn check(
+    method: &Method,
+    headers: &HeaderMap,
+    session: &Session,
+    own_origin: Option<&str>,
+    origin_check: bool,
+) -> Result<Decision, CsrfError> {
+    if !is_state_changing(method, headers) {
+        let fetch = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("fetch"));
+        if !fetch {
+            return Ok(Decision::Pass);
+        }
+        return Ok(match &session.csrf_secret {
+            Some(token) => Decision::Fetch {
+                token: token.clone(),
+                new: false,
+            },
+            None => Decision::Fetch {
+                token: random_token(),
+                new: true,
+            },
+        });
+    }
+    if origin_check {
+        check_origin(headers, own_origin)?;
+    }
+    let presented = headers.get("x-csrf-token").map(|v| v.as_bytes()).unwrap_or(b"");
+    let expected = session.csrf_secret.as_deref().map(str::as_bytes);
+    match expected {
+        Some(expected) if aws_lc_rs::constant_time::verify_slices_are_equal(presented, expected).is_ok() => {
+            Ok(Decision::Pass)
+        }
+        _ => Err(CsrfError::TokenMismatch),
+    }
+}
+
+fn check_origin(headers: &HeaderMap, own_origin: Option<&str>) -> Result<(), CsrfError> {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if site.eq_ignore_ascii_case("cross-site") {
+            return Err(CsrfError::CrossSite("Sec-Fetch-Site: cross-site"));
+        }
+    }
+    match headers.get(http::header::ORIGIN).map(|v| v.to_str()) {
+        None => Ok(()),
+        Some(Ok(origin)) if origin == "null" => Err(CsrfError::CrossSite("Origin: null")),
+        Some(Ok(origin)) => match own_origin {
+            Some(own) if origin.eq_ignore_ascii_case(own) => Ok(()),
+            Some(_) => Err(CsrfError::CrossSite("foreign Origin")),
+            None => Ok(()),
+        },
+        Some(Err(_)) => Err(CsrfError::CrossSite("malformed Origin")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::session::User;
+    use http::HeaderValue;
+
+    fn session(token: Option<&str>) -> Session {
+        Session {
+            user: User::default(),
+            access_token: String::new(),
+            refresh_token: None,
+            expires_at: 0,
+            refresh_at: 0,
+            csrf_secret: token.map(String::from),
+            backend_cookies: Vec::new(),
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    const OWN: Option<&str> = Some("https://app.example");
+
+    #[test]
+    fn table() {
+        let with = session(Some("tok"));
+        let rows: &[(
+            Method,
+            &[(&'static str, &'static str)],
+            &Session,
+            Result<bool, CsrfError>,
+        )] = &[
+            (Method::GET, &[], &with, Ok(false)),
+            (Method::GET, &[("x-csrf-token", "Fetch")], &with, Ok(true)),
+            (Method::POST, &[("x-csrf-token", "tok")], &with, Ok(false)),
+            (Method::POST, &[], &with, Err(CsrfError::TokenMismatch)),
+            (
+                Method::POST,
+                &[("x-csrf-token", "tok2")],
+                &with,
+                Err(CsrfError::TokenMismatch),
+            ),
+            (Method::OPTIONS, &[], &with, Err(CsrfError::TokenMismatch)),
+            (
+                Method::GET,
+                &[("x-http-method-override", "DELETE")],
+                &with,
+                Err(CsrfError::TokenMismatch),
+            ),
+            (
+                Method::POST,
+                &[("x-csrf-token", "tok"), ("origin", "null")],
+                &with,
+                Err(CsrfError::CrossSite("Origin: null")),
+            ),
+            (
+                Method::POST,
+                &[("x-csrf-token", "tok"), ("origin", "https://evil.example")],
+                &with,
+                Err(CsrfError::CrossSite("foreign Origin")),
+            ),
+            (
+                Method::POST,
+                &[("x-csrf-token", "tok"), ("sec-fetch-site", "cross-site")],
+                &with,
+                Err(CsrfError::CrossSite("Sec-Fetch-Site: cross-site")),
+            ),
+            (
+                Method::POST,
+                &[("x-csrf-token", "tok"), ("origin", "https://app.example")],
+                &with,
+                Ok(false),
+            ),
+        ];
+        for (method, pairs, session, want) in rows {
+            let got = check(method, &headers(pairs), session, OWN, true).map(|d| matches!(d, Decision::Fetch { .. }));
+            assert_eq!(&got, want, "{method} {pairs:?}");
+        }
+        let empty = session(None);
+        assert_eq!(
+            check(&Method::POST, &headers(&[("x-csrf-token", "")]), &empty, OWN, true),
+            Err(CsrfError::TokenMismatch),
+            "no token in the session never matches an empty header"
+        );
+    }
+}

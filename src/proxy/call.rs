@@ -1,0 +1,51 @@
+//! Requests the router makes on its own to a destination (the backend logout calls), through the
+//! same pooled clients as forwarded traffic.
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, StatusCode};
+
+use super::{Error, Upstream, UpstreamClient};
+use crate::body;
+use crate::config::Destination;
+
+/// Sends a bodiless request to `path` on `destination` and returns the status.
+///
+/// # Errors
+/// [`Error::UpstreamConnect`], [`Error::UpstreamTimeout`], [`Error::InvalidUpstreamUri`].
+pub async fn call(
+    upstream: &Upstream,
+    destination: &Destination,
+    method: Method,
+    path: &str,
+    headers: HeaderMap,
+) -> Result<StatusCode, Error> {
+    let full = format!("{}/{}", destination.base_path, path.trim_start_matches('/'));
+    let uri = http::Uri::builder()
+        .scheme(destination.scheme.clone())
+        .authority(destination.authority.clone())
+        .path_and_query(full.as_str())
+        .build()
+        .map_err(|error| Error::InvalidUpstreamUri(format!("{full}: {error}")))?;
+    let mut request = Request::new(body::empty());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    if let Ok(host) = HeaderValue::from_str(destination.authority.as_str()) {
+        request.headers_mut().insert(header::HOST, host);
+    }
+    request
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    let sent = match upstream.client_for(destination) {
+        UpstreamClient::Direct(client) => tokio::time::timeout(destination.timeout, client.request(request)).await,
+        UpstreamClient::Tunnel(client) => tokio::time::timeout(destination.timeout, client.request(request)).await,
+    };
+    match sent {
+        Err(_) => Err(Error::UpstreamTimeout(destination.name.clone())),
+        Ok(Err(source)) => Err(Error::UpstreamConnect {
+            destination: destination.name.clone(),
+            source,
+        }),
+        Ok(Ok(response)) => Ok(response.status()),
+    }
+}
