@@ -52,6 +52,24 @@ impl Backend {
     pub async fn next(&self) -> Seen {
         self.seen_rx.lock().await.recv().await.expect("backend running")
     }
+
+    /// Waits (at most 10 s) for a request for which `matches` is true, seen earlier or later.
+    pub async fn next_matching(&self, matches: impl Fn(&Seen) -> bool) -> Seen {
+        let wait = async {
+            loop {
+                let seen = self.next().await;
+                if matches(&seen) {
+                    return seen;
+                }
+            }
+        };
+        if let Some(seen) = self.seen().into_iter().find(|seen| matches(seen)) {
+            return seen;
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+            .await
+            .expect("the backend got the expected request within 10 s")
+    }
 }
 
 impl Drop for Backend {
@@ -69,7 +87,9 @@ pub async fn backend() -> Backend {
     let record = seen.clone();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let record = record.clone();
             let seen_tx = seen_tx.clone();
             tokio::spawn(async move {
@@ -101,7 +121,11 @@ pub async fn backend() -> Backend {
 async fn answer(request: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
     let path = request.uri().path().to_string();
     if let Some((_, code)) = path.rsplit_once("/status/") {
-        let status = code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::OK);
+        let status = code
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::OK);
         let mut response = Response::new(full(format!("status {code}")));
         *response.status_mut() = status;
         return Ok(response);
@@ -123,14 +147,18 @@ async fn answer(request: Request<Incoming>) -> Result<Response<BoxBody>, Infalli
             }
         });
         let mut response = Response::new(StreamBody::new(stream).boxed());
-        response.headers_mut().insert("content-type", "application/octet-stream".parse().unwrap());
+        response
+            .headers_mut()
+            .insert("content-type", "application/octet-stream".parse().unwrap());
         return Ok(response);
     }
     if let Some(count) = path.strip_prefix("/text/") {
         let total: usize = count.parse().unwrap_or(0);
         let text = "lorem ipsum dolor sit amet ".repeat(total / 27 + 1);
         let mut response = Response::new(full(text[..total].to_string()));
-        response.headers_mut().insert("content-type", "text/plain".parse().unwrap());
+        response
+            .headers_mut()
+            .insert("content-type", "text/plain".parse().unwrap());
         return Ok(response);
     }
     if path == "/count" {
@@ -146,14 +174,24 @@ async fn answer(request: Request<Incoming>) -> Result<Response<BoxBody>, Infalli
     }
     if path == "/cookie" {
         let mut response = Response::new(full("cookies"));
-        response.headers_mut().append("set-cookie", "BSESSION=backend-session-1; Path=/".parse().unwrap());
-        response.headers_mut().append("set-cookie", "BPERSIST=persist-1; Max-Age=3600; Path=/".parse().unwrap());
+        response
+            .headers_mut()
+            .append("set-cookie", "BSESSION=backend-session-1; Path=/".parse().unwrap());
+        response.headers_mut().append(
+            "set-cookie",
+            "BPERSIST=persist-1; Max-Age=3600; Path=/".parse().unwrap(),
+        );
         return Ok(response);
     }
     let headers: serde_json::Map<String, serde_json::Value> = request
         .headers()
         .iter()
-        .map(|(name, value)| (name.to_string(), serde_json::Value::String(value.to_str().unwrap_or("").to_string())))
+        .map(|(name, value)| {
+            (
+                name.to_string(),
+                serde_json::Value::String(value.to_str().unwrap_or("").to_string()),
+            )
+        })
         .collect();
     let echo = serde_json::json!({
         "method": request.method().as_str(),
@@ -161,7 +199,9 @@ async fn answer(request: Request<Incoming>) -> Result<Response<BoxBody>, Infalli
         "headers": headers,
     });
     let mut response = Response::new(full(echo.to_string()));
-    response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
     Ok(response)
 }
 
