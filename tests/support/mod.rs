@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod chromium;
 pub mod idp;
 pub mod raw;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
