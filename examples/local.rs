@@ -67,10 +67,32 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {bind} (set PORT to use another port)"))?;
     let address = listener.local_addr()?;
+    // The admin endpoints next to it; a busy default port only costs the local setup its metrics.
+    let admin = match state.snapshot().config.server.admin {
+        Some(admin) => tokio::net::TcpListener::bind(admin.addr).await.ok(),
+        None => None,
+    };
+    let admin_line = match admin {
+        Some(listener) => {
+            let line = format!("http://{}/metrics (and /healthz, /readyz)", listener.local_addr()?);
+            tokio::spawn(approuter::server::admin::run(
+                listener,
+                state.clone(),
+                std::future::pending(),
+            ));
+            line
+        }
+        None => "off (ADMIN_ADDRESS or port taken)".to_string(),
+    };
     println!();
-    println!("  development XSUAA  {} (token endpoint with mTLS: {})", xsuaa.url(), xsuaa.cert_url());
+    println!(
+        "  development XSUAA  {} (token endpoint with mTLS: {})",
+        xsuaa.url(),
+        xsuaa.cert_url()
+    );
     println!("  example backend    http://{backend}");
     println!("  approuter          http://{address}/");
+    println!("  admin endpoints    {admin_line}");
     println!();
     println!("  Open http://{address}/ and follow the /api/whoami link to log in as jane.doe.");
     println!("  Ctrl-C stops everything.");
@@ -88,7 +110,9 @@ async fn start_backend() -> anyhow::Result<SocketAddr> {
     let address = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
                     Ok::<_, Infallible>(answer(&request))

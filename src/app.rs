@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::session::MemoryStore;
+use crate::auth::redis_store::RedisStore;
+use crate::auth::session::{MemoryStore, SessionStore};
 use crate::auth::xsuaa::IdpClient;
 use crate::auth::{Auth, Clock};
-use crate::config::{self, Config, Env};
+use crate::config::{self, Config, Env, SessionStoreConfig};
+use crate::metrics::Metrics;
 use crate::proxy::Upstream;
 use crate::state::{AppState, Snapshot};
 
@@ -46,6 +48,8 @@ pub enum StartupError {
     Tls(#[from] crate::tls::Error),
     #[error("XSUAA client: {0}")]
     Idp(#[from] crate::auth::xsuaa::IdpError),
+    #[error("session store: {0}")]
+    SessionStore(#[from] crate::auth::redis_store::Error),
 }
 
 /// Choices that tests and embedders make; the binary uses the defaults.
@@ -82,12 +86,36 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, StartupError> {
 pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState>, StartupError> {
     let roots = Arc::new(crate::tls::root_store(&config.server.ca_cert_paths, &[])?);
     let upstream = Upstream::new(&config, roots.clone())?;
+    let metrics = Arc::new(Metrics::new(config.server.metrics, config.routes.len()));
     let mut sweeper = None;
     let auth = match &config.xsuaa {
         Some(credentials) => {
             let idp = IdpClient::new(credentials, roots, config.auth.idp_timeout)?;
-            let store = Arc::new(MemoryStore::new(config.session_timeout, config.auth.login_attempt_ttl));
-            sweeper = Some(Arc::downgrade(&store));
+            let store: Arc<dyn SessionStore> = match &config.session_store {
+                SessionStoreConfig::Memory => {
+                    let memory = Arc::new(MemoryStore::new(config.session_timeout, config.auth.login_attempt_ttl));
+                    sweeper = Some(Arc::downgrade(&memory));
+                    memory
+                }
+                SessionStoreConfig::Redis(settings) => {
+                    // The client id keeps apps that share a Redis and a secret apart.
+                    let redis = RedisStore::new(
+                        settings,
+                        &credentials.clientid,
+                        config.session_timeout,
+                        config.auth.login_attempt_ttl,
+                        &config.server.ca_cert_paths,
+                    )?;
+                    tracing::info!(
+                        redis = %settings.display_url(),
+                        from = %settings.origin,
+                        cluster = settings.cluster,
+                        secrets = settings.secrets.len(),
+                        "sessions are kept in Redis"
+                    );
+                    Arc::new(redis)
+                }
+            };
             tracing::info!(
                 binding = %credentials.name,
                 clientid = %credentials.clientid,
@@ -95,26 +123,35 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
                 token_url = %credentials.token_url(),
                 "XSUAA binding loaded"
             );
-            Some(Arc::new(Auth::new(
-                credentials.clone(),
-                config.auth.clone(),
-                config.login_callback.clone(),
-                idp,
-                store,
-                options.clock,
-            )))
+            Some(Arc::new(
+                Auth::new(
+                    credentials.clone(),
+                    config.auth.clone(),
+                    config.login_callback.clone(),
+                    idp,
+                    store,
+                    options.clock,
+                )
+                .with_metrics(metrics.clone())
+                .with_login_rate_limit(config.server.login_rate_limit, config.server.forwarded_hops),
+            ))
         }
         None => None,
     };
-    let state = Arc::new(AppState::new(
+    let state = Arc::new(AppState::with_metrics(
         Snapshot {
             config: Arc::new(config),
             upstream,
         },
         auth,
+        metrics,
     ));
     if let Some(store) = sweeper {
         spawn_sweeper(store, Arc::downgrade(&state), options.sweep_interval);
+    }
+    if let Some(auth) = &state.auth {
+        // Expiry log for x509 credentials; binding files are also watched for rotation.
+        crate::auth::rotation::start(auth);
     }
     Ok(state)
 }

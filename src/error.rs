@@ -17,9 +17,19 @@ pub enum GatewayError {
     Static(#[from] crate::static_files::Error),
     #[error(transparent)]
     Auth(#[from] crate::auth::Error),
+    #[error(transparent)]
+    Cors(#[from] crate::cors::Error),
+    #[error(transparent)]
+    Websocket(#[from] crate::proxy::websocket::Error),
     /// The request itself is malformed.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The request body is larger than `MAX_REQUEST_BODY`.
+    #[error("request body larger than the limit")]
+    PayloadTooLarge,
+    /// Too many requests in flight (`MAX_IN_FLIGHT`): shed rather than queued.
+    #[error("too many requests in flight")]
+    Overloaded,
 }
 
 impl GatewayError {
@@ -41,7 +51,11 @@ impl GatewayError {
             GatewayError::Static(S::Forbidden) => StatusCode::FORBIDDEN,
             GatewayError::Static(S::Io(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::Auth(error) => error.status(),
+            GatewayError::Cors(error) => error.status(),
+            GatewayError::Websocket(error) => error.status(),
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -72,6 +86,11 @@ pub async fn respond(error: &GatewayError, config: &Config, path: &str) -> Respo
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         }
         GatewayError::Auth(auth) => auth.decorate(&mut response),
+        GatewayError::Overloaded => {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         _ => {}
     }
     response

@@ -14,8 +14,10 @@ use crate::auth::{self, Origin, Outcome};
 use crate::body::{self, Body};
 use crate::config::{Config, Destination, RouteKind};
 use crate::error::{self, GatewayError};
+use crate::logging;
 use crate::proxy::headers::{self, Forwarding};
 use crate::proxy::{self, ForwardRequest};
+use crate::server::limits;
 use crate::state::{AppState, Snapshot};
 use crate::{routing, static_files};
 
@@ -35,6 +37,10 @@ pub struct RequestCtx {
     pub path: String,
     pub route_index: Option<usize>,
     pub started: Instant,
+    /// How long the destination took to answer, when one was called.
+    pub upstream: Option<std::time::Duration>,
+    /// CORS headers for the response of a cross-origin request.
+    pub cors: crate::cors::ResponseHeaders,
 }
 
 /// Handles one request; never fails (errors become responses here).
@@ -46,11 +52,15 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>, connection
         path: request.uri().path().to_string(),
         route_index: None,
         started: Instant::now(),
+        upstream: None,
+        cors: Default::default(),
     };
     let method = request.method().clone();
     let mut response = match run(&state, &snapshot, request, &mut ctx).await {
         Ok(response) => response,
         Err(error) => {
+            let error = limits::reclassify(error);
+            state.metrics.request_error(&error);
             let status = error.status();
             if status.is_server_error() {
                 tracing::error!(correlation_id = ?ctx.correlation_id, route = ?ctx.route_index, %status, error = %error_chain(&error), "request failed");
@@ -61,14 +71,21 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>, connection
         }
     };
     finish(&mut response, &snapshot.config, &ctx);
-    tracing::debug!(
-        %method,
-        path = %ctx.path,
-        status = response.status().as_u16(),
-        route = ?ctx.route_index,
-        micros = ctx.started.elapsed().as_micros() as u64,
-        "request"
-    );
+    let elapsed = ctx.started.elapsed();
+    state
+        .metrics
+        .request(ctx.route_index, response.status(), elapsed, ctx.upstream);
+    if snapshot.config.server.access_log {
+        logging::access(&logging::AccessRecord {
+            method: &method,
+            path: &ctx.path,
+            status: response.status().as_u16(),
+            route: ctx.route_index,
+            correlation_id: &ctx.correlation_id,
+            duration_us: elapsed.as_micros() as u64,
+            upstream_us: ctx.upstream.map(|upstream| upstream.as_micros() as u64),
+        });
+    }
     response
 }
 
@@ -84,7 +101,18 @@ async fn run(
     let origin = Origin {
         scheme: ctx.connection.scheme,
     };
+    // CORS, websocket admission and the framing allowlist run before routing, as in the reference.
+    match crate::cors::check(config, &parts, ctx.connection.scheme)? {
+        crate::cors::Decision::Respond(response) => return Ok(response),
+        crate::cors::Decision::Continue(headers) => ctx.cors = headers,
+    }
+    proxy::websocket::admit(config, &parts, ctx.connection.scheme)?;
+    if let Some(response) = crate::clickjacking::respond(config, &parts) {
+        return Ok(response);
+    }
     if let Some(auth) = &state.auth {
+        // For the login rate limit.
+        parts.extensions.insert(limits::ClientPeer(ctx.connection.peer.ip()));
         if auth.is_callback(&parts) {
             return Ok(auth.callback(&parts, &origin).await?);
         }
@@ -181,17 +209,28 @@ async fn run(
                 set_x_forwarded: destination.set_x_forwarded_headers,
                 correlation_id: &ctx.correlation_id,
             };
-            let mut response = proxy::forward(
-                &snapshot.upstream,
-                parts,
-                body::boxed(incoming),
-                ForwardRequest {
-                    destination: &destination,
-                    url: &target_url,
-                    forwarding,
-                },
-            )
-            .await?;
+            let body = limits::request_body(incoming, &parts.headers, config.server.max_request_body)?;
+            let upstream_started = Instant::now();
+            let request = ForwardRequest {
+                destination: &destination,
+                url: &target_url,
+                forwarding,
+            };
+            let forwarded = if proxy::websocket::is_upgrade(&parts) {
+                // A logged-in user's websocket closes when the session ends.
+                let watch = state.auth.as_ref().zip(user.as_ref()).map(|(auth, (id, _))| {
+                    proxy::websocket::SessionWatch::new(auth.store.clone(), *id, config.ws_session_check)
+                });
+                proxy::websocket::proxy(&snapshot.upstream, parts, request, watch)
+                    .await
+                    .map_err(GatewayError::from)
+            } else {
+                proxy::forward(&snapshot.upstream, parts, body, request)
+                    .await
+                    .map_err(GatewayError::from)
+            };
+            ctx.upstream = Some(upstream_started.elapsed());
+            let mut response = forwarded?;
             if let (true, Some(auth), Some((id, session))) = (keep_backend_cookies, &state.auth, &user) {
                 let cookies = auth::backend_cookies::take_session_cookies(response.headers_mut());
                 if !cookies.is_empty() {
@@ -322,6 +361,7 @@ fn finish(response: &mut Response<Body>, config: &Config, ctx: &RequestCtx) {
     if !headers.contains_key("x-request-id") {
         headers.insert("x-request-id", ctx.correlation_id.clone());
     }
+    ctx.cors.apply(headers);
 }
 
 /// The correlation id: taken from the request (`x-correlationid`, `x-correlation-id`, `x-request-id`,

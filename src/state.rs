@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::proxy::Upstream;
 
 /// What one request works with: the configuration and the clients built for it.
@@ -20,14 +21,22 @@ pub struct AppState {
     snapshot: ArcSwap<Snapshot>,
     /// Login and sessions; `None` when no XSUAA is bound (then only public routes exist).
     pub auth: Option<Arc<Auth>>,
+    /// Counters and histograms, shared with `auth`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
-    /// State serving `snapshot`.
+    /// State serving `snapshot`, with metrics that record nothing.
     pub fn new(snapshot: Snapshot, auth: Option<Arc<Auth>>) -> AppState {
+        AppState::with_metrics(snapshot, auth, Metrics::disabled())
+    }
+
+    /// State serving `snapshot` that records into `metrics`.
+    pub fn with_metrics(snapshot: Snapshot, auth: Option<Arc<Auth>>, metrics: Arc<Metrics>) -> AppState {
         AppState {
             snapshot: ArcSwap::from_pointee(snapshot),
             auth,
+            metrics,
         }
     }
 

@@ -224,7 +224,10 @@ async fn routing_table() {
         for (name, value) in row.response_headers {
             let got = response.headers().get(*name).map(|v| v.to_str().unwrap().to_string());
             if got.as_deref() != Some(*value) {
-                failures.push(format!("{}: response header {name} = {got:?}, want {value:?}", row.name));
+                failures.push(format!(
+                    "{}: response header {name} = {got:?}, want {value:?}",
+                    row.name
+                ));
             }
         }
         let seen = backend.seen();
@@ -239,9 +242,16 @@ async fn routing_table() {
                 for (name, value) in row.upstream_headers {
                     let value = value.replace("{backend}", &backend_host);
                     let got = got.headers.get(*name).map(|v| v.to_str().unwrap().to_string());
-                    let ok = if value.is_empty() { got.is_none() } else { got.as_deref() == Some(value.as_str()) };
+                    let ok = if value.is_empty() {
+                        got.is_none()
+                    } else {
+                        got.as_deref() == Some(value.as_str())
+                    };
                     if !ok {
-                        failures.push(format!("{}: upstream header {name} = {got:?}, want {value:?}", row.name));
+                        failures.push(format!(
+                            "{}: upstream header {name} = {got:?}, want {value:?}",
+                            row.name
+                        ));
                     }
                 }
             }

@@ -3,6 +3,7 @@
 //! algorithms, `exp`/`nbf` with 60 s leeway against an injected clock, and the xssec audience rule.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::xsuaa::{IdpClient, IdpError};
+use crate::metrics::Metrics;
 
 /// Clock skew tolerated on `exp` and `nbf`, as xssec does.
 pub const LEEWAY_SECS: u64 = 60;
@@ -42,6 +44,8 @@ pub enum JwtError {
     MissingExp,
     #[error("audience does not include this client")]
     WrongAudience,
+    #[error("token of another identity zone ({0:?})")]
+    WrongZone(String),
     #[error("keys unavailable: {0}")]
     KeysUnavailable(String),
 }
@@ -123,8 +127,11 @@ struct Jwk {
     value: Option<String>,
 }
 
+/// A decoding key and the algorithm its JWK names.
+type ZoneKey = (Arc<DecodingKey>, Option<String>);
+
 struct ZoneKeys {
-    keys: HashMap<String, (Arc<DecodingKey>, Option<String>)>,
+    keys: HashMap<String, ZoneKey>,
     fetched: Instant,
 }
 
@@ -135,6 +142,13 @@ pub struct Validator {
     keys_url: String,
     zones: Mutex<HashMap<String, ZoneKeys>>,
     fetch_lock: tokio::sync::Mutex<()>,
+    /// Fetches finished so far; lets a readiness probe share a fetch that ran while it waited.
+    fetches: AtomicU64,
+    /// Whether the last fetch brought usable keys.
+    last_fetch_ok: AtomicBool,
+    metrics: Arc<Metrics>,
+    /// The only zone accepted, when known.
+    zone: Option<String>,
 }
 
 const ALLOWED: &[Algorithm] = &[
@@ -158,7 +172,58 @@ impl Validator {
             keys_url: format!("https://{host}/token_keys"),
             zones: Mutex::new(HashMap::new()),
             fetch_lock: tokio::sync::Mutex::new(()),
+            fetches: AtomicU64::new(0),
+            last_fetch_ok: AtomicBool::new(false),
+            metrics: Metrics::disabled(),
+            zone: None,
         }
+    }
+
+    /// Accepts only tokens of zone `zid` (the binding's `identityzoneid`): a dedicated app has one
+    /// zone, and tokens naming any other never make the router fetch keys for it.
+    pub fn with_zone(mut self, zid: Option<String>) -> Validator {
+        self.zone = zid.filter(|z| !z.is_empty());
+        self
+    }
+
+    /// Records key fetches into `metrics`.
+    pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = metrics;
+    }
+
+    /// True when keys are loaded and the last fetch of them succeeded (readiness).
+    pub fn has_keys(&self) -> bool {
+        self.last_fetch_ok.load(Ordering::Acquire)
+            && self
+                .zones
+                .lock()
+                .map(|zones| zones.values().any(|zone| !zone.keys.is_empty()))
+                .unwrap_or(false)
+    }
+
+    /// Fetches the keys of zone `zid` now; a probe that waited for a fetch already running uses
+    /// that one's result instead of fetching again. Returns the number of keys.
+    ///
+    /// # Errors
+    /// [`JwtError::KeysUnavailable`] when the identity provider does not deliver usable keys.
+    pub async fn refresh_keys(&self, idp: &IdpClient, zid: &str) -> Result<usize, JwtError> {
+        let before = self.fetches.load(Ordering::Acquire);
+        let _guard = self.fetch_lock.lock().await;
+        if self.fetches.load(Ordering::Acquire) == before {
+            self.fetch_zone(idp, zid).await?;
+        } else if !self.last_fetch_ok.load(Ordering::Acquire) {
+            return Err(JwtError::KeysUnavailable("the last fetch failed".into()));
+        }
+        let count = self
+            .zones
+            .lock()
+            .ok()
+            .and_then(|zones| zones.get(zid).map(|zone| zone.keys.len()))
+            .unwrap_or(0);
+        if count == 0 {
+            return Err(JwtError::KeysUnavailable("no usable key".into()));
+        }
+        Ok(count)
     }
 
     /// Validates `token` at Unix time `now`.
@@ -173,6 +238,11 @@ impl Validator {
         let kid = header.kid.clone().ok_or(JwtError::MissingKid)?;
         let unverified = unverified_claims(token)?;
         let zid = unverified.zid.clone().unwrap_or_default();
+        if let Some(zone) = &self.zone {
+            if *zone != zid {
+                return Err(JwtError::WrongZone(zid));
+            }
+        }
         let key = self.key(idp, &zid, &kid).await?;
         if let Some(alg) = &key.1 {
             if *alg != format!("{:?}", header.alg) {
@@ -249,6 +319,35 @@ impl Validator {
                 zid: zid.to_string(),
             });
         }
+        self.fetch_zone(idp, zid).await?;
+        self.cached(zid, kid, Duration::MAX)
+            .ok_or_else(|| JwtError::UnknownKey {
+                kid: kid.to_string(),
+                zid: zid.to_string(),
+            })
+    }
+
+    /// Fetches and caches the keys of `zid`; the caller holds `fetch_lock`.
+    async fn fetch_zone(&self, idp: &IdpClient, zid: &str) -> Result<(), JwtError> {
+        let result = self.download(idp, zid).await;
+        let ok = result.as_ref().is_ok_and(|keys| !keys.is_empty());
+        self.metrics.jwks_fetch(ok);
+        self.last_fetch_ok.store(ok, Ordering::Release);
+        self.fetches.fetch_add(1, Ordering::AcqRel);
+        let keys = result?;
+        if let Ok(mut zones) = self.zones.lock() {
+            zones.insert(
+                zid.to_string(),
+                ZoneKeys {
+                    keys,
+                    fetched: Instant::now(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn download(&self, idp: &IdpClient, zid: &str) -> Result<HashMap<String, ZoneKey>, JwtError> {
         let url = if zid.is_empty() {
             self.keys_url.clone()
         } else {
@@ -268,20 +367,7 @@ impl Validator {
                 keys.insert(kid, (Arc::new(key), jwk.alg.clone()));
             }
         }
-        if let Ok(mut zones) = self.zones.lock() {
-            zones.insert(
-                zid.to_string(),
-                ZoneKeys {
-                    keys,
-                    fetched: Instant::now(),
-                },
-            );
-        }
-        self.cached(zid, kid, Duration::MAX)
-            .ok_or_else(|| JwtError::UnknownKey {
-                kid: kid.to_string(),
-                zid: zid.to_string(),
-            })
+        Ok(keys)
     }
 
     fn cached(&self, zid: &str, kid: &str, max_age: Duration) -> Option<(Arc<DecodingKey>, Option<String>)> {

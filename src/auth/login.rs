@@ -136,13 +136,13 @@ pub fn redirect_response(
     response
 }
 
-/// The answer after a successful callback: the new session cookie, the login cookies deleted,
+/// The answer after a successful callback: the new session cookie, the fragment cookie deleted,
 /// and a 302 back to where the user was going.
 pub fn success_response(
     location: &str,
     session_cookie: &str,
     session_value: &str,
-    binding_name: &str,
+    _binding_name: &str,
     flags: &CookieFlags<'_>,
 ) -> Response<Body> {
     let mut response = Response::new(body::empty());
@@ -168,7 +168,8 @@ pub fn success_response(
         }
         .header(),
     );
-    headers.append(header::SET_COOKIE, cookies::deletion(binding_name, flags.secure, "Lax"));
+    // The binding cookie stays (it expires with its Max-Age): other tabs of this browser may still
+    // be logging in with it, and their callbacks must not fail once this one has succeeded.
     headers.append(
         header::SET_COOKIE,
         cookies::deletion(FRAGMENT_COOKIE, flags.secure, "Lax"),
@@ -177,9 +178,10 @@ pub fn success_response(
 }
 
 /// True when the request is a browser navigation that may be redirected to the login; XHR, fetch
-/// and every method but GET get 401 instead.
+/// and every method but GET get 401 instead, and so does a websocket handshake (an `Upgrade`
+/// request cannot follow a redirect to the login).
 pub fn is_navigation(method: &http::Method, headers: &HeaderMap) -> bool {
-    if method != http::Method::GET {
+    if method != http::Method::GET || headers.contains_key(header::UPGRADE) {
         return false;
     }
     if headers
@@ -248,6 +250,9 @@ mod tests {
         assert!(!is_navigation(&http::Method::GET, &headers));
         let mut headers = HeaderMap::new();
         headers.insert("sec-fetch-mode", HeaderValue::from_static("cors"));
+        assert!(!is_navigation(&http::Method::GET, &headers));
+        let mut headers = HeaderMap::new();
+        headers.insert("upgrade", HeaderValue::from_static("websocket"));
         assert!(!is_navigation(&http::Method::GET, &headers));
     }
 }

@@ -7,6 +7,8 @@ pub mod csrf;
 pub mod jwt;
 pub mod login;
 pub mod logout;
+pub mod redis_store;
+pub mod rotation;
 pub mod session;
 pub mod user_api;
 pub mod xsuaa;
@@ -25,7 +27,9 @@ use self::session::{LoginAttempt, Session, SessionId, SessionStore, StoreError, 
 use self::xsuaa::{IdpClient, IdpError};
 use crate::body::Body;
 use crate::config::{AuthSettings, Route, XsuaaCredentials};
+use crate::metrics::{Metrics, Shed};
 use crate::proxy::headers::cookie;
+use crate::server::limits::{self, ClientPeer, RateLimiter};
 
 /// Why a request is not (yet) allowed.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +75,9 @@ pub enum Error {
     /// The user info could not be fetched for `/attributes`.
     #[error("user info: {0}")]
     UserInfo(#[source] IdpError),
+    /// Too many login starts or callbacks from one client address (`LOGIN_RATE_LIMIT`).
+    #[error("login rate limit reached; retry in {retry_after} s")]
+    TooManyLogins { retry_after: u64 },
 }
 
 impl Error {
@@ -93,6 +100,7 @@ impl Error {
             Error::LogoutMethod => StatusCode::METHOD_NOT_ALLOWED,
             Error::UnknownUserApiResource => StatusCode::NOT_FOUND,
             Error::UserInfo(_) => StatusCode::BAD_GATEWAY,
+            Error::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -108,6 +116,7 @@ impl Error {
             }
             Error::Store(_) | Error::NotConfigured => "Sign-in is temporarily unavailable. Please try again later.",
             Error::MissingScope => "You do not have the required scopes to access this resource.",
+            Error::TooManyLogins { .. } => "Too many sign-in attempts from your network. Please wait a minute and try again.",
             _ => return None,
         })
     }
@@ -131,6 +140,9 @@ impl Error {
             }
             Error::LogoutMethod => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+            }
+            Error::TooManyLogins { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}
         }
@@ -197,6 +209,10 @@ pub struct Auth {
     pub clock: Clock,
     refresh_locks: Box<[tokio::sync::Mutex<()>]>,
     login_callback: String,
+    /// Logins, token requests and key fetches are counted here.
+    pub metrics: Arc<Metrics>,
+    /// `LOGIN_RATE_LIMIT` per client address, and how to find the client's address.
+    login_limit: Option<(RateLimiter, usize)>,
 }
 
 /// A session ends this long before its access token expires, so no backend ever gets a token that
@@ -213,7 +229,8 @@ impl Auth {
         store: Arc<dyn SessionStore>,
         clock: Clock,
     ) -> Auth {
-        let validator = Validator::new(&credentials.clientid, &credentials.xsappname, &credentials.uaadomain);
+        let validator = Validator::new(&credentials.clientid, &credentials.xsappname, &credentials.uaadomain)
+            .with_zone(credentials.identityzoneid.clone());
         Auth {
             credentials,
             settings,
@@ -223,7 +240,67 @@ impl Auth {
             clock,
             refresh_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             login_callback,
+            metrics: Metrics::disabled(),
+            login_limit: None,
         }
+    }
+
+    /// The client certificate as operations see it: details, reloads, last expiry check
+    /// (see [`rotation::CredentialStatus`]).
+    pub fn credential_status(&self) -> &Arc<rotation::CredentialStatus> {
+        self.idp.status()
+    }
+
+    /// Seconds until the client certificate in use expires, negative once expired; `None` for
+    /// secret credentials.
+    pub fn certificate_expiry(&self) -> Option<i64> {
+        self.idp.status().seconds_to_expiry(self.clock.now())
+    }
+
+    /// Records logins, token requests and key fetches into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Auth {
+        self.validator.set_metrics(metrics.clone());
+        self.metrics = metrics;
+        self
+    }
+
+    /// Allows `per_minute` login starts and callbacks per client address (`None`: unlimited);
+    /// `forwarded_hops` trusted proxies in front say who the client is (see
+    /// [`limits::client_addr`]).
+    pub fn with_login_rate_limit(mut self, per_minute: Option<u32>, forwarded_hops: usize) -> Auth {
+        self.login_limit = per_minute.map(|limit| (RateLimiter::new(limit), forwarded_hops));
+        self
+    }
+
+    /// Takes a token from the client's login bucket; the peer comes from the request's
+    /// [`ClientPeer`] extension (absent: not limited, e.g. a request built in-process).
+    fn check_login_rate(&self, parts: &Parts) -> Result<(), Error> {
+        let (Some((limiter, hops)), Some(ClientPeer(peer))) = (&self.login_limit, parts.extensions.get::<ClientPeer>())
+        else {
+            return Ok(());
+        };
+        let client = limits::client_addr(*peer, &parts.headers, *hops);
+        limiter.check(client).map_err(|retry_after| {
+            self.metrics.shed(Shed::LoginRateLimit);
+            Error::TooManyLogins { retry_after }
+        })
+    }
+
+    /// One token endpoint request, counted by grant and outcome and timed.
+    async fn token_request<T>(
+        &self,
+        grant: &'static str,
+        request: impl std::future::Future<Output = Result<T, IdpError>>,
+    ) -> Result<T, IdpError> {
+        let started = Instant::now();
+        let result = request.await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(IdpError::Refused { .. }) => "refused",
+            Err(_) => "error",
+        };
+        self.metrics.token_request(grant, outcome, started.elapsed());
+        result
     }
 
     /// True when `parts` is the login callback.
@@ -315,7 +392,10 @@ impl Auth {
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or(Error::BasicChallenge)?;
         let (username, password) = credentials.split_once(':').ok_or(Error::BasicChallenge)?;
-        let tokens = match self.idp.password(username, password).await {
+        let tokens = match self
+            .token_request("password", self.idp.password(username, password))
+            .await
+        {
             Ok(tokens) => tokens,
             Err(IdpError::Refused { status, .. }) if status.is_client_error() => return Err(Error::BasicChallenge),
             Err(error) => return Err(Error::TokenExchange(error)),
@@ -480,6 +560,8 @@ impl Auth {
         idp: Option<&str>,
         origin: &Origin<'_>,
     ) -> Result<Response<Body>, Error> {
+        // Before anything is stored: a flood of login starts must not fill the state store.
+        self.check_login_rate(parts)?;
         let binding_name = login::binding_cookie(&self.settings.session_cookie);
         // Reuse the browser's binding nonce so that several tabs can log in at once.
         let binding = cookie(&parts.headers, &binding_name)
@@ -507,6 +589,7 @@ impl Auth {
         let state = login::random_token();
         let url = login::authorize_url(&self.credentials.url, &self.credentials.clientid, &attempt, &state, idp);
         self.store.put_attempt(&state, attempt).await?;
+        self.metrics.login_started();
         Ok(login::redirect_response(
             &url,
             self.settings.preserve_fragment,
@@ -559,6 +642,16 @@ impl Auth {
     /// # Errors
     /// One [`Error`] per failed check; never a redirect back to the login (no loops).
     pub async fn callback(&self, parts: &Parts, origin: &Origin<'_>) -> Result<Response<Body>, Error> {
+        self.check_login_rate(parts)?;
+        let result = self.complete_login(parts, origin).await;
+        match &result {
+            Ok(_) => self.metrics.login_completed(),
+            Err(error) => self.metrics.login_failed(login_failure(error)),
+        }
+        result
+    }
+
+    async fn complete_login(&self, parts: &Parts, origin: &Origin<'_>) -> Result<Response<Body>, Error> {
         let query: Vec<(String, String)> = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
@@ -579,9 +672,11 @@ impl Auth {
             return Err(Error::LoginRefused { error });
         }
         let code = param("code").filter(|c| !c.is_empty()).ok_or(Error::CodeMissing)?;
-        let tokens = self
+        let exchange = self
             .idp
-            .exchange_code(code, &attempt.redirect_uri, &attempt.code_verifier)
+            .exchange_code(code, &attempt.redirect_uri, &attempt.code_verifier);
+        let tokens = self
+            .token_request("authorization_code", exchange)
             .await
             .map_err(Error::TokenExchange)?;
         let claims = self
@@ -659,27 +754,76 @@ impl Auth {
         }
     }
 
-    /// Refreshes the tokens of a session; one refresh per session at a time, and whoever waited
-    /// uses the refreshed session instead of refreshing again.
-    async fn refresh(&self, id: &SessionId, session: &Arc<Session>) -> Result<Arc<Session>, Error> {
+    /// Refreshes the tokens of a session; one refresh per session at a time, in this process (a
+    /// mutex) and across the instances sharing the store (the store's lock). Whoever waited uses
+    /// the refreshed session instead of refreshing again.
+    async fn refresh(&self, id: &SessionId, _seen: &Arc<Session>) -> Result<Arc<Session>, Error> {
+        if self.settings.refresh_before_expiry.is_zero() {
+            // `JWT_REFRESH=0` turns refreshing off: the session ends with its token.
+            return Err(Error::Unauthenticated);
+        }
         let index = id.as_bytes()[0] as usize % self.refresh_locks.len();
         let _guard = self.refresh_locks[index].lock().await;
-        if let Some(current) = self.store.load(id).await? {
+        // While another instance holds the lock, poll the session until that refresh shows up. The
+        // IdP timeout bounds that refresh; a holder that died loses its lease and the lock is taken
+        // over here. The session is re-read after taking the lock: the holder may just have finished.
+        let deadline = Instant::now() + self.settings.idp_timeout + std::time::Duration::from_secs(2);
+        let mut pause = std::time::Duration::from_millis(10);
+        let mut fleet_lock = None;
+        let session = loop {
+            let current = self.store.load(id).await?.ok_or(Error::Unauthenticated)?;
             if current.refresh_at > self.clock.now() {
                 return Ok(current);
             }
-        }
+            if fleet_lock.is_some() {
+                break current;
+            }
+            match self.store.lock_refresh(id).await? {
+                Some(lock) => fleet_lock = Some(lock),
+                None if Instant::now() >= deadline => {
+                    return Err(Error::Store(StoreError::Unavailable(
+                        "token refresh by another instance did not finish in time".into(),
+                    )))
+                }
+                None => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
+                }
+            }
+        };
+        let session = &session;
         let refresh_token = session.refresh_token.as_deref().ok_or(Error::Unauthenticated)?;
         let started = Instant::now();
-        let tokens = self.idp.refresh(refresh_token).await.map_err(Error::TokenExchange)?;
+        let tokens = self
+            .token_request("refresh_token", self.idp.refresh(refresh_token))
+            .await
+            .map_err(Error::TokenExchange)?;
         let claims = self
             .validator
             .validate(&self.idp, &tokens.access_token, self.clock.now())
             .await?;
         let refresh_token = tokens.refresh_token.or_else(|| session.refresh_token.clone());
         let fresh = Arc::new(self.session_from(tokens.access_token, refresh_token, &claims, Some(session)));
-        self.store.save(id, fresh.clone()).await?;
+        if !self.store.update(id, fresh.clone()).await? {
+            // Logged out (or expired) while the refresh ran: it stays ended.
+            return Err(Error::Unauthenticated);
+        }
         tracing::debug!(millis = started.elapsed().as_millis() as u64, "token refreshed");
         Ok(fresh)
+    }
+}
+
+/// The `reason` label of a failed login callback.
+fn login_failure(error: &Error) -> &'static str {
+    match error {
+        Error::StateMissing => "state_missing",
+        Error::StateInvalid => "state_invalid",
+        Error::StateMismatch => "state_mismatch",
+        Error::CodeMissing => "code_missing",
+        Error::LoginRefused { .. } => "refused_by_idp",
+        Error::TokenExchange(_) => "token_exchange",
+        Error::TokenInvalid(_) => "token_invalid",
+        Error::Store(_) => "store",
+        _ => "other",
     }
 }

@@ -126,6 +126,31 @@ pub enum StoreError {
 /// A boxed future, so stores can be chosen at run time.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
+/// The right to refresh one session's tokens, held by one instance at a time; released on drop.
+pub struct RefreshLock {
+    _held: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl RefreshLock {
+    /// A lock that only this process needs: the caller already serialises refreshes in-process.
+    pub fn local() -> RefreshLock {
+        RefreshLock { _held: None }
+    }
+
+    /// A lock whose release is whatever dropping `held` does (a store's lease keeper, say).
+    pub fn held(held: impl std::any::Any + Send + Sync) -> RefreshLock {
+        RefreshLock {
+            _held: Some(Box::new(held)),
+        }
+    }
+}
+
+impl std::fmt::Debug for RefreshLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshLock")
+    }
+}
+
 /// Where sessions and login attempts live. The idle timeout slides on every `load`.
 pub trait SessionStore: Send + Sync + 'static {
     /// The session, if it exists and has not been idle too long; counts as use.
@@ -134,10 +159,37 @@ pub trait SessionStore: Send + Sync + 'static {
     fn save<'a>(&'a self, id: &'a SessionId, session: Arc<Session>) -> StoreFuture<'a, ()>;
     /// Removes a session and returns it.
     fn remove<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<Session>>>;
+    /// Replaces a session only while it still exists, so that a refresh finishing after a logout
+    /// (on any instance) does not bring the session back; false when it was gone.
+    fn update<'a>(&'a self, id: &'a SessionId, session: Arc<Session>) -> StoreFuture<'a, bool> {
+        Box::pin(async move { self.save(id, session).await.map(|()| true) })
+    }
     /// Stores a login attempt under its `state`.
     fn put_attempt<'a>(&'a self, state: &'a str, attempt: LoginAttempt) -> StoreFuture<'a, ()>;
     /// Takes a login attempt out: a second take of the same state finds nothing.
     fn take_attempt<'a>(&'a self, state: &'a str) -> StoreFuture<'a, Option<LoginAttempt>>;
+    /// Like [`SessionStore::load`] but without counting as use: an idle websocket checks its
+    /// session this way, so that it does not keep the session alive. Stores that cannot look
+    /// without touching fall back to `load`.
+    fn peek<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<Session>>> {
+        self.load(id)
+    }
+    /// Tries to become the one refresher of session `id` across every process sharing this store;
+    /// `None` while another holds it. A store private to one process needs no more than the
+    /// caller's in-process lock, hence the default.
+    fn lock_refresh<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<RefreshLock>> {
+        let _ = id;
+        ready(Ok(Some(RefreshLock::local())))
+    }
+    /// A cheap round trip to prove the store answers (readiness). A store in this process always
+    /// does, hence the default; a remote store overrides it.
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        ready(Ok(()))
+    }
+    /// The number of sessions this process holds, when the store can tell cheaply (metrics).
+    fn session_count(&self) -> Option<usize> {
+        None
+    }
 }
 
 const SHARDS: usize = 32;
@@ -225,6 +277,20 @@ fn poisoned() -> StoreError {
 }
 
 impl SessionStore for MemoryStore {
+    fn session_count(&self) -> Option<usize> {
+        Some(self.len())
+    }
+
+    fn peek<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<Session>>> {
+        let now = self.now_ms();
+        let result = self.shard(id).lock().map_err(|_| poisoned()).map(|map| {
+            let entry = map.get(id)?;
+            let idle = now.saturating_sub(entry.last_access.load(Ordering::Relaxed));
+            (idle <= self.idle_ms).then(|| entry.session.clone())
+        });
+        ready(result)
+    }
+
     fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<Session>>> {
         let now = self.now_ms();
         let result = self.shard(id).lock().map_err(|_| poisoned()).map(|mut map| {
@@ -250,6 +316,19 @@ impl SessionStore for MemoryStore {
                     last_access: AtomicU64::new(now),
                 },
             );
+        });
+        ready(result)
+    }
+
+    fn update<'a>(&'a self, id: &'a SessionId, session: Arc<Session>) -> StoreFuture<'a, bool> {
+        let now = self.now_ms();
+        let result = self.shard(id).lock().map_err(|_| poisoned()).map(|mut map| match map.get_mut(id) {
+            Some(entry) => {
+                entry.session = session;
+                entry.last_access.store(now, Ordering::Relaxed);
+                true
+            }
+            None => false,
         });
         ready(result)
     }
@@ -328,6 +407,33 @@ mod tests {
         tokio::time::advance(Duration::from_secs(50)).await;
         assert!(store.load(&id).await.unwrap().is_some(), "use slid the timeout");
         tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(store.load(&id).await.unwrap().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn peeking_does_not_slide_the_timeout() {
+        let store = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(180));
+        let id = SessionId::generate();
+        store.save(&id, session()).await.unwrap();
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert!(store.peek(&id).await.unwrap().is_some());
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(store.peek(&id).await.unwrap().is_none(), "a peek is not use");
+        assert!(store.load(&id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn update_replaces_only_a_session_that_still_exists() {
+        let store = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(180));
+        let id = SessionId::generate();
+        assert!(!store.update(&id, session()).await.unwrap(), "never saved");
+        store.save(&id, session()).await.unwrap();
+        let mut newer = (*session()).clone();
+        newer.access_token = "newer".into();
+        assert!(store.update(&id, Arc::new(newer)).await.unwrap());
+        assert_eq!(store.load(&id).await.unwrap().unwrap().access_token, "newer");
+        store.remove(&id).await.unwrap();
+        assert!(!store.update(&id, session()).await.unwrap(), "removed stays removed");
         assert!(store.load(&id).await.unwrap().is_none());
     }
 

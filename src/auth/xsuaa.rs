@@ -2,7 +2,7 @@
 //! secret) or with the client secret to `url`, and plain GETs for keys and user info. Connections
 //! are pooled, so a thousand logins cost a handful of TLS handshakes.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
 use serde::Deserialize;
 
+use super::rotation::{certificate, CredentialStatus, Rotation, Trigger};
 use crate::body::{self, Body};
 use crate::config::XsuaaCredentials;
 
@@ -96,6 +97,9 @@ pub struct IdpClient {
     plain: HttpsClient,
     roots: Arc<RootCertStore>,
     timeout: Duration,
+    status: Arc<CredentialStatus>,
+    /// Re-reads rotated binding files when the identity provider rejects our client.
+    rotation: OnceLock<Arc<Rotation>>,
 }
 
 impl IdpClient {
@@ -114,7 +118,19 @@ impl IdpClient {
             plain: build(plain_tls),
             roots,
             timeout,
+            status: Arc::new(CredentialStatus::new(certificate_info(credentials))),
+            rotation: OnceLock::new(),
         })
+    }
+
+    /// The client certificate's details, expiry and reload history.
+    pub fn status(&self) -> &Arc<CredentialStatus> {
+        &self.status
+    }
+
+    /// Lets a rejected token request re-read the binding through `rotation` (once per client).
+    pub fn attach_rotation(&self, rotation: Arc<Rotation>) {
+        let _ = self.rotation.set(rotation);
     }
 
     /// Replaces the client identity (a rotated certificate); requests in flight finish on the old
@@ -124,6 +140,7 @@ impl IdpClient {
     /// When the new certificate or key cannot be used; the old identity stays.
     pub fn rotate(&self, credentials: &XsuaaCredentials) -> Result<(), IdpError> {
         self.token.store(Arc::new(token_endpoint(credentials, &self.roots)?));
+        self.status.rotated(certificate_info(credentials));
         Ok(())
     }
 
@@ -168,9 +185,33 @@ impl IdpClient {
         .await
     }
 
+    /// A token request; when the identity provider rejects our client (a certificate revoked
+    /// after rotation), the binding is re-read and the request tried once more if the credentials
+    /// changed meanwhile. Client authentication precedes the grant check at the token endpoint, so
+    /// a rejected code exchange has not used up its code.
     async fn token_request(&self, fields: &[(&str, &str)]) -> Result<TokenResponse, IdpError> {
         let endpoint = self.token.load_full();
-        let form = token_form(&endpoint, fields);
+        let error = match self.token_request_on(&endpoint, fields).await {
+            Err(error) if error.is_client_rejected() => error,
+            other => return other,
+        };
+        if let Some(rotation) = self.rotation.get() {
+            rotation.reload(self, Trigger::Rejected).await;
+        }
+        let current = self.token.load_full();
+        if Arc::ptr_eq(&current, &endpoint) {
+            return Err(error);
+        }
+        tracing::info!(%error, "token request rejected with the previous client credentials; retrying with the current ones");
+        self.token_request_on(&current, fields).await
+    }
+
+    async fn token_request_on(
+        &self,
+        endpoint: &TokenEndpoint,
+        fields: &[(&str, &str)],
+    ) -> Result<TokenResponse, IdpError> {
+        let form = token_form(endpoint, fields);
         let request = Request::builder()
             .method(Method::POST)
             .uri(endpoint.url.clone())
@@ -227,6 +268,18 @@ impl IdpClient {
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(IdpError::Timeout(self.timeout)),
+        }
+    }
+}
+
+/// The certificate details of x509 credentials; secret credentials have none.
+fn certificate_info(credentials: &XsuaaCredentials) -> Option<certificate::CertificateInfo> {
+    let pem = credentials.certificate.as_ref().filter(|_| credentials.is_x509())?;
+    match certificate::inspect(pem) {
+        Ok(info) => Some(info),
+        Err(error) => {
+            tracing::warn!(%error, "client certificate details unavailable");
+            None
         }
     }
 }

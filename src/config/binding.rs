@@ -246,6 +246,23 @@ pub fn read_binding_files(folder: &Path) -> std::io::Result<Map<String, Value>> 
     Ok(credentials)
 }
 
+/// Checks the credential fields of a binding read again after start (a rotated binding), with the
+/// same rules as at start.
+///
+/// # Errors
+/// Every problem, with its key path.
+pub fn credentials_from_map(
+    name: &str,
+    source: BindingSource,
+    credentials: &Map<String, Value>,
+) -> Result<XsuaaCredentials, Error> {
+    let mut errors = Error::default();
+    match parse_credentials(name, source, credentials, &mut errors) {
+        Some(parsed) if errors.is_empty() => Ok(parsed),
+        _ => Err(errors),
+    }
+}
+
 fn parse_credentials(
     name: &str,
     source: BindingSource,

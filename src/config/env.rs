@@ -391,6 +391,93 @@ pub fn server_settings(env: &Env, errors: &mut Error) -> ServerSettings {
         backend_max_idle,
         ca_cert_paths,
         path_validation: env.flag("DISABLE_PATHNAME_VALIDATION", errors) != Some(true),
+        tls: tls_files(env, errors),
+        admin: admin_address(env, errors),
+        max_connections: limit(env, "MAX_CONNECTIONS", Some(DEFAULT_MAX_CONNECTIONS), errors).map(|n| n as usize),
+        max_in_flight: limit(env, "MAX_IN_FLIGHT", Some(DEFAULT_MAX_IN_FLIGHT), errors).map(|n| n as usize),
+        max_request_body: limit(env, "MAX_REQUEST_BODY", None, errors),
+        login_rate_limit: limit(env, "LOGIN_RATE_LIMIT", Some(DEFAULT_LOGIN_RATE_LIMIT), errors)
+            .map(|n| n.min(u64::from(u32::MAX)) as u32),
+        // Behind Cloud Foundry's router every client arrives from the router's address; its own
+        // X-Forwarded-For entry is the one to trust.
+        forwarded_hops: match env.get("CLIENT_IP_FORWARDED_HOPS") {
+            Some(text) => text.trim().parse::<usize>().unwrap_or_else(|_| {
+                errors.push(
+                    "CLIENT_IP_FORWARDED_HOPS",
+                    format!("must be a whole number, got {text:?}"),
+                );
+                0
+            }),
+            None => usize::from(env.get("VCAP_APPLICATION").is_some()),
+        },
+        metrics: env.flag("METRICS", errors) != Some(false),
+        access_log: env.flag("ACCESS_LOG", errors) != Some(false),
+    }
+}
+
+const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+const DEFAULT_MAX_IN_FLIGHT: u64 = 10_000;
+const DEFAULT_LOGIN_RATE_LIMIT: u64 = 30;
+
+/// A limit variable: a whole number ≥ 1, or `off`/`0` for none; `default` when unset.
+fn limit(env: &Env, name: &str, default: Option<u64>, errors: &mut Error) -> Option<u64> {
+    match env.get(name).map(str::trim) {
+        None => default,
+        Some("off" | "0") => None,
+        Some(text) => positive_integer(name, text, errors),
+    }
+}
+
+/// `TLS_CERT_PATH` and `TLS_KEY_PATH` (both or neither), `TLS_RELOAD_INTERVAL` in milliseconds.
+fn tls_files(env: &Env, errors: &mut Error) -> Option<super::TlsFiles> {
+    let reload_interval = env
+        .get("TLS_RELOAD_INTERVAL")
+        .and_then(|text| positive_integer("TLS_RELOAD_INTERVAL", text, errors))
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(5));
+    match (env.get("TLS_CERT_PATH"), env.get("TLS_KEY_PATH")) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            for (name, path) in [("TLS_CERT_PATH", cert), ("TLS_KEY_PATH", key)] {
+                if !Path::new(path).is_file() {
+                    errors.push(name, format!("file not found: {path}"));
+                }
+            }
+            Some(super::TlsFiles {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+                reload_interval,
+            })
+        }
+        (Some(_), None) => {
+            errors.push("TLS_KEY_PATH", "must be set together with TLS_CERT_PATH");
+            None
+        }
+        (None, Some(_)) => {
+            errors.push("TLS_CERT_PATH", "must be set together with TLS_KEY_PATH");
+            None
+        }
+    }
+}
+
+/// `ADMIN_ADDRESS`: `host:port`, `off`, or unset for `127.0.0.1:9090`.
+fn admin_address(env: &Env, errors: &mut Error) -> Option<super::AdminAddress> {
+    match env.get("ADMIN_ADDRESS").map(str::trim) {
+        None => Some(super::AdminAddress {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 9090)),
+            explicit: false,
+        }),
+        Some("off") => None,
+        Some(text) => match text.parse::<SocketAddr>() {
+            Ok(addr) => Some(super::AdminAddress { addr, explicit: true }),
+            Err(_) => {
+                errors.push(
+                    "ADMIN_ADDRESS",
+                    format!("must be an address like 127.0.0.1:9090, or off, got {text:?}"),
+                );
+                None
+            }
+        },
     }
 }
 
@@ -473,5 +560,16 @@ pub fn auth_settings(env: &Env, errors: &mut Error) -> AuthSettings {
         idp_timeout,
         csrf_origin_check: env.flag("CSRF_ORIGIN_CHECK", errors) != Some(false),
         dynamic_identity_provider: env.flag("DYNAMIC_IDENTITY_PROVIDER", errors) == Some(true),
+        binding_poll_interval: Duration::from_millis(
+            env.get("BINDING_POLL_INTERVAL_MS")
+                .and_then(|text| positive_integer("BINDING_POLL_INTERVAL_MS", text, errors))
+                .unwrap_or(10_000),
+        ),
+        certificate_expiry_warning: Duration::from_secs(
+            env.get("CERT_EXPIRY_WARNING_HOURS")
+                .and_then(|text| positive_integer("CERT_EXPIRY_WARNING_HOURS", text, errors))
+                .unwrap_or(48)
+                .saturating_mul(3600),
+        ),
     }
 }

@@ -4,9 +4,11 @@
 mod binding;
 mod env;
 mod error;
+mod origins;
 mod parse;
 pub mod raw;
 mod routes;
+mod session_store;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,14 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
-use regex::Regex;
 
-pub use self::binding::{find_xsuaa, read_binding_files, BindingSource, XsuaaCredentials};
+pub use self::binding::{credentials_from_map, find_xsuaa, read_binding_files, BindingSource, XsuaaCredentials};
 pub use self::env::{load_default_env, Env};
 pub use self::error::{Error, Problem};
+pub use self::origins::CorsRule;
 use self::parse::parse_all;
 pub use self::raw::{AuthenticationType, BackendLogoutMethod, LogoutMethod};
 pub use self::routes::{DestinationRef, Route, RouteKind, ScopeRule, USER_API_SERVICE};
+pub use self::session_store::{RedisSettings, SessionStoreConfig};
 
 /// The checked configuration of one router.
 #[derive(Debug)]
@@ -55,6 +58,16 @@ pub struct Config {
     pub whitelist_endpoint: Option<String>,
     /// `websockets.enabled`.
     pub websockets_enabled: bool,
+    /// `WS_ALLOWED_ORIGINS`: origins besides the router's own that may open websockets.
+    pub ws_allowed_origins: crate::origin::Allowlist,
+    /// `WS_SESSION_CHECK_INTERVAL` (milliseconds, default 5000): how often an open websocket of a
+    /// logged-in user checks that its session still exists; the bound on closing it after logout.
+    pub ws_session_check: Duration,
+    /// `CJ_PROTECT_WHITELIST`: who may frame the app; `None` (unset) makes the allowlist service
+    /// answer `active: false`.
+    pub frame_allowlist: Option<crate::origin::Allowlist>,
+    /// `cors` of xs-app.json, then the `CORS` variable, in the order they are tried.
+    pub cors: Vec<CorsRule>,
     /// `errorPage`.
     pub error_pages: Vec<ErrorPageRule>,
     /// Listener and limits.
@@ -63,6 +76,8 @@ pub struct Config {
     pub xsuaa: Option<XsuaaCredentials>,
     /// Login and session settings.
     pub auth: AuthSettings,
+    /// Where sessions live (`EXT_SESSION_MGT`, `REDIS_URL`); in memory by default.
+    pub session_store: SessionStoreConfig,
 }
 
 /// Login and session settings from the environment.
@@ -89,6 +104,12 @@ pub struct AuthSettings {
     pub csrf_origin_check: bool,
     /// `DYNAMIC_IDENTITY_PROVIDER`: `?sap_idp=` chooses the identity provider on every route.
     pub dynamic_identity_provider: bool,
+    /// How often binding files are re-read for rotated credentials (`BINDING_POLL_INTERVAL_MS`,
+    /// default 10 s).
+    pub binding_poll_interval: Duration,
+    /// Warn when the client certificate has less than this left (`CERT_EXPIRY_WARNING_HOURS`,
+    /// default 48 h).
+    pub certificate_expiry_warning: Duration,
 }
 
 /// `logout` of xs-app.json.
@@ -166,6 +187,44 @@ pub struct ServerSettings {
     pub ca_cert_paths: Vec<PathBuf>,
     /// `DISABLE_PATHNAME_VALIDATION`.
     pub path_validation: bool,
+    /// `TLS_CERT_PATH` + `TLS_KEY_PATH`: serve HTTPS instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// `ADMIN_ADDRESS` (default `127.0.0.1:9090`; `off` disables): health and metrics listener.
+    pub admin: Option<AdminAddress>,
+    /// `MAX_CONNECTIONS`: open client connections; at the cap the listener stops accepting.
+    pub max_connections: Option<usize>,
+    /// `MAX_IN_FLIGHT`: requests being handled at once; beyond it requests get 503 at once.
+    pub max_in_flight: Option<usize>,
+    /// `MAX_REQUEST_BODY`: bytes a request body may have (declared or streamed); beyond it 413.
+    pub max_request_body: Option<u64>,
+    /// `LOGIN_RATE_LIMIT`: login starts and callbacks per minute and client address; `None` is off.
+    pub login_rate_limit: Option<u32>,
+    /// `CLIENT_IP_FORWARDED_HOPS`: how many trusted proxies in front append to `X-Forwarded-For`
+    /// (0: the TCP peer is the client).
+    pub forwarded_hops: usize,
+    /// `METRICS` (default true): record metrics.
+    pub metrics: bool,
+    /// `ACCESS_LOG` (default true): one log line per request (target `access`).
+    pub access_log: bool,
+}
+
+/// The certificate and key files of the HTTPS listener.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// How often the files are checked for a new certificate (`TLS_RELOAD_INTERVAL`, ms).
+    pub reload_interval: Duration,
+}
+
+/// Where the admin listener binds.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminAddress {
+    pub addr: SocketAddr,
+    /// Set by `ADMIN_ADDRESS` rather than the default: failing to bind it is fatal.
+    pub explicit: bool,
 }
 
 const DEFAULT_SESSION_TIMEOUT_MINUTES: u64 = 15;
@@ -180,7 +239,7 @@ impl Config {
         let mut errors = Error::default();
         let xs_app = match serde_json::from_str::<serde_json::Value>(xs_app_json) {
             Ok(value) if value.is_object() => {
-                parse_all::<raw::XsApp>(value, "xs-app.json:", &mut errors).unwrap_or_default()
+                parse_all::<raw::XsApp>(value, "xs-app.json: ", &mut errors).unwrap_or_default()
             }
             Ok(_) => {
                 errors.push("xs-app.json", "must be a JSON object");
@@ -272,16 +331,12 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
 
     let error_pages = check_error_pages(xs_app.error_page.unwrap_or_default(), dir, errors);
 
-    if let Some(cors) = &xs_app.cors {
-        for (index, entry) in cors.iter().enumerate() {
-            if let Err(error) = Regex::new(&entry.uri_pattern) {
-                errors.push(
-                    format!("xs-app.json: cors[{index}].uriPattern"),
-                    format!("invalid regex: {error}"),
-                );
-            }
-        }
-    }
+    let cors = origins::cors_rules(xs_app.cors, env, errors);
+    let ws_session_check = env
+        .get("WS_SESSION_CHECK_INTERVAL")
+        .and_then(|text| env::positive_integer("WS_SESSION_CHECK_INTERVAL", text, errors))
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(5));
     if let Some(endpoint) = &xs_app.plugin_metadata_endpoint {
         check_relative_uri("xs-app.json: pluginMetadataEndpoint", endpoint, errors);
     }
@@ -301,10 +356,15 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
         compression,
         whitelist_endpoint,
         websockets_enabled: xs_app.websockets.map(|ws| ws.enabled).unwrap_or(false),
+        ws_allowed_origins: origins::allowlist(env, "WS_ALLOWED_ORIGINS", errors).unwrap_or_default(),
+        ws_session_check,
+        frame_allowlist: origins::allowlist(env, "CJ_PROTECT_WHITELIST", errors),
+        cors,
         error_pages,
         server: env::server_settings(env, errors),
         xsuaa,
         auth: env::auth_settings(env, errors),
+        session_store: session_store::from_env(env, errors),
     }
 }
 

@@ -47,7 +47,7 @@ fn segments(path: &serde_path_to_error::Path) -> Vec<Segment> {
 pub fn join_path(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
         key.to_string()
-    } else if key.starts_with('[') {
+    } else if key.starts_with('[') || prefix.ends_with(' ') {
         format!("{prefix}{key}")
     } else {
         format!("{prefix}.{key}")

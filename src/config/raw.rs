@@ -143,7 +143,8 @@ pub struct Cors {
     pub allowed_methods: Option<Vec<String>>,
     pub allowed_headers: Option<Vec<String>>,
     pub expose_headers: Option<Vec<String>>,
-    pub max_age: Option<u64>,
+    /// Seconds; a negative value sends no `Access-Control-Max-Age`.
+    pub max_age: Option<i64>,
     pub allowed_credentials: Option<bool>,
 }
 

@@ -68,6 +68,7 @@ pub fn upstream_request(headers: &mut HeaderMap, forwarding: &Forwarding<'_>) {
     for name in INTERNAL {
         headers.remove(*name);
     }
+    trace_context(headers);
     if forwarding.set_x_forwarded {
         // Appending, never copying: the backend sees the whole chain with our peer last.
         let peer = forwarding.peer.to_string();
@@ -154,8 +155,114 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         })
 }
 
+/// W3C Trace Context: one valid `traceparent` passes through with its `tracestate`; a missing or
+/// invalid one is replaced by a new trace id, and `tracestate` is dropped with it (the
+/// specification ties it to the `traceparent` it came with).
+pub fn trace_context(headers: &mut HeaderMap) {
+    let mut values = headers.get_all("traceparent").iter();
+    let valid = match (values.next(), values.next()) {
+        (Some(value), None) => valid_traceparent(value.as_bytes()),
+        _ => false,
+    };
+    if !valid {
+        headers.remove("tracestate");
+        headers.insert("traceparent", new_traceparent());
+    }
+}
+
+/// `version-traceid-parentid-flags` in lowercase hex; version `ff` and all-zero ids are invalid,
+/// and a later version may append fields after a `-`.
+fn valid_traceparent(value: &[u8]) -> bool {
+    const LEN: usize = 55;
+    let hex = |bytes: &[u8]| bytes.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
+    let nonzero = |bytes: &[u8]| bytes.iter().any(|b| *b != b'0');
+    if value.len() < LEN || value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
+        return false;
+    }
+    let (version, trace_id, parent_id, flags) = (&value[0..2], &value[3..35], &value[36..52], &value[53..55]);
+    let length_ok = match version {
+        b"00" => value.len() == LEN,
+        _ => value.len() == LEN || value[LEN] == b'-',
+    };
+    length_ok
+        && hex(version)
+        && version != b"ff"
+        && hex(trace_id)
+        && nonzero(trace_id)
+        && hex(parent_id)
+        && nonzero(parent_id)
+        && hex(flags)
+}
+
+/// A new `traceparent`: version 00, random trace and parent ids, not sampled.
+fn new_traceparent() -> HeaderValue {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let random = crate::util::random_bytes::<24>();
+    let mut text = [0u8; 55];
+    text[..3].copy_from_slice(b"00-");
+    for (index, byte) in random.iter().enumerate() {
+        // 16 bytes of trace id, then "-", then 8 bytes of parent id.
+        let at = if index < 16 {
+            3 + index * 2
+        } else {
+            36 + (index - 16) * 2
+        };
+        text[at] = DIGITS[usize::from(byte >> 4)];
+        text[at + 1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+    text[35] = b'-';
+    text[52..].copy_from_slice(b"-00");
+    // Random ids are all-zero with negligible probability; that value would only be replaced by
+    // the next hop, never trusted.
+    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn traceparent_passes_through_when_valid_and_is_created_otherwise() {
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let table: &[(&str, bool)] = &[
+            (valid, true),
+            ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", true),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", false),
+            ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", false),
+            ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", false),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", false),
+            ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", false),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", false),
+            ("garbage", false),
+        ];
+        for (traceparent, kept) in table {
+            let mut headers = HeaderMap::new();
+            headers.insert("traceparent", HeaderValue::from_str(traceparent).unwrap());
+            headers.insert("tracestate", HeaderValue::from_static("vendor=1"));
+            trace_context(&mut headers);
+            let sent = headers["traceparent"].to_str().unwrap();
+            assert_eq!(sent == *traceparent, *kept, "{traceparent}");
+            assert_eq!(headers.contains_key("tracestate"), *kept, "{traceparent}");
+            assert!(valid_traceparent(sent.as_bytes()), "{sent}");
+        }
+        let mut headers = HeaderMap::new();
+        trace_context(&mut headers);
+        let first = headers["traceparent"].clone();
+        assert!(valid_traceparent(first.as_bytes()), "{first:?}");
+        let mut again = HeaderMap::new();
+        trace_context(&mut again);
+        assert_ne!(
+            again["traceparent"].as_bytes()[3..35],
+            first.as_bytes()[3..35],
+            "new trace ids"
+        );
+        let mut twice = HeaderMap::new();
+        twice.append("traceparent", HeaderValue::from_static(valid));
+        twice.append("traceparent", HeaderValue::from_static(valid));
+        trace_context(&mut twice);
+        assert_eq!(twice.get_all("traceparent").iter().count(), 1);
+    }
+
     use super::*;
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod call;
 mod forward;
 pub mod headers;
+pub mod websocket;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct Upstream {
     strict: UpstreamClient,
     insecure: UpstreamClient,
     proxied: HashMap<(String, u16, bool), UpstreamClient>,
+    /// Websocket upgrades get their own HTTP/1.1 connections.
+    websocket: websocket::Connectors,
 }
 
 impl Upstream {
@@ -87,10 +90,12 @@ impl Upstream {
                 proxied.insert(key, UpstreamClient::Tunnel(build(tunnel, tls, max_idle)));
             }
         }
+        let websocket = websocket::Connectors::new(config, &strict_tls, &insecure_tls)?;
         Ok(Upstream {
             strict,
             insecure,
             proxied,
+            websocket,
         })
     }
 

@@ -1,7 +1,10 @@
-//! Listeners: accept loop, HTTP/1.1 and HTTP/2 (h2c prior knowledge) on one port, limits, compression,
-//! and graceful shutdown that lets requests in flight finish.
+//! Listeners: accept loop, HTTP/1.1 and HTTP/2 (h2c prior knowledge, or ALPN over TLS) on one port,
+//! limits, compression, and graceful shutdown that lets requests in flight finish. [`admin`]: the
+//! health and metrics listener; [`limits`]: body size, client address and login rate limits.
 
+pub mod admin;
 mod compression;
+pub mod limits;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,22 +16,34 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
 use tower::ServiceBuilder;
 
 use crate::body::{Body, BoxError};
 use crate::config::ServerSettings;
+use crate::error::GatewayError;
+use crate::metrics::Shed;
 use crate::pipeline::{self, Connection};
 use crate::state::AppState;
+use crate::tls::server::ReloadingCert;
 
 type CompressedBody = tower_http::compression::CompressionBody<Body>;
 
 /// How long shutdown waits for requests in flight before closing what is left.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Serves `listener` until `shutdown` completes, then drains connections.
+/// Serves `listener` until `shutdown` completes, then drains connections. With `TLS_CERT_PATH`
+/// set, every connection is TLS (ALPN h2 and http/1.1) and the certificate reloads when its files
+/// change.
+///
+/// At `MAX_CONNECTIONS` open connections the loop stops accepting: further clients wait in the
+/// kernel's backlog (and time out there) instead of costing memory here. At `MAX_IN_FLIGHT`
+/// requests in progress, further requests are answered 503 at once rather than queued.
 ///
 /// # Errors
-/// Never in practice: accept errors are logged and retried.
+/// When the TLS certificate or key cannot be loaded; accept errors are logged and retried.
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -38,10 +53,30 @@ pub async fn run(
     let settings = snapshot.config.server.clone();
     let compression = snapshot.config.compression;
     drop(snapshot);
-    let builder = connection_builder(&settings);
+    let tls = match &settings.tls {
+        Some(files) => {
+            let cert = Arc::new(ReloadingCert::load(files).map_err(std::io::Error::other)?);
+            crate::tls::server::spawn_reloader(&cert);
+            state.metrics.watch_server_certificate(&cert);
+            let config = crate::tls::server::server_config(cert).map_err(std::io::Error::other)?;
+            Some(TlsAcceptor::from(Arc::new(config)))
+        }
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let connection_limit = settings.max_connections.map(|max| Arc::new(Semaphore::new(max)));
+    let in_flight = settings.max_in_flight.map(|max| Arc::new(Semaphore::new(max)));
+    let builder = Arc::new(connection_builder(&settings));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
+        let permit = match &connection_limit {
+            Some(limit) => tokio::select! {
+                permit = limit.clone().acquire_owned() => permit.ok(),
+                () = &mut shutdown => break,
+            },
+            None => None,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -55,7 +90,7 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let connection = Connection { peer, scheme: "http" };
+        let connection = Connection { peer, scheme };
         let first_request = Arc::new(AtomicBool::new(false));
         let service = ServiceBuilder::new()
             // Back to our one body type, so hyper sees one concrete error type.
@@ -66,13 +101,36 @@ pub async fn run(
                 state: state.clone(),
                 connection,
                 first_request: first_request.clone(),
+                in_flight: in_flight.clone(),
             });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let tls = tls.clone();
+        let open = state.metrics.connection();
         let head_timeout = settings.header_read_timeout;
         tokio::spawn(async move {
+            let _permit = permit;
+            let _open = open;
+            let io = match tls {
+                // The handshake counts against the head timeout: a client that stalls in it is
+                // cut off like one that stalls in its request head.
+                Some(acceptor) => match tokio::time::timeout(head_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => Either::Left(stream),
+                    Ok(Err(error)) => {
+                        tracing::debug!(%peer, %error, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "no TLS handshake in time; closing");
+                        return;
+                    }
+                },
+                None => Either::Right(stream),
+            };
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
+                .into_owned();
+            let conn = watcher.watch(conn);
             // hyper's header-read timeout only starts once HTTP/1 has been detected: a client that
             // sends nothing, or part of the HTTP/2 preface, would hold the connection forever.
             tokio::pin!(conn);
@@ -133,6 +191,8 @@ struct Handler {
     connection: Connection,
     /// Set once the connection has delivered a request head.
     first_request: Arc<AtomicBool>,
+    /// `MAX_IN_FLIGHT`, shared by every connection.
+    in_flight: Option<Arc<Semaphore>>,
 }
 
 impl tower::Service<http::Request<hyper::body::Incoming>> for Handler {
@@ -148,6 +208,29 @@ impl tower::Service<http::Request<hyper::body::Incoming>> for Handler {
         self.first_request.store(true, Ordering::Release);
         let state = self.state.clone();
         let connection = self.connection;
-        Box::pin(async move { Ok(pipeline::handle(state, request, connection).await) })
+        let permit = match &self.in_flight {
+            Some(limit) => match limit.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                // Shed at once: a queue would only add latency to requests that time out anyway.
+                Err(_) => return Box::pin(overloaded(state, request)),
+            },
+            None => None,
+        };
+        let gauge = state.metrics.in_flight();
+        Box::pin(async move {
+            let response = pipeline::handle(state, request, connection).await;
+            drop((permit, gauge));
+            Ok(response)
+        })
     }
+}
+
+/// The answer when `MAX_IN_FLIGHT` requests are already being handled.
+async fn overloaded(
+    state: Arc<AppState>,
+    request: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<Body>, std::convert::Infallible> {
+    state.metrics.shed(Shed::InFlight);
+    let snapshot = state.snapshot();
+    Ok(crate::error::respond(&GatewayError::Overloaded, &snapshot.config, request.uri().path()).await)
 }

@@ -1,5 +1,8 @@
 //! TLS material: PEM loading, trust roots, and rustls client configurations (with or without a
-//! client identity). The aws-lc-rs provider is the only one compiled in.
+//! client identity). The aws-lc-rs provider is the only one compiled in. [`server`]: the HTTPS
+//! listener's reloading certificate.
+
+pub mod server;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,0 +1,387 @@
+#!/usr/bin/env bash
+# Load benchmark on loopback: a fixed-body nginx backend measured directly, through approuter and
+# through an nginx reverse proxy (the reference), each with wrk at many connections and at one.
+# Prints requests/s and p50/p99 latency, the ratios against the targets, and approuter's memory.
+# The report is also written to target/bench-load.txt.
+#
+# Environment:
+#   DURATION      seconds per many-connection run (default 10; "10s" also accepted)
+#   CONNECTIONS   connections of the many-connection run (default 50)
+#   SINGLE_DURATION  seconds per one-connection run (default 5)
+#   ROUNDS        how often the scenarios run, interleaved; the table shows medians (default 1)
+#   ACCESS_LOG    true (default): approuter and the nginx proxy both log each request to a file;
+#                 false: neither does
+#   WORKERS       approuter tokio workers = nginx proxy workers (default: number of cores)
+#   SCENARIOS     which rows to run, in order (default "direct approuter nginx")
+#   SKIP_BUILD=1  use the existing target/release/approuter
+#   STRICT=1      exit 3 when a target is missed
+#
+# Needs: cargo, nginx (nginx-light is enough), wrk, curl, python3.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DURATION=${DURATION:-10}
+DURATION=${DURATION%s}
+SINGLE_DURATION=${SINGLE_DURATION:-5}
+SINGLE_DURATION=${SINGLE_DURATION%s}
+CONNECTIONS=${CONNECTIONS:-50}
+ROUNDS=${ROUNDS:-1}
+# Both proxies write one access-log line per request to a file, or neither does.
+ACCESS_LOG=${ACCESS_LOG:-true}
+SCENARIOS=${SCENARIOS:-"direct approuter nginx"}
+REPORT="$ROOT/target/bench-load.txt"
+BODY='hello from backend'   # plus a newline: 19 bytes
+# Approuter runs one tokio worker per core by default; it and the reference proxy get WORKERS each
+# (tokio reads TOKIO_WORKER_THREADS when the runtime does not set a count itself).
+WORKERS=${WORKERS:-$(nproc)}
+# Targets.
+TARGET_RPS_RATIO=1.0       # approuter / nginx proxy, requests/s at CONNECTIONS
+TARGET_ADDED_P50_US=100    # approuter p50 minus direct p50 at one connection
+TARGET_IDLE_RSS_KIB=$((15 * 1024))
+
+for tool in cargo nginx wrk curl python3; do
+    command -v "$tool" >/dev/null || { echo "bench-load: $tool is not installed" >&2; exit 2; }
+done
+[[ $DURATION =~ ^[0-9]+$ && $SINGLE_DURATION =~ ^[0-9]+$ && $CONNECTIONS =~ ^[0-9]+$ && $ROUNDS =~ ^[1-9][0-9]*$
+    && $WORKERS =~ ^[1-9][0-9]*$ ]] || {
+    echo "bench-load: DURATION, SINGLE_DURATION, CONNECTIONS, ROUNDS and WORKERS must be whole numbers" >&2
+    exit 2
+}
+[[ $ACCESS_LOG == true || $ACCESS_LOG == false ]] || {
+    echo "bench-load: ACCESS_LOG must be true or false" >&2
+    exit 2
+}
+(( CONNECTIONS >= 1 )) || { echo "bench-load: CONNECTIONS must be at least 1" >&2; exit 2; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-load.XXXXXX")
+# nginx workers run as nobody when started by root; they may need their temp folders.
+chmod 755 "$WORK"
+PIDS=()
+KEEP_WORK=0
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        # Bounded: a process that ignores TERM for 5 s gets KILL.
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if (( KEEP_WORK )); then
+        echo "bench-load: configurations and logs kept in $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() {
+    echo "bench-load: $*" >&2
+    KEEP_WORK=1
+    exit 1
+}
+
+# Writes to stdout and to the report.
+say() {
+    printf '%s\n' "$*" | tee -a "$WORK/report.txt"
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Polls until `url` returns the backend's body with status 200; fails after ~10 s or when `pid`
+# exits. Checking the body also catches a foreign server that took the port first.
+wait_ready() {
+    local name=$1 pid=$2 url=$3 body
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || fail "$name exited during start-up"
+        body=$(curl -s -f --max-time 1 "$url" 2>/dev/null) || body=""
+        if [[ $body == "$BODY" ]]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    fail "$name did not return the backend's body at $url within 10 s${body:+ (got: ${body:0:80})}"
+}
+
+rss_kib() {
+    awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
+}
+
+hwm_kib() {
+    awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
+}
+
+# nginx temp paths default to /var/lib/nginx; keep them in the work folder for the modules compiled in.
+nginx_temp_paths() {
+    local prefix=$1 modules
+    modules=$(nginx -V 2>&1)
+    echo "client_body_temp_path $prefix/client_body;"
+    echo "proxy_temp_path $prefix/proxy;"
+    local module
+    for module in fastcgi uwsgi scgi; do
+        if ! grep -q -- "--without-http_${module}_module" <<<"$modules"; then
+            echo "${module}_temp_path $prefix/$module;"
+        fi
+    done
+}
+
+# === components ===
+
+start_backend() {
+    BACKEND_PORT=$(free_port)
+    local dir="$WORK/backend"
+    mkdir -p "$dir/logs"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    $(nginx_temp_paths "$dir")
+    keepalive_timeout 65;
+    keepalive_requests 1000000000;
+    server {
+        listen 127.0.0.1:$BACKEND_PORT;
+        location /plain {
+            default_type text/plain;
+            return 200 "$BODY\n";
+        }
+    }
+}
+EOF
+    nginx -p "$dir" -c nginx.conf -g 'daemon off;' >"$dir/logs/stdout.log" 2>&1 &
+    BACKEND_PID=$!
+    PIDS+=("$BACKEND_PID")
+    wait_ready backend "$BACKEND_PID" "http://127.0.0.1:$BACKEND_PORT/plain"
+}
+
+start_approuter() {
+    APPROUTER_PORT=$(free_port)
+    ADMIN_PORT=$(free_port)
+    local dir="$WORK/approuter"
+    mkdir -p "$dir"
+    cat >"$dir/xs-app.json" <<'EOF'
+{"authenticationMethod":"none","routes":[{"source":"^/(.*)$","destination":"backend"}]}
+EOF
+    # The admin listener gets a free port too, so that runs never collide on its default port.
+    TOKIO_WORKER_THREADS=$WORKERS PORT=$APPROUTER_PORT XS_BIND_ADDRESS=127.0.0.1 \
+        ADMIN_ADDRESS=127.0.0.1:$ADMIN_PORT ACCESS_LOG=$ACCESS_LOG \
+        destinations="[{\"name\":\"backend\",\"url\":\"http://127.0.0.1:$BACKEND_PORT\"}]" \
+        "$ROOT/target/release/approuter" --dir "$dir" >"$dir/stdout.log" 2>"$dir/stderr.log" &
+    APPROUTER_PID=$!
+    PIDS+=("$APPROUTER_PID")
+    for _ in $(seq 100); do
+        if grep -q '^approuter listening on ' "$dir/stdout.log"; then
+            IDLE_RSS_KIB=$(rss_kib "$APPROUTER_PID")
+            return 0
+        fi
+        kill -0 "$APPROUTER_PID" 2>/dev/null || fail "approuter exited during start-up: $(cat "$dir/stderr.log")"
+        sleep 0.1
+    done
+    fail "approuter did not print its listening line within 10 s"
+}
+
+start_nginx_proxy() {
+    PROXY_PORT=$(free_port)
+    local dir="$WORK/proxy"
+    mkdir -p "$dir/logs"
+    local access_log=off
+    if [[ $ACCESS_LOG == true ]]; then
+        access_log="$dir/logs/access.log"
+    fi
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes $WORKERS;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log $access_log;
+    $(nginx_temp_paths "$dir")
+    keepalive_timeout 65;
+    keepalive_requests 1000000000;
+    upstream backend {
+        server 127.0.0.1:$BACKEND_PORT;
+        keepalive 64;
+        keepalive_requests 1000000000;
+    }
+    server {
+        listen 127.0.0.1:$PROXY_PORT;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+    nginx -p "$dir" -c nginx.conf -g 'daemon off;' >"$dir/logs/stdout.log" 2>&1 &
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+    wait_ready "nginx proxy" "$PROXY_PID" "http://127.0.0.1:$PROXY_PORT/plain"
+}
+
+# === scenarios ===
+# Each scenario_<name> sets URL and WRK_ARGS (extra wrk arguments, e.g. `-H "Cookie: ..."` for an
+# authenticated route) for one row of the table. Add a scenario by defining the function and
+# naming it in SCENARIOS; set it up (login, tokens) inside the function.
+
+scenario_direct() {
+    URL="http://127.0.0.1:$BACKEND_PORT/plain"
+    WRK_ARGS=()
+}
+
+scenario_approuter() {
+    URL="http://127.0.0.1:$APPROUTER_PORT/plain"
+    WRK_ARGS=()
+}
+
+scenario_nginx() {
+    URL="http://127.0.0.1:$PROXY_PORT/plain"
+    WRK_ARGS=()
+}
+
+# === measurement ===
+
+# Converts a wrk latency ("812.00us", "1.23ms", "2.00s") to microseconds.
+to_us() {
+    awk -v v="$1" 'BEGIN {
+        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.0f", v }
+        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.0f", v * 1000 }
+        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.0f", v * 1000000 }
+        else printf "NaN"
+    }'
+}
+
+# Runs wrk for one scenario and appends rps, p50, p99 and errors (one line per round) to
+# $WORK/result-<name>-<connections>.
+measure() {
+    local name=$1 connections=$2 duration=$3 threads out
+    threads=$(( connections < 2 ? 1 : 2 ))
+    out="$WORK/wrk-$name-$connections.txt"
+    "scenario_$name"
+    timeout $((duration + 30)) wrk -t"$threads" -c"$connections" -d"${duration}s" --latency \
+        "${WRK_ARGS[@]}" "$URL" >"$out" 2>&1 || fail "wrk failed for $name: $(cat "$out")"
+    local rps p50 p99 non2xx socket_errors
+    rps=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")
+    p50=$(to_us "$(awk '$1 == "50%" { print $2 }' "$out")")
+    p99=$(to_us "$(awk '$1 == "99%" { print $2 }' "$out")")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")
+    socket_errors=$(awk '/Socket errors:/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' "$out")
+    [[ -n $rps && -n $p50 && -n $p99 ]] || fail "cannot parse wrk output for $name: $(cat "$out")"
+    echo "$rps $p50 $p99 $(( ${non2xx:-0} + ${socket_errors:-0} ))" >>"$WORK/result-$name-$connections"
+}
+
+# Field 0 (req/s), 1 (p50), 2 (p99) or 3 (errors) of a scenario: the median over the rounds
+# (errors: the sum).
+result() {
+    local file="$WORK/result-$1-$2" field=$3
+    [[ -f $file ]] || return 0
+    if (( field == 3 )); then
+        awk '{ sum += $4 } END { print sum }' "$file"
+    else
+        awk -v f=$((field + 1)) '{ print $f }' "$file" | sort -n |
+            awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+    fi
+}
+
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'
+}
+
+verdict() {
+    # verdict VALUE OP TARGET, OP is ge or le.
+    awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
+        if (v == "n/a" || v == "") { print "n/a"; exit }
+        ok = (op == "ge") ? (v + 0 >= t + 0) : (v + 0 <= t + 0)
+        print ok ? "ok" : "MISSED"
+    }'
+}
+
+# === run ===
+
+for name in $SCENARIOS; do
+    declare -F "scenario_$name" >/dev/null || fail "unknown scenario $name (SCENARIOS=$SCENARIOS)"
+done
+mkdir -p "$ROOT/target"
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+    (cd "$ROOT" && cargo build --release) || fail "cargo build --release failed"
+fi
+[[ -x $ROOT/target/release/approuter ]] || fail "target/release/approuter is missing"
+
+start_backend
+start_approuter
+start_nginx_proxy
+wait_ready approuter "$APPROUTER_PID" "http://127.0.0.1:$APPROUTER_PORT/plain"
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+# Rounds interleave the scenarios, so a load change on the machine hits all of them alike.
+for round in $(seq "$ROUNDS"); do
+    for name in $SCENARIOS; do
+        echo "bench-load: round $round/$ROUNDS: $name, $CONNECTIONS connections, ${DURATION}s" >&2
+        measure "$name" "$CONNECTIONS" "$DURATION"
+        echo "bench-load: round $round/$ROUNDS: $name, 1 connection, ${SINGLE_DURATION}s" >&2
+        measure "$name" 1 "$SINGLE_DURATION"
+    done
+done
+kill -0 "$APPROUTER_PID" 2>/dev/null || fail "approuter died under load: $(cat "$WORK/approuter/stderr.log")"
+LOADED_RSS_KIB=$(rss_kib "$APPROUTER_PID")
+PEAK_RSS_KIB=$(hwm_kib "$APPROUTER_PID")
+
+: >"$WORK/report.txt"
+say "approuter load benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, loopback," \
+    "load average before the runs: $LOAD_BEFORE)"
+if awk -v l="${LOAD_BEFORE%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
+    say "WARNING: the machine was busy before the runs (load average ${LOAD_BEFORE%% *} on $(nproc) cores);" \
+        "the ratios are not reliable"
+fi
+say "wrk: -t2 -c$CONNECTIONS -d${DURATION}s and -t1 -c1 -d${SINGLE_DURATION}s, $ROUNDS round(s), medians; access logs $ACCESS_LOG; body $(( ${#BODY} + 1 )) bytes;" \
+    "approuter $WORKERS tokio workers, nginx proxy $WORKERS workers, backend nginx 1 worker"
+say ""
+say "$(printf '%-12s %6s %12s %10s %10s %8s' scenario conns 'req/s' 'p50 us' 'p99 us' errors)"
+for name in $SCENARIOS; do
+    for connections in "$CONNECTIONS" 1; do
+        say "$(printf '%-12s %6s %12s %10s %10s %8s' "$name" "$connections" \
+            "$(result "$name" "$connections" 0)" "$(result "$name" "$connections" 1)" \
+            "$(result "$name" "$connections" 2)" "$(result "$name" "$connections" 3)")"
+    done
+done
+say ""
+
+rps_vs_nginx=$(ratio "$(result approuter "$CONNECTIONS" 0)" "$(result nginx "$CONNECTIONS" 0)")
+rps_vs_direct=$(ratio "$(result approuter "$CONNECTIONS" 0)" "$(result direct "$CONNECTIONS" 0)")
+nginx_vs_direct=$(ratio "$(result nginx "$CONNECTIONS" 0)" "$(result direct "$CONNECTIONS" 0)")
+added_p50="n/a"
+nginx_added_p50="n/a"
+if [[ -n $(result approuter 1 1) && -n $(result direct 1 1) ]]; then
+    added_p50=$(( $(result approuter 1 1) - $(result direct 1 1) ))
+fi
+if [[ -n $(result nginx 1 1) && -n $(result direct 1 1) ]]; then
+    nginx_added_p50=$(( $(result nginx 1 1) - $(result direct 1 1) ))
+fi
+v_rps=$(verdict "$rps_vs_nginx" ge "$TARGET_RPS_RATIO")
+v_p50=$(verdict "$added_p50" le "$TARGET_ADDED_P50_US")
+v_rss=$(verdict "$IDLE_RSS_KIB" le "$TARGET_IDLE_RSS_KIB")
+say "$(printf '%-44s %10s   %s' "approuter / nginx proxy, req/s (c=$CONNECTIONS)" "$rps_vs_nginx" "target >= $TARGET_RPS_RATIO: $v_rps")"
+say "$(printf '%-44s %10s' "approuter / direct, req/s (c=$CONNECTIONS)" "$rps_vs_direct")"
+say "$(printf '%-44s %10s' "nginx proxy / direct, req/s (c=$CONNECTIONS)" "$nginx_vs_direct")"
+say "$(printf '%-44s %10s   %s' "approuter added p50 over direct (c=1), us" "$added_p50" "target <= $TARGET_ADDED_P50_US: $v_p50")"
+say "$(printf '%-44s %10s' "nginx proxy added p50 over direct (c=1), us" "$nginx_added_p50")"
+say "$(printf '%-44s %10s   %s' "approuter idle RSS, KiB" "$IDLE_RSS_KIB" "target <= $TARGET_IDLE_RSS_KIB: $v_rss")"
+say "$(printf '%-44s %10s' "approuter RSS after load, KiB" "$LOADED_RSS_KIB")"
+say "$(printf '%-44s %10s' "approuter peak RSS (VmHWM), KiB" "$PEAK_RSS_KIB")"
+cp "$WORK/report.txt" "$REPORT"
+echo "bench-load: report written to $REPORT" >&2
+
+if [[ ${STRICT:-0} == 1 && ( $v_rps == MISSED || $v_p50 == MISSED || $v_rss == MISSED ) ]]; then
+    exit 3
+fi

@@ -1,0 +1,384 @@
+//! Logs: the subscriber (human-readable, or one JSON object per line), its level from `RUST_LOG`
+//! or `XS_APP_LOG_LEVEL`, and the access log line (target `access`). No token, cookie or secret is
+//! ever a field of a log line: requests are logged by path (without the query), status, route
+//! index, durations and correlation id.
+
+use std::fmt::{self, Write as _};
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
+
+/// The target of access log lines; `RUST_LOG=access=off` silences them too.
+pub const ACCESS_TARGET: &str = "access";
+
+/// The level filter: `RUST_LOG` wins, else `XS_APP_LOG_LEVEL` (any case), else `info`.
+pub fn filter_from_env() -> EnvFilter {
+    EnvFilter::try_from_default_env()
+        .or_else(|_| {
+            let level = std::env::var("XS_APP_LOG_LEVEL").unwrap_or_else(|_| "info".into());
+            EnvFilter::try_new(level.to_ascii_lowercase())
+        })
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// A subscriber writing to `writer`: JSON lines (timestamp, level, target, message and the
+/// event's fields at the top level) or human-readable text.
+pub fn subscriber<W>(json: bool, filter: EnvFilter, writer: W) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    if json {
+        Box::new(builder.event_format(JsonLines).finish())
+    } else {
+        Box::new(builder.finish())
+    }
+}
+
+// === impl JsonLines ===
+
+/// One JSON object per event: `timestamp` (RFC 3339, UTC, microseconds), `level`, `target`, then
+/// the event's fields (`message` among them) at the top level. Written straight into the line
+/// buffer: tracing-subscriber's JSON formatter costs several times more per access log line.
+struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'lookup> LookupSpan<'lookup>,
+    N: for<'writer> FormatFields<'writer> + 'static,
+{
+    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let metadata = event.metadata();
+        writer.write_str("{\"timestamp\":\"")?;
+        write_timestamp(&mut writer, SystemTime::now())?;
+        writer.write_str("\",\"level\":\"")?;
+        writer.write_str(metadata.level().as_str())?;
+        writer.write_str("\",\"target\":")?;
+        write_json_string(&mut writer, metadata.target())?;
+        let mut visitor = JsonFields {
+            writer: &mut writer,
+            result: Ok(()),
+        };
+        event.record(&mut visitor);
+        visitor.result?;
+        writer.write_str("}\n")
+    }
+}
+
+/// Writes each field as `,"name":value`.
+struct JsonFields<'a, 'w> {
+    writer: &'a mut Writer<'w>,
+    result: fmt::Result,
+}
+
+impl JsonFields<'_, '_> {
+    fn key(&mut self, field: &Field) -> fmt::Result {
+        self.writer.write_char(',')?;
+        write_json_string(self.writer, field.name())?;
+        self.writer.write_char(':')
+    }
+
+    fn record(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_ok() {
+            self.result = self.key(field).and_then(|()| value(self.writer));
+        }
+    }
+}
+
+impl Visit for JsonFields<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record(field, |writer| write_json_string(writer, value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.record(field, |writer| write!(writer, "{value}"));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.record(field, |writer| write!(writer, "{value}"));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.record(field, |writer| writer.write_str(if value { "true" } else { "false" }));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if value.is_finite() {
+            self.record(field, |writer| write!(writer, "{value}"));
+        } else {
+            self.record(field, |writer| write_json_string(writer, &value.to_string()));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.record(field, |writer| {
+            writer.write_char('"')?;
+            write!(JsonEscape(writer), "{value:?}")?;
+            writer.write_char('"')
+        });
+    }
+}
+
+/// A `"…"` JSON string.
+fn write_json_string(writer: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    writer.write_char('"')?;
+    JsonEscape(writer).write_str(text)?;
+    writer.write_char('"')
+}
+
+/// Escapes what passes through it for the inside of a JSON string.
+struct JsonEscape<'a, W: fmt::Write>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for JsonEscape<'_, W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut rest = text;
+        while let Some(index) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
+            self.0.write_str(&rest[..index])?;
+            let c = rest[index..].chars().next().unwrap_or(' ');
+            match c {
+                '"' => self.0.write_str("\\\"")?,
+                '\\' => self.0.write_str("\\\\")?,
+                '\n' => self.0.write_str("\\n")?,
+                '\r' => self.0.write_str("\\r")?,
+                '\t' => self.0.write_str("\\t")?,
+                other => write!(self.0, "\\u{:04x}", u32::from(other))?,
+            }
+            rest = &rest[index + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+fn write_timestamp(writer: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let time = secs % 86_400;
+    write!(
+        writer,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        time / 3600,
+        time % 3600 / 60,
+        time % 60,
+        since.subsec_micros()
+    )
+}
+
+/// The proleptic Gregorian date of `days` since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Installs the process-wide subscriber writing to stderr through [`BufferedStderr`]; call
+/// [`flush`] before the process exits.
+pub fn init(json: bool) {
+    let writer = BufferedStderr::start();
+    let _ = tracing::subscriber::set_global_default(subscriber(json, filter_from_env(), writer));
+    // A panic message must not overtake the log lines that led to it.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        flush();
+        previous(info);
+    }));
+}
+
+/// Writes what is still buffered to stderr (at exit).
+pub fn flush() {
+    if let Some(buffer) = BUFFER.get() {
+        buffer.drain();
+    }
+}
+
+/// Lines are collected here and written by one thread, a batch at a time: with an access log
+/// line per request, a `write(2)` per line would cost more than the request itself.
+static BUFFER: OnceLock<Arc<LineBuffer>> = OnceLock::new();
+
+/// How often the writer thread empties the buffer.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// Past this many buffered bytes the logging thread writes itself: memory stays bounded when
+/// stderr is slower than the log.
+const HIGH_WATER: usize = 1 << 20;
+
+struct LineBuffer {
+    pending: Mutex<Vec<u8>>,
+    /// Held while writing, so batches reach stderr in order.
+    output: Mutex<()>,
+}
+
+impl LineBuffer {
+    fn drain(&self) {
+        let Ok(_output) = self.output.lock() else { return };
+        let batch = match self.pending.lock() {
+            Ok(mut pending) => std::mem::take(&mut *pending),
+            Err(_) => return,
+        };
+        if !batch.is_empty() {
+            // Nowhere to report a failing stderr.
+            let _ = std::io::stderr().lock().write_all(&batch);
+        }
+    }
+}
+
+/// A [`MakeWriter`] appending whole lines to a shared buffer that a background thread writes to
+/// stderr every 50 ms. A log line reaches stderr at most that much later; [`flush`] at exit.
+#[derive(Clone)]
+pub struct BufferedStderr(Arc<LineBuffer>);
+
+impl BufferedStderr {
+    /// The process's buffer, starting its writer thread on first use.
+    pub fn start() -> BufferedStderr {
+        let buffer = BUFFER.get_or_init(|| {
+            let buffer = Arc::new(LineBuffer {
+                pending: Mutex::new(Vec::with_capacity(64 * 1024)),
+                output: Mutex::new(()),
+            });
+            let writer = buffer.clone();
+            let spawned = std::thread::Builder::new()
+                .name("log-writer".into())
+                .spawn(move || loop {
+                    std::thread::sleep(FLUSH_INTERVAL);
+                    writer.drain();
+                });
+            if spawned.is_err() {
+                eprintln!("approuter: cannot start the log writer thread; logs are written when the buffer fills");
+            }
+            buffer
+        });
+        BufferedStderr(buffer.clone())
+    }
+}
+
+impl std::io::Write for BufferedStderr {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let full = match self.0.pending.lock() {
+            Ok(mut pending) => {
+                pending.extend_from_slice(bytes);
+                pending.len() >= HIGH_WATER
+            }
+            Err(_) => return std::io::stderr().write(bytes),
+        };
+        if full {
+            self.0.drain();
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for BufferedStderr {
+    type Writer = BufferedStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// What the access log says about one request.
+pub struct AccessRecord<'a> {
+    pub method: &'a http::Method,
+    /// The path without the query (queries carry codes and states).
+    pub path: &'a str,
+    pub status: u16,
+    pub route: Option<usize>,
+    pub correlation_id: &'a http::HeaderValue,
+    pub duration_us: u64,
+    pub upstream_us: Option<u64>,
+}
+
+/// Writes the access log line of one request at info level, target [`ACCESS_TARGET`].
+pub fn access(record: &AccessRecord<'_>) {
+    tracing::info!(
+        target: ACCESS_TARGET,
+        correlation_id = record.correlation_id.to_str().unwrap_or("-"),
+        method = record.method.as_str(),
+        path = record.path,
+        status = record.status,
+        route = record.route,
+        duration_us = record.duration_us,
+        upstream_us = record.upstream_us,
+        "request"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_are_valid_json_with_escaped_fields() {
+        let capture = Arc::new(Mutex::new(Vec::new()));
+        let sink = capture.clone();
+        let make = move || CaptureWriter(sink.clone());
+        let subscriber = subscriber(true, EnvFilter::new("trace"), make);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "access", text = "quote \" backslash \\ newline \n tab \t bell \u{7} é", count = 3u64, negative = -2i64, ok = true, ratio = 0.5f64, "a message");
+            tracing::warn!(debug = ?Some("x"), error = %std::io::Error::other("broken \"pipe\""), "second");
+        });
+        let text = String::from_utf8(capture.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["text"], "quote \" backslash \\ newline \n tab \t bell \u{7} é");
+        assert_eq!(lines[0]["count"], 3);
+        assert_eq!(lines[0]["negative"], -2);
+        assert_eq!(lines[0]["ok"], true);
+        assert_eq!(lines[0]["ratio"], 0.5);
+        assert_eq!(lines[0]["message"], "a message");
+        assert_eq!(lines[0]["target"], "access");
+        assert_eq!(lines[0]["level"], "INFO");
+        assert_eq!(lines[1]["debug"], "Some(\"x\")");
+        assert_eq!(lines[1]["error"], "broken \"pipe\"");
+        assert_eq!(lines[1]["level"], "WARN");
+        let timestamp = lines[0]["timestamp"].as_str().unwrap();
+        assert_eq!(timestamp.len(), 27, "{timestamp}");
+        assert!(timestamp.ends_with('Z') && timestamp.as_bytes()[10] == b'T', "{timestamp}");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let table: &[(u64, u32, &str)] = &[
+            (0, 0, "1970-01-01T00:00:00.000000Z"),
+            (951_782_400, 5, "2000-02-29T00:00:00.000005Z"),
+            (1_795_999_999, 123_456, "2026-11-30T00:53:19.123456Z"),
+            (4_107_542_400, 999_999, "2100-03-01T00:00:00.999999Z"),
+        ];
+        for (secs, micros, expected) in table {
+            let time = UNIX_EPOCH + Duration::from_secs(*secs) + Duration::from_micros(u64::from(*micros));
+            let mut text = String::new();
+            write_timestamp(&mut text, time).unwrap();
+            assert_eq!(text, *expected);
+        }
+    }
+
+    struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for CaptureWriter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,671 @@
+//! Metrics in the Prometheus (OpenMetrics) text format. Every label has a small, fixed set of
+//! values — route index, status class, error kind, outcome — never a path or anything a user sent.
+//! The request path touches only pre-created counters and lock-free histograms.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use http::StatusCode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::Exemplar;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+
+use crate::error::GatewayError;
+use crate::tls::server::ReloadingCert;
+
+/// The content type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds (seconds) of the latency buckets: 0.5 ms to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The label of requests that matched no route (404, login callback, welcome redirect).
+const NO_ROUTE: &str = "none";
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+type Labels1 = [(&'static str, &'static str); 1];
+type Labels2 = [(&'static str, &'static str); 2];
+type RouteLabels = [(&'static str, String); 1];
+type RouteStatusLabels = [(&'static str, String); 2];
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Why a request failed on the way to or from a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    Connect,
+    Timeout,
+    Tls,
+}
+
+impl UpstreamErrorKind {
+    fn label(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Tls => "tls",
+        }
+    }
+}
+
+/// Why a request was refused before it was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    /// `MAX_IN_FLIGHT` reached: 503.
+    InFlight,
+    /// `LOGIN_RATE_LIMIT` reached: 429.
+    LoginRateLimit,
+    /// `MAX_REQUEST_BODY` exceeded: 413.
+    BodyTooLarge,
+}
+
+impl Shed {
+    fn label(self) -> &'static str {
+        match self {
+            Shed::InFlight => "in_flight",
+            Shed::LoginRateLimit => "login_rate_limit",
+            Shed::BodyTooLarge => "body_too_large",
+        }
+    }
+}
+
+/// The counters and histograms of one route, created up front.
+struct RouteMetrics {
+    by_class: [Counter; 5],
+    duration: Histogram,
+    upstream: Histogram,
+}
+
+/// Every metric of one router.
+pub struct Metrics {
+    enabled: bool,
+    registry: Registry,
+    /// One entry per route index, then one for [`NO_ROUTE`].
+    routes: Vec<RouteMetrics>,
+    requests: Family<RouteStatusLabels, Counter>,
+    request_duration: HistogramFamily<RouteLabels>,
+    upstream_duration: HistogramFamily<RouteLabels>,
+    upstream_errors: Family<Labels1, Counter>,
+    connections_active: Gauge,
+    connections: Counter,
+    websockets_active: Gauge,
+    in_flight: Gauge,
+    shed: Family<Labels1, Counter>,
+    sessions: Gauge,
+    store_errors: Counter,
+    logins_started: Counter,
+    logins_completed: Counter,
+    logins_failed: Family<Labels1, Counter>,
+    token_requests: Family<Labels2, Counter>,
+    token_duration: HistogramFamily<Labels1>,
+    jwks_fetches: Family<Labels1, Counter>,
+    certificate_expiry: Family<Labels1, Gauge>,
+    /// The HTTPS listener's certificate, read when metrics are scraped.
+    server_certificate: Mutex<Option<Weak<ReloadingCert>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Metrics for a configuration with `route_count` routes; `enabled: false` (`METRICS=false`)
+    /// makes every recording call return at once.
+    pub fn new(enabled: bool, route_count: usize) -> Metrics {
+        let mut registry = Registry::with_prefix("approuter");
+        let requests = Family::<RouteStatusLabels, Counter>::default();
+        let request_duration: HistogramFamily<RouteLabels> = Family::new_with_constructor(Histogram::latency);
+        let upstream_duration: HistogramFamily<RouteLabels> = Family::new_with_constructor(Histogram::latency);
+        let upstream_errors = Family::<Labels1, Counter>::default();
+        let connections_active = Gauge::default();
+        let connections = Counter::default();
+        let websockets_active = Gauge::default();
+        let in_flight = Gauge::default();
+        let shed = Family::<Labels1, Counter>::default();
+        let sessions = Gauge::default();
+        let store_errors = Counter::default();
+        let logins_started = Counter::default();
+        let logins_completed = Counter::default();
+        let logins_failed = Family::<Labels1, Counter>::default();
+        let token_requests = Family::<Labels2, Counter>::default();
+        let token_duration: HistogramFamily<Labels1> = Family::new_with_constructor(Histogram::latency);
+        let jwks_fetches = Family::<Labels1, Counter>::default();
+        let certificate_expiry = Family::<Labels1, Gauge>::default();
+
+        registry.register(
+            "requests",
+            "Requests answered, by route index and status class",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head to response head, by route index",
+            request_duration.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time a destination took to answer with its response head, by route index",
+            upstream_duration.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Forwarded requests that failed, by kind (connect, timeout, tls)",
+            upstream_errors.clone(),
+        );
+        registry.register(
+            "connections_active",
+            "Client connections open now",
+            connections_active.clone(),
+        );
+        registry.register("connections", "Client connections accepted", connections.clone());
+        registry.register(
+            "websockets_active",
+            "Websocket tunnels open now",
+            websockets_active.clone(),
+        );
+        registry.register("requests_in_flight", "Requests being handled now", in_flight.clone());
+        registry.register(
+            "requests_refused",
+            "Requests refused by a limit, by reason (in_flight, login_rate_limit, body_too_large)",
+            shed.clone(),
+        );
+        registry.register(
+            "sessions",
+            "Sessions held in this instance's memory (idle ones until swept)",
+            sessions.clone(),
+        );
+        registry.register(
+            "session_store_errors",
+            "Requests that failed because the session store could not answer",
+            store_errors.clone(),
+        );
+        registry.register(
+            "logins_started",
+            "Redirects to the identity provider",
+            logins_started.clone(),
+        );
+        registry.register(
+            "logins_completed",
+            "Login callbacks that created a session",
+            logins_completed.clone(),
+        );
+        registry.register(
+            "logins_failed",
+            "Login callbacks that failed, by reason",
+            logins_failed.clone(),
+        );
+        registry.register(
+            "token_requests",
+            "Requests to the token endpoint, by grant and outcome (ok, refused, error)",
+            token_requests.clone(),
+        );
+        registry.register(
+            "token_request_duration_seconds",
+            "Duration of token endpoint requests, by grant",
+            token_duration.clone(),
+        );
+        registry.register(
+            "jwks_fetches",
+            "Fetches of the identity provider's token keys, by outcome",
+            jwks_fetches.clone(),
+        );
+        registry.register(
+            "certificate_expiry_seconds",
+            "Seconds until a certificate expires (negative: expired), by certificate (client, server)",
+            certificate_expiry.clone(),
+        );
+
+        let route_names = (0..route_count)
+            .map(|index| index.to_string())
+            .chain(std::iter::once(NO_ROUTE.to_string()));
+        let routes = if enabled {
+            route_names
+                .map(|name| RouteMetrics {
+                    by_class: STATUS_CLASSES.map(|class| {
+                        requests
+                            .get_or_create(&[("route", name.clone()), ("status_class", class.to_string())])
+                            .clone()
+                    }),
+                    duration: request_duration.get_or_create(&[("route", name.clone())]).clone(),
+                    upstream: upstream_duration.get_or_create(&[("route", name)]).clone(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Metrics {
+            enabled,
+            registry,
+            routes,
+            requests,
+            request_duration,
+            upstream_duration,
+            upstream_errors,
+            connections_active,
+            connections,
+            websockets_active,
+            in_flight,
+            shed,
+            sessions,
+            store_errors,
+            logins_started,
+            logins_completed,
+            logins_failed,
+            token_requests,
+            token_duration,
+            jwks_fetches,
+            certificate_expiry,
+            server_certificate: Mutex::new(None),
+        }
+    }
+
+    /// Remembers the HTTPS listener's certificate for the expiry gauge.
+    pub fn watch_server_certificate(&self, certificate: &Arc<ReloadingCert>) {
+        if let Ok(mut slot) = self.server_certificate.lock() {
+            *slot = Some(Arc::downgrade(certificate));
+        }
+    }
+
+    /// `notAfter` (Unix seconds) of the certificate the HTTPS listener serves now, if any.
+    pub fn server_certificate_not_after(&self) -> Option<i64> {
+        let slot = self.server_certificate.lock().ok()?;
+        let certificate = slot.as_ref()?.upgrade()?;
+        Some(certificate.not_after()).filter(|not_after| *not_after > 0)
+    }
+
+    /// Metrics that record nothing.
+    pub fn disabled() -> Arc<Metrics> {
+        Arc::new(Metrics::new(false, 0))
+    }
+
+    /// False with `METRICS=false`.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// One answered request. `upstream` is the time the destination took, when it was called.
+    pub fn request(&self, route: Option<usize>, status: StatusCode, total: Duration, upstream: Option<Duration>) {
+        if !self.enabled {
+            return;
+        }
+        let class = (usize::from(status.as_u16() / 100)).clamp(1, 5) - 1;
+        let slot = match route {
+            Some(index) if index + 1 < self.routes.len() => self.routes.get(index),
+            Some(_) => None,
+            None => self.routes.last(),
+        };
+        match slot {
+            Some(metrics) => {
+                metrics.by_class[class].inc();
+                metrics.duration.observe(total);
+                if let Some(upstream) = upstream {
+                    metrics.upstream.observe(upstream);
+                }
+            }
+            // A route added by a configuration reload: rare enough for the map lookup.
+            None => {
+                let name = route.map_or_else(|| NO_ROUTE.to_string(), |index| index.to_string());
+                self.requests
+                    .get_or_create(&[
+                        ("route", name.clone()),
+                        ("status_class", STATUS_CLASSES[class].to_string()),
+                    ])
+                    .inc();
+                self.request_duration
+                    .get_or_create(&[("route", name.clone())])
+                    .observe(total);
+                if let Some(upstream) = upstream {
+                    self.upstream_duration
+                        .get_or_create(&[("route", name)])
+                        .observe(upstream);
+                }
+            }
+        }
+    }
+
+    /// Counts what a failed request says about the system: destination failures by kind, store
+    /// outages, bodies over the limit.
+    pub fn request_error(&self, error: &GatewayError) {
+        if !self.enabled {
+            return;
+        }
+        match error {
+            GatewayError::Proxy(crate::proxy::Error::UpstreamTimeout(_)) => {
+                self.upstream_error(UpstreamErrorKind::Timeout);
+            }
+            GatewayError::Proxy(crate::proxy::Error::UpstreamConnect { source, .. }) => {
+                let kind = if is_tls_failure(source) {
+                    UpstreamErrorKind::Tls
+                } else {
+                    UpstreamErrorKind::Connect
+                };
+                self.upstream_error(kind);
+            }
+            GatewayError::Auth(crate::auth::Error::Store(_)) => self.store_error(),
+            GatewayError::PayloadTooLarge => self.shed(Shed::BodyTooLarge),
+            _ => {}
+        }
+    }
+
+    /// A forwarded request that failed.
+    pub fn upstream_error(&self, kind: UpstreamErrorKind) {
+        if self.enabled {
+            self.upstream_errors.get_or_create(&[("kind", kind.label())]).inc();
+        }
+    }
+
+    /// A request refused by a limit.
+    pub fn shed(&self, reason: Shed) {
+        if self.enabled {
+            self.shed.get_or_create(&[("reason", reason.label())]).inc();
+        }
+    }
+
+    /// A request that failed because the session store did not answer.
+    pub fn store_error(&self) {
+        if self.enabled {
+            self.store_errors.inc();
+        }
+    }
+
+    /// A client connection was accepted; the gauge goes down when the guard is dropped.
+    pub fn connection(&self) -> GaugeGuard {
+        if !self.enabled {
+            return GaugeGuard(None);
+        }
+        self.connections.inc();
+        GaugeGuard::up(&self.connections_active)
+    }
+
+    /// A websocket tunnel opened; the gauge goes down when the guard is dropped.
+    pub fn websocket(&self) -> GaugeGuard {
+        if !self.enabled {
+            return GaugeGuard(None);
+        }
+        GaugeGuard::up(&self.websockets_active)
+    }
+
+    /// A request is being handled; the gauge goes down when the guard is dropped.
+    pub fn in_flight(&self) -> GaugeGuard {
+        if !self.enabled {
+            return GaugeGuard(None);
+        }
+        GaugeGuard::up(&self.in_flight)
+    }
+
+    /// A redirect to the identity provider.
+    pub fn login_started(&self) {
+        if self.enabled {
+            self.logins_started.inc();
+        }
+    }
+
+    /// A login callback that created a session.
+    pub fn login_completed(&self) {
+        if self.enabled {
+            self.logins_completed.inc();
+        }
+    }
+
+    /// A login callback that failed, with a fixed reason label.
+    pub fn login_failed(&self, reason: &'static str) {
+        if self.enabled {
+            self.logins_failed.get_or_create(&[("reason", reason)]).inc();
+        }
+    }
+
+    /// One request to the token endpoint: `grant` and `outcome` are fixed label values.
+    pub fn token_request(&self, grant: &'static str, outcome: &'static str, duration: Duration) {
+        if self.enabled {
+            self.token_requests
+                .get_or_create(&[("grant", grant), ("outcome", outcome)])
+                .inc();
+            self.token_duration.get_or_create(&[("grant", grant)]).observe(duration);
+        }
+    }
+
+    /// One fetch of the token keys.
+    pub fn jwks_fetch(&self, ok: bool) {
+        if self.enabled {
+            let outcome = if ok { "ok" } else { "error" };
+            self.jwks_fetches.get_or_create(&[("outcome", outcome)]).inc();
+        }
+    }
+
+    /// Sets the sessions gauge (read from the store when metrics are scraped).
+    pub fn set_sessions(&self, count: usize) {
+        self.sessions.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the seconds until `certificate` (`client` or `server`) expires.
+    pub fn set_certificate_expiry(&self, certificate: &'static str, seconds: i64) {
+        self.certificate_expiry
+            .get_or_create(&[("certificate", certificate)])
+            .set(seconds);
+    }
+
+    /// The whole registry in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// True when a connection failure was a TLS failure (handshake, certificate), not a refused or
+/// unreachable connection.
+fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(cause) = current {
+        if cause.is::<rustls::Error>() {
+            return true;
+        }
+        // io::Error's own `source` skips the error it wraps; look inside explicitly.
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+                return true;
+            }
+        }
+        current = cause.source();
+    }
+    let text = crate::auth::xsuaa::error_chain(error).to_ascii_lowercase();
+    text.contains("certificate") || text.contains("handshake") || text.contains("tls")
+}
+
+/// Keeps a gauge one higher while it lives.
+pub struct GaugeGuard(Option<Gauge>);
+
+impl GaugeGuard {
+    fn up(gauge: &Gauge) -> GaugeGuard {
+        gauge.inc();
+        GaugeGuard(Some(gauge.clone()))
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        if let Some(gauge) = &self.0 {
+            gauge.dec();
+        }
+    }
+}
+
+// === impl Histogram ===
+
+/// A histogram of durations with atomic buckets: observing takes no lock (prometheus-client's own
+/// histogram takes a mutex on every observation, which every request would contend for).
+#[derive(Clone)]
+pub struct Histogram(Arc<HistogramInner>);
+
+struct HistogramInner {
+    /// Upper bounds in microseconds, ascending; the last bucket (+Inf) is implied.
+    bounds_micros: Vec<u64>,
+    bounds: &'static [f64],
+    /// One count per bound plus +Inf; not cumulative.
+    counts: Box<[AtomicU64]>,
+    sum_micros: AtomicU64,
+}
+
+impl std::fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Histogram").finish_non_exhaustive()
+    }
+}
+
+impl Histogram {
+    fn latency() -> Histogram {
+        Histogram::new(LATENCY_BUCKETS)
+    }
+
+    /// A histogram with upper bounds `bounds` in seconds, ascending.
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram(Arc::new(HistogramInner {
+            bounds_micros: bounds.iter().map(|secs| (secs * 1e6).round() as u64).collect(),
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+        }))
+    }
+
+    /// Records one duration.
+    pub fn observe(&self, duration: Duration) {
+        let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        let inner = &self.0;
+        let bucket = inner.bounds_micros.partition_point(|bound| *bound < micros);
+        inner.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        inner.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// The number of observations so far.
+    pub fn count(&self) -> u64 {
+        self.0.counts.iter().map(|count| count.load(Ordering::Relaxed)).sum()
+    }
+}
+
+impl TypedMetric for Histogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let inner = &self.0;
+        let buckets: Vec<(f64, u64)> = inner
+            .bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(inner.counts.iter().map(|count| count.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, count)| count).sum();
+        let sum = inner.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None::<&HashMap<usize, Exemplar<NoLabelSet, f64>>>)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the sample line `name{labels}` in `text`.
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn requests_are_counted_by_route_and_status_class() {
+        let metrics = Metrics::new(true, 2);
+        metrics.request(
+            Some(1),
+            StatusCode::OK,
+            Duration::from_millis(3),
+            Some(Duration::from_millis(2)),
+        );
+        metrics.request(Some(1), StatusCode::BAD_GATEWAY, Duration::from_millis(1), None);
+        metrics.request(None, StatusCode::NOT_FOUND, Duration::from_micros(10), None);
+        // A route index beyond the pre-created ones (a reloaded configuration).
+        metrics.request(Some(7), StatusCode::OK, Duration::from_micros(10), None);
+        let text = metrics.encode();
+        assert_eq!(
+            sample(&text, r#"approuter_requests_total{route="1",status_class="2xx"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, r#"approuter_requests_total{route="1",status_class="5xx"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, r#"approuter_requests_total{route="none",status_class="4xx"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, r#"approuter_requests_total{route="7",status_class="2xx"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, r#"approuter_request_duration_seconds_count{route="1"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(&text, r#"approuter_upstream_duration_seconds_count{route="1"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"approuter_request_duration_seconds_bucket{le="0.005",route="1"}"#
+            )
+            .or_else(|| sample(
+                &text,
+                r#"approuter_request_duration_seconds_bucket{route="1",le="0.005"}"#
+            )),
+            Some(2.0)
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_in_the_text() {
+        let histogram = Histogram::new(&[0.001, 0.01]);
+        for micros in [500, 1000, 5000, 20_000] {
+            histogram.observe(Duration::from_micros(micros));
+        }
+        assert_eq!(histogram.count(), 4);
+        let mut registry = Registry::default();
+        registry.register("h", "help", histogram);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("h_bucket{le=\"0.001\"} 2\n"), "{text}");
+        assert!(text.contains("h_bucket{le=\"0.01\"} 3\n"), "{text}");
+        assert!(text.contains("h_bucket{le=\"+Inf\"} 4\n"), "{text}");
+        assert!(text.contains("h_sum 0.0265\n"), "{text}");
+    }
+
+    #[test]
+    fn disabled_metrics_record_nothing() {
+        let metrics = Metrics::new(false, 3);
+        metrics.request(Some(0), StatusCode::OK, Duration::from_millis(1), None);
+        metrics.login_started();
+        let _guard = metrics.connection();
+        let text = metrics.encode();
+        assert!(!text.contains("approuter_requests_total{"), "{text}");
+        assert_eq!(sample(&text, "approuter_logins_started_total"), Some(0.0));
+        assert_eq!(sample(&text, "approuter_connections_active"), Some(0.0));
+    }
+}

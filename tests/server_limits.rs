@@ -1,0 +1,247 @@
+//! Listener limits over raw TCP: oversized heads get 431, clients that stall while sending the head
+//! are cut off after the header-read timeout, ambiguous framing gets 400, and shutdown lets a
+//! download in flight finish while refusing new connections.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::json;
+use support::raw::{exchange, PATIENCE};
+use support::{backend, client, gateway, Backend, Gateway};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A stalled connection must be closed well before this.
+const QUICK: Duration = Duration::from_secs(5);
+
+async fn start(backend: &Backend, env: &[(&str, &str)]) -> Gateway {
+    let mut builder = gateway(json!({
+        "authenticationMethod": "none",
+        "routes": [{"source": "^/(.*)$", "target": "/$1", "destination": "backend"}]
+    }))
+    .destinations(&[("backend", &backend.url())]);
+    for (name, value) in env {
+        builder = builder.env(name, *value);
+    }
+    builder.start().await
+}
+
+#[tokio::test]
+async fn oversized_header_is_431() {
+    let backend = backend().await;
+    let router = start(&backend, &[]).await;
+    let mut stream = TcpStream::connect(router.addr).await.expect("connect");
+    let head = format!(
+        "GET /echo HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    // The server may stop reading (and reset) before the whole head is written: write on the
+    // side and only look at what comes back.
+    let (mut read_half, mut write_half) = stream.split();
+    let write = async {
+        let _ = write_half.write_all(head.as_bytes()).await;
+    };
+    let read = async {
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while !received.windows(2).any(|w| w == b"\r\n") {
+            match read_half.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+        received
+    };
+    let ((), received) = tokio::time::timeout(PATIENCE, async { tokio::join!(write, read) })
+        .await
+        .expect("no answer to an oversized head");
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 431"), "status line: {text:?}");
+    assert!(backend.seen().is_empty(), "the oversized request reached the backend");
+}
+
+/// Bytes a slow client sends before it stalls.
+const STALLS: &[(&str, &str)] = &[
+    ("nothing at all", ""),
+    ("half a request line", "GET /ech"),
+    (
+        "half the headers",
+        "GET /echo HTTP/1.1\r\nHost: localhost\r\nX-Slow: 1\r\n",
+    ),
+    ("the start of the HTTP/2 preface", "PRI * HTTP/2.0\r\n"),
+];
+
+#[tokio::test]
+async fn stalled_head_is_cut_after_the_header_timeout() {
+    let backend = backend().await;
+    let router = start(&backend, &[("INCOMING_HEADER_TIMEOUT", "300")]).await;
+    let mut failures = Vec::new();
+    for (name, sent) in STALLS {
+        let mut stream = TcpStream::connect(router.addr).await.expect("connect");
+        stream.write_all(sent.as_bytes()).await.expect("write");
+        let started = Instant::now();
+        let mut received = Vec::new();
+        match tokio::time::timeout(QUICK, stream.read_to_end(&mut received)).await {
+            // EOF or a reset: either way the router closed the connection.
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&received);
+                if !(received.is_empty() || text.starts_with("HTTP/1.1 408")) {
+                    failures.push(format!("{name}: unexpected answer {text:?}"));
+                }
+            }
+            Err(_) => failures.push(format!("{name}: still open after {:?}", started.elapsed())),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "stalled clients not cut off:\n{}",
+        failures.join("\n")
+    );
+    assert!(backend.seen().is_empty(), "a stalled request reached the backend");
+}
+
+/// Requests whose body framing is ambiguous (request smuggling): refused with 400, never forwarded.
+const AMBIGUOUS: &[(&str, &str)] = &[
+    (
+        "two different Content-Lengths",
+        "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello!",
+    ),
+    (
+        "chunked is not the final encoding",
+        "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked, identity\r\nConnection: close\r\n\r\n0\r\n\r\n",
+    ),
+    (
+        "Content-Length that is not a number",
+        "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5x\r\nConnection: close\r\n\r\nhello",
+    ),
+];
+
+/// Both framings at once, in either order: the reference answers 400 (section 0, connect-utils).
+const TE_AND_CL: &[(&str, &str)] = &[
+    (
+        "Transfer-Encoding then Content-Length",
+        "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\nConnection: close\r\n\r\n0\r\n\r\n",
+    ),
+    (
+        "Content-Length then Transfer-Encoding",
+        "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+    ),
+];
+
+/// Sends each raw request; every one must get 400 and none may reach the backend.
+async fn check_refused(rows: &[(&str, &str)]) {
+    let backend = backend().await;
+    let router = start(&backend, &[]).await;
+    let mut failures = Vec::new();
+    for (name, request) in rows {
+        let response = exchange(router.addr, request.as_bytes()).await;
+        if response.status != 400 {
+            failures.push(format!("{name}: status {}", response.status));
+        }
+    }
+    let seen: Vec<String> = backend
+        .seen()
+        .iter()
+        .map(|seen| format!("{} {}", seen.method, seen.uri))
+        .collect();
+    if !seen.is_empty() {
+        failures.push(format!("the backend received {seen:?}"));
+    }
+    assert!(
+        failures.is_empty(),
+        "ambiguous requests not refused:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn ambiguous_framing_is_400() {
+    check_refused(AMBIGUOUS).await;
+}
+
+/// RFC 9112 6.1: a server may reject such a request or frame it by Transfer-Encoding alone, and an
+/// intermediary must not forward the Content-Length. hyper does the latter (and closes the
+/// connection afterwards); either way the backend never sees both headers.
+#[tokio::test]
+async fn transfer_encoding_with_content_length_is_never_forwarded_ambiguously() {
+    let backend = backend().await;
+    let router = start(&backend, &[]).await;
+    for (name, request) in TE_AND_CL {
+        let response = exchange(router.addr, request.as_bytes()).await;
+        assert!(
+            response.status == 400 || response.status == 200,
+            "{name}: status {}",
+            response.status
+        );
+    }
+    for seen in backend.seen() {
+        assert!(
+            !(seen.headers.contains_key("content-length") && seen.headers.contains_key("transfer-encoding")),
+            "the backend got both framing headers: {:?}",
+            seen.headers
+        );
+        assert!(
+            seen.headers.get("content-length").is_none_or(|v| v == "0"),
+            "{:?}",
+            seen.headers
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_download_in_flight_and_refuses_new_connections() {
+    const SIZE: usize = 50_000_000;
+    let backend = backend().await;
+    let router = start(&backend, &[]).await;
+    let addr = router.addr;
+    let client = client();
+
+    let response = client
+        .get(router.url(&format!("/bytes/{SIZE}")))
+        .send()
+        .await
+        .expect("download starts");
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut received = 0usize;
+    // Some of the body first, so the shutdown certainly lands in the middle of the transfer.
+    while received < 1024 * 1024 {
+        received += body.next().await.expect("more body").expect("body chunk").len();
+    }
+
+    let stopping = tokio::spawn(router.stop());
+    // Stop is asynchronous: wait (bounded) until the listener is gone.
+    let refused = tokio::time::timeout(QUICK, async {
+        loop {
+            match TcpStream::connect(addr).await {
+                Err(_) => break,
+                Ok(stream) => {
+                    drop(stream);
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "new connections still accepted after stop");
+    assert!(!stopping.is_finished(), "stop returned while a download was in flight");
+
+    let rest = async {
+        while let Some(chunk) = body.next().await {
+            received += chunk.expect("the download must not be cut by the shutdown").len();
+        }
+    };
+    tokio::time::timeout(PATIENCE, rest)
+        .await
+        .expect("download stalled during shutdown");
+    assert_eq!(received, SIZE, "download incomplete");
+
+    tokio::time::timeout(PATIENCE, stopping)
+        .await
+        .expect("stop did not finish after the last request")
+        .expect("stop task");
+    let after = TcpStream::connect(addr).await;
+    assert!(after.is_err(), "connection accepted after stop");
+}
