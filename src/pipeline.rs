@@ -1,5 +1,6 @@
 //! The fixed order of phases for one request. Phases never call each other; the order lives here:
-//! check → welcome → route → authenticate → dispatch (static | service | forward) → response headers.
+//! check → cors / websocket admission / framing allowlist → welcome → route → authenticate →
+//! dispatch (static | service | forward | websocket) → response headers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -384,7 +385,7 @@ fn correlation_id(headers: &http::HeaderMap) -> HeaderValue {
             }
         }
     }
-    HeaderValue::from_str(&crate::util::uuid_v4()).unwrap_or(HeaderValue::from_static("0"))
+    crate::util::uuid_header()
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

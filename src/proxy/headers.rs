@@ -5,6 +5,12 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PATH: HeaderName = HeaderName::from_static("x-forwarded-path");
+const X_CORRELATIONID: HeaderName = HeaderName::from_static("x-correlationid");
+
 /// Hop-by-hop headers (RFC 9110 7.6.1) plus the legacy ones the reference also drops.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -31,18 +37,31 @@ const INTERNAL: &[&str] = &[
 
 /// Removes hop-by-hop headers, including every header named in `Connection:`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    remove_matching(headers, |name| HOP_BY_HOP.contains(&name));
+}
+
+/// One pass over the names present (a request carries a dozen, the lists hold twice as many):
+/// removes those `listed` says, and every header named in `Connection:`.
+fn remove_matching(headers: &mut HeaderMap, listed: impl Fn(&str) -> bool) {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    if let Some(connection) = headers.get(header::CONNECTION) {
+        if let Ok(value) = connection.to_str() {
+            for name in value.split(',') {
+                if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
+                    doomed.push(name);
+                }
+            }
+        }
+        // Further Connection headers are rare; they are read the same way.
+        for extra in headers.get_all(header::CONNECTION).iter().skip(1) {
+            if let Ok(value) = extra.to_str() {
+                doomed.extend(value.split(',').filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()));
+            }
+        }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    doomed.extend(headers.keys().filter(|name| listed(name.as_str())).cloned());
+    for name in doomed {
+        headers.remove(name);
     }
 }
 
@@ -64,35 +83,31 @@ pub struct Forwarding<'a> {
 
 /// Applies the request policy to the headers that go to a destination.
 pub fn upstream_request(headers: &mut HeaderMap, forwarding: &Forwarding<'_>) {
-    remove_hop_by_hop(headers);
-    for name in INTERNAL {
-        headers.remove(*name);
-    }
+    remove_matching(headers, |name| HOP_BY_HOP.contains(&name) || INTERNAL.contains(&name));
     trace_context(headers);
     if forwarding.set_x_forwarded {
         // Appending, never copying: the backend sees the whole chain with our peer last.
         let peer = forwarding.peer.to_string();
-        let chain = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let chain = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(existing) if !existing.trim().is_empty() => format!("{existing}, {peer}"),
             _ => peer,
         };
         if let Ok(value) = HeaderValue::from_str(&chain) {
-            headers.insert("x-forwarded-for", value);
+            headers.insert(X_FORWARDED_FOR, value);
         }
-        if !headers.contains_key("x-forwarded-host") {
+        if !headers.contains_key(X_FORWARDED_HOST) {
             if let Some(host) = &forwarding.host {
-                headers.insert("x-forwarded-host", host.clone());
+                headers.insert(X_FORWARDED_HOST, host.clone());
             }
         }
-        if !headers.contains_key("x-forwarded-proto") {
-            headers.insert(
-                "x-forwarded-proto",
+        if !headers.contains_key(X_FORWARDED_PROTO) {
+            headers.insert(X_FORWARDED_PROTO,
                 HeaderValue::from_static(if forwarding.scheme == "https" { "https" } else { "http" }),
             );
         }
-        if !headers.contains_key("x-forwarded-path") {
+        if !headers.contains_key(X_FORWARDED_PATH) {
             if let Ok(value) = HeaderValue::from_str(forwarding.original_path) {
-                headers.insert("x-forwarded-path", value);
+                headers.insert(X_FORWARDED_PATH, value);
             }
         }
     } else {
@@ -105,7 +120,7 @@ pub fn upstream_request(headers: &mut HeaderMap, forwarding: &Forwarding<'_>) {
             headers.remove(name);
         }
     }
-    headers.insert("x-correlationid", forwarding.correlation_id.clone());
+    headers.insert(X_CORRELATIONID, forwarding.correlation_id.clone());
 }
 
 /// Applies the response policy to the headers that go back to the client.
@@ -117,6 +132,15 @@ pub fn downstream_response(headers: &mut HeaderMap) {
 /// nothing is left.
 pub fn strip_cookies(headers: &mut HeaderMap, strip: impl Fn(&str) -> bool) {
     if !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let any = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|text| text.split(';'))
+        .any(|pair| strip(pair.trim().split('=').next().unwrap_or("").trim()));
+    if !any {
         return;
     }
     let mut kept: Vec<&str> = Vec::new();
@@ -197,7 +221,9 @@ fn valid_traceparent(value: &[u8]) -> bool {
 /// A new `traceparent`: version 00, random trace and parent ids, not sampled.
 fn new_traceparent() -> HeaderValue {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let random = crate::util::random_bytes::<24>();
+    let mut random = [0u8; 24];
+    random[..16].copy_from_slice(&crate::util::fast_id());
+    random[16..].copy_from_slice(&crate::util::fast_id()[..8]);
     let mut text = [0u8; 55];
     text[..3].copy_from_slice(b"00-");
     for (index, byte) in random.iter().enumerate() {
