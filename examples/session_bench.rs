@@ -28,7 +28,10 @@ use approuter::config::Env;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let xsuaa = xsuaa_dev::DevXsuaa::builder().start().await.context("development XSUAA")?;
+    let xsuaa = xsuaa_dev::DevXsuaa::builder()
+        .start()
+        .await
+        .context("development XSUAA")?;
     let work = tempfile::tempdir()?;
     let ca = work.path().join("ca.pem");
     std::fs::write(&ca, xsuaa.ca_pem())?;
@@ -36,14 +39,26 @@ async fn main() -> anyhow::Result<()> {
 
     let redis_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let mut redis = tokio::process::Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &redis_port.to_string(), "--save", "", "--appendonly", "no"])
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &redis_port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .context("redis-server")?;
     let redis_url = format!("redis://127.0.0.1:{redis_port}");
     for attempt in 0.. {
-        match redis::Client::open(redis_url.as_str())?.get_multiplexed_async_connection().await {
+        match redis::Client::open(redis_url.as_str())?
+            .get_multiplexed_async_connection()
+            .await
+        {
             Ok(_) => break,
             Err(error) if attempt >= 100 => return Err(error).context("redis-server did not start"),
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
@@ -64,7 +79,10 @@ async fn main() -> anyhow::Result<()> {
     ];
     let mut with_redis = base.clone();
     with_redis.push(("REDIS_URL".to_string(), redis_url.clone()));
-    with_redis.push(("SESSION_SECRET".to_string(), "benchmark-session-secret-0123456789".to_string()));
+    with_redis.push((
+        "SESSION_SECRET".to_string(),
+        "benchmark-session-secret-0123456789".to_string(),
+    ));
 
     let mut servers = Vec::new();
     for (name, env) in [("memory", base), ("redis", with_redis)] {

@@ -88,6 +88,7 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
     let upstream = Upstream::new(&config, roots.clone())?;
     let metrics = Arc::new(Metrics::new(config.server.metrics, config.routes.len()));
     let mut sweeper = None;
+    let mut redis_sweeper = None;
     let auth = match &config.xsuaa {
         Some(credentials) => {
             let idp = IdpClient::new(credentials, roots, config.auth.idp_timeout)?;
@@ -106,6 +107,14 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
                         config.auth.login_attempt_ttl,
                         &config.server.ca_cert_paths,
                     )?;
+                    // Idle expiry calls backend logout only where backends have a logoutPath.
+                    let redis = if config.backend_logout.is_empty() {
+                        Arc::new(redis)
+                    } else {
+                        let redis = Arc::new(redis.with_expiry_tracking());
+                        redis_sweeper = Some(Arc::downgrade(&redis));
+                        redis
+                    };
                     tracing::info!(
                         redis = %settings.display_url(),
                         from = %settings.origin,
@@ -113,7 +122,7 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
                         secrets = settings.secrets.len(),
                         "sessions are kept in Redis"
                     );
-                    Arc::new(redis)
+                    redis
                 }
             };
             tracing::info!(
@@ -149,11 +158,43 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
     if let Some(store) = sweeper {
         spawn_sweeper(store, Arc::downgrade(&state), options.sweep_interval);
     }
+    if let Some(store) = redis_sweeper {
+        spawn_redis_sweeper(store, Arc::downgrade(&state), options.sweep_interval);
+    }
     if let Some(auth) = &state.auth {
         // Expiry log for x509 credentials; binding files are also watched for rotation.
         crate::auth::rotation::start(auth);
     }
     Ok(state)
+}
+
+/// Collects the sessions that Redis expired and makes their backend logout calls; every instance
+/// sweeps, and each ended session is handed to exactly one of them. Ends when the store is gone.
+fn spawn_redis_sweeper(store: std::sync::Weak<RedisStore>, state: std::sync::Weak<AppState>, interval: Duration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(store) = store.upgrade() else { break };
+            let ended = match store.sweep().await {
+                Ok(ended) => ended,
+                Err(error) => {
+                    tracing::debug!(error = %error, "sweep of expired sessions skipped");
+                    continue;
+                }
+            };
+            if ended.is_empty() {
+                continue;
+            }
+            tracing::info!(count = ended.len(), "idle sessions ended");
+            let Some(state) = state.upgrade() else { break };
+            let snapshot = state.snapshot();
+            for session in ended {
+                crate::auth::logout::spawn_backend_logout(snapshot.config.clone(), snapshot.upstream.clone(), session);
+            }
+        }
+    });
 }
 
 /// Drops idle sessions periodically; ends when the store is gone.

@@ -3,6 +3,7 @@
 //! ever a field of a log line: requests are logged by path (without the query), status, route
 //! index, durations and correlation id.
 
+use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -29,8 +30,15 @@ pub fn filter_from_env() -> EnvFilter {
 }
 
 /// A subscriber writing to `writer`: JSON lines (timestamp, level, target, message and the
-/// event's fields at the top level) or human-readable text.
+/// event's fields at the top level) or human-readable text without colours.
 pub fn subscriber<W>(json: bool, filter: EnvFilter, writer: W) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    build(json, false, filter, writer)
+}
+
+fn build<W>(json: bool, colours: bool, filter: EnvFilter, writer: W) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -38,7 +46,7 @@ where
     if json {
         Box::new(builder.event_format(JsonLines).finish())
     } else {
-        Box::new(builder.finish())
+        Box::new(builder.with_ansi(colours).finish())
     }
 }
 
@@ -98,7 +106,7 @@ impl Visit for JsonFields<'_, '_> {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.record(field, |writer| write!(writer, "{value}"));
+        self.record(field, |writer| write_u64(writer, value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
@@ -162,14 +170,37 @@ fn write_timestamp(writer: &mut impl fmt::Write, now: SystemTime) -> fmt::Result
     let secs = since.as_secs();
     let (year, month, day) = civil_from_days(secs / 86_400);
     let time = secs % 86_400;
-    write!(
-        writer,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        time / 3600,
-        time % 3600 / 60,
-        time % 60,
-        since.subsec_micros()
-    )
+    // Digits by hand: the formatting machinery costs more than the rest of the line.
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut value: u64| {
+        for index in (at..at + width).rev() {
+            text[index] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, time / 3600);
+    put(14, 2, time % 3600 / 60);
+    put(17, 2, time % 60);
+    put(20, 6, u64::from(since.subsec_micros()));
+    writer.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+}
+
+/// A decimal number without the formatting machinery.
+fn write_u64(writer: &mut impl fmt::Write, mut value: u64) -> fmt::Result {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    writer.write_str(std::str::from_utf8(&digits[start..]).map_err(|_| fmt::Error)?)
 }
 
 /// The proleptic Gregorian date of `days` since 1970-01-01 (Howard Hinnant's algorithm).
@@ -190,7 +221,9 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 /// [`flush`] before the process exits.
 pub fn init(json: bool) {
     let writer = BufferedStderr::start();
-    let _ = tracing::subscriber::set_global_default(subscriber(json, filter_from_env(), writer));
+    // Colours only for a person at a terminal, never into a file or a log collector.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing::subscriber::set_global_default(build(json, colours, filter_from_env(), writer));
     // A panic message must not overtake the log lines that led to it.
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -208,73 +241,119 @@ pub fn flush() {
 
 /// Lines are collected here and written by one thread, a batch at a time: with an access log
 /// line per request, a `write(2)` per line would cost more than the request itself.
-static BUFFER: OnceLock<Arc<LineBuffer>> = OnceLock::new();
+static BUFFER: OnceLock<LineBuffer> = OnceLock::new();
 
-/// How often the writer thread empties the buffer.
+/// How often the writer thread empties the buffers.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
-/// Past this many buffered bytes the logging thread writes itself: memory stays bounded when
-/// stderr is slower than the log.
-const HIGH_WATER: usize = 1 << 20;
+/// Past this many buffered bytes a logging thread writes itself: memory stays bounded when stderr
+/// is slower than the log.
+const HIGH_WATER: usize = 256 * 1024;
+
+type Shard = Arc<Mutex<Vec<u8>>>;
+
+thread_local! {
+    /// This thread's lines: only this thread and the writer (every 50 ms) touch it, so the lock is
+    /// uncontended and the buffer stays in this core's cache.
+    static LOCAL: RefCell<Option<Shard>> = const { RefCell::new(None) };
+}
 
 struct LineBuffer {
-    pending: Mutex<Vec<u8>>,
-    /// Held while writing, so batches reach stderr in order.
-    output: Mutex<()>,
+    /// Every thread's buffer; a buffer whose thread ended is dropped once written.
+    shards: Mutex<Vec<Shard>>,
+    /// The batch being written (its capacity is kept for the next one); held while writing, so
+    /// batches reach stderr in order.
+    output: Mutex<Vec<u8>>,
 }
 
 impl LineBuffer {
+    /// Writes every thread's lines, thread by thread: lines of one thread stay in order, lines of
+    /// different threads within one interval may not (each carries its timestamp).
     fn drain(&self) {
-        let Ok(_output) = self.output.lock() else { return };
-        let batch = match self.pending.lock() {
-            Ok(mut pending) => std::mem::take(&mut *pending),
+        let Ok(mut batch) = self.output.lock() else { return };
+        let shards: Vec<Shard> = match self.shards.lock() {
+            Ok(mut shards) => {
+                shards
+                    .retain(|shard| Arc::strong_count(shard) > 1 || shard.lock().is_ok_and(|lines| !lines.is_empty()));
+                shards.clone()
+            }
             Err(_) => return,
         };
+        for shard in &shards {
+            if let Ok(mut lines) = shard.lock() {
+                batch.extend_from_slice(&lines);
+                lines.clear();
+                if lines.capacity() > 2 * HIGH_WATER {
+                    lines.shrink_to(HIGH_WATER);
+                }
+            }
+        }
         if !batch.is_empty() {
             // Nowhere to report a failing stderr.
             let _ = std::io::stderr().lock().write_all(&batch);
+            batch.clear();
+        }
+        if batch.capacity() > 4 * HIGH_WATER {
+            batch.shrink_to(HIGH_WATER);
+        }
+    }
+
+    /// Appends to this thread's buffer; true when it is full.
+    fn push(&'static self, bytes: &[u8]) -> std::io::Result<bool> {
+        let pushed = LOCAL.try_with(|local| {
+            let mut local = local.borrow_mut();
+            let shard = local.get_or_insert_with(|| {
+                let shard: Shard = Arc::new(Mutex::new(Vec::with_capacity(16 * 1024)));
+                if let Ok(mut shards) = self.shards.lock() {
+                    shards.push(shard.clone());
+                }
+                shard
+            });
+            let mut lines = shard.lock().map_err(|_| std::io::Error::other("log buffer poisoned"))?;
+            lines.extend_from_slice(bytes);
+            Ok(lines.len() >= HIGH_WATER)
+        });
+        match pushed {
+            Ok(result) => result,
+            // The thread is shutting down: its buffer is gone, write directly.
+            Err(_) => std::io::stderr().write_all(bytes).map(|()| false),
         }
     }
 }
 
-/// A [`MakeWriter`] appending whole lines to a shared buffer that a background thread writes to
-/// stderr every 50 ms. A log line reaches stderr at most that much later; [`flush`] at exit.
-#[derive(Clone)]
-pub struct BufferedStderr(Arc<LineBuffer>);
+/// A [`MakeWriter`] appending whole lines to a per-thread buffer that a background thread writes
+/// to stderr every 50 ms. A log line reaches stderr at most that much later; [`flush`] at exit.
+#[derive(Clone, Copy)]
+pub struct BufferedStderr(&'static LineBuffer);
 
 impl BufferedStderr {
-    /// The process's buffer, starting its writer thread on first use.
+    /// The process's buffers, starting the writer thread on first use.
     pub fn start() -> BufferedStderr {
+        let mut started = false;
         let buffer = BUFFER.get_or_init(|| {
-            let buffer = Arc::new(LineBuffer {
-                pending: Mutex::new(Vec::with_capacity(64 * 1024)),
-                output: Mutex::new(()),
-            });
-            let writer = buffer.clone();
+            started = true;
+            LineBuffer {
+                shards: Mutex::new(Vec::new()),
+                output: Mutex::new(Vec::with_capacity(64 * 1024)),
+            }
+        });
+        if started {
             let spawned = std::thread::Builder::new()
                 .name("log-writer".into())
                 .spawn(move || loop {
                     std::thread::sleep(FLUSH_INTERVAL);
-                    writer.drain();
+                    buffer.drain();
                 });
             if spawned.is_err() {
-                eprintln!("approuter: cannot start the log writer thread; logs are written when the buffer fills");
+                eprintln!("approuter: cannot start the log writer thread; logs are written when a buffer fills");
             }
-            buffer
-        });
-        BufferedStderr(buffer.clone())
+        }
+        BufferedStderr(buffer)
     }
 }
 
 impl std::io::Write for BufferedStderr {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let full = match self.0.pending.lock() {
-            Ok(mut pending) => {
-                pending.extend_from_slice(bytes);
-                pending.len() >= HIGH_WATER
-            }
-            Err(_) => return std::io::stderr().write(bytes),
-        };
-        if full {
+        if self.0.push(bytes)? {
             self.0.drain();
         }
         Ok(bytes.len())
@@ -289,7 +368,7 @@ impl<'a> MakeWriter<'a> for BufferedStderr {
     type Writer = BufferedStderr;
 
     fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
+        *self
     }
 }
 
@@ -350,7 +429,10 @@ mod tests {
         assert_eq!(lines[1]["level"], "WARN");
         let timestamp = lines[0]["timestamp"].as_str().unwrap();
         assert_eq!(timestamp.len(), 27, "{timestamp}");
-        assert!(timestamp.ends_with('Z') && timestamp.as_bytes()[10] == b'T', "{timestamp}");
+        assert!(
+            timestamp.ends_with('Z') && timestamp.as_bytes()[10] == b'T',
+            "{timestamp}"
+        );
     }
 
     #[test]

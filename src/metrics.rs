@@ -3,7 +3,7 @@
 //! The request path touches only pre-created counters and lock-free histograms.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -15,6 +15,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+
+use tokio::sync::Semaphore;
 
 use crate::error::GatewayError;
 use crate::tls::server::ReloadingCert;
@@ -78,7 +80,7 @@ impl Shed {
 
 /// The counters and histograms of one route, created up front.
 struct RouteMetrics {
-    by_class: [Counter; 5],
+    by_class: [ShardedCounter; 5],
     duration: Histogram,
     upstream: Histogram,
 }
@@ -89,7 +91,7 @@ pub struct Metrics {
     registry: Registry,
     /// One entry per route index, then one for [`NO_ROUTE`].
     routes: Vec<RouteMetrics>,
-    requests: Family<RouteStatusLabels, Counter>,
+    requests: Family<RouteStatusLabels, ShardedCounter>,
     request_duration: HistogramFamily<RouteLabels>,
     upstream_duration: HistogramFamily<RouteLabels>,
     upstream_errors: Family<Labels1, Counter>,
@@ -109,6 +111,8 @@ pub struct Metrics {
     certificate_expiry: Family<Labels1, Gauge>,
     /// The HTTPS listener's certificate, read when metrics are scraped.
     server_certificate: Mutex<Option<Weak<ReloadingCert>>>,
+    /// The `MAX_IN_FLIGHT` semaphore and its size, read when metrics are scraped.
+    in_flight_limit: Mutex<Option<(Weak<Semaphore>, usize)>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -124,7 +128,7 @@ impl Metrics {
     /// makes every recording call return at once.
     pub fn new(enabled: bool, route_count: usize) -> Metrics {
         let mut registry = Registry::with_prefix("approuter");
-        let requests = Family::<RouteStatusLabels, Counter>::default();
+        let requests = Family::<RouteStatusLabels, ShardedCounter>::default();
         let request_duration: HistogramFamily<RouteLabels> = Family::new_with_constructor(Histogram::latency);
         let upstream_duration: HistogramFamily<RouteLabels> = Family::new_with_constructor(Histogram::latency);
         let upstream_errors = Family::<Labels1, Counter>::default();
@@ -174,7 +178,11 @@ impl Metrics {
             "Websocket tunnels open now",
             websockets_active.clone(),
         );
-        registry.register("requests_in_flight", "Requests being handled now", in_flight.clone());
+        registry.register(
+            "requests_in_flight",
+            "Requests being handled now (counted by the MAX_IN_FLIGHT limit)",
+            in_flight.clone(),
+        );
         registry.register(
             "requests_refused",
             "Requests refused by a limit, by reason (in_flight, login_rate_limit, body_too_large)",
@@ -267,6 +275,7 @@ impl Metrics {
             jwks_fetches,
             certificate_expiry,
             server_certificate: Mutex::new(None),
+            in_flight_limit: Mutex::new(None),
         }
     }
 
@@ -396,12 +405,21 @@ impl Metrics {
         GaugeGuard::up(&self.websockets_active)
     }
 
-    /// A request is being handled; the gauge goes down when the guard is dropped.
-    pub fn in_flight(&self) -> GaugeGuard {
-        if !self.enabled {
-            return GaugeGuard(None);
+    /// Remembers the `MAX_IN_FLIGHT` semaphore: the gauge is read from it when metrics are
+    /// scraped, so requests pay nothing extra for it.
+    pub fn watch_in_flight(&self, limit: &Arc<Semaphore>, max: usize) {
+        if let Ok(mut slot) = self.in_flight_limit.lock() {
+            *slot = Some((Arc::downgrade(limit), max));
         }
-        GaugeGuard::up(&self.in_flight)
+    }
+
+    /// Sets the in-flight gauge from the limit's free permits.
+    pub fn refresh_in_flight(&self) {
+        let Ok(slot) = self.in_flight_limit.lock() else { return };
+        if let Some((limit, max)) = slot.as_ref().and_then(|(limit, max)| Some((limit.upgrade()?, *max))) {
+            let busy = max.saturating_sub(limit.available_permits());
+            self.in_flight.set(i64::try_from(busy).unwrap_or(i64::MAX));
+        }
     }
 
     /// A redirect to the identity provider.
@@ -502,10 +520,82 @@ impl Drop for GaugeGuard {
     }
 }
 
-// === impl Histogram ===
+// === impl ShardedCounter, Histogram ===
 
-/// A histogram of durations with atomic buckets: observing takes no lock (prometheus-client's own
-/// histogram takes a mutex on every observation, which every request would contend for).
+/// Slots per counter and histogram. Each thread writes to one slot (its own cache line), so two
+/// cores counting the same series do not take the line from each other on every request; a
+/// scrape adds the slots up.
+const SHARDS: usize = 4;
+
+/// The slot of the current thread, assigned round-robin on first use.
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.try_with(|shard| *shard).unwrap_or(0)
+}
+
+#[derive(Default)]
+#[repr(align(128))]
+struct CounterSlot(AtomicU64);
+
+/// A counter with one slot per [`shard`].
+#[derive(Clone)]
+pub struct ShardedCounter(Arc<[CounterSlot; SHARDS]>);
+
+impl Default for ShardedCounter {
+    fn default() -> ShardedCounter {
+        ShardedCounter(Arc::new(Default::default()))
+    }
+}
+
+impl std::fmt::Debug for ShardedCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ShardedCounter").field(&self.get()).finish()
+    }
+}
+
+impl ShardedCounter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0[shard()].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The total over every slot.
+    pub fn get(&self) -> u64 {
+        self.0.iter().map(|slot| slot.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+impl TypedMetric for ShardedCounter {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for ShardedCounter {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<NoLabelSet, u64, u64>(&self.get(), None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+/// At most this many bucket bounds (plus +Inf).
+const MAX_BOUNDS: usize = 15;
+
+/// One slot of a histogram: the bucket counts (not cumulative) and the sum in microseconds.
+#[derive(Default)]
+#[repr(align(128))]
+struct HistogramSlot {
+    counts: [AtomicU64; MAX_BOUNDS + 1],
+    sum_micros: AtomicU64,
+}
+
+/// A histogram of durations with atomic buckets, one slot per [`shard`]: observing takes no lock
+/// (prometheus-client's own histogram takes a mutex on every observation, which every request
+/// would contend for).
 #[derive(Clone)]
 pub struct Histogram(Arc<HistogramInner>);
 
@@ -513,14 +603,14 @@ struct HistogramInner {
     /// Upper bounds in microseconds, ascending; the last bucket (+Inf) is implied.
     bounds_micros: Vec<u64>,
     bounds: &'static [f64],
-    /// One count per bound plus +Inf; not cumulative.
-    counts: Box<[AtomicU64]>,
-    sum_micros: AtomicU64,
+    slots: [HistogramSlot; SHARDS],
 }
 
 impl std::fmt::Debug for Histogram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Histogram").finish_non_exhaustive()
+        f.debug_struct("Histogram")
+            .field("count", &self.count())
+            .finish_non_exhaustive()
     }
 }
 
@@ -529,13 +619,14 @@ impl Histogram {
         Histogram::new(LATENCY_BUCKETS)
     }
 
-    /// A histogram with upper bounds `bounds` in seconds, ascending.
-    pub fn new(bounds: &'static [f64]) -> Histogram {
+    /// A histogram with upper bounds `bounds` in seconds, ascending; bounds past the fifteenth are
+    /// ignored.
+    fn new(bounds: &'static [f64]) -> Histogram {
+        let bounds = &bounds[..bounds.len().min(MAX_BOUNDS)];
         Histogram(Arc::new(HistogramInner {
             bounds_micros: bounds.iter().map(|secs| (secs * 1e6).round() as u64).collect(),
             bounds,
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_micros: AtomicU64::new(0),
+            slots: Default::default(),
         }))
     }
 
@@ -544,13 +635,19 @@ impl Histogram {
         let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         let inner = &self.0;
         let bucket = inner.bounds_micros.partition_point(|bound| *bound < micros);
-        inner.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        inner.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        let slot = &inner.slots[shard()];
+        slot.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        slot.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
     /// The number of observations so far.
     pub fn count(&self) -> u64 {
-        self.0.counts.iter().map(|count| count.load(Ordering::Relaxed)).sum()
+        self.0
+            .slots
+            .iter()
+            .flat_map(|slot| slot.counts.iter())
+            .map(|count| count.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -566,11 +663,28 @@ impl EncodeMetric for Histogram {
             .iter()
             .copied()
             .chain(std::iter::once(f64::INFINITY))
-            .zip(inner.counts.iter().map(|count| count.load(Ordering::Relaxed)))
+            .enumerate()
+            .map(|(index, bound)| {
+                let count = inner
+                    .slots
+                    .iter()
+                    .map(|slot| slot.counts[index].load(Ordering::Relaxed))
+                    .sum();
+                (bound, count)
+            })
             .collect();
         let count = buckets.iter().map(|(_, count)| count).sum();
-        let sum = inner.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None::<&HashMap<usize, Exemplar<NoLabelSet, f64>>>)
+        let sum_micros: u64 = inner
+            .slots
+            .iter()
+            .map(|slot| slot.sum_micros.load(Ordering::Relaxed))
+            .sum();
+        encoder.encode_histogram::<NoLabelSet>(
+            sum_micros as f64 / 1e6,
+            count,
+            &buckets,
+            None::<&HashMap<usize, Exemplar<NoLabelSet, f64>>>,
+        )
     }
 
     fn metric_type(&self) -> MetricType {
@@ -655,6 +769,24 @@ mod tests {
         assert!(text.contains("h_bucket{le=\"0.01\"} 3\n"), "{text}");
         assert!(text.contains("h_bucket{le=\"+Inf\"} 4\n"), "{text}");
         assert!(text.contains("h_sum 0.0265\n"), "{text}");
+    }
+
+    #[test]
+    fn counts_from_several_threads_add_up() {
+        let counter = ShardedCounter::default();
+        let histogram = Histogram::latency();
+        std::thread::scope(|scope| {
+            for _ in 0..6 {
+                scope.spawn(|| {
+                    for _ in 0..1000 {
+                        counter.inc();
+                        histogram.observe(Duration::from_millis(2));
+                    }
+                });
+            }
+        });
+        assert_eq!(counter.get(), 6000);
+        assert_eq!(histogram.count(), 6000);
     }
 
     #[test]

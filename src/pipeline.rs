@@ -63,10 +63,12 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>, connection
             let error = limits::reclassify(error);
             state.metrics.request_error(&error);
             let status = error.status();
+            // The same field names and types as the access log line, for one JSON schema.
+            let correlation_id = ctx.correlation_id.to_str().unwrap_or("-");
             if status.is_server_error() {
-                tracing::error!(correlation_id = ?ctx.correlation_id, route = ?ctx.route_index, %status, error = %error_chain(&error), "request failed");
+                tracing::error!(correlation_id, route = ctx.route_index, status = status.as_u16(), error = %error_chain(&error), "request failed");
             } else {
-                tracing::info!(correlation_id = ?ctx.correlation_id, route = ?ctx.route_index, %status, error = %error, "request refused");
+                tracing::info!(correlation_id, route = ctx.route_index, status = status.as_u16(), error = %error, "request refused");
             }
             error::respond(&error, &snapshot.config, &ctx.path).await
         }
@@ -222,7 +224,7 @@ async fn run(
                 let watch = state.auth.as_ref().zip(user.as_ref()).map(|(auth, (id, _))| {
                     proxy::websocket::SessionWatch::new(auth.store.clone(), *id, config.ws_session_check)
                 });
-                proxy::websocket::proxy(&snapshot.upstream, parts, request, watch)
+                proxy::websocket::proxy(&snapshot.upstream, parts, request, watch, state.metrics.websocket())
                     .await
                     .map_err(GatewayError::from)
             } else {
@@ -236,8 +238,9 @@ async fn run(
                 let cookies = auth::backend_cookies::take_session_cookies(response.headers_mut());
                 if !cookies.is_empty() {
                     let updated = auth::backend_cookies::with_cookies(session, &destination.name, cookies);
+                    // `update`, not `save`: a logout while the backend answered must not be undone.
                     auth.store
-                        .save(id, Arc::new(updated))
+                        .update(id, Arc::new(updated))
                         .await
                         .map_err(auth::Error::from)?;
                 }

@@ -1,5 +1,6 @@
-//! The admin listener: `/healthz`, `/readyz` flipping when the identity provider goes away and
-//! comes back, and `/metrics` parsed and checked against a scripted set of requests.
+//! The admin listener: `/healthz`, `/readyz` flipping when the identity provider or the session
+//! store goes away and comes back, and `/metrics` parsed and checked against a scripted set of
+//! requests.
 
 mod support;
 
@@ -9,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 use support::idp::{dev_xsuaa, Browser};
+use support::redis::RedisServer;
 use support::{backend, client, gateway, Backend, Gateway};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -148,6 +150,43 @@ async fn readiness_follows_the_identity_provider_away_and_back() {
     let (status, report) = readiness(admin).await;
     assert_eq!(status, 503, "{report}");
     assert_eq!(report["checks"]["idp_keys"]["ok"], false, "{report}");
+}
+
+#[tokio::test]
+async fn readiness_follows_the_session_store_away_and_back() {
+    let dev = dev_xsuaa().await;
+    let backend = backend().await;
+    let mut redis = RedisServer::start().await;
+    let url = redis.url();
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("SESSION_SECRET", "readiness-session-secret-0123456789"),
+    ];
+    let router = router(&dev, &dev.credentials(), &backend, &env).await;
+    let admin = admin(&router).await;
+    let (status, report) = readiness(admin).await;
+    assert_eq!(status, 200, "{report}");
+
+    redis.crash().await;
+    let (status, report) = readiness(admin).await;
+    assert_eq!(status, 503, "{report}");
+    assert_eq!(report["checks"]["session_store"]["ok"], false, "{report}");
+    assert_eq!(report["checks"]["idp_keys"]["ok"], true, "{report}");
+
+    redis.restart().await;
+    // The store reconnects in the background with a short backoff: a bounded wait for it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, report) = readiness(admin).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not ready 10 s after Redis came back: {report}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

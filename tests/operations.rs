@@ -41,6 +41,7 @@ async fn router(dev: &DevXsuaa, backend: &Backend, env: &[(&str, &str)]) -> Gate
 
 /// The value of one sample of the router's metrics.
 fn metric(router: &Gateway, series: &str) -> Option<f64> {
+    router.state.metrics.refresh_in_flight();
     router
         .state
         .metrics
@@ -210,6 +211,7 @@ async fn requests_beyond_max_in_flight_are_shed_with_503() {
     let shed = http.get(router.url("/open/fast")).send().await.expect("request");
     assert_eq!(shed.status(), 503);
     assert_eq!(shed.headers()["retry-after"], "1");
+    assert_eq!(metric(&router, "approuter_requests_in_flight"), Some(1.0));
     assert_eq!(slow.await.expect("task").expect("slow request").status(), 504);
     let after = http.get(router.url("/open/fast")).send().await.expect("request");
     assert_eq!(after.status(), 200, "the slot is free again");

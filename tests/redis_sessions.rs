@@ -224,7 +224,7 @@ async fn concurrent_refresh_on_two_instances_makes_one_token_request() {
     let tokens: std::collections::BTreeSet<String> = seen[before..].iter().map(bearer).collect();
     assert_eq!(tokens.len(), 1, "one token for all 16 requests");
     assert!(!tokens.contains(&login_token), "the refreshed token, not the login's");
-    assert_eq!(api(&login_router, &cookie, "/api/later").await.status(), 200);
+    assert_eq!(api(&login_router, cookie, "/api/later").await.status(), 200);
     assert_eq!(refreshes(), 1);
 }
 
@@ -401,12 +401,24 @@ async fn the_store_touches_locks_and_never_resurrects() {
     });
     let id = SessionId::generate();
     a.save(&id, session.clone()).await.unwrap();
-    assert!(store("another-app").load(&id).await.unwrap().is_none(), "apps are kept apart");
+    assert!(
+        store("another-app").load(&id).await.unwrap().is_none(),
+        "apps are kept apart"
+    );
 
     // The first load on an instance extends the TTL (in the same round trip as the GET).
     let (key, _) = redis.dump("approuter:session:*").await.remove(0);
     let mut connection = redis.connection().await;
-    let _: () = redis::cmd("PEXPIRE").arg(&key).arg(5_000).query_async(&mut connection).await.unwrap();
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(&key)
+        .arg(5_000)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(b.peek(&id).await.unwrap().is_some(), "a peek reads ...");
+    let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut connection).await.unwrap();
+    assert!(ttl <= 5_000, "... without extending the TTL: {ttl}");
+    b.ping().await.expect("ping");
     assert!(b.load(&id).await.unwrap().is_some());
     let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut connection).await.unwrap();
     assert!(ttl > 55_000, "touched back to the idle timeout: {ttl}");
@@ -441,4 +453,252 @@ async fn the_store_touches_locks_and_never_resurrects() {
     assert!(!b.update(&id, session.clone()).await.unwrap());
     assert!(a.load(&id).await.unwrap().is_none());
     assert!(redis.dump("approuter:session:*").await.is_empty());
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it: (CA PEM, certificate PEM, key PEM).
+fn redis_tls_files() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "test Redis CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn rediss_works_with_a_trusted_server_and_fails_closed_otherwise() {
+    let (ca, cert, key) = redis_tls_files();
+    let redis = RedisServer::start_tls(&cert, &key).await;
+    let dev = dev_xsuaa().await;
+    let backend = backend().await;
+    let files = tempfile::tempdir().unwrap();
+    let (dev_ca, redis_ca) = (files.path().join("dev.pem"), files.path().join("redis.pem"));
+    std::fs::write(&dev_ca, dev.ca_pem()).unwrap();
+    std::fs::write(&redis_ca, ca).unwrap();
+    let tls_router = |trusted: &[&std::path::Path]| {
+        let paths: Vec<String> = trusted.iter().map(|p| p.display().to_string()).collect();
+        gateway(app())
+            .destination_entries(json!([{"name": "backend", "url": backend.url(), "forwardAuthToken": true}]))
+            .xsuaa(&dev, &dev.credentials())
+            .env("PRESERVE_FRAGMENT", "false")
+            .env("REDIS_URL", redis.tls_url())
+            .env("SESSION_SECRET", SECRET)
+            .env("XS_CACERT_PATH", paths.join(":"))
+            .start()
+    };
+    let trusting = tls_router(&[&dev_ca, &redis_ca]).await;
+    let (_browser, cookie) = login(&dev, &trusting).await;
+    assert_eq!(api(&trusting, &cookie, "/api/over-tls").await.status(), 200);
+
+    // Without the Redis CA the certificate is refused: protected routes 503, public ones work.
+    let distrusting = tls_router(&[&dev_ca]).await;
+    assert_eq!(api(&distrusting, &cookie, "/api/x").await.status(), 503);
+    assert_eq!(
+        client().get(distrusting.url("/open/x")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_redis_cluster_binding_works() {
+    let redis = RedisServer::start_cluster().await;
+    let dev = dev_xsuaa().await;
+    let backend = backend().await;
+    let mut vcap: Value = serde_json::from_str(&dev.vcap_services(&dev.credentials())).unwrap();
+    vcap["redis-cache"] = json!([{
+        "name": "sessions", "label": "redis-cache",
+        "credentials": {"hostname": "127.0.0.1", "port": redis.port, "tls": false, "cluster_mode": true}
+    }]);
+    let ext = json!({"instanceName": "sessions", "storageType": "redis", "sessionSecret": SECRET});
+    let cluster_router = || {
+        gateway(app())
+            .destination_entries(json!([{"name": "backend", "url": backend.url(), "forwardAuthToken": true}]))
+            .xsuaa(&dev, &dev.credentials())
+            .env("PRESERVE_FRAGMENT", "false")
+            .env("VCAP_SERVICES", vcap.to_string())
+            .env("EXT_SESSION_MGT", ext.to_string())
+            .start()
+    };
+    let (a, b) = (cluster_router().await, cluster_router().await);
+    let (_browser, cookie) = login(&dev, &a).await;
+    assert_eq!(api(&b, &cookie, "/api/on-b").await.status(), 200);
+    assert_eq!(redis.dump("approuter:session:*").await.len(), 1);
+    let commands = redis.command_counts().await;
+    assert!(
+        commands
+            .keys()
+            .any(|name| name == "cluster|slots" || name == "cluster|shards"),
+        "the cluster client asked for the slot map: {commands:?}"
+    );
+}
+
+/// Makes Redis forget session `key` as its TTL would, with its last touch long ago.
+async fn expire(redis: &RedisServer, key: &str) {
+    let mut connection = redis.connection().await;
+    let digest = key.rsplit(':').next().unwrap();
+    let indexes: Vec<String> = redis::cmd("KEYS")
+        .arg("approuter:expiry:*")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    let _: () = redis::cmd("DEL").arg(key).query_async(&mut connection).await.unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg(&indexes[0])
+        .arg("XX")
+        .arg(1)
+        .arg(digest)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_expired_session_is_reported_by_exactly_one_sweep() {
+    use approuter::auth::redis_store::RedisStore;
+    use approuter::auth::session::{Session, SessionId, SessionStore, User};
+    use std::sync::Arc;
+
+    let redis = RedisServer::start().await;
+    let idle = Duration::from_secs(60);
+    let store = || {
+        RedisStore::new(&settings(&redis), "app", idle, idle, &[])
+            .unwrap()
+            .with_expiry_tracking()
+    };
+    let (a, b) = (store(), store());
+    let session = |token: &str| {
+        Arc::new(Session {
+            user: User::default(),
+            access_token: token.into(),
+            refresh_token: None,
+            expires_at: 0,
+            refresh_at: 0,
+            csrf_secret: None,
+            backend_cookies: Vec::new(),
+        })
+    };
+    let (expired, logged_out, live) = (SessionId::generate(), SessionId::generate(), SessionId::generate());
+    a.save(&expired, session("expired")).await.unwrap();
+    let expired_key = redis.dump("approuter:session:*").await.remove(0).0;
+    b.save(&logged_out, session("logged-out")).await.unwrap();
+    b.save(&live, session("live")).await.unwrap();
+    assert!(a.sweep().await.unwrap().is_empty(), "nothing idle yet");
+
+    expire(&redis, &expired_key).await;
+    assert!(a.remove(&logged_out).await.unwrap().is_some());
+    // A session whose key lives on is not taken, however old its recorded touch.
+    let mut connection = redis.connection().await;
+    let index: String = redis::cmd("KEYS")
+        .arg("approuter:expiry:*")
+        .query_async::<Vec<String>>(&mut connection)
+        .await
+        .unwrap()
+        .remove(0);
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&index)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    for member in &members {
+        let _: () = redis::cmd("ZADD")
+            .arg(&index)
+            .arg(1)
+            .arg(member)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        members.len(),
+        2,
+        "the expired and the live session (the logged-out one left)"
+    );
+    let (from_a, from_b) = tokio::join!(a.sweep(), b.sweep());
+    let ended: Vec<String> = from_a
+        .unwrap()
+        .into_iter()
+        .chain(from_b.unwrap())
+        .map(|s| s.access_token.clone())
+        .collect();
+    assert_eq!(ended, vec!["expired".to_string()]);
+    assert!(
+        a.sweep().await.unwrap().is_empty() && b.sweep().await.unwrap().is_empty(),
+        "once"
+    );
+    assert!(a.load(&live).await.unwrap().is_some());
+    assert!(
+        redis.dump("approuter:ended:*").await.len() == 1,
+        "only the live session's copy remains"
+    );
+}
+
+#[tokio::test]
+async fn idle_expiry_calls_the_backend_logout_once_across_instances() {
+    let dev = dev_xsuaa().await;
+    let backend = backend().await;
+    let redis = RedisServer::start().await;
+    let app = json!({
+        "destinations": {"backend": {"logoutPath": "/backend-logout"}},
+        "routes": [{"source": "^/api/(.*)$", "target": "/$1", "destination": "backend"}]
+    });
+    let fast_sweeps = Options {
+        sweep_interval: Duration::from_millis(20),
+        ..Options::default()
+    };
+    let instance = || {
+        gateway(app.clone())
+            .destination_entries(json!([{"name": "backend", "url": backend.url(), "forwardAuthToken": true}]))
+            .xsuaa(&dev, &dev.credentials())
+            .env("PRESERVE_FRAGMENT", "false")
+            .env("REDIS_URL", redis.url())
+            .env("SESSION_SECRET", SECRET)
+            .options(fast_sweeps)
+            .start()
+    };
+    let (a, _b) = (instance().await, instance().await);
+    let (_browser, _cookie) = login(&dev, &a).await;
+    let token = bearer(backend.seen().last().unwrap());
+
+    let (key, _) = redis.dump("approuter:session:*").await.remove(0);
+    expire(&redis, &key).await;
+    let call = tokio::time::timeout(
+        Duration::from_secs(5),
+        backend.next_matching(|seen| seen.uri == "/backend-logout"),
+    )
+    .await
+    .expect("backend logout after expiry");
+    assert_eq!(bearer(&call), token);
+    // The claim (ZREM) precedes the call, and nothing is left that another sweep could claim.
+    assert!(redis.dump("approuter:ended:*").await.is_empty());
+    let mut connection = redis.connection().await;
+    let indexes: Vec<String> = redis::cmd("KEYS")
+        .arg("approuter:expiry:*")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let left: i64 = match indexes.first() {
+        Some(index) => redis::cmd("ZCARD")
+            .arg(index)
+            .query_async(&mut connection)
+            .await
+            .unwrap(),
+        None => 0,
+    };
+    assert_eq!(left, 0);
+    let calls = backend
+        .seen()
+        .iter()
+        .filter(|seen| seen.uri == "/backend-logout")
+        .count();
+    assert_eq!(calls, 1);
 }

@@ -145,6 +145,14 @@ async fn status_line(stream: &mut TlsStream<TcpStream>, path: &str) -> String {
     text.lines().next().unwrap_or("").to_string()
 }
 
+/// (offered protocols, TLS version, expected protocol, expected version)
+type AlpnCase = (
+    &'static [&'static [u8]],
+    &'static rustls::SupportedProtocolVersion,
+    &'static [u8],
+    rustls::ProtocolVersion,
+);
+
 #[tokio::test]
 async fn alpn_negotiates_h2_and_http1_over_tls_12_and_13() {
     let ca = TestCa::new();
@@ -152,12 +160,7 @@ async fn alpn_negotiates_h2_and_http1_over_tls_12_and_13() {
     let tls = tls_router(&ca, &backend).await;
     let router = &tls.router;
 
-    let table: &[(
-        &[&[u8]],
-        &'static rustls::SupportedProtocolVersion,
-        &[u8],
-        rustls::ProtocolVersion,
-    )] = &[
+    let table: &[AlpnCase] = &[
         (
             &[b"h2", b"http/1.1"],
             &rustls::version::TLS13,

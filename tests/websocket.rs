@@ -71,6 +71,8 @@ async fn echo_backend() -> EchoBackend {
             let events_tx = events_tx.clone();
             tokio::spawn(async move {
                 let opened = events_tx.clone();
+                // The error type is tungstenite's, large or not.
+                #[allow(clippy::result_large_err)]
                 let callback = move |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
                     let _ = opened.send(Event::Opened(request.uri().to_string(), request.headers().clone()));
                     let offered = request
@@ -90,17 +92,12 @@ async fn echo_backend() -> EchoBackend {
                 };
                 let mut close_code = None;
                 while let Some(Ok(message)) = socket.next().await {
-                    match message {
-                        Message::Text(_) | Message::Binary(_) => {
-                            if socket.send(message).await.is_err() {
-                                break;
-                            }
-                        }
-                        Message::Close(frame) => {
-                            close_code = frame.map(|f| u16::from(f.code));
-                            break;
-                        }
-                        _ => {}
+                    if let Message::Close(frame) = &message {
+                        close_code = frame.as_ref().map(|f| u16::from(f.code));
+                        break;
+                    }
+                    if (message.is_text() || message.is_binary()) && socket.send(message).await.is_err() {
+                        break;
                     }
                 }
                 let _ = events_tx.send(Event::Closed(close_code));
@@ -180,6 +177,8 @@ async fn echo_round_trip_on_a_public_route() {
 
     client.send(Message::text("hello")).await.unwrap();
     assert_eq!(next_message(&mut client).await, Message::text("hello"));
+    let metrics = router.state.metrics.encode();
+    assert!(metrics.contains("\napprouter_websockets_active 1\n"), "{metrics}");
     // Large enough for the 64-bit length form, in both directions.
     let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     client.send(Message::binary(big.clone())).await.unwrap();

@@ -456,7 +456,8 @@ impl Auth {
                 if new {
                     let mut updated = Session::clone(session);
                     updated.csrf_secret = Some(token.clone());
-                    self.store.save(id, Arc::new(updated)).await?;
+                    // `update`, not `save`: a logout meanwhile must not be undone.
+                    self.store.update(id, Arc::new(updated)).await?;
                 }
                 Ok(Some(token))
             }

@@ -322,14 +322,18 @@ impl SessionStore for MemoryStore {
 
     fn update<'a>(&'a self, id: &'a SessionId, session: Arc<Session>) -> StoreFuture<'a, bool> {
         let now = self.now_ms();
-        let result = self.shard(id).lock().map_err(|_| poisoned()).map(|mut map| match map.get_mut(id) {
-            Some(entry) => {
-                entry.session = session;
-                entry.last_access.store(now, Ordering::Relaxed);
-                true
-            }
-            None => false,
-        });
+        let result = self
+            .shard(id)
+            .lock()
+            .map_err(|_| poisoned())
+            .map(|mut map| match map.get_mut(id) {
+                Some(entry) => {
+                    entry.session = session;
+                    entry.last_access.store(now, Ordering::Relaxed);
+                    true
+                }
+                None => false,
+            });
         ready(result)
     }
 

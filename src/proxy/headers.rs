@@ -55,7 +55,11 @@ fn remove_matching(headers: &mut HeaderMap, listed: impl Fn(&str) -> bool) {
         // Further Connection headers are rare; they are read the same way.
         for extra in headers.get_all(header::CONNECTION).iter().skip(1) {
             if let Ok(value) = extra.to_str() {
-                doomed.extend(value.split(',').filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()));
+                doomed.extend(
+                    value
+                        .split(',')
+                        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
+                );
             }
         }
     }
@@ -101,7 +105,8 @@ pub fn upstream_request(headers: &mut HeaderMap, forwarding: &Forwarding<'_>) {
             }
         }
         if !headers.contains_key(X_FORWARDED_PROTO) {
-            headers.insert(X_FORWARDED_PROTO,
+            headers.insert(
+                X_FORWARDED_PROTO,
                 HeaderValue::from_static(if forwarding.scheme == "https" { "https" } else { "http" }),
             );
         }

@@ -185,6 +185,7 @@ pub async fn proxy(
     mut parts: Parts,
     request: ForwardRequest<'_>,
     session: Option<SessionWatch>,
+    open: crate::metrics::GaugeGuard,
 ) -> Result<Response<Body>, Error> {
     let client_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or(Error::NotUpgradable)?;
     let destination = request.destination;
@@ -249,6 +250,8 @@ pub async fn proxy(
     let backend_upgrade = hyper::upgrade::on(response);
     let name = destination.name.clone();
     tokio::spawn(async move {
+        // `approuter_websockets_active` counts this tunnel until the task ends.
+        let _open = open;
         let upgraded = tokio::try_join!(client_upgrade, backend_upgrade);
         // The handshake connection has handed its socket over; the sender is no longer needed.
         drop(sender);

@@ -166,6 +166,7 @@ pub async fn readiness(state: &AppState) -> Readiness {
 
 /// Gauges that are read rather than counted: sessions in memory, certificate lifetimes.
 fn refresh_gauges(state: &AppState) {
+    state.metrics.refresh_in_flight();
     let now = unix_now();
     if let Some(auth) = &state.auth {
         if let Some(count) = auth.store.session_count() {

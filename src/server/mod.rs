@@ -65,7 +65,11 @@ pub async fn run(
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let connection_limit = settings.max_connections.map(|max| Arc::new(Semaphore::new(max)));
-    let in_flight = settings.max_in_flight.map(|max| Arc::new(Semaphore::new(max)));
+    let in_flight = settings.max_in_flight.map(|max| {
+        let limit = Arc::new(Semaphore::new(max));
+        state.metrics.watch_in_flight(&limit, max);
+        limit
+    });
     let builder = Arc::new(connection_builder(&settings));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -216,10 +220,9 @@ impl tower::Service<http::Request<hyper::body::Incoming>> for Handler {
             },
             None => None,
         };
-        let gauge = state.metrics.in_flight();
         Box::pin(async move {
             let response = pipeline::handle(state, request, connection).await;
-            drop((permit, gauge));
+            drop(permit);
             Ok(response)
         })
     }

@@ -24,24 +24,94 @@ impl RedisServer {
 
     /// Starts a server with extra command-line arguments (TLS, cluster mode, …).
     pub async fn start_with(args: &[&str]) -> RedisServer {
+        RedisServer::launch(args, None).await
+    }
+
+    async fn launch(args: &[&str], tls: Option<(&str, &str)>) -> RedisServer {
         // Redis takes no port 0: pick a free one and hand it over (a short race, loopback only).
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("free port")
             .port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if let Some((cert_pem, key_pem)) = tls {
+            let cert = dir.path().join("server.pem");
+            let key = dir.path().join("server.key");
+            std::fs::write(&cert, cert_pem).expect("write cert");
+            std::fs::write(&key, key_pem).expect("write key");
+            // `--port 0` (after `--port PORT`: the last one wins) turns plain TCP off.
+            for arg in [
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--tls-auth-clients",
+                "no",
+            ] {
+                args.push(arg.to_string());
+            }
+            for (flag, path) in [
+                ("--tls-cert-file", &cert),
+                ("--tls-key-file", &key),
+                ("--tls-ca-cert-file", &cert),
+            ] {
+                args.push(flag.to_string());
+                args.push(path.display().to_string());
+            }
+        }
         let mut server = RedisServer {
             port,
-            dir: tempfile::tempdir().expect("temp dir"),
-            args: args.iter().map(|a| a.to_string()).collect(),
+            dir,
+            args,
             child: None,
         };
         server.spawn().await;
         server
     }
 
+    /// Starts a server that speaks only TLS, with this certificate chain and key (PEM); clients
+    /// are not asked for certificates. Reach it at [`RedisServer::tls_url`].
+    pub async fn start_tls(cert_pem: &str, key_pem: &str) -> RedisServer {
+        RedisServer::launch(&[], Some((cert_pem, key_pem))).await
+    }
+
+    /// Starts a one-node Redis Cluster that owns every slot.
+    pub async fn start_cluster() -> RedisServer {
+        let server =
+            RedisServer::start_with(&["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]).await;
+        let mut connection = server.connection().await;
+        let _: () = redis::cmd("CLUSTER")
+            .arg("ADDSLOTSRANGE")
+            .arg(0)
+            .arg(16383)
+            .query_async(&mut connection)
+            .await
+            .expect("CLUSTER ADDSLOTSRANGE");
+        // The cluster state turns ok on the server's next cron tick; there is no event to wait
+        // for, so this is a bounded retry with a short pause (the last resort).
+        for _ in 0..200 {
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut connection)
+                .await
+                .expect("INFO");
+            if info.contains("cluster_state:ok") {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the one-node cluster did not become ready");
+    }
+
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `rediss://127.0.0.1:PORT`, for a server from [`RedisServer::start_tls`].
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.port)
     }
 
     /// The folder holding `dump.rdb` (and anything a test puts there).
@@ -133,9 +203,11 @@ impl RedisServer {
 
     /// A plain client connection, for looking at what the router stored.
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        // A generous response timeout: SAVE on a busy test machine can take seconds.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(std::time::Duration::from_secs(30)));
         redis::Client::open(self.url())
             .expect("client")
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .expect("connect to redis-server")
     }

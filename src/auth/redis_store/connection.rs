@@ -1,0 +1,108 @@
+//! The connection to Redis: one multiplexed connection with automatic reconnection, or a cluster
+//! connection; plain or TLS (rustls with aws-lc-rs).
+
+use std::path::PathBuf;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+use super::{millis, Error};
+use crate::config::RedisSettings;
+
+/// One multiplexed connection with reconnection, or a cluster connection (which keeps one per node).
+#[derive(Clone)]
+pub(super) enum Connection {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(connection) => connection.req_packed_command(cmd),
+            Connection::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(connection) => connection.req_packed_commands(cmd, offset, count),
+            Connection::Cluster(connection) => connection.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(connection) => connection.get_db(),
+            Connection::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+pub(super) fn connect(settings: &RedisSettings, ca_files: &[PathBuf]) -> Result<Connection, Error> {
+    let client_error = |source| Error::Client {
+        url: settings.display_url(),
+        source,
+    };
+    let tls = settings.url.starts_with("rediss:");
+    let certificates = if tls && !ca_files.is_empty() {
+        let mut pem = Vec::new();
+        for path in ca_files {
+            let bytes = std::fs::read(path).map_err(|source| Error::CaFile {
+                path: path.clone(),
+                source,
+            })?;
+            pem.extend_from_slice(&bytes);
+            pem.push(b'\n');
+        }
+        Some(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        })
+    } else {
+        None
+    };
+    if tls {
+        // The redis crate builds its rustls configuration with the process default provider; make
+        // that aws-lc-rs, as everywhere else. An already installed default is kept.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+    if settings.cluster {
+        let mut builder = redis::cluster::ClusterClientBuilder::new(vec![settings.url.as_str()])
+            .connection_timeout(settings.command_timeout)
+            .response_timeout(settings.command_timeout)
+            .min_retry_wait(millis(settings.reconnect_min_delay))
+            .max_retry_wait(millis(settings.reconnect_max_delay));
+        if let Some(certificates) = certificates {
+            builder = builder.certs(certificates);
+        }
+        let client = builder.build().map_err(client_error)?;
+        let config = redis::cluster::ClusterConfig::new()
+            .set_connection_timeout(settings.command_timeout)
+            .set_response_timeout(settings.command_timeout);
+        return Ok(Connection::Cluster(
+            client.get_pending_async_connection_with_config(config),
+        ));
+    }
+    let client = match certificates {
+        Some(certificates) => redis::Client::build_with_tls(settings.url.as_str(), certificates),
+        None => redis::Client::open(settings.url.as_str()),
+    }
+    .map_err(client_error)?;
+    // Reconnection never gives up (each attempt is cheap and bounded), and its delay stays under
+    // the configured cap plus jitter, so service resumes shortly after Redis does.
+    let config = ConnectionManagerConfig::new()
+        .set_min_delay(settings.reconnect_min_delay)
+        .set_max_delay(settings.reconnect_max_delay)
+        .set_exponent_base(2.0)
+        .set_number_of_retries(usize::MAX)
+        .set_connection_timeout(Some(settings.command_timeout))
+        .set_response_timeout(Some(settings.command_timeout));
+    let manager = client.get_connection_manager_lazy(config).map_err(client_error)?;
+    Ok(Connection::Single(manager))
+}
