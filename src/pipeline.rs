@@ -70,7 +70,8 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>, connection
             } else {
                 tracing::info!(correlation_id, route = ctx.route_index, status = status.as_u16(), error = %error, "request refused");
             }
-            error::respond(&error, &snapshot.config, &ctx.path).await
+            // Boxed: rare paths stay out of the hot future's size (it is moved on every poll setup).
+            Box::pin(error::respond(&error, &snapshot.config, &ctx.path)).await
         }
     };
     finish(&mut response, &snapshot.config, &ctx);
@@ -117,12 +118,10 @@ async fn run(
         // For the login rate limit.
         parts.extensions.insert(limits::ClientPeer(ctx.connection.peer.ip()));
         if auth.is_callback(&parts) {
-            return Ok(auth.callback(&parts, &origin).await?);
+            return Ok(Box::pin(auth.callback(&parts, &origin)).await?);
         }
         if is_logout(config, &parts) {
-            return Ok(auth
-                .logout(&parts, &origin, &snapshot.config, &snapshot.upstream)
-                .await?);
+            return Ok(Box::pin(auth.logout(&parts, &origin, &snapshot.config, &snapshot.upstream)).await?);
         }
     }
     if let Some(response) = welcome(&parts, config) {
@@ -171,14 +170,14 @@ async fn run(
 
     let mut response = match &route.kind {
         RouteKind::LocalDir(dir) => {
-            static_files::serve(static_files::StaticRequest {
+            Box::pin(static_files::serve(static_files::StaticRequest {
                 method: &parts.method,
                 headers: &parts.headers,
                 dir,
                 url: &target_url,
                 original_path: &ctx.path,
                 cache_control: route.cache_control.as_ref(),
-            })
+            }))
             .await?
         }
         RouteKind::Service { .. } => {
@@ -187,7 +186,7 @@ async fn run(
                 .as_ref()
                 .zip(user.as_ref())
                 .ok_or(auth::Error::Unauthenticated)?;
-            auth.user_api(&target_url, session).await?
+            Box::pin(auth.user_api(&target_url, session)).await?
         }
         RouteKind::Destination(_) => {
             let destination = destination.ok_or(routing::Error::RouteNotFound)?;
@@ -224,9 +223,15 @@ async fn run(
                 let watch = state.auth.as_ref().zip(user.as_ref()).map(|(auth, (id, _))| {
                     proxy::websocket::SessionWatch::new(auth.store.clone(), *id, config.ws_session_check)
                 });
-                proxy::websocket::proxy(&snapshot.upstream, parts, request, watch, state.metrics.websocket())
-                    .await
-                    .map_err(GatewayError::from)
+                Box::pin(proxy::websocket::proxy(
+                    &snapshot.upstream,
+                    parts,
+                    request,
+                    watch,
+                    state.metrics.websocket(),
+                ))
+                .await
+                .map_err(GatewayError::from)
             } else {
                 proxy::forward(&snapshot.upstream, parts, body, request)
                     .await

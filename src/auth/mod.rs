@@ -335,7 +335,7 @@ impl Auth {
         if now < session.refresh_at {
             return Ok(Some((id, session)));
         }
-        match self.refresh(&id, &session).await {
+        match Box::pin(self.refresh(&id, &session)).await {
             Ok(fresh) => Ok(Some((id, fresh))),
             Err(error) => {
                 if now + EXPIRY_MARGIN_SECS < session.expires_at {
@@ -370,13 +370,15 @@ impl Auth {
             });
         }
         if route.authentication == crate::config::AuthenticationType::Basic {
-            return self.basic_login(parts, origin).await;
+            return Box::pin(self.basic_login(parts, origin)).await;
         }
         if !login::is_navigation(&parts.method, &parts.headers) {
             return Err(Error::Unauthenticated);
         }
         let idp = idp_hint.or(route.identity_provider.as_deref());
-        self.start_login(parts, idp, origin).await.map(Outcome::Respond)
+        Box::pin(self.start_login(parts, idp, origin))
+            .await
+            .map(Outcome::Respond)
     }
 
     /// `authenticationType: basic`: the password grant with the credentials of the `Authorization`

@@ -169,6 +169,8 @@ pub struct Destination {
     pub timeout: Duration,
     pub set_x_forwarded_headers: bool,
     pub preserve_host_header: bool,
+    /// `Host` for requests to this destination, built once.
+    pub host_header: http::HeaderValue,
 }
 
 /// Listener settings and limits.

@@ -30,9 +30,9 @@ pub async fn call(
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
-    if let Ok(host) = HeaderValue::from_str(destination.authority.as_str()) {
-        request.headers_mut().insert(header::HOST, host);
-    }
+    request
+        .headers_mut()
+        .insert(header::HOST, destination.host_header.clone());
     request
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));

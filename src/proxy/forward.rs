@@ -1,7 +1,7 @@
 //! One forwarded request: URL joined onto the destination, header policy applied, body streamed
 //! both ways, the destination's `timeout` enforced until the response head arrives.
 
-use http::header::{self, HeaderValue};
+use http::header;
 use http::{Response, Uri, Version};
 
 use super::headers::{self, Forwarding};
@@ -33,9 +33,7 @@ pub async fn forward(
     parts.version = Version::HTTP_11;
     headers::upstream_request(&mut parts.headers, &request.forwarding);
     if !destination.preserve_host_header || !parts.headers.contains_key(header::HOST) {
-        if let Ok(host) = HeaderValue::from_str(destination.authority.as_str()) {
-            parts.headers.insert(header::HOST, host);
-        }
+        parts.headers.insert(header::HOST, destination.host_header.clone());
     }
     let outgoing = http::Request::from_parts(parts, body);
     let sent = match upstream.client_for(destination) {

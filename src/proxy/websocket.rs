@@ -195,9 +195,7 @@ pub async fn proxy(
     parts.extensions = http::Extensions::new();
     headers::upstream_request(&mut parts.headers, &request.forwarding);
     if !destination.preserve_host_header || !parts.headers.contains_key(header::HOST) {
-        if let Ok(host) = HeaderValue::from_str(destination.authority.as_str()) {
-            parts.headers.insert(header::HOST, host);
-        }
+        parts.headers.insert(header::HOST, destination.host_header.clone());
     }
     // The header policy drops hop-by-hop headers; these two are the handshake itself.
     parts
