@@ -66,7 +66,7 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>, connection
             // The same field names and types as the access log line, for one JSON schema.
             let correlation_id = ctx.correlation_id.to_str().unwrap_or("-");
             if status.is_server_error() {
-                tracing::error!(correlation_id, route = ctx.route_index, status = status.as_u16(), error = %error_chain(&error), "request failed");
+                tracing::error!(correlation_id, route = ctx.route_index, status = status.as_u16(), error = %crate::auth::xsuaa::error_chain(&error), "request failed");
             } else {
                 tracing::info!(correlation_id, route = ctx.route_index, status = status.as_u16(), error = %error, "request refused");
             }
@@ -394,15 +394,4 @@ fn correlation_id(headers: &http::HeaderMap) -> HeaderValue {
         }
     }
     crate::util::uuid_header()
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -608,36 +608,13 @@ impl Auth {
         if let Some(url) = &self.settings.external_url {
             return Ok(format!("{url}{}", self.login_callback));
         }
-        let scheme = match headers.get("x-forwarded-proto").map(|v| v.to_str()) {
-            Some(Ok(proto)) => match proto
-                .split(',')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-                .as_str()
-            {
-                "https" => "https",
-                "http" => "http",
-                _ => return Err(Error::BadForwardedHeaders("x-forwarded-proto must be http or https")),
-            },
-            Some(Err(_)) => return Err(Error::BadForwardedHeaders("x-forwarded-proto must be http or https")),
-            None => origin.scheme,
-        };
-        let host = headers
-            .get("x-forwarded-host")
-            .or_else(|| headers.get(header::HOST))
-            .and_then(|v| v.to_str().ok())
-            .map(|h| h.split(',').next().unwrap_or("").trim())
-            .ok_or(Error::BadForwardedHeaders("no Host header"))?;
-        let valid_host = !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'));
-        if !valid_host {
-            return Err(Error::BadForwardedHeaders("invalid host"));
-        }
-        Ok(format!("{scheme}://{host}{}", self.login_callback))
+        let own = crate::origin::own_origin(headers, origin.scheme, None).map_err(|error| match error {
+            crate::origin::OwnOriginError::ForwardedProto => {
+                Error::BadForwardedHeaders("x-forwarded-proto must be http or https")
+            }
+            crate::origin::OwnOriginError::Host => Error::BadForwardedHeaders("invalid host"),
+        })?;
+        Ok(format!("{own}{}", self.login_callback))
     }
 
     /// The login callback: state checks, code exchange, token validation, a new session.
