@@ -39,7 +39,7 @@ fn session(index: usize) -> Session {
             tenant: Some("dev".into()),
             scopes: vec!["openid".into(), "app!t1.Display".into(), "app!t1.Edit".into()],
         },
-        access_token,
+        access_token: access_token.into(),
         refresh_token: Some(format!("{index:030}-r")),
         expires_at: 1_900_000_000,
         refresh_at: 1_899_999_700,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark on loopback: a fixed-body nginx backend measured directly, through approuter and
-# through an nginx reverse proxy (the reference), each with wrk at many connections and at one.
+# through an nginx reverse proxy (the reference), each with wrk at many connections and at one, and
+# an authenticated route through a second approuter logged in at the development XSUAA.
 # Prints requests/s and p50/p99 latency, the ratios against the targets, and approuter's memory.
 # The report is also written to target/bench-load.txt.
 #
@@ -12,7 +13,7 @@
 #   ACCESS_LOG    true (default): approuter and the nginx proxy both log each request to a file;
 #                 false: neither does
 #   WORKERS       approuter tokio workers = nginx proxy workers (default: number of cores)
-#   SCENARIOS     which rows to run, in order (default "direct approuter nginx")
+#   SCENARIOS     which rows to run, in order (default "direct approuter nginx approuter_auth")
 #   SKIP_BUILD=1  use the existing target/release/approuter
 #   STRICT=1      exit 3 when a target is missed
 #
@@ -28,7 +29,7 @@ CONNECTIONS=${CONNECTIONS:-50}
 ROUNDS=${ROUNDS:-1}
 # Both proxies write one access-log line per request to a file, or neither does.
 ACCESS_LOG=${ACCESS_LOG:-true}
-SCENARIOS=${SCENARIOS:-"direct approuter nginx"}
+SCENARIOS=${SCENARIOS:-"direct approuter nginx approuter_auth"}
 REPORT="$ROOT/target/bench-load.txt"
 BODY='hello from backend'   # plus a newline: 19 bytes
 # Approuter runs one tokio worker per core by default; it and the reference proxy get WORKERS each
@@ -38,6 +39,7 @@ WORKERS=${WORKERS:-$(nproc)}
 TARGET_RPS_RATIO=1.0       # approuter / nginx proxy, requests/s at CONNECTIONS
 TARGET_ADDED_P50_US=100    # approuter p50 minus direct p50 at one connection
 TARGET_IDLE_RSS_KIB=$((15 * 1024))
+TARGET_AUTH_RPS_RATIO=0.9  # approuter on an authenticated route / approuter on a public one, at CONNECTIONS
 
 for tool in cargo nginx wrk curl python3; do
     command -v "$tool" >/dev/null || { echo "bench-load: $tool is not installed" >&2; exit 2; }
@@ -191,6 +193,69 @@ EOF
     fail "approuter did not print its listening line within 10 s"
 }
 
+# Waits until `dir`/stdout.log has a line matching `pattern`; fails after ~10 s or when `pid` exits.
+wait_line() {
+    local name=$1 pid=$2 dir=$3 pattern=$4
+    for _ in $(seq 100); do
+        grep -q -- "$pattern" "$dir/stdout.log" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || fail "$name exited during start-up: $(cat "$dir/stderr.log" 2>/dev/null)"
+        sleep 0.1
+    done
+    fail "$name did not print '$pattern' within 10 s"
+}
+
+# The development XSUAA; it writes ca.pem, vcap_services.json and bindings/ to $WORK/xsuaa, then
+# prints its URLs (the login-user line last).
+start_xsuaa() {
+    XSUAA_DIR="$WORK/xsuaa"
+    mkdir -p "$XSUAA_DIR"
+    "$ROOT/target/release/xsuaa-dev" --out "$XSUAA_DIR" >"$XSUAA_DIR/stdout.log" 2>"$XSUAA_DIR/stderr.log" &
+    XSUAA_PID=$!
+    PIDS+=("$XSUAA_PID")
+    wait_line xsuaa-dev "$XSUAA_PID" "$XSUAA_DIR" '^login user:'
+    [[ -s $XSUAA_DIR/ca.pem && -s $XSUAA_DIR/vcap_services.json ]] ||
+        fail "xsuaa-dev did not write ca.pem and vcap_services.json to $XSUAA_DIR"
+}
+
+# A second approuter with one protected route to the same backend, forwarding the user's token. The
+# public approuter stays as it is, so its rows are comparable with earlier runs.
+start_approuter_auth() {
+    APPROUTER_AUTH_PORT=$(free_port)
+    local dir="$WORK/approuter-auth"
+    mkdir -p "$dir"
+    cat >"$dir/xs-app.json" <<'EOF'
+{"routes":[{"source":"^/auth/(.*)$","target":"/$1","destination":"backend","csrfProtection":false}]}
+EOF
+    # The login callback redirects with a plain 302 (PRESERVE_FRAGMENT=false) so curl can follow it;
+    # the login rate limit is off because the benchmark logs in from one address.
+    TOKIO_WORKER_THREADS=$WORKERS PORT=$APPROUTER_AUTH_PORT XS_BIND_ADDRESS=127.0.0.1 \
+        ADMIN_ADDRESS=off ACCESS_LOG=$ACCESS_LOG PRESERVE_FRAGMENT=false LOGIN_RATE_LIMIT=off \
+        VCAP_SERVICES="$(cat "$XSUAA_DIR/vcap_services.json")" XS_CACERT_PATH="$XSUAA_DIR/ca.pem" \
+        destinations="[{\"name\":\"backend\",\"url\":\"http://127.0.0.1:$BACKEND_PORT\",\"forwardAuthToken\":true}]" \
+        "$ROOT/target/release/approuter" --dir "$dir" >"$dir/stdout.log" 2>"$dir/stderr.log" &
+    APPROUTER_AUTH_PID=$!
+    PIDS+=("$APPROUTER_AUTH_PID")
+    wait_line "authenticated approuter" "$APPROUTER_AUTH_PID" "$dir" '^approuter listening on '
+}
+
+# Logs in once through the authenticated approuter and checks that the session cookie alone gets
+# the backend's body; sets AUTH_COOKIE.
+login_approuter_auth() {
+    local url="http://127.0.0.1:$APPROUTER_AUTH_PORT/auth/plain" dir="$WORK/approuter-auth"
+    local jar="$dir/cookies.txt" body session status
+    body=$(curl -s -L --max-redirs 10 --max-time 10 --cacert "$XSUAA_DIR/ca.pem" -c "$jar" -b "$jar" "$url") ||
+        fail "login through $url failed (curl exit $?)"
+    [[ $body == "$BODY" ]] || fail "login through $url did not end at the backend's body (got: ${body:0:200})"
+    # Netscape cookie file: tab-separated, name in field 6, value in field 7 (HttpOnly lines start with #).
+    session=$(awk -F'\t' '$6 == "JSESSIONID" { print $7 }' "$jar" | tail -n 1)
+    [[ -n $session ]] || fail "no JSESSIONID cookie after the login: $(cat "$jar")"
+    AUTH_COOKIE="JSESSIONID=$session"
+    status=$(curl -s --max-time 5 -o "$dir/check.txt" -w '%{http_code}' -H "Cookie: $AUTH_COOKIE" "$url") ||
+        fail "authenticated request to $url failed"
+    [[ $status == 200 && $(cat "$dir/check.txt") == "$BODY" ]] ||
+        fail "authenticated request to $url returned $status, not 200 with the backend's body: $(head -c 200 "$dir/check.txt")"
+}
+
 start_nginx_proxy() {
     PROXY_PORT=$(free_port)
     local dir="$WORK/proxy"
@@ -248,6 +313,13 @@ scenario_approuter() {
 scenario_nginx() {
     URL="http://127.0.0.1:$PROXY_PORT/plain"
     WRK_ARGS=()
+}
+
+# Logged in once before the runs (login_approuter_auth); every request carries the session cookie,
+# and approuter forwards the user's token to the backend.
+scenario_approuter_auth() {
+    URL="http://127.0.0.1:$APPROUTER_AUTH_PORT/auth/plain"
+    WRK_ARGS=(-H "Cookie: $AUTH_COOKIE")
 }
 
 # === measurement ===
@@ -313,15 +385,26 @@ for name in $SCENARIOS; do
     declare -F "scenario_$name" >/dev/null || fail "unknown scenario $name (SCENARIOS=$SCENARIOS)"
 done
 mkdir -p "$ROOT/target"
+WITH_AUTH=0
+[[ " $SCENARIOS " == *" approuter_auth "* ]] && WITH_AUTH=1
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     (cd "$ROOT" && cargo build --release) || fail "cargo build --release failed"
+    if (( WITH_AUTH )); then
+        (cd "$ROOT" && cargo build --release -p xsuaa-dev) || fail "cargo build --release -p xsuaa-dev failed"
+    fi
 fi
 [[ -x $ROOT/target/release/approuter ]] || fail "target/release/approuter is missing"
+(( ! WITH_AUTH )) || [[ -x $ROOT/target/release/xsuaa-dev ]] || fail "target/release/xsuaa-dev is missing"
 
 start_backend
 start_approuter
 start_nginx_proxy
 wait_ready approuter "$APPROUTER_PID" "http://127.0.0.1:$APPROUTER_PORT/plain"
+if (( WITH_AUTH )); then
+    start_xsuaa
+    start_approuter_auth
+    login_approuter_auth
+fi
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 # Rounds interleave the scenarios, so a load change on the machine hits all of them alike.
@@ -334,6 +417,10 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 kill -0 "$APPROUTER_PID" 2>/dev/null || fail "approuter died under load: $(cat "$WORK/approuter/stderr.log")"
+if (( WITH_AUTH )); then
+    kill -0 "$APPROUTER_AUTH_PID" 2>/dev/null ||
+        fail "authenticated approuter died under load: $(cat "$WORK/approuter-auth/stderr.log")"
+fi
 LOADED_RSS_KIB=$(rss_kib "$APPROUTER_PID")
 PEAK_RSS_KIB=$(hwm_kib "$APPROUTER_PID")
 
@@ -347,10 +434,10 @@ fi
 say "wrk: -t2 -c$CONNECTIONS -d${DURATION}s and -t1 -c1 -d${SINGLE_DURATION}s, $ROUNDS round(s), medians; access logs $ACCESS_LOG; body $(( ${#BODY} + 1 )) bytes;" \
     "approuter $WORKERS tokio workers, nginx proxy $WORKERS workers, backend nginx 1 worker"
 say ""
-say "$(printf '%-12s %6s %12s %10s %10s %8s' scenario conns 'req/s' 'p50 us' 'p99 us' errors)"
+say "$(printf '%-16s %6s %12s %10s %10s %8s' scenario conns 'req/s' 'p50 us' 'p99 us' errors)"
 for name in $SCENARIOS; do
     for connections in "$CONNECTIONS" 1; do
-        say "$(printf '%-12s %6s %12s %10s %10s %8s' "$name" "$connections" \
+        say "$(printf '%-16s %6s %12s %10s %10s %8s' "$name" "$connections" \
             "$(result "$name" "$connections" 0)" "$(result "$name" "$connections" 1)" \
             "$(result "$name" "$connections" 2)" "$(result "$name" "$connections" 3)")"
     done
@@ -371,17 +458,22 @@ fi
 v_rps=$(verdict "$rps_vs_nginx" ge "$TARGET_RPS_RATIO")
 v_p50=$(verdict "$added_p50" le "$TARGET_ADDED_P50_US")
 v_rss=$(verdict "$IDLE_RSS_KIB" le "$TARGET_IDLE_RSS_KIB")
-say "$(printf '%-44s %10s   %s' "approuter / nginx proxy, req/s (c=$CONNECTIONS)" "$rps_vs_nginx" "target >= $TARGET_RPS_RATIO: $v_rps")"
-say "$(printf '%-44s %10s' "approuter / direct, req/s (c=$CONNECTIONS)" "$rps_vs_direct")"
-say "$(printf '%-44s %10s' "nginx proxy / direct, req/s (c=$CONNECTIONS)" "$nginx_vs_direct")"
-say "$(printf '%-44s %10s   %s' "approuter added p50 over direct (c=1), us" "$added_p50" "target <= $TARGET_ADDED_P50_US: $v_p50")"
-say "$(printf '%-44s %10s' "nginx proxy added p50 over direct (c=1), us" "$nginx_added_p50")"
-say "$(printf '%-44s %10s   %s' "approuter idle RSS, KiB" "$IDLE_RSS_KIB" "target <= $TARGET_IDLE_RSS_KIB: $v_rss")"
-say "$(printf '%-44s %10s' "approuter RSS after load, KiB" "$LOADED_RSS_KIB")"
-say "$(printf '%-44s %10s' "approuter peak RSS (VmHWM), KiB" "$PEAK_RSS_KIB")"
+auth_vs_public=$(ratio "$(result approuter_auth "$CONNECTIONS" 0)" "$(result approuter "$CONNECTIONS" 0)")
+v_auth=$(verdict "$auth_vs_public" ge "$TARGET_AUTH_RPS_RATIO")
+say "$(printf '%-48s %10s   %s' "approuter / nginx proxy, req/s (c=$CONNECTIONS)" "$rps_vs_nginx" "target >= $TARGET_RPS_RATIO: $v_rps")"
+say "$(printf '%-48s %10s' "approuter / direct, req/s (c=$CONNECTIONS)" "$rps_vs_direct")"
+say "$(printf '%-48s %10s' "nginx proxy / direct, req/s (c=$CONNECTIONS)" "$nginx_vs_direct")"
+if (( WITH_AUTH )); then
+    say "$(printf '%-48s %10s   %s' "approuter auth / approuter public, req/s (c=$CONNECTIONS)" "$auth_vs_public" "target >= $TARGET_AUTH_RPS_RATIO: $v_auth")"
+fi
+say "$(printf '%-48s %10s   %s' "approuter added p50 over direct (c=1), us" "$added_p50" "target <= $TARGET_ADDED_P50_US: $v_p50")"
+say "$(printf '%-48s %10s' "nginx proxy added p50 over direct (c=1), us" "$nginx_added_p50")"
+say "$(printf '%-48s %10s   %s' "approuter idle RSS, KiB" "$IDLE_RSS_KIB" "target <= $TARGET_IDLE_RSS_KIB: $v_rss")"
+say "$(printf '%-48s %10s' "approuter RSS after load, KiB" "$LOADED_RSS_KIB")"
+say "$(printf '%-48s %10s' "approuter peak RSS (VmHWM), KiB" "$PEAK_RSS_KIB")"
 cp "$WORK/report.txt" "$REPORT"
 echo "bench-load: report written to $REPORT" >&2
 
-if [[ ${STRICT:-0} == 1 && ( $v_rps == MISSED || $v_p50 == MISSED || $v_rss == MISSED ) ]]; then
+if [[ ${STRICT:-0} == 1 && ( $v_rps == MISSED || $v_p50 == MISSED || $v_rss == MISSED || $v_auth == MISSED ) ]]; then
     exit 3
 fi

@@ -338,9 +338,7 @@ fn upstream_identity(
     if protected {
         headers.remove(header::AUTHORIZATION);
         if let (true, Some(session)) = (destination.forward_auth_token, session) {
-            if let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", session.access_token)) {
-                headers.insert(header::AUTHORIZATION, value);
-            }
+            headers.insert(header::AUTHORIZATION, session.access_token.header().clone());
         }
     }
 }

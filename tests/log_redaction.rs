@@ -115,11 +115,11 @@ async fn login_and_browse(secret_credentials: bool) -> Vec<(String, String)> {
     remember_session(&mut secrets);
     let bearer = {
         let session = auth.store.load(&id).await.expect("store").expect("session");
-        secrets.push(("access token".into(), session.access_token.clone()));
+        secrets.push(("access token".into(), session.access_token.as_str().to_string()));
         if let Some(refresh) = &session.refresh_token {
             secrets.push(("refresh token".into(), refresh.clone()));
         }
-        session.access_token.clone()
+        session.access_token.as_str().to_string()
     };
 
     for path in ["/api/again", "/open/public", "/api/third"] {
@@ -134,7 +134,7 @@ async fn login_and_browse(secret_credentials: bool) -> Vec<(String, String)> {
         assert_eq!(response.status(), 200, "{path}");
         remember_session(&mut secrets);
         let session = auth.store.load(&id).await.expect("store").expect("session");
-        secrets.push(("access token".into(), session.access_token.clone()));
+        secrets.push(("access token".into(), session.access_token.as_str().to_string()));
         if let Some(refresh) = &session.refresh_token {
             secrets.push(("refresh token".into(), refresh.clone()));
         }

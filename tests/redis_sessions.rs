@@ -628,7 +628,7 @@ async fn an_expired_session_is_reported_by_exactly_one_sweep() {
         .unwrap()
         .into_iter()
         .chain(from_b.unwrap())
-        .map(|s| s.access_token.clone())
+        .map(|s| s.access_token.as_str().to_string())
         .collect();
     assert_eq!(ended, vec!["expired".to_string()]);
     assert!(

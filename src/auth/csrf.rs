@@ -113,7 +113,7 @@ mod tests {
     fn session(token: Option<&str>) -> Session {
         Session {
             user: User::default(),
-            access_token: String::new(),
+            access_token: String::new().into(),
             refresh_token: None,
             expires_at: 0,
             refresh_at: 0,

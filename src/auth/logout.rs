@@ -19,9 +19,7 @@ pub async fn call_backends(config: &Config, upstream: &Upstream, session: &Sessi
     let calls = config.backend_logout.iter().filter_map(|logout| {
         let destination = config.destination(&logout.destination)?.clone();
         let mut headers = HeaderMap::new();
-        if let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", session.access_token)) {
-            headers.insert(header::AUTHORIZATION, value);
-        }
+        headers.insert(header::AUTHORIZATION, session.access_token.header().clone());
         let cookies: Vec<String> = session
             .backend_cookies
             .iter()

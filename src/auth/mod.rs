@@ -445,7 +445,12 @@ impl Auth {
         session: &Arc<Session>,
         origin: &Origin<'_>,
     ) -> Result<Option<String>, Error> {
-        let own = self.own_origin(&parts.headers, origin).ok();
+        // The origin is only compared on state-changing requests; reads skip building it.
+        let own = if csrf::is_state_changing(&parts.method, &parts.headers) {
+            self.own_origin(&parts.headers, origin).ok()
+        } else {
+            None
+        };
         match csrf::check(
             &parts.method,
             &parts.headers,
@@ -548,7 +553,7 @@ impl Auth {
                 let userinfo_url = format!("{}/userinfo", self.credentials.url);
                 let info = self
                     .idp
-                    .get_json(&userinfo_url, Some(&session.access_token))
+                    .get_json(&userinfo_url, Some(session.access_token.as_str()))
                     .await
                     .map_err(Error::UserInfo)?;
                 Ok(user_api::respond(&user_api::attributes(session, info)))
@@ -725,7 +730,7 @@ impl Auth {
                 tenant,
                 scopes: claims.scope.as_ref().map(|s| s.to_vec()).unwrap_or_default(),
             },
-            access_token,
+            access_token: access_token.into(),
             refresh_token,
             expires_at,
             refresh_at,

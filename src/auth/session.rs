@@ -71,7 +71,7 @@ pub struct User {
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct Session {
     pub user: User,
-    pub access_token: String,
+    pub access_token: AccessToken,
     pub refresh_token: Option<String>,
     /// `exp` of the access token (Unix seconds).
     pub expires_at: u64,
@@ -81,6 +81,67 @@ pub struct Session {
     pub csrf_secret: Option<String>,
     /// Backend session cookies kept server-side: (destination, name, value).
     pub backend_cookies: Vec<(String, String, String)>,
+}
+
+/// An access token, held as its `Authorization: Bearer …` header value: built and validated once
+/// per token, cloned (a reference count) per forwarded request, and stored only once.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(http::HeaderValue);
+
+const BEARER_PREFIX: &str = "Bearer ";
+
+impl AccessToken {
+    /// The token; `None` when it holds characters no header may carry.
+    pub fn new(token: &str) -> Option<AccessToken> {
+        http::HeaderValue::from_str(&format!("{BEARER_PREFIX}{token}"))
+            .ok()
+            .map(AccessToken)
+    }
+
+    /// The `Authorization` header value.
+    pub fn header(&self) -> &http::HeaderValue {
+        &self.0
+    }
+
+    /// The token itself.
+    pub fn as_str(&self) -> &str {
+        self.0
+            .to_str()
+            .ok()
+            .and_then(|text| text.strip_prefix(BEARER_PREFIX))
+            .unwrap_or("")
+    }
+}
+
+impl From<&str> for AccessToken {
+    fn from(token: &str) -> AccessToken {
+        AccessToken::new(token).unwrap_or_else(|| AccessToken(http::HeaderValue::from_static(BEARER_PREFIX)))
+    }
+}
+
+impl From<String> for AccessToken {
+    fn from(token: String) -> AccessToken {
+        AccessToken::from(token.as_str())
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken(..)")
+    }
+}
+
+impl Serialize for AccessToken {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AccessToken {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<AccessToken, D::Error> {
+        let token = String::deserialize(deserializer)?;
+        AccessToken::new(&token).ok_or_else(|| serde::de::Error::custom("access token is not a valid header value"))
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -435,7 +496,7 @@ mod tests {
         let mut newer = (*session()).clone();
         newer.access_token = "newer".into();
         assert!(store.update(&id, Arc::new(newer)).await.unwrap());
-        assert_eq!(store.load(&id).await.unwrap().unwrap().access_token, "newer");
+        assert_eq!(store.load(&id).await.unwrap().unwrap().access_token.as_str(), "newer");
         store.remove(&id).await.unwrap();
         assert!(!store.update(&id, session()).await.unwrap(), "removed stays removed");
         assert!(store.load(&id).await.unwrap().is_none());
