@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,8 +30,12 @@ impl SessionId {
         if text.len() != 43 {
             return None;
         }
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).ok()?;
-        Some(SessionId(bytes.try_into().ok()?))
+        let mut bytes = [0u8; 33];
+        let length = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode_slice(text, &mut bytes)
+            .ok()?;
+        let id: [u8; 32] = bytes[..length].try_into().ok()?;
+        Some(SessionId(id))
     }
 
     /// The cookie value.
@@ -254,6 +258,28 @@ pub trait SessionStore: Send + Sync + 'static {
 }
 
 const SHARDS: usize = 32;
+
+/// Session ids are 256 uniformly random bits, so eight of them are already a perfect hash; this
+/// saves SipHash over 32 bytes on every lookup. (Ids only come from [`SessionId::generate`];
+/// a client cannot choose one that exists.)
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8).take(1) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+}
+
+type IdHash = std::hash::BuildHasherDefault<IdHasher>;
 /// Bounds memory under a flood of login starts; each attempt lives `login_ttl` at most.
 const MAX_ATTEMPTS: usize = 200_000;
 
@@ -266,24 +292,22 @@ struct Entry {
 /// The default store: sharded maps in this process. Expiry needs no timer per session: `load`
 /// checks the idle time, and [`MemoryStore::sweep`] drops what nobody asked for.
 pub struct MemoryStore {
-    shards: Box<[Mutex<HashMap<SessionId, Entry>>]>,
+    shards: Box<[Mutex<HashMap<SessionId, Entry, IdHash>>]>,
     attempts: Mutex<HashMap<String, (LoginAttempt, u64)>>,
     origin: Instant,
     idle_ms: u64,
     login_ttl_ms: u64,
-    hasher: std::collections::hash_map::RandomState,
 }
 
 impl MemoryStore {
     /// A store whose sessions end after `idle` without use and whose login attempts last `login_ttl`.
     pub fn new(idle: Duration, login_ttl: Duration) -> MemoryStore {
         MemoryStore {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::default())).collect(),
             attempts: Mutex::new(HashMap::new()),
             origin: Instant::now(),
             idle_ms: idle.as_millis() as u64,
             login_ttl_ms: login_ttl.as_millis() as u64,
-            hasher: Default::default(),
         }
     }
 
@@ -291,10 +315,9 @@ impl MemoryStore {
         self.origin.elapsed().as_millis() as u64
     }
 
-    fn shard(&self, id: &SessionId) -> &Mutex<HashMap<SessionId, Entry>> {
-        let mut hasher = self.hasher.build_hasher();
-        id.hash(&mut hasher);
-        &self.shards[(hasher.finish() as usize) % SHARDS]
+    fn shard(&self, id: &SessionId) -> &Mutex<HashMap<SessionId, Entry, IdHash>> {
+        // The last byte picks the shard, the first ones (in `IdHasher`) the bucket.
+        &self.shards[id.0[31] as usize % SHARDS]
     }
 
     /// Number of sessions held (including idle ones not yet swept).
