@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::redis_store::RedisStore;
-use crate::auth::session::{MemoryStore, SessionStore};
+use crate::auth::session::{MemoryStore, Session, SessionStore, StoreError};
 use crate::auth::xsuaa::IdpClient;
 use crate::auth::{Auth, Clock};
 use crate::config::{self, Config, Env, SessionStoreConfig};
@@ -156,10 +156,20 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
         metrics,
     ));
     if let Some(store) = sweeper {
-        spawn_sweeper(store, Arc::downgrade(&state), options.sweep_interval);
+        spawn_sweeper(
+            store,
+            Arc::downgrade(&state),
+            options.sweep_interval,
+            |store: Arc<MemoryStore>| async move { Ok(store.sweep()) },
+        );
     }
     if let Some(store) = redis_sweeper {
-        spawn_redis_sweeper(store, Arc::downgrade(&state), options.sweep_interval);
+        spawn_sweeper(
+            store,
+            Arc::downgrade(&state),
+            options.sweep_interval,
+            |store: Arc<RedisStore>| async move { store.sweep().await },
+        );
     }
     if let Some(auth) = &state.auth {
         // Expiry log for x509 credentials; binding files are also watched for rotation.
@@ -168,45 +178,28 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
     Ok(state)
 }
 
-/// Collects the sessions that Redis expired and makes their backend logout calls; every instance
-/// sweeps, and each ended session is handed to exactly one of them. Ends when the store is gone.
-fn spawn_redis_sweeper(store: std::sync::Weak<RedisStore>, state: std::sync::Weak<AppState>, interval: Duration) {
+/// Sweeps ended sessions periodically and makes their backend logout calls, as a logout does. With
+/// Redis every instance sweeps and each ended session is handed to exactly one of them. Ends when
+/// the store or the state is gone.
+fn spawn_sweeper<S, F, Fut>(store: std::sync::Weak<S>, state: std::sync::Weak<AppState>, interval: Duration, sweep: F)
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Vec<Arc<Session>>, StoreError>> + Send,
+{
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
             let Some(store) = store.upgrade() else { break };
-            let ended = match store.sweep().await {
+            let ended = match sweep(store).await {
                 Ok(ended) => ended,
                 Err(error) => {
                     tracing::debug!(error = %error, "sweep of expired sessions skipped");
                     continue;
                 }
             };
-            if ended.is_empty() {
-                continue;
-            }
-            tracing::info!(count = ended.len(), "idle sessions ended");
-            let Some(state) = state.upgrade() else { break };
-            let snapshot = state.snapshot();
-            for session in ended {
-                crate::auth::logout::spawn_backend_logout(snapshot.config.clone(), snapshot.upstream.clone(), session);
-            }
-        }
-    });
-}
-
-/// Drops idle sessions periodically; ends when the store is gone.
-/// Sessions that ended by idle timeout get the same backend logout calls as a logout.
-fn spawn_sweeper(store: std::sync::Weak<MemoryStore>, state: std::sync::Weak<AppState>, interval: Duration) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let Some(store) = store.upgrade() else { break };
-            let ended = store.sweep();
             if ended.is_empty() {
                 continue;
             }

@@ -97,7 +97,8 @@ pub fn load_default_env(dir: &Path, env: &mut Env) -> Result<bool, Error> {
     }
 }
 
-fn json_var(env: &Env, name: &str, errors: &mut Error) -> Option<Value> {
+/// A JSON-valued variable; a parse error is recorded under its name.
+pub(super) fn json_var(env: &Env, name: &str, errors: &mut Error) -> Option<Value> {
     let text = env.get(name)?;
     match serde_json::from_str(text) {
         Ok(value) => Some(value),

@@ -6,6 +6,7 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::env::json_var;
 use super::error::Error;
 use super::parse::parse_all;
 use super::raw;
@@ -197,17 +198,6 @@ pub fn allowlist(env: &Env, name: &str, errors: &mut Error) -> Option<Allowlist>
         }
     }
     Some(list)
-}
-
-fn json_var(env: &Env, name: &str, errors: &mut Error) -> Option<Value> {
-    let text = env.get(name)?;
-    match serde_json::from_str(text) {
-        Ok(value) => Some(value),
-        Err(error) => {
-            errors.push(name, format!("not valid JSON: {error}"));
-            None
-        }
-    }
 }
 
 #[cfg(test)]
