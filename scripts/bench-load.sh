@@ -217,14 +217,15 @@ start_xsuaa() {
         fail "xsuaa-dev did not write ca.pem and vcap_services.json to $XSUAA_DIR"
 }
 
-# A second approuter with one protected route to the same backend, forwarding the user's token. The
+# A second approuter with one protected route (CSRF protection on, as by default, and a scope check)
+# to the same backend, forwarding the user's token. The
 # public approuter stays as it is, so its rows are comparable with earlier runs.
 start_approuter_auth() {
     APPROUTER_AUTH_PORT=$(free_port)
     local dir="$WORK/approuter-auth"
     mkdir -p "$dir"
     cat >"$dir/xs-app.json" <<'EOF'
-{"routes":[{"source":"^/auth/(.*)$","target":"/$1","destination":"backend","csrfProtection":false}]}
+{"routes":[{"source":"^/auth/(.*)$","target":"/$1","destination":"backend","scope":"$XSAPPNAME.Display"}]}
 EOF
     # The login callback redirects with a plain 302 (PRESERVE_FRAGMENT=false) so curl can follow it;
     # the login rate limit is off because the benchmark logs in from one address.
