@@ -104,6 +104,7 @@ async fn run(
     let (mut parts, incoming) = request.into_parts();
     let origin = Origin {
         scheme: ctx.connection.scheme,
+        peer: Some(ctx.connection.peer.ip()),
     };
     // CORS, websocket admission and the framing allowlist run before routing, as in the reference.
     match crate::cors::check(config, &parts, ctx.connection.scheme)? {
@@ -115,8 +116,6 @@ async fn run(
         return Ok(response);
     }
     if let Some(auth) = &state.auth {
-        // For the login rate limit.
-        parts.extensions.insert(limits::ClientPeer(ctx.connection.peer.ip()));
         if auth.is_callback(&parts) {
             return Ok(Box::pin(auth.callback(&parts, &origin)).await?);
         }

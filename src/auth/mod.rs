@@ -29,7 +29,7 @@ use crate::body::Body;
 use crate::config::{AuthSettings, Route, XsuaaCredentials};
 use crate::metrics::{Metrics, Shed};
 use crate::proxy::headers::cookie;
-use crate::server::limits::{self, ClientPeer, RateLimiter};
+use crate::server::limits::{self, RateLimiter};
 
 /// Why a request is not (yet) allowed.
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +197,8 @@ pub enum Outcome {
 pub struct Origin<'a> {
     /// `http` or `https` as the connection says.
     pub scheme: &'a str,
+    /// The connection's peer, for the login rate limit (`None`: not limited).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// Everything login needs, built once per binding.
@@ -272,11 +274,10 @@ impl Auth {
         self
     }
 
-    /// Takes a token from the client's login bucket; the peer comes from the request's
-    /// [`ClientPeer`] extension (absent: not limited, e.g. a request built in-process).
-    fn check_login_rate(&self, parts: &Parts) -> Result<(), Error> {
-        let (Some((limiter, hops)), Some(ClientPeer(peer))) = (&self.login_limit, parts.extensions.get::<ClientPeer>())
-        else {
+    /// Takes a token from the client's login bucket; the peer comes from the connection (absent: not
+    /// limited, e.g. a request built in-process).
+    fn check_login_rate(&self, parts: &Parts, origin: &Origin<'_>) -> Result<(), Error> {
+        let (Some((limiter, hops)), Some(peer)) = (&self.login_limit, &origin.peer) else {
             return Ok(());
         };
         let client = limits::client_addr(*peer, &parts.headers, *hops);
@@ -569,7 +570,7 @@ impl Auth {
         origin: &Origin<'_>,
     ) -> Result<Response<Body>, Error> {
         // Before anything is stored: a flood of login starts must not fill the state store.
-        self.check_login_rate(parts)?;
+        self.check_login_rate(parts, origin)?;
         let binding_name = login::binding_cookie(&self.settings.session_cookie);
         // Reuse the browser's binding nonce so that several tabs can log in at once.
         let binding = cookie(&parts.headers, &binding_name)
@@ -627,7 +628,7 @@ impl Auth {
     /// # Errors
     /// One [`Error`] per failed check; never a redirect back to the login (no loops).
     pub async fn callback(&self, parts: &Parts, origin: &Origin<'_>) -> Result<Response<Body>, Error> {
-        self.check_login_rate(parts)?;
+        self.check_login_rate(parts, origin)?;
         let result = self.complete_login(parts, origin).await;
         match &result {
             Ok(_) => self.metrics.login_completed(),

@@ -12,10 +12,6 @@ use tokio::time::Instant;
 use crate::body::{self, Body};
 use crate::error::GatewayError;
 
-/// The TCP peer of a request, put in the request's extensions for the phases that need it.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientPeer(pub IpAddr);
-
 /// The request body with `MAX_REQUEST_BODY` applied: a declared `Content-Length` above the limit
 /// is refused at once; a streamed body fails when it passes the limit (see [`is_body_too_large`]).
 ///
