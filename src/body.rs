@@ -28,3 +28,12 @@ where
 {
     body.map_err(Into::into).boxed_unsync()
 }
+
+/// A bodiless `302 Found` to `location` (already a valid header value, or `/` when it is not).
+pub fn found(location: &str) -> http::Response<Body> {
+    let mut response = http::Response::new(empty());
+    *response.status_mut() = http::StatusCode::FOUND;
+    let value = http::HeaderValue::from_str(location).unwrap_or(http::HeaderValue::from_static("/"));
+    response.headers_mut().insert(http::header::LOCATION, value);
+    response
+}

@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
@@ -21,6 +21,8 @@ use crate::proxy::{self, ForwardRequest};
 use crate::server::limits;
 use crate::state::{AppState, Snapshot};
 use crate::{routing, static_files};
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What the connection knows about a request.
 #[derive(Debug, Clone, Copy)]
@@ -195,7 +197,6 @@ async fn run(
                     .authority()
                     .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             });
-            let path = ctx.path.clone();
             let session = user.as_ref().map(|(_, session)| session.as_ref());
             upstream_identity(&mut parts.headers, state, route.is_protected(), &destination, session);
             let keep_backend_cookies = session.is_some() && !route.set_backend_session_cookies;
@@ -206,7 +207,7 @@ async fn run(
                 peer: ctx.connection.peer.ip(),
                 scheme: ctx.connection.scheme,
                 host,
-                original_path: &path,
+                original_path: &ctx.path,
                 set_x_forwarded: destination.set_x_forwarded_headers,
                 correlation_id: &ctx.correlation_id,
             };
@@ -348,12 +349,7 @@ fn welcome(parts: &http::request::Parts, config: &Config) -> Option<Response<Bod
     if parts.uri.path() != "/" {
         return None;
     }
-    let mut response = Response::new(body::empty());
-    *response.status_mut() = StatusCode::FOUND;
-    response
-        .headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_str(file).ok()?);
-    Some(response)
+    Some(body::found(file))
 }
 
 /// Headers every response carries: the configured ones (a backend's own value wins) and the ids.
@@ -364,8 +360,8 @@ fn finish(response: &mut Response<Body>, config: &Config, ctx: &RequestCtx) {
             headers.insert(name.clone(), value.clone());
         }
     }
-    if !headers.contains_key("x-request-id") {
-        headers.insert("x-request-id", ctx.correlation_id.clone());
+    if !headers.contains_key(X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID, ctx.correlation_id.clone());
     }
     ctx.cors.apply(headers);
 }
@@ -373,12 +369,14 @@ fn finish(response: &mut Response<Body>, config: &Config, ctx: &RequestCtx) {
 /// The correlation id: taken from the request (`x-correlationid`, `x-correlation-id`, `x-request-id`,
 /// `x-vcap-request-id`) when it is a sane token, else a new random UUID.
 fn correlation_id(headers: &http::HeaderMap) -> HeaderValue {
-    for name in [
-        "x-correlationid",
-        "x-correlation-id",
-        "x-request-id",
-        "x-vcap-request-id",
-    ] {
+    // Constant names: a `&str` lookup would parse and hash the name on every request.
+    const SOURCES: [HeaderName; 4] = [
+        HeaderName::from_static("x-correlationid"),
+        HeaderName::from_static("x-correlation-id"),
+        X_REQUEST_ID,
+        HeaderName::from_static("x-vcap-request-id"),
+    ];
+    for name in &SOURCES {
         if let Some(value) = headers.get(name) {
             let ok = value.len() <= 128
                 && value

@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Response, StatusCode};
+use http::Response;
 
 use super::cookies::{self, CookieSpec};
 use super::session::LoginAttempt;
@@ -109,12 +109,7 @@ pub fn redirect_response(
         }
         response
     } else {
-        let mut response = Response::new(body::empty());
-        *response.status_mut() = StatusCode::FOUND;
-        if let Ok(location) = HeaderValue::from_str(authorize_url) {
-            response.headers_mut().insert(header::LOCATION, location);
-        }
-        response
+        body::found(authorize_url)
     };
     let headers = response.headers_mut();
     headers.insert(
@@ -142,16 +137,10 @@ pub fn success_response(
     location: &str,
     session_cookie: &str,
     session_value: &str,
-    _binding_name: &str,
     flags: &CookieFlags<'_>,
 ) -> Response<Body> {
-    let mut response = Response::new(body::empty());
-    *response.status_mut() = StatusCode::FOUND;
+    let mut response = body::found(location);
     let headers = response.headers_mut();
-    headers.insert(
-        header::LOCATION,
-        HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/")),
-    );
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, no-store, must-revalidate"),

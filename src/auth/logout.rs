@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Response, StatusCode};
+use http::Response;
 
 use super::session::Session;
 use crate::body::{self, Body};
@@ -99,14 +99,7 @@ pub fn respond(target: Option<&str>, post: bool, deletion: HeaderValue) -> Respo
             );
             response
         }
-        (Some(target), false) => {
-            let mut response = Response::new(body::empty());
-            *response.status_mut() = StatusCode::FOUND;
-            if let Ok(location) = HeaderValue::from_str(target) {
-                response.headers_mut().insert(header::LOCATION, location);
-            }
-            response
-        }
+        (Some(target), false) => body::found(target),
     };
     let headers = response.headers_mut();
     headers.insert(

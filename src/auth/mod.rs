@@ -685,7 +685,6 @@ impl Auth {
             &location,
             &self.settings.session_cookie,
             &id.to_cookie_value(),
-            &binding_name,
             &self.flags(&parts.headers, origin),
         ))
     }
