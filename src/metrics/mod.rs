@@ -346,7 +346,7 @@ impl Metrics {
                 self.upstream_error(UpstreamErrorKind::Timeout);
             }
             GatewayError::Proxy(crate::proxy::Error::UpstreamConnect { source, .. }) => {
-                let kind = if is_tls_failure(source) {
+                let kind = if is_tls_failure(source.as_ref()) {
                     UpstreamErrorKind::Tls
                 } else {
                     UpstreamErrorKind::Connect

@@ -4,7 +4,7 @@
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode};
 
-use super::{Error, Upstream, UpstreamClient};
+use super::{Error, Upstream};
 use crate::body;
 use crate::config::Destination;
 
@@ -36,16 +36,5 @@ pub async fn call(
     request
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-    let sent = match upstream.client_for(destination) {
-        UpstreamClient::Direct(client) => tokio::time::timeout(destination.timeout, client.request(request)).await,
-        UpstreamClient::Tunnel(client) => tokio::time::timeout(destination.timeout, client.request(request)).await,
-    };
-    match sent {
-        Err(_) => Err(Error::UpstreamTimeout(destination.name.clone())),
-        Ok(Err(source)) => Err(Error::UpstreamConnect {
-            destination: destination.name.clone(),
-            source,
-        }),
-        Ok(Ok(response)) => Ok(response.status()),
-    }
+    Ok(upstream.send(destination, request).await?.status())
 }

@@ -5,8 +5,8 @@ use http::header;
 use http::{Response, Uri, Version};
 
 use super::headers::{self, Forwarding};
-use super::{Error, Upstream, UpstreamClient};
-use crate::body::{self, Body};
+use super::{Error, Upstream};
+use crate::body::Body;
 use crate::config::Destination;
 
 /// What to forward where.
@@ -35,26 +35,14 @@ pub async fn forward(
     if !destination.preserve_host_header || !parts.headers.contains_key(header::HOST) {
         parts.headers.insert(header::HOST, destination.host_header.clone());
     }
-    let outgoing = http::Request::from_parts(parts, body);
-    let sent = match upstream.client_for(destination) {
-        UpstreamClient::Direct(client) => tokio::time::timeout(destination.timeout, client.request(outgoing)).await,
-        UpstreamClient::Tunnel(client) => tokio::time::timeout(destination.timeout, client.request(outgoing)).await,
-    };
-    let response = match sent {
-        Err(_elapsed) => return Err(Error::UpstreamTimeout(destination.name.clone())),
-        Ok(Err(source)) => {
-            return Err(Error::UpstreamConnect {
-                destination: destination.name.clone(),
-                source,
-            })
-        }
-        Ok(Ok(response)) => response,
-    };
-    let (mut parts, incoming) = response.into_parts();
+    let response = upstream
+        .send(destination, http::Request::from_parts(parts, body))
+        .await?;
+    let (mut parts, body) = response.into_parts();
     // The client's connection has its own protocol; an HTTP/1.0 backend must not downgrade it.
     parts.version = Version::HTTP_11;
     headers::downstream_response(&mut parts.headers);
-    Ok(Response::from_parts(parts, body::boxed(incoming)))
+    Ok(Response::from_parts(parts, body))
 }
 
 /// `trimEnd(url, '/') + '/' + trimStart(path, '/')`, as the reference joins them.

@@ -3,6 +3,7 @@
 pub mod call;
 mod forward;
 pub mod headers;
+mod pool;
 pub mod websocket;
 
 use std::collections::HashMap;
@@ -11,12 +12,11 @@ use std::sync::Arc;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
 
 pub use self::forward::{forward, ForwardRequest};
-use crate::body::Body;
+use self::pool::Pool;
+use crate::body::{Body, BoxError};
 use crate::config::{Config, Destination};
 
 /// Why a request could not be forwarded.
@@ -27,7 +27,7 @@ pub enum Error {
     UpstreamConnect {
         destination: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: BoxError,
     },
     /// The destination did not answer within its `timeout`.
     #[error("destination {0} did not answer in time")]
@@ -37,14 +37,14 @@ pub enum Error {
     InvalidUpstreamUri(String),
 }
 
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
-type TunnelClient = Client<HttpsConnector<Tunnel<HttpConnector>>, Body>;
+type DirectPool = Pool<HttpsConnector<HttpConnector>>;
+type TunnelPool = Pool<HttpsConnector<Tunnel<HttpConnector>>>;
 
-/// One pooled client per kind of connection a destination needs.
+/// One pool per kind of connection a destination needs.
 #[derive(Clone)]
 enum UpstreamClient {
-    Direct(HttpsClient),
-    Tunnel(TunnelClient),
+    Direct(DirectPool),
+    Tunnel(TunnelPool),
 }
 
 /// The upstream clients of one configuration: pooled keep-alive connections, HTTP/1.1 and (over TLS
@@ -99,6 +99,30 @@ impl Upstream {
         })
     }
 
+    /// Sends `request` (absolute URI) to `destination`, waiting at most its `timeout` for the
+    /// response head; the body streams afterwards.
+    ///
+    /// # Errors
+    /// [`Error::UpstreamConnect`] (502) or [`Error::UpstreamTimeout`] (504).
+    async fn send(
+        &self,
+        destination: &Destination,
+        request: http::Request<Body>,
+    ) -> Result<http::Response<Body>, Error> {
+        let sent = match self.client_for(destination) {
+            UpstreamClient::Direct(pool) => tokio::time::timeout(destination.timeout, pool.send(request)).await,
+            UpstreamClient::Tunnel(pool) => tokio::time::timeout(destination.timeout, pool.send(request)).await,
+        };
+        match sent {
+            Err(_elapsed) => Err(Error::UpstreamTimeout(destination.name.clone())),
+            Ok(Err(source)) => Err(Error::UpstreamConnect {
+                destination: destination.name.clone(),
+                source: source.into(),
+            }),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
     fn client_for(&self, destination: &Destination) -> &UpstreamClient {
         if let Some((host, port)) = &destination.proxy {
             if let Some(client) = self.proxied.get(&(host.clone(), *port, destination.strict_ssl)) {
@@ -121,21 +145,12 @@ fn http_connector() -> HttpConnector {
     connector
 }
 
-fn build<C>(connector: C, tls: rustls::ClientConfig, max_idle: usize) -> Client<HttpsConnector<C>, Body>
-where
-    C: tower::Service<http::Uri> + Clone + Send + Sync + 'static,
-    HttpsConnector<C>: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
-{
+fn build<C>(connector: C, tls: rustls::ClientConfig, max_idle: usize) -> Pool<HttpsConnector<C>> {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()
         .wrap_connector(connector);
-    Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(30))
-        .pool_max_idle_per_host(max_idle)
-        .build(https)
+    Pool::new(https, max_idle)
 }

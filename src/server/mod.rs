@@ -34,13 +34,8 @@ type CompressedBody = tower_http::compression::CompressionBody<Body>;
 /// How long shutdown waits for requests in flight before closing what is left.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Serves `listener` until `shutdown` completes, then drains connections. With `TLS_CERT_PATH`
-/// set, every connection is TLS (ALPN h2 and http/1.1) and the certificate reloads when its files
-/// change.
-///
-/// At `MAX_CONNECTIONS` open connections the loop stops accepting: further clients wait in the
-/// kernel's backlog (and time out there) instead of costing memory here. At `MAX_IN_FLIGHT`
-/// requests in progress, further requests are answered 503 at once rather than queued.
+/// Serves `listener` until `shutdown` completes, then drains connections: [`Server::new`] and
+/// [`Server::serve`] on the current runtime.
 ///
 /// # Errors
 /// When the TLS certificate or key cannot be loaded; accept errors are logged and retried.
@@ -49,69 +44,207 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let snapshot = state.snapshot();
-    let settings = snapshot.config.server.clone();
-    let compression = snapshot.config.compression;
-    drop(snapshot);
-    let tls = match &settings.tls {
-        Some(files) => {
-            let cert = Arc::new(ReloadingCert::load(files).map_err(std::io::Error::other)?);
-            crate::tls::server::spawn_reloader(&cert);
-            state.metrics.watch_server_certificate(&cert);
-            let config = crate::tls::server::server_config(cert).map_err(std::io::Error::other)?;
-            Some(TlsAcceptor::from(Arc::new(config)))
+    Server::new(state)?.serve(listener, shutdown).await
+}
+
+/// Serves `listener` on `workers` threads, each with a single-threaded runtime of its own that
+/// accepts from the same socket, until `shutdown` completes; then every worker drains its
+/// connections. A connection, its requests and its upstream connections stay on the worker that
+/// accepted it: no task moves between threads and no wake-up crosses one (the model of nginx's
+/// workers). The calling runtime serves as one of the workers.
+///
+/// # Errors
+/// When the listener cannot be shared with a worker or a worker's runtime cannot start; errors of
+/// a worker's serving loop.
+pub async fn run_workers(
+    listener: std::net::TcpListener,
+    state: Arc<AppState>,
+    workers: usize,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let server = Server::new(state)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut finished = Vec::new();
+    for index in 1..workers.max(1) {
+        let listener = listener.try_clone()?;
+        let server = server.clone();
+        let stop = stopped(stop_rx.clone());
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("approuter-worker-{index}"))
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|runtime| {
+                        runtime.block_on(async move { server.serve(TcpListener::from_std(listener)?, stop).await })
+                    });
+                let _ = done_tx.send(result);
+            })?;
+        finished.push(done_rx);
+    }
+    let local = server.serve(TcpListener::from_std(listener)?, async {
+        tokio::select! {
+            () = shutdown => {}
+            // A worker that fails takes the others down with it rather than serving at part strength.
+            () = first_failure(&mut finished) => {}
         }
-        None => None,
-    };
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let connection_limit = settings.max_connections.map(|max| Arc::new(Semaphore::new(max)));
-    let in_flight = settings.max_in_flight.map(|max| {
-        let limit = Arc::new(Semaphore::new(max));
-        state.metrics.watch_in_flight(&limit, max);
-        limit
+        let _ = stop_tx.send(true);
     });
-    let builder = Arc::new(connection_builder(&settings));
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let permit = match &connection_limit {
-            Some(limit) => tokio::select! {
-                permit = limit.clone().acquire_owned() => permit.ok(),
-                () = &mut shutdown => break,
-            },
+    let mut result = local.await;
+    for done in finished {
+        let outcome = done
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("worker thread panicked")));
+        if result.is_ok() {
+            result = outcome;
+        }
+    }
+    result
+}
+
+async fn stopped(mut stop_rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop_rx.wait_for(|stop| *stop).await;
+}
+
+/// Completes when one worker has ended early; pending while all serve.
+async fn first_failure(finished: &mut [tokio::sync::oneshot::Receiver<std::io::Result<()>>]) {
+    if finished.is_empty() {
+        return std::future::pending().await;
+    }
+    std::future::poll_fn(|cx| {
+        for done in finished.iter_mut() {
+            if std::pin::Pin::new(done).poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// What every listener loop shares: the TLS acceptor, limits and the HTTP connection settings.
+pub struct Server {
+    state: Arc<AppState>,
+    tls: Option<TlsAcceptor>,
+    scheme: &'static str,
+    compression: crate::config::CompressionConfig,
+    header_read_timeout: Duration,
+    connection_limit: Option<Arc<Semaphore>>,
+    in_flight: Option<Arc<Semaphore>>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+}
+
+impl Server {
+    /// Loads the TLS certificate (and starts its reloader on the current runtime) and the limits.
+    ///
+    /// At `MAX_CONNECTIONS` open connections the loops stop accepting: further clients wait in the
+    /// kernel's backlog (and time out there) instead of costing memory here. At `MAX_IN_FLIGHT`
+    /// requests in progress, further requests are answered 503 at once rather than queued.
+    ///
+    /// # Errors
+    /// When the TLS certificate or key cannot be loaded.
+    pub fn new(state: Arc<AppState>) -> std::io::Result<Arc<Server>> {
+        let snapshot = state.snapshot();
+        let settings = snapshot.config.server.clone();
+        let compression = snapshot.config.compression;
+        drop(snapshot);
+        let tls = match &settings.tls {
+            Some(files) => {
+                let cert = Arc::new(ReloadingCert::load(files).map_err(std::io::Error::other)?);
+                crate::tls::server::spawn_reloader(&cert);
+                state.metrics.watch_server_certificate(&cert);
+                let config = crate::tls::server::server_config(cert).map_err(std::io::Error::other)?;
+                Some(TlsAcceptor::from(Arc::new(config)))
+            }
             None => None,
         };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Running out of file descriptors must not spin the loop.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
+        let in_flight = settings.max_in_flight.map(|max| {
+            let limit = Arc::new(Semaphore::new(max));
+            state.metrics.watch_in_flight(&limit, max);
+            limit
+        });
+        Ok(Arc::new(Server {
+            scheme: if tls.is_some() { "https" } else { "http" },
+            tls,
+            compression,
+            header_read_timeout: settings.header_read_timeout,
+            connection_limit: settings.max_connections.map(|max| Arc::new(Semaphore::new(max))),
+            in_flight,
+            builder: Arc::new(connection_builder(&settings)),
+            state,
+        }))
+    }
+
+    /// Accepts from `listener` on the current runtime until `shutdown` completes, then waits for
+    /// the connections it accepted to finish (at most [`SHUTDOWN_GRACE`]).
+    ///
+    /// # Errors
+    /// None yet; accept errors are logged and retried.
+    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let permit = match &self.connection_limit {
+                Some(limit) => tokio::select! {
+                    permit = limit.clone().acquire_owned() => permit.ok(),
+                    () = &mut shutdown => break,
+                },
+                None => None,
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Running out of file descriptors must not spin the loop.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            self.spawn_connection(stream, peer, permit, &graceful);
+        }
+        drop(listener);
+        tracing::info!("shutting down: waiting for requests in flight");
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all connections closed"),
+            () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("shutdown grace period over; closing remaining connections"),
+        }
+        Ok(())
+    }
+
+    fn spawn_connection(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        graceful: &GracefulShutdown,
+    ) {
+        let connection = Connection {
+            peer,
+            scheme: self.scheme,
         };
-        let _ = stream.set_nodelay(true);
-        let connection = Connection { peer, scheme };
         let first_request = Arc::new(AtomicBool::new(false));
         let service = ServiceBuilder::new()
             // Back to our one body type, so hyper sees one concrete error type.
             .map_response(rebox)
             // Compression wraps the whole pipeline so static, proxied and error responses all get it.
-            .layer(compression::layer(compression))
+            .layer(compression::layer(self.compression))
             .service(Handler {
-                state: state.clone(),
+                state: self.state.clone(),
                 connection,
                 first_request: first_request.clone(),
-                in_flight: in_flight.clone(),
+                in_flight: self.in_flight.clone(),
             });
         let watcher = graceful.watcher();
-        let builder = builder.clone();
-        let tls = tls.clone();
-        let open = state.metrics.connection();
-        let head_timeout = settings.header_read_timeout;
+        let builder = self.builder.clone();
+        let tls = self.tls.clone();
+        let open = self.state.metrics.connection();
+        let head_timeout = self.header_read_timeout;
         tokio::spawn(async move {
             let _permit = permit;
             let _open = open;
@@ -153,13 +286,6 @@ pub async fn run(
             }
         });
     }
-    drop(listener);
-    tracing::info!("shutting down: waiting for requests in flight");
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("shutdown grace period over; closing remaining connections"),
-    }
-    Ok(())
 }
 
 fn connection_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {

@@ -9,6 +9,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -34,6 +35,7 @@ pub struct Backend {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     seen_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Seen>>,
+    connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -41,6 +43,11 @@ impl Backend {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// How many connections the backend has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// Every request seen so far.
@@ -85,11 +92,14 @@ pub async fn backend() -> Backend {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (seen_tx, seen_rx) = mpsc::unbounded_channel();
     let record = seen.clone();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let accepted = connections.clone();
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            accepted.fetch_add(1, Ordering::SeqCst);
             let record = record.clone();
             let seen_tx = seen_tx.clone();
             tokio::spawn(async move {
@@ -114,6 +124,7 @@ pub async fn backend() -> Backend {
         addr,
         seen,
         seen_rx: tokio::sync::Mutex::new(seen_rx),
+        connections,
         task,
     }
 }

@@ -63,6 +63,8 @@ pub struct GatewayBuilder {
     options: app::Options,
     /// Folders that must outlive the router (CA files, binding folders).
     keep: Vec<tempfile::TempDir>,
+    /// Above 1: serve as the binary does, on that many worker threads with a runtime each.
+    workers: usize,
 }
 
 /// A router for `xs_app` (the JSON of xs-app.json).
@@ -73,6 +75,7 @@ pub fn gateway(xs_app: serde_json::Value) -> GatewayBuilder {
         files: Vec::new(),
         options: app::Options::default(),
         keep: Vec::new(),
+        workers: 1,
     }
 }
 
@@ -100,6 +103,13 @@ impl GatewayBuilder {
     /// Start options (clock, sweep interval).
     pub fn options(mut self, options: app::Options) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Serves on `workers` threads with a runtime each, as the binary does (`server::run_workers`),
+    /// instead of on the test's runtime. Paused time does not reach those threads.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
         self
     }
 
@@ -135,12 +145,24 @@ impl GatewayBuilder {
         let (dir, config) = self.config();
         let config = config.unwrap_or_else(|errors| panic!("test configuration invalid: {errors}"));
         let state = app::build_state_with(config, self.options).expect("router state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(approuter::server::run(listener, state.clone(), async move {
+        let stopped = async move {
             let _ = shutdown_rx.await;
-        }));
+        };
+        let task = if self.workers > 1 {
+            tokio::spawn(approuter::server::run_workers(
+                listener,
+                state.clone(),
+                self.workers,
+                stopped,
+            ))
+        } else {
+            listener.set_nonblocking(true).expect("non-blocking listener");
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            tokio::spawn(approuter::server::run(listener, state.clone(), stopped))
+        };
         Gateway {
             addr,
             state,

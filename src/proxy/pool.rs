@@ -1,0 +1,355 @@
+//! Upstream connections, pooled per worker thread. A request takes an idle connection that its own
+//! thread opened and gives it back when the response body has been read to its end, so the
+//! connection's task, the request and the response never wake another thread, and a checkout
+//! takes no lock. HTTP/1.1 connections carry one request at a time; an HTTP/2 connection
+//! (negotiated with ALPN over TLS) is shared by every request of its thread.
+
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::client::legacy::connect::Connection;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use crate::body::{Body, BoxError};
+
+/// How long a connection may sit idle before it is closed rather than reused: below the usual
+/// keep-alive timeouts of servers (nginx 75 s, Node 5 s is the exception that the retry covers).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a request could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// No connection could be opened (refused, unreachable, DNS, TLS).
+    #[error("cannot connect")]
+    Connect(#[source] BoxError),
+    /// The connection failed while the request was sent or the response head was read.
+    #[error("request failed")]
+    Send(#[source] hyper::Error),
+    /// A new connection closed before it took the request.
+    #[error("connection closed before the request was sent")]
+    Closed,
+}
+
+/// A pool over one connector (direct or through a proxy tunnel, with its TLS settings).
+pub struct Pool<C> {
+    connector: C,
+    /// Identifies this pool in the per-thread idle lists; dropped with the pool, so lists of
+    /// dropped pools are recognised and removed.
+    token: Arc<()>,
+    max_idle: usize,
+}
+
+impl<C: Clone> Clone for Pool<C> {
+    fn clone(&self) -> Self {
+        Pool {
+            connector: self.connector.clone(),
+            token: self.token.clone(),
+            max_idle: self.max_idle,
+        }
+    }
+}
+
+enum Sender {
+    H1(http1::SendRequest<Body>),
+    H2(http2::SendRequest<Body>),
+}
+
+struct Idle {
+    sender: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+/// The connections of one pool to one origin, on one thread.
+struct Origin {
+    pool: Weak<()>,
+    scheme: Scheme,
+    authority: Authority,
+    idle: Vec<Idle>,
+    h2: Option<http2::SendRequest<Body>>,
+}
+
+thread_local! {
+    /// This thread's connections. A handful of origins per pool: a linear scan beats hashing.
+    static ORIGINS: RefCell<Vec<Origin>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Where an upstream connection goes: its pool, scheme and authority.
+#[derive(Clone)]
+struct Home {
+    pool: Arc<()>,
+    scheme: Scheme,
+    authority: Authority,
+    max_idle: usize,
+}
+
+impl Home {
+    fn of(pool: &Arc<()>, uri: &Uri, max_idle: usize) -> Option<Home> {
+        Some(Home {
+            pool: pool.clone(),
+            scheme: uri.scheme()?.clone(),
+            authority: uri.authority()?.clone(),
+            max_idle,
+        })
+    }
+
+    fn checkin(&self, sender: http1::SendRequest<Body>) {
+        if self.max_idle == 0 || sender.is_closed() {
+            return;
+        }
+        with_origin(self, |origin| {
+            if origin.idle.len() >= self.max_idle {
+                origin.idle.remove(0);
+            }
+            origin.idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        });
+    }
+}
+
+fn with_origin<R>(home: &Home, f: impl FnOnce(&mut Origin) -> R) -> R {
+    let (pool, scheme, authority) = (&home.pool, &home.scheme, &home.authority);
+    ORIGINS.with(|origins| {
+        let mut origins = origins.borrow_mut();
+        let position = origins.iter().position(|origin| {
+            std::ptr::eq(origin.pool.as_ptr(), Arc::as_ptr(pool))
+                && origin.authority == *authority
+                && origin.scheme == *scheme
+        });
+        let index = match position {
+            Some(index) => index,
+            None => {
+                origins.retain(|origin| origin.pool.strong_count() > 0);
+                origins.push(Origin {
+                    pool: Arc::downgrade(pool),
+                    scheme: scheme.clone(),
+                    authority: authority.clone(),
+                    idle: Vec::new(),
+                    h2: None,
+                });
+                origins.len() - 1
+            }
+        };
+        f(&mut origins[index])
+    })
+}
+
+impl<C> Pool<C> {
+    /// A pool that opens connections with `connector` and keeps up to `max_idle` idle HTTP/1.1
+    /// connections per origin and thread.
+    pub fn new(connector: C, max_idle: usize) -> Pool<C> {
+        Pool {
+            connector,
+            token: Arc::new(()),
+            max_idle,
+        }
+    }
+}
+
+impl<C> Pool<C>
+where
+    C: tower::Service<Uri> + Clone + Send + 'static,
+    C::Response: hyper::rt::Read + hyper::rt::Write + Connection + Unpin + Send + 'static,
+    C::Future: Send,
+    C::Error: Into<BoxError>,
+{
+    /// Sends `request` (absolute URI) on an idle connection of this thread or a new one. A request
+    /// that a reused connection closed on before taking it is sent once more on a new connection.
+    ///
+    /// # Errors
+    /// [`PoolError::Connect`], [`PoolError::Send`] or [`PoolError::Closed`].
+    pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Body>, PoolError> {
+        let uri = request.uri().clone();
+        let home = Home::of(&self.token, &uri, self.max_idle)
+            .ok_or_else(|| PoolError::Connect("upstream URI without scheme or authority".into()))?;
+        if let Some(sender) = checkout(&home) {
+            match send_on(sender, request, &home).await {
+                Ok(response) => return Ok(response),
+                // The server closed the connection as the request went out (a keep-alive race);
+                // the request was not sent, so it is safe to send it on a new connection.
+                Err(Retry::Again(unsent)) => request = unsent,
+                Err(Retry::Failed(error)) => return Err(PoolError::Send(error)),
+            }
+        }
+        let sender = self.connect(&home, uri).await?;
+        match send_on(sender, request, &home).await {
+            Ok(response) => Ok(response),
+            Err(Retry::Again(_)) => Err(PoolError::Closed),
+            Err(Retry::Failed(error)) => Err(PoolError::Send(error)),
+        }
+    }
+
+    async fn connect(&self, home: &Home, uri: Uri) -> Result<Sender, PoolError> {
+        let io = self
+            .connector
+            .clone()
+            .oneshot(uri)
+            .await
+            .map_err(|error| PoolError::Connect(error.into()))?;
+        if io.connected().is_negotiated_h2() {
+            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Duration::from_secs(30))
+                .handshake(io)
+                .await
+                .map_err(|error| PoolError::Connect(error.into()))?;
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "upstream HTTP/2 connection ended with an error");
+                }
+            });
+            with_origin(home, |origin| origin.h2 = Some(sender.clone()));
+            return Ok(Sender::H2(sender));
+        }
+        let (sender, connection) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|error| PoolError::Connect(error.into()))?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "upstream connection ended with an error");
+            }
+        });
+        Ok(Sender::H1(sender))
+    }
+}
+
+/// An idle connection of this thread that can take a request now.
+fn checkout(home: &Home) -> Option<Sender> {
+    with_origin(home, |origin| {
+        if let Some(h2) = &origin.h2 {
+            if h2.is_ready() {
+                return Some(Sender::H2(h2.clone()));
+            }
+            origin.h2 = None;
+        }
+        let now = Instant::now();
+        // Newest first: the one most likely still open at the server. One that is still finishing
+        // its last exchange (its task has not seen the end yet) stays for later.
+        let mut index = origin.idle.len();
+        while index > 0 {
+            index -= 1;
+            let idle = &origin.idle[index];
+            if idle.sender.is_closed() || now.duration_since(idle.since) >= IDLE_TIMEOUT {
+                // Dropping the sender closes the connection.
+                origin.idle.remove(index);
+            } else if idle.sender.is_ready() {
+                return Some(Sender::H1(origin.idle.remove(index).sender));
+            }
+        }
+        None
+    })
+}
+
+async fn send_on(sender: Sender, mut request: Request<Body>, home: &Home) -> Result<Response<Body>, Retry> {
+    match sender {
+        Sender::H1(mut sender) => {
+            // HTTP/1.1 wants the origin form on the request line.
+            let absolute = std::mem::replace(request.uri_mut(), Uri::from_static("/"));
+            *request.uri_mut() = origin_form(&absolute);
+            match sender.try_send_request(request).await {
+                Ok(response) => Ok(returning(response, sender, home)),
+                Err(mut error) => match error.take_message() {
+                    Some(mut unsent) => {
+                        *unsent.uri_mut() = absolute;
+                        Err(Retry::Again(unsent))
+                    }
+                    None => Err(Retry::Failed(error.into_error())),
+                },
+            }
+        }
+        Sender::H2(mut sender) => match sender.try_send_request(request).await {
+            Ok(response) => Ok(response.map(crate::body::boxed)),
+            Err(mut error) => match error.take_message() {
+                Some(unsent) => {
+                    with_origin(home, |origin| origin.h2 = None);
+                    Err(Retry::Again(unsent))
+                }
+                None => Err(Retry::Failed(error.into_error())),
+            },
+        },
+    }
+}
+
+/// The response with a body that gives the connection back once it has been read to its end.
+fn returning(response: Response<Incoming>, sender: http1::SendRequest<Body>, home: &Home) -> Response<Body> {
+    response.map(|incoming| {
+        if incoming.is_end_stream() {
+            home.checkin(sender);
+            return crate::body::boxed(incoming);
+        }
+        crate::body::boxed(Returning {
+            incoming,
+            home: Some((home.clone(), sender)),
+        })
+    })
+}
+
+enum Retry {
+    Again(Request<Body>),
+    Failed(hyper::Error),
+}
+
+fn origin_form(uri: &Uri) -> Uri {
+    match uri.path_and_query() {
+        Some(path_and_query) => Uri::from(path_and_query.clone()),
+        None => Uri::from_static("/"),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that hands its connection back to the pool at its end. Dropped before its
+    /// end, the connection is dropped too, which closes it: its state is unknown.
+    struct Returning {
+        #[pin]
+        incoming: Incoming,
+        home: Option<(Home, http1::SendRequest<Body>)>,
+    }
+}
+
+impl HttpBody for Returning {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let mut this = self.project();
+        let polled = this.incoming.as_mut().poll_frame(cx);
+        // The server side stops polling once a body says it has ended, so the end also counts
+        // right after the last frame.
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.incoming.is_end_stream(),
+            Poll::Ready(Some(Err(_))) => {
+                this.home.take();
+                false
+            }
+            Poll::Pending => false,
+        };
+        if ended {
+            if let Some((home, sender)) = this.home.take() {
+                home.checkin(sender);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming.size_hint()
+    }
+}
