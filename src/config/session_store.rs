@@ -54,7 +54,7 @@ pub struct RedisSettings {
     /// Redis Cluster (`cluster_mode` of the binding): keys are spread over the cluster's nodes.
     pub cluster: bool,
     /// Redis Sentinel: the master is whichever server the sentinels name.
-    pub sentinel: Option<SentinelSettings>,
+    pub sentinel: Option<Box<SentinelSettings>>,
     /// Session secrets, newest first; never empty.
     pub secrets: Vec<String>,
     /// First delay before reconnecting (`backOffMultiplier`).
@@ -317,7 +317,7 @@ fn secret_list(value: &Value, path: &str, errors: &mut Error) -> Vec<String> {
 struct Location {
     url: String,
     cluster: bool,
-    sentinel: Option<SentinelSettings>,
+    sentinel: Option<Box<SentinelSettings>>,
     origin: String,
 }
 
@@ -390,7 +390,7 @@ fn location_from_credentials(
         return Some(Location {
             url: sentinel.display_url(),
             cluster,
-            sentinel: Some(sentinel),
+            sentinel: Some(Box::new(sentinel)),
             origin,
         });
     }
@@ -467,10 +467,10 @@ fn location_from_credentials(
 }
 
 /// A Redis URL, or a Sentinel URL with its parsed settings.
-fn check_location(text: &str, path: &str, errors: &mut Error) -> Option<(String, Option<SentinelSettings>)> {
+fn check_location(text: &str, path: &str, errors: &mut Error) -> Option<(String, Option<Box<SentinelSettings>>)> {
     if sentinel::is_sentinel_url(text) {
         let settings = sentinel::parse_url(text, path, errors)?;
-        return Some((settings.display_url(), Some(settings)));
+        return Some((settings.display_url(), Some(Box::new(settings))));
     }
     check_url(text, path, errors).map(|url| (url, None))
 }

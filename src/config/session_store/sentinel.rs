@@ -184,7 +184,6 @@ pub fn from_credentials(
         }
     };
     let tls = flag("tlsEnabled") | flag("tls");
-    drop(flag);
     let ca_pem = text("caData");
     if ca_pem.is_some() && !tls {
         errors.push(format!("{path}.caData"), "is given but tlsEnabled is not true");

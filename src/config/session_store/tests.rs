@@ -213,7 +213,16 @@ fn a_sentinel_binding_names_the_sentinels_and_the_master() {
 
 #[test]
 fn a_sentinel_url_in_redis_url() {
-    let rows: Vec<(&str, Vec<(&str, u16)>, &str, Option<&str>, Option<&str>, bool)> = vec![
+    // (URL, sentinels, master name, user name, password, TLS)
+    type Row<'a> = (
+        &'a str,
+        Vec<(&'a str, u16)>,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        bool,
+    );
+    let rows: Vec<Row<'_>> = vec![
         (
             "redis+sentinel://:pw%40x@10.0.0.1:5000,10.0.0.2/primary",
             vec![("10.0.0.1", 5000), ("10.0.0.2", 26379)],
