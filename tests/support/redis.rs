@@ -355,6 +355,70 @@ impl SentinelGroup {
     /// Kills the master once the replica holds every write it has taken, and returns when the
     /// sentinel has promoted the replica (about two seconds: one to notice, one to fail over).
     pub async fn kill_master(&mut self) {
+        self.replicate().await;
+        self.master.crash().await;
+        self.wait_for_promotion().await;
+    }
+
+    /// `SENTINEL FAILOVER` once the replica holds every write the master has taken; returns when
+    /// the sentinel names the replica as master. The old master stays up, and stays a master
+    /// until the sentinel demotes it (it looks at it every ten seconds).
+    pub async fn fail_over(&self) {
+        self.replicate().await;
+        let mut sentinel = self.sentinel.connection().await;
+        let _: () = redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg(MASTER_NAME)
+            .query_async(&mut sentinel)
+            .await
+            .expect("SENTINEL FAILOVER");
+        self.wait_for_promotion().await;
+    }
+
+    /// Waits until `count` clients listen for failover announcements on the sentinel.
+    pub async fn wait_for_listeners(&self, count: i64) {
+        let connection = self.sentinel.connection().await;
+        poll("clients listening on +switch-master", || {
+            let mut connection = connection.clone();
+            async move {
+                // A sentinel has no PUBSUB command; its client list shows subscriptions.
+                let clients: String = redis::cmd("CLIENT")
+                    .arg("LIST")
+                    .query_async(&mut connection)
+                    .await
+                    .expect("CLIENT LIST");
+                let listeners = clients.lines().filter(|line| line.contains(" sub=1 ")).count();
+                listeners as i64 >= count
+            }
+        })
+        .await;
+    }
+
+    /// The role the old master reports (`master` or `slave`).
+    pub async fn old_master_role(&self) -> String {
+        let mut master = self.master.connection().await;
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut master)
+            .await
+            .expect("INFO");
+        info.lines()
+            .find_map(|line| line.strip_prefix("role:"))
+            .unwrap_or("unknown")
+            .trim()
+            .to_string()
+    }
+
+    async fn wait_for_promotion(&self) {
+        let replica_port = self.replica.port;
+        poll("the sentinel to promote the replica", || async move {
+            self.master_port().await == replica_port
+        })
+        .await;
+    }
+
+    /// Returns once the replica holds every write the master has taken.
+    async fn replicate(&self) {
         let mut master = self.master.connection().await;
         // WAIT counts the replicas that have this client's writes, hence a write of its own;
         // replication is one ordered stream, so the router's earlier writes are there too.
@@ -371,13 +435,6 @@ impl SentinelGroup {
             .await
             .expect("WAIT");
         assert_eq!(acknowledged, 1, "the replica has every write");
-        self.master.crash().await;
-        let replica_port = self.replica.port;
-        let this = &*self;
-        poll("the sentinel to promote the replica", || async move {
-            this.master_port().await == replica_port
-        })
-        .await;
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-use super::sentinel::{SentinelConnection, Timing};
+use super::sentinel::{Access, SentinelConnection, Timing};
 use super::{millis, Error};
 use crate::config::RedisSettings;
 
@@ -173,20 +173,28 @@ fn sentinel_connection(
         builder = builder
             .set_client_to_redis_tls_mode(TlsMode::Secure)
             .set_client_to_sentinel_tls_mode(TlsMode::Secure);
-        if let Some(certificates) = certificates {
+        if let Some(certificates) = &certificates {
             builder = builder
                 .set_client_to_redis_certificates(certificates.clone())
-                .set_client_to_sentinel_certificates(certificates);
+                .set_client_to_sentinel_certificates(certificates.clone());
         }
     }
     let client = builder.build()?;
+    let access = Access {
+        tls: sentinel.tls,
+        certificates: if sentinel.tls { certificates } else { None },
+        username: sentinel.username.clone(),
+        password: sentinel.password.clone(),
+    };
     Ok(Connection::Sentinel(SentinelConnection::new(
         client,
+        &sentinel.nodes,
         &sentinel.master_name,
+        access,
         Timing {
             min_delay: settings.reconnect_min_delay,
             max_delay: settings.reconnect_max_delay,
             command_timeout: settings.command_timeout,
         },
-    )))
+    )?))
 }
