@@ -32,7 +32,8 @@ use tokio::sync::watch;
 
 use crate::util::random_bytes;
 
-/// A connection attempt shared by every request that waits for it; `None` once the store is gone.
+/// A connection attempt shared by every request that waits for it; `None` once the store is gone
+/// or the attempt was replaced by one that has already connected.
 type Connecting = Shared<BoxFuture<'static, Option<MultiplexedConnection>>>;
 
 /// The master's connection, found through the sentinels; clones share it.
@@ -42,7 +43,7 @@ pub(crate) struct SentinelConnection {
 }
 
 struct Inner {
-    /// Held during one attempt only; attempts never overlap, since one replaces the other.
+    /// Held during one attempt; an attempt that was replaced but still runs waits its turn.
     sentinel: tokio::sync::Mutex<SentinelClient>,
     config: AsyncConnectionConfig,
     master_name: String,
@@ -159,7 +160,7 @@ impl SentinelConnection {
             Some(connection) => Ok((seen, connection)),
             None => Err(RedisError::from((
                 ErrorKind::Client,
-                "the session store is shutting down",
+                "the Redis master changed while connecting",
             ))),
         }
     }
@@ -310,6 +311,10 @@ fn connecting(inner: Weak<Inner>, hint: Option<(String, u16)>) -> Connecting {
                         tracing::warn!(master = %inner.master_name, %error, "no Redis master through the sentinels; retrying");
                     } else {
                         tracing::debug!(master = %inner.master_name, %error, failures, "no Redis master through the sentinels");
+                    }
+                    // A replaced attempt stops once its successor has connected.
+                    if inner.current.load().peek().is_some_and(Option::is_some) {
+                        return None;
                     }
                     let delay = inner.backoff(failures);
                     drop(inner);
