@@ -119,6 +119,7 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
                         redis = %settings.display_url(),
                         from = %settings.origin,
                         cluster = settings.cluster,
+                        sentinel = settings.sentinel.is_some(),
                         secrets = settings.secrets.len(),
                         "sessions are kept in Redis"
                     );

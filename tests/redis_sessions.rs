@@ -369,6 +369,7 @@ fn settings(redis: &RedisServer) -> approuter::config::RedisSettings {
     approuter::config::RedisSettings {
         url: redis.url(),
         cluster: false,
+        sentinel: None,
         secrets: vec![SECRET.to_string()],
         reconnect_min_delay: Duration::from_millis(50),
         reconnect_max_delay: Duration::from_millis(500),

@@ -25,11 +25,14 @@
 //!   instance, takes sessions whose key is gone and whose last touch is older than the idle timeout;
 //!   `ZREM` decides which instance calls the backends. If no instance sweeps within the grace
 //!   period, the call is skipped.
-//! - Faults: one connection manager (multiplexed, reconnects by itself); every operation is bounded
-//!   by the command timeout and fails as [`StoreError::Unavailable`], which the caller answers 503.
+//! - Faults: one connection manager (multiplexed, reconnects by itself), or with Redis Sentinel our
+//!   own equivalent that asks the sentinels for the master again after a failover; every operation
+//!   is bounded by the command timeout and fails as [`StoreError::Unavailable`], which the caller
+//!   answers 503.
 
 mod connection;
 mod keyring;
+mod sentinel;
 mod touch;
 
 use std::future::Future;
@@ -196,10 +199,13 @@ impl RedisStore {
         match tokio::time::timeout(self.timeout, operation).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(StoreError::Unavailable(format!("redis: {error}"))),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "redis did not answer within {} ms",
-                self.timeout.as_millis()
-            ))),
+            Err(_) => {
+                self.connection.timed_out();
+                Err(StoreError::Unavailable(format!(
+                    "redis did not answer within {} ms",
+                    self.timeout.as_millis()
+                )))
+            }
         }
     }
 
@@ -208,7 +214,7 @@ impl RedisStore {
     async fn exec(&self, commands: Vec<Cmd>, wanted: usize) -> Result<Value, StoreError> {
         let mut connection = self.connection.clone();
         let replies: Vec<Value> = match &self.connection {
-            Connection::Single(_) => {
+            Connection::Single(_) | Connection::Sentinel(_) => {
                 let mut pipe = redis::pipe();
                 for command in commands {
                     pipe.add_command(command);

@@ -25,7 +25,7 @@ pub use self::origins::CorsRule;
 use self::parse::parse_all;
 pub use self::raw::{AuthenticationType, BackendLogoutMethod, LogoutMethod};
 pub use self::routes::{DestinationRef, Route, RouteKind, ScopeRule, USER_API_SERVICE};
-pub use self::session_store::{RedisSettings, SessionStoreConfig};
+pub use self::session_store::{RedisSettings, SentinelSettings, SessionStoreConfig};
 
 /// The checked configuration of one router.
 #[derive(Debug)]

@@ -15,6 +15,10 @@
 //! adds up to as much again) and `backOffMultiplier` (ms) is the first delay, which doubles per
 //! attempt. Without `defaultRetryTimeout` the cap is 500 ms instead of the reference's 2000 ms, so
 //! service resumes within about a second after Redis comes back.
+//!
+//! Redis Sentinel: a binding with `sentinelEnabled: true` (the fields of SAP's redis-operator, see
+//! [`sentinel`]) or a `redis+sentinel://` / `rediss+sentinel://` URL; the router then asks the
+//! sentinels for the current master and asks again after a failover.
 
 use std::path::Path;
 use std::time::Duration;
@@ -26,6 +30,10 @@ use super::binding::read_binding_files;
 use super::env::Env;
 use super::error::Error;
 use super::parse::parse_all;
+
+mod sentinel;
+
+pub use self::sentinel::SentinelSettings;
 
 /// Which session store the router uses.
 #[derive(Debug, Clone, Default)]
@@ -40,10 +48,13 @@ pub enum SessionStoreConfig {
 /// How to reach Redis and seal what goes there.
 #[derive(Clone)]
 pub struct RedisSettings {
-    /// `redis://` or `rediss://` URL, with the password if any.
+    /// `redis://` or `rediss://` URL, with the password if any; with Sentinel, the
+    /// `redis+sentinel://` URL without credentials (they are in [`RedisSettings::sentinel`]).
     pub url: String,
     /// Redis Cluster (`cluster_mode` of the binding): keys are spread over the cluster's nodes.
     pub cluster: bool,
+    /// Redis Sentinel: the master is whichever server the sentinels name.
+    pub sentinel: Option<Box<SentinelSettings>>,
     /// Session secrets, newest first; never empty.
     pub secrets: Vec<String>,
     /// First delay before reconnecting (`backOffMultiplier`).
@@ -60,8 +71,9 @@ impl std::fmt::Debug for RedisSettings {
     // The URL may carry the password and the secrets are keys: neither reaches a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisSettings")
-            .field("url", &redacted_url(&self.url))
+            .field("url", &self.display_url())
             .field("cluster", &self.cluster)
+            .field("sentinel", &self.sentinel)
             .field("secrets", &self.secrets.len())
             .field("reconnect_min_delay", &self.reconnect_min_delay)
             .field("reconnect_max_delay", &self.reconnect_max_delay)
@@ -74,7 +86,10 @@ impl std::fmt::Debug for RedisSettings {
 impl RedisSettings {
     /// The URL without its password, for logs.
     pub fn display_url(&self) -> String {
-        redacted_url(&self.url)
+        match &self.sentinel {
+            Some(sentinel) => sentinel.display_url(),
+            None => redacted_url(&self.url),
+        }
     }
 }
 
@@ -171,9 +186,10 @@ fn from_ext_session_mgt(text: &str, env: &Env, errors: &mut Error) -> SessionSto
     let location = match find_instance(env, instance, errors) {
         Some(location) => Some(location),
         None => match env.get("REDIS_URL") {
-            Some(url) => check_url(url, "REDIS_URL", errors).map(|url| Location {
+            Some(url) => check_location(url, "REDIS_URL", errors).map(|(url, sentinel)| Location {
                 url,
                 cluster: false,
+                sentinel,
                 origin: "REDIS_URL".to_string(),
             }),
             None => {
@@ -192,6 +208,7 @@ fn from_ext_session_mgt(text: &str, env: &Env, errors: &mut Error) -> SessionSto
         Some(location) if errors.problems.len() == before => SessionStoreConfig::Redis(RedisSettings {
             url: location.url,
             cluster: location.cluster,
+            sentinel: location.sentinel,
             secrets,
             reconnect_min_delay: reconnect_min_delay.min(reconnect_max_delay),
             reconnect_max_delay,
@@ -203,7 +220,7 @@ fn from_ext_session_mgt(text: &str, env: &Env, errors: &mut Error) -> SessionSto
 }
 
 fn from_redis_url(url: &str, env: &Env, errors: &mut Error) -> SessionStoreConfig {
-    let url = check_url(url, "REDIS_URL", errors);
+    let location = check_location(url, "REDIS_URL", errors);
     let secrets = match env.get("SESSION_SECRET") {
         Some(text) => {
             let value = if text.trim_start().starts_with('[') {
@@ -231,10 +248,11 @@ fn from_redis_url(url: &str, env: &Env, errors: &mut Error) -> SessionStoreConfi
             Vec::new()
         }
     };
-    match url {
-        Some(url) if !secrets.is_empty() => SessionStoreConfig::Redis(RedisSettings {
+    match location {
+        Some((url, sentinel)) if !secrets.is_empty() => SessionStoreConfig::Redis(RedisSettings {
             url,
             cluster: false,
+            sentinel,
             secrets,
             reconnect_min_delay: Duration::from_millis(DEFAULT_RECONNECT_MIN_DELAY_MS),
             reconnect_max_delay: Duration::from_millis(DEFAULT_RECONNECT_MAX_DELAY_MS),
@@ -299,6 +317,7 @@ fn secret_list(value: &Value, path: &str, errors: &mut Error) -> Vec<String> {
 struct Location {
     url: String,
     cluster: bool,
+    sentinel: Option<Box<SentinelSettings>>,
     origin: String,
 }
 
@@ -358,6 +377,24 @@ fn location_from_credentials(
         }
     };
     let cluster = flag("cluster_mode", errors);
+    let origin = format!("EXT_SESSION_MGT instance {instance:?}");
+    if flag("sentinelEnabled", errors) {
+        if cluster {
+            errors.push(
+                format!("{path}.cluster_mode"),
+                "cannot be true together with sentinelEnabled",
+            );
+            return None;
+        }
+        let sentinel = sentinel::from_credentials(&text, path, errors)?;
+        return Some(Location {
+            url: sentinel.display_url(),
+            cluster,
+            sentinel: Some(Box::new(sentinel)),
+            origin,
+        });
+    }
+    let mut sentinel = None;
     let url = match (text("hostname"), text("uri")) {
         (Some(hostname), _) => {
             let tls = flag("tls", errors);
@@ -394,7 +431,20 @@ fn location_from_credentials(
             url.to_string()
         }
         (None, Some(uri)) => {
-            let checked = check_url(&uri, &format!("{path}.uri"), errors)?;
+            let (checked, from_uri) = check_location(&uri, &format!("{path}.uri"), errors)?;
+            if from_uri.is_some() {
+                if cluster {
+                    errors.push(format!("{path}.cluster_mode"), "cannot be true with a Sentinel uri");
+                    return None;
+                }
+                // As for `redis://`: SAP's placeholder user name is no Redis ACL user.
+                sentinel = from_uri.map(|mut settings| {
+                    if settings.username.as_deref() == Some("no-user-name-for-redis") {
+                        settings.username = None;
+                    }
+                    settings
+                });
+            }
             match url::Url::parse(&checked) {
                 Ok(mut url) if url.username() == "no-user-name-for-redis" => {
                     let _ = url.set_username("");
@@ -411,8 +461,18 @@ fn location_from_credentials(
     Some(Location {
         url,
         cluster,
-        origin: format!("EXT_SESSION_MGT instance {instance:?}"),
+        sentinel,
+        origin,
     })
+}
+
+/// A Redis URL, or a Sentinel URL with its parsed settings.
+fn check_location(text: &str, path: &str, errors: &mut Error) -> Option<(String, Option<Box<SentinelSettings>>)> {
+    if sentinel::is_sentinel_url(text) {
+        let settings = sentinel::parse_url(text, path, errors)?;
+        return Some((settings.display_url(), Some(Box::new(settings))));
+    }
+    check_url(text, path, errors).map(|url| (url, None))
 }
 
 /// A `redis://` or `rediss://` URL with a host; certificate checks cannot be switched off.
@@ -425,7 +485,13 @@ fn check_url(text: &str, path: &str, errors: &mut Error) -> Option<String> {
         }
     };
     if !matches!(url.scheme(), "redis" | "rediss") {
-        errors.push(path, format!("scheme must be redis or rediss, got {:?}", url.scheme()));
+        errors.push(
+            path,
+            format!(
+                "scheme must be redis, rediss, redis+sentinel or rediss+sentinel, got {:?}",
+                url.scheme()
+            ),
+        );
         return None;
     }
     if url.host_str().is_none_or(str::is_empty) {

@@ -1,5 +1,6 @@
 //! A real `redis-server` (Debian's package) on a free loopback port, killed on drop. It can be
 //! frozen (SIGSTOP: commands time out), killed and restarted on the same port with its data.
+//! [`SentinelGroup`]: a master, its replica and a sentinel watching them.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -11,6 +12,8 @@ use tokio::process::{Child, Command};
 /// A running (or stopped) `redis-server`.
 pub struct RedisServer {
     pub port: u16,
+    /// `requirepass` (and `masterauth`), when started with one.
+    password: Option<String>,
     dir: tempfile::TempDir,
     args: Vec<String>,
     child: Option<Child>,
@@ -25,6 +28,15 @@ impl RedisServer {
     /// Starts a server with extra command-line arguments (TLS, cluster mode, …).
     pub async fn start_with(args: &[&str]) -> RedisServer {
         RedisServer::launch(args, None).await
+    }
+
+    /// Starts a server that demands `password` from clients and uses it towards its master.
+    pub async fn start_with_password(args: &[&str], password: &str) -> RedisServer {
+        let mut all: Vec<&str> = vec!["--requirepass", password, "--masterauth", password];
+        all.extend_from_slice(args);
+        let mut server = RedisServer::launch(&all, None).await;
+        server.password = Some(password.to_string());
+        server
     }
 
     async fn launch(args: &[&str], tls: Option<(&str, &str)>) -> RedisServer {
@@ -62,6 +74,7 @@ impl RedisServer {
         }
         let mut server = RedisServer {
             port,
+            password: None,
             dir,
             args,
             child: None,
@@ -205,7 +218,11 @@ impl RedisServer {
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
         // A generous response timeout: SAVE on a busy test machine can take seconds.
         let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(std::time::Duration::from_secs(30)));
-        redis::Client::open(self.url())
+        let url = match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => self.url(),
+        };
+        redis::Client::open(url)
             .expect("client")
             .get_multiplexed_async_connection_with_config(&config)
             .await
@@ -258,5 +275,255 @@ impl Drop for RedisServer {
             // SIGKILL also ends a frozen (stopped) server.
             let _ = child.start_kill();
         }
+    }
+}
+
+/// The name the sentinel of a [`SentinelGroup`] monitors its master under.
+pub const MASTER_NAME: &str = "sessions-master";
+
+/// A master, one replica and one sentinel (quorum 1) on loopback, all with one password. The
+/// sentinel declares a server down after 1 s without an answer.
+pub struct SentinelGroup {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    pub sentinel: SentinelServer,
+    pub password: String,
+}
+
+impl SentinelGroup {
+    /// Starts the three and returns once the sentinel knows the master and a healthy replica.
+    pub async fn start() -> SentinelGroup {
+        let password = "sentinel-group-password".to_string();
+        let master = RedisServer::start_with_password(&[], &password).await;
+        let master_port = master.port.to_string();
+        let replica = RedisServer::start_with_password(&["--replicaof", "127.0.0.1", &master_port], &password).await;
+        let connection = replica.connection().await;
+        poll("the replica to sync with the master", || {
+            let mut connection = connection.clone();
+            async move {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(&mut connection)
+                    .await
+                    .expect("INFO");
+                info.contains("master_link_status:up")
+            }
+        })
+        .await;
+        let sentinel = SentinelServer::start(master.port, &password).await;
+        let group = SentinelGroup {
+            master,
+            replica,
+            sentinel,
+            password,
+        };
+        let replica_port = group.replica.port.to_string();
+        let connection = group.sentinel.connection().await;
+        poll("the sentinel to know a healthy replica", || {
+            let mut connection = connection.clone();
+            let replica_port = replica_port.clone();
+            async move {
+                let replicas: Vec<std::collections::HashMap<String, String>> = redis::cmd("SENTINEL")
+                    .arg("REPLICAS")
+                    .arg(MASTER_NAME)
+                    .query_async(&mut connection)
+                    .await
+                    .expect("SENTINEL REPLICAS");
+                replicas.iter().any(|replica| {
+                    replica.get("port") == Some(&replica_port)
+                        && replica.get("flags").map(String::as_str) == Some("slave")
+                        && replica.get("master-link-status").map(String::as_str) == Some("ok")
+                })
+            }
+        })
+        .await;
+        group
+    }
+
+    /// The port of the server the sentinel names as master.
+    pub async fn master_port(&self) -> u16 {
+        let mut connection = self.sentinel.connection().await;
+        let (_, port): (String, u16) = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(MASTER_NAME)
+            .query_async(&mut connection)
+            .await
+            .expect("SENTINEL GET-MASTER-ADDR-BY-NAME");
+        port
+    }
+
+    /// Kills the master once the replica holds every write it has taken, and returns when the
+    /// sentinel has promoted the replica (about two seconds: one to notice, one to fail over).
+    pub async fn kill_master(&mut self) {
+        self.replicate().await;
+        self.master.crash().await;
+        self.wait_for_promotion().await;
+    }
+
+    /// `SENTINEL FAILOVER` once the replica holds every write the master has taken; returns when
+    /// the sentinel names the replica as master. The old master stays up, and stays a master
+    /// until the sentinel demotes it (it looks at it every ten seconds).
+    pub async fn fail_over(&self) {
+        self.replicate().await;
+        let mut sentinel = self.sentinel.connection().await;
+        let _: () = redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg(MASTER_NAME)
+            .query_async(&mut sentinel)
+            .await
+            .expect("SENTINEL FAILOVER");
+        self.wait_for_promotion().await;
+    }
+
+    /// Waits until `count` clients listen for failover announcements on the sentinel.
+    pub async fn wait_for_listeners(&self, count: i64) {
+        let connection = self.sentinel.connection().await;
+        poll("clients listening on +switch-master", || {
+            let mut connection = connection.clone();
+            async move {
+                // A sentinel has no PUBSUB command; its client list shows subscriptions.
+                let clients: String = redis::cmd("CLIENT")
+                    .arg("LIST")
+                    .query_async(&mut connection)
+                    .await
+                    .expect("CLIENT LIST");
+                let listeners = clients.lines().filter(|line| line.contains(" sub=1 ")).count();
+                listeners as i64 >= count
+            }
+        })
+        .await;
+    }
+
+    /// The role the old master reports (`master` or `slave`).
+    pub async fn old_master_role(&self) -> String {
+        let mut master = self.master.connection().await;
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut master)
+            .await
+            .expect("INFO");
+        info.lines()
+            .find_map(|line| line.strip_prefix("role:"))
+            .unwrap_or("unknown")
+            .trim()
+            .to_string()
+    }
+
+    async fn wait_for_promotion(&self) {
+        let replica_port = self.replica.port;
+        poll("the sentinel to promote the replica", || async move {
+            self.master_port().await == replica_port
+        })
+        .await;
+    }
+
+    /// Returns once the replica holds every write the master has taken.
+    async fn replicate(&self) {
+        let mut master = self.master.connection().await;
+        // WAIT counts the replicas that have this client's writes, hence a write of its own;
+        // replication is one ordered stream, so the router's earlier writes are there too.
+        let _: () = redis::cmd("SET")
+            .arg("test:replicated")
+            .arg("1")
+            .query_async(&mut master)
+            .await
+            .expect("SET");
+        let acknowledged: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(5000)
+            .query_async(&mut master)
+            .await
+            .expect("WAIT");
+        assert_eq!(acknowledged, 1, "the replica has every write");
+    }
+}
+
+/// A `redis-server --sentinel` on a free loopback port, killed on drop.
+pub struct SentinelServer {
+    pub port: u16,
+    password: String,
+    _dir: tempfile::TempDir,
+    _child: Child,
+}
+
+impl SentinelServer {
+    /// A sentinel monitoring `127.0.0.1:master_port` as [`MASTER_NAME`]; ready when it answers PING.
+    pub async fn start(master_port: u16, password: &str) -> SentinelServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("free port")
+            .port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        // The sentinel rewrites its configuration file, so it lives in the temp dir.
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\nrequirepass {password}\n\
+                 sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 1\n\
+                 sentinel auth-pass {MASTER_NAME} {password}\n\
+                 sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+                 sentinel failover-timeout {MASTER_NAME} 3000\n",
+                dir = dir.path().display(),
+            ),
+        )
+        .expect("write sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server (Debian package redis-server) on PATH");
+        let sentinel = SentinelServer {
+            port,
+            password: password.to_string(),
+            _dir: dir,
+            _child: child,
+        };
+        let url = sentinel.url();
+        poll("the sentinel to answer PING", || {
+            let url = url.clone();
+            async move {
+                let Ok(client) = redis::Client::open(url.as_str()) else {
+                    return false;
+                };
+                match client.get_multiplexed_async_connection().await {
+                    Ok(mut connection) => redis::cmd("PING").query_async::<String>(&mut connection).await.is_ok(),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await;
+        sentinel
+    }
+
+    fn url(&self) -> String {
+        format!("redis://:{}@127.0.0.1:{}", self.password, self.port)
+    }
+
+    /// A client connection to the sentinel.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the sentinel")
+    }
+}
+
+/// Polls `check` until it holds, for at most ten seconds. Replication and the sentinel's view
+/// change on the servers' own timers, with no event to wait for: this bounded retry is the last
+/// resort the style guide allows.
+pub async fn poll<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -1,19 +1,33 @@
-//! The connection to Redis: one multiplexed connection with automatic reconnection, or a cluster
-//! connection; plain or TLS (rustls with aws-lc-rs).
+//! The connection to Redis: one multiplexed connection with automatic reconnection, a cluster
+//! connection, or the master named by Redis Sentinel (see [`super::sentinel`]); plain or TLS
+//! (rustls with aws-lc-rs).
 
 use std::path::PathBuf;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
+use super::sentinel::{Access, SentinelConnection, Timing};
 use super::{millis, Error};
 use crate::config::RedisSettings;
 
-/// One multiplexed connection with reconnection, or a cluster connection (which keeps one per node).
+/// One multiplexed connection with reconnection, a cluster connection (which keeps one per node),
+/// or a connection to the master the sentinels name.
 #[derive(Clone)]
 pub(super) enum Connection {
     Single(ConnectionManager),
     Cluster(redis::cluster_async::ClusterConnection),
+    Sentinel(SentinelConnection),
+}
+
+impl Connection {
+    /// A command got no answer within the command timeout. A Sentinel connection then asks for the
+    /// master again (it may be cut off and replaced); the others keep waiting for their server.
+    pub(super) fn timed_out(&self) {
+        if let Connection::Sentinel(connection) = self {
+            connection.timed_out();
+        }
+    }
 }
 
 impl ConnectionLike for Connection {
@@ -21,6 +35,7 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Single(connection) => connection.req_packed_command(cmd),
             Connection::Cluster(connection) => connection.req_packed_command(cmd),
+            Connection::Sentinel(connection) => connection.req_packed_command(cmd),
         }
     }
 
@@ -33,6 +48,7 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Single(connection) => connection.req_packed_commands(cmd, offset, count),
             Connection::Cluster(connection) => connection.req_packed_commands(cmd, offset, count),
+            Connection::Sentinel(connection) => connection.req_packed_commands(cmd, offset, count),
         }
     }
 
@@ -40,6 +56,7 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Single(connection) => connection.get_db(),
             Connection::Cluster(connection) => connection.get_db(),
+            Connection::Sentinel(connection) => connection.get_db(),
         }
     }
 }
@@ -49,8 +66,17 @@ pub(super) fn connect(settings: &RedisSettings, ca_files: &[PathBuf]) -> Result<
         url: settings.display_url(),
         source,
     };
-    let tls = settings.url.starts_with("rediss:");
-    let certificates = if tls && !ca_files.is_empty() {
+    let tls = match &settings.sentinel {
+        Some(sentinel) => sentinel.tls,
+        None => settings.url.starts_with("rediss:"),
+    };
+    let inline_ca = settings.sentinel.as_ref().and_then(|sentinel| sentinel.ca_pem.as_ref());
+    let certificates = if let (true, Some(pem)) = (tls, inline_ca) {
+        Some(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone().into_bytes()),
+        })
+    } else if tls && !ca_files.is_empty() {
         let mut pem = Vec::new();
         for path in ca_files {
             let bytes = std::fs::read(path).map_err(|source| Error::CaFile {
@@ -71,6 +97,9 @@ pub(super) fn connect(settings: &RedisSettings, ca_files: &[PathBuf]) -> Result<
         // The redis crate builds its rustls configuration with the process default provider; make
         // that aws-lc-rs, as everywhere else. An already installed default is kept.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+    if let Some(sentinel) = &settings.sentinel {
+        return sentinel_connection(settings, sentinel, certificates).map_err(client_error);
     }
     if settings.cluster {
         let mut builder = redis::cluster::ClusterClientBuilder::new(vec![settings.url.as_str()])
@@ -105,4 +134,67 @@ pub(super) fn connect(settings: &RedisSettings, ca_files: &[PathBuf]) -> Result<
         .set_response_timeout(Some(settings.command_timeout));
     let manager = client.get_connection_manager_lazy(config).map_err(client_error)?;
     Ok(Connection::Single(manager))
+}
+
+fn sentinel_connection(
+    settings: &RedisSettings,
+    sentinel: &crate::config::SentinelSettings,
+    certificates: Option<redis::TlsCertificates>,
+) -> redis::RedisResult<Connection> {
+    use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+    use redis::{ConnectionAddr, TlsMode};
+
+    let nodes = sentinel.nodes.iter().map(|(host, port)| {
+        if sentinel.tls {
+            ConnectionAddr::TcpTls {
+                host: host.clone(),
+                port: *port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(host.clone(), *port)
+        }
+    });
+    let mut builder = SentinelClientBuilder::new(nodes, &sentinel.master_name, SentinelServerType::Master)?;
+    // One set of credentials for the master and the sentinels, as SAP's redis-operator deploys them.
+    if let Some(username) = &sentinel.username {
+        builder = builder
+            .set_client_to_redis_username(username)
+            .set_client_to_sentinel_username(username);
+    }
+    if let Some(password) = &sentinel.password {
+        builder = builder
+            .set_client_to_redis_password(password)
+            .set_client_to_sentinel_password(password);
+    }
+    if sentinel.tls {
+        // Certificate and host name are always verified, against the address the sentinels announce.
+        builder = builder
+            .set_client_to_redis_tls_mode(TlsMode::Secure)
+            .set_client_to_sentinel_tls_mode(TlsMode::Secure);
+        if let Some(certificates) = &certificates {
+            builder = builder
+                .set_client_to_redis_certificates(certificates.clone())
+                .set_client_to_sentinel_certificates(certificates.clone());
+        }
+    }
+    let client = builder.build()?;
+    let access = Access {
+        tls: sentinel.tls,
+        certificates: if sentinel.tls { certificates } else { None },
+        username: sentinel.username.clone(),
+        password: sentinel.password.clone(),
+    };
+    Ok(Connection::Sentinel(SentinelConnection::new(
+        client,
+        &sentinel.nodes,
+        &sentinel.master_name,
+        access,
+        Timing {
+            min_delay: settings.reconnect_min_delay,
+            max_delay: settings.reconnect_max_delay,
+            command_timeout: settings.command_timeout,
+        },
+    )?))
 }
