@@ -533,7 +533,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
         let (timestamp, rest) = lines[0].split_at(27);
-        assert!(timestamp.ends_with('Z') && timestamp.as_bytes()[10] == b'T', "{timestamp}");
+        assert!(
+            timestamp.ends_with('Z') && timestamp.as_bytes()[10] == b'T',
+            "{timestamp}"
+        );
         assert_eq!(
             rest,
             r#"  INFO access: request path="/a \"b\"\nc" status=200 route=3 ok=true"#

@@ -102,6 +102,80 @@ async fn stalled_head_is_cut_after_the_header_timeout() {
     assert!(backend.seen().is_empty(), "a stalled request reached the backend");
 }
 
+/// Clients that stop moving bytes after the head: INCOMING_CONNECTION_TIMEOUT closes them, where
+/// the header-read timeout no longer applies.
+const IDLE_STALLS: &[(&str, &str)] = &[
+    (
+        "a body that stops halfway",
+        "POST /count HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789",
+    ),
+    (
+        "a chunked body that stops",
+        "POST /count HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    ),
+];
+
+#[tokio::test]
+async fn inactive_connection_is_closed_after_the_incoming_connection_timeout() {
+    let backend = backend().await;
+    // The header timeout is far away, so only the inactivity timeout can close these.
+    let router = start(
+        &backend,
+        &[
+            ("INCOMING_CONNECTION_TIMEOUT", "300"),
+            ("INCOMING_HEADER_TIMEOUT", "60000"),
+        ],
+    )
+    .await;
+    let mut failures = Vec::new();
+    for (name, sent) in IDLE_STALLS {
+        let mut stream = TcpStream::connect(router.addr).await.expect("connect");
+        stream.write_all(sent.as_bytes()).await.expect("write");
+        let started = Instant::now();
+        let mut received = Vec::new();
+        match tokio::time::timeout(QUICK, stream.read_to_end(&mut received)).await {
+            Ok(_) if started.elapsed() < Duration::from_millis(300) => failures.push(format!(
+                "{name}: closed before the timeout, after {:?}",
+                started.elapsed()
+            )),
+            Ok(_) => {}
+            Err(_) => failures.push(format!("{name}: still open after {:?}", started.elapsed())),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "inactive clients not cut off:\n{}",
+        failures.join("\n")
+    );
+
+    // A connection that keeps working is not cut: keep-alive requests well past the timeout in
+    // total, each answered at once.
+    let client = client();
+    let started = Instant::now();
+    let mut requests = 0;
+    while started.elapsed() < Duration::from_millis(900) {
+        let response = client.get(router.url("/busy")).send().await.expect("response");
+        assert_eq!(response.status(), 200, "request {requests}");
+        response.bytes().await.expect("body");
+        requests += 1;
+    }
+    assert!(requests > 1);
+}
+
+#[test]
+fn incoming_connection_timeout_zero_means_none_as_in_the_reference() {
+    let (_dir, config) = gateway(json!({"routes": []}))
+        .env("INCOMING_CONNECTION_TIMEOUT", "0")
+        .config();
+    let config = config.expect("0 is accepted");
+    assert_eq!(config.server.connection_idle_timeout, None);
+    let (_dir, config) = gateway(json!({"routes": []}))
+        .env("INCOMING_CONNECTION_TIMEOUT", "-5")
+        .config();
+    let errors = config.expect_err("a negative timeout is refused").to_string();
+    assert!(errors.contains("INCOMING_CONNECTION_TIMEOUT"), "{errors}");
+}
+
 /// Requests whose body framing is ambiguous (request smuggling): refused with 400, never forwarded.
 const AMBIGUOUS: &[(&str, &str)] = &[
     (

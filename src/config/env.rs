@@ -360,7 +360,11 @@ pub fn server_settings(env: &Env, errors: &mut Error) -> ServerSettings {
             .and_then(|text| positive_integer(name, text, errors))
             .map(Duration::from_millis)
     };
-    let request_timeout = millis("INCOMING_CONNECTION_TIMEOUT", errors);
+    // 0 is the reference's (Node's) "no timeout", its default.
+    let connection_idle_timeout = match env.get("INCOMING_CONNECTION_TIMEOUT").map(str::trim) {
+        Some("0") => None,
+        _ => millis("INCOMING_CONNECTION_TIMEOUT", errors),
+    };
     let header_read_timeout = millis("INCOMING_HEADER_TIMEOUT", errors).unwrap_or(Duration::from_secs(30));
     let max_header_bytes = env
         .get("MAX_HEADER_SIZE")
@@ -389,7 +393,7 @@ pub fn server_settings(env: &Env, errors: &mut Error) -> ServerSettings {
         bind: SocketAddr::new(ip, port),
         header_read_timeout,
         max_header_bytes,
-        request_timeout,
+        connection_idle_timeout,
         backend_max_idle,
         ca_cert_paths,
         path_validation: env.flag("DISABLE_PATHNAME_VALIDATION", errors) != Some(true),

@@ -181,8 +181,9 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     /// Upper bound on the request head (request line + headers); larger gets 431.
     pub max_header_bytes: usize,
-    /// `INCOMING_CONNECTION_TIMEOUT`: a request that takes longer as a whole is answered 408/cut.
-    pub request_timeout: Option<Duration>,
+    /// `INCOMING_CONNECTION_TIMEOUT` (ms, 0 or unset: none): a client connection on which nothing
+    /// moved for this long is closed.
+    pub connection_idle_timeout: Option<Duration>,
     /// `BACKEND_MAX_SOCKETS`: idle connections kept per backend.
     pub backend_max_idle: usize,
     /// Extra trust roots for outbound TLS (`XS_CACERT_PATH`).

@@ -4,6 +4,7 @@
 
 pub mod admin;
 mod compression;
+mod idle;
 pub mod limits;
 
 use std::future::Future;
@@ -131,6 +132,7 @@ pub struct Server {
     scheme: &'static str,
     compression: crate::config::CompressionConfig,
     header_read_timeout: Duration,
+    idle_timeout: Option<Duration>,
     connection_limit: Option<Arc<Semaphore>>,
     in_flight: Option<Arc<Semaphore>>,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -170,6 +172,7 @@ impl Server {
             tls,
             compression,
             header_read_timeout: settings.header_read_timeout,
+            idle_timeout: settings.connection_idle_timeout,
             connection_limit: settings.max_connections.map(|max| Arc::new(Semaphore::new(max))),
             in_flight,
             builder: Arc::new(connection_builder(&settings)),
@@ -245,6 +248,7 @@ impl Server {
         let tls = self.tls.clone();
         let open = self.state.metrics.connection();
         let head_timeout = self.header_read_timeout;
+        let idle_timeout = self.idle_timeout;
         tokio::spawn(async move {
             let _permit = permit;
             let _open = open;
@@ -263,6 +267,10 @@ impl Server {
                     }
                 },
                 None => Either::Right(stream),
+            };
+            let io = match idle_timeout {
+                Some(timeout) => Either::Left(idle::IdleTimeout::new(io, timeout)),
+                None => Either::Right(io),
             };
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))

@@ -1,0 +1,118 @@
+//! `INCOMING_CONNECTION_TIMEOUT`: a client connection on which no byte has moved in either
+//! direction for that long is closed, as the reference's `server.timeout` destroys an inactive
+//! socket. It stops clients that trickle a request body, read a response too slowly to matter, or
+//! hold a connection open without using it.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+pin_project_lite::pin_project! {
+    /// A stream that fails with [`io::ErrorKind::TimedOut`] once it has been idle for `timeout`
+    /// while the connection waits on it.
+    pub struct IdleTimeout<T> {
+        #[pin]
+        inner: T,
+        timeout: Duration,
+        last_activity: Instant,
+        // Armed for the earliest moment the connection could be idle for `timeout`; moved on
+        // only when it fires, so activity costs one clock read instead of a timer update.
+        deadline: Pin<Box<Sleep>>,
+    }
+}
+
+impl<T> IdleTimeout<T> {
+    /// Wraps `inner`; the clock starts now.
+    pub fn new(inner: T, timeout: Duration) -> IdleTimeout<T> {
+        let now = Instant::now();
+        IdleTimeout {
+            inner,
+            timeout,
+            last_activity: now,
+            deadline: Box::pin(tokio::time::sleep_until(now + timeout)),
+        }
+    }
+}
+
+impl<T> IdleTimeout<T> {
+    /// Records progress, or checks the deadline when the stream is waiting.
+    fn after<R>(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<R>>,
+        moved: bool,
+    ) -> Poll<io::Result<R>> {
+        let this = self.project();
+        match polled {
+            Poll::Ready(result) => {
+                if moved {
+                    *this.last_activity = Instant::now();
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => loop {
+                if this.deadline.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let idle_until = *this.last_activity + *this.timeout;
+                if Instant::now() >= idle_until {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "connection inactive for INCOMING_CONNECTION_TIMEOUT",
+                    )));
+                }
+                // There was activity since the timer was set: wait for the rest.
+                this.deadline.as_mut().reset(idle_until);
+            },
+        }
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for IdleTimeout<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let mut this = self;
+        let before = buf.filled().len();
+        let polled = this.as_mut().project().inner.poll_read(cx, buf);
+        let moved = buf.filled().len() > before;
+        this.after(cx, polled, moved)
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for IdleTimeout<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let mut this = self;
+        let polled = this.as_mut().project().inner.poll_write(cx, buf);
+        let moved = matches!(polled, Poll::Ready(Ok(written)) if written > 0);
+        this.after(cx, polled, moved)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let mut this = self;
+        let polled = this.as_mut().project().inner.poll_write_vectored(cx, bufs);
+        let moved = matches!(polled, Poll::Ready(Ok(written)) if written > 0);
+        this.after(cx, polled, moved)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut this = self;
+        let polled = this.as_mut().project().inner.poll_flush(cx);
+        this.after(cx, polled, false)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
