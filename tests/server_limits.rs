@@ -113,6 +113,11 @@ const IDLE_STALLS: &[(&str, &str)] = &[
         "a chunked body that stops",
         "POST /count HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
     ),
+    // As the reference's socket timeout: waiting on a slow backend is inactivity too.
+    (
+        "a backend that does not answer",
+        "GET /hang HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    ),
 ];
 
 #[tokio::test]

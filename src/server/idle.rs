@@ -1,7 +1,8 @@
 //! `INCOMING_CONNECTION_TIMEOUT`: a client connection on which no byte has moved in either
 //! direction for that long is closed, as the reference's `server.timeout` destroys an inactive
-//! socket. It stops clients that trickle a request body, read a response too slowly to matter, or
-//! hold a connection open without using it.
+//! socket. It stops clients that stall a request body or stop reading, and (as in the reference)
+//! a request whose destination stays silent that long: hyper keeps reading the client connection
+//! while it waits, so that wait counts as inactivity.
 
 use std::future::Future;
 use std::io;
