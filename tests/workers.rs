@@ -22,7 +22,9 @@ fn public_routes() -> serde_json::Value {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The test's runtime is single-threaded like the binary's: it serves as one of the workers, and
+// a connection must not move between threads (pools are per thread).
+#[tokio::test]
 async fn many_connections_are_all_answered_over_few_upstream_connections() {
     const CLIENTS: usize = 24;
     const REQUESTS: usize = 25;
