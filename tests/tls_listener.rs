@@ -6,57 +6,16 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
+use support::pki::TestCa;
 use support::{backend, gateway, Backend, Gateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
-
-/// A test CA that signs server certificates for 127.0.0.1.
-struct TestCa {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl TestCa {
-    fn new() -> TestCa {
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, "approuter test CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let key = KeyPair::generate().expect("CA key");
-        let cert = params.self_signed(&key).expect("CA certificate");
-        TestCa {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A server certificate (PEM) and key (PEM) for 127.0.0.1 with common name `name`.
-    fn server(&self, name: &str) -> (String, String) {
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        let now = SystemTime::now();
-        params.not_before = (now - Duration::from_secs(3600)).into();
-        params.not_after = (now + Duration::from_secs(86_400)).into();
-        let key = KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &self.issuer).expect("certificate");
-        (cert.pem(), key.serialize_pem())
-    }
-
-    fn roots(&self) -> rustls::RootCertStore {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in approuter::tls::certificates(&self.pem).expect("CA PEM") {
-            roots.add(cert).expect("root");
-        }
-        roots
-    }
-}
 
 /// Replaces a file the way a secret volume does: write aside, then rename over.
 fn replace(path: &Path, content: &str) {

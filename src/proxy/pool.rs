@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::client::legacy::connect::Connection;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -77,6 +78,11 @@ struct Origin {
     authority: Authority,
     idle: Vec<Idle>,
     h2: Option<http2::SendRequest<Body>>,
+    /// The origin answered a connection with HTTP/2 before: one connection serves all requests.
+    h2_known: bool,
+    /// A connection to an HTTP/2 origin is being opened: requests wait for it rather than open
+    /// connections of their own.
+    h2_connecting: Option<Arc<Notify>>,
 }
 
 thread_local! {
@@ -138,6 +144,8 @@ fn with_origin<R>(home: &Home, f: impl FnOnce(&mut Origin) -> R) -> R {
                     authority: authority.clone(),
                     idle: Vec::new(),
                     h2: None,
+                    h2_known: false,
+                    h2_connecting: None,
                 });
                 origins.len() - 1
             }
@@ -174,13 +182,24 @@ where
         let uri = request.uri().clone();
         let home = Home::of(&self.token, &uri, self.max_idle)
             .ok_or_else(|| PoolError::Connect("upstream URI without scheme or authority".into()))?;
-        if let Some(sender) = checkout(&home) {
-            match send_on(sender, request, &home).await {
-                Ok(response) => return Ok(response),
-                // The server closed the connection as the request went out (a keep-alive race);
-                // the request was not sent, so it is safe to send it on a new connection.
-                Err(Retry::Again(unsent)) => request = unsent,
-                Err(Retry::Failed(error)) => return Err(PoolError::Send(error)),
+        let mut waited = false;
+        loop {
+            match checkout(&home) {
+                Checkout::Found(sender) => {
+                    match send_on(sender, request, &home).await {
+                        Ok(response) => return Ok(response),
+                        // The server closed the connection as the request went out (a keep-alive
+                        // race); the request was not sent, so it is safe to send it on a new one.
+                        Err(Retry::Again(unsent)) => request = unsent,
+                        Err(Retry::Failed(error)) => return Err(PoolError::Send(error)),
+                    }
+                    break;
+                }
+                Checkout::Wait(connecting) if !waited => {
+                    waited = true;
+                    connecting.notified().await;
+                }
+                _ => break,
             }
         }
         let sender = self.connect(&home, uri).await?;
@@ -192,6 +211,19 @@ where
     }
 
     async fn connect(&self, home: &Home, uri: Uri) -> Result<Sender, PoolError> {
+        // Others wait for this connection when it will be HTTP/2; they are told when it is done,
+        // however it ends (the guard's drop).
+        let _announce = with_origin(home, |origin| {
+            if !origin.h2_known || origin.h2_connecting.is_some() {
+                return None;
+            }
+            let notify = Arc::new(Notify::new());
+            origin.h2_connecting = Some(notify.clone());
+            Some(Announce {
+                home: home.clone(),
+                notify,
+            })
+        });
         let io = self
             .connector
             .clone()
@@ -210,7 +242,10 @@ where
                     tracing::debug!(%error, "upstream HTTP/2 connection ended with an error");
                 }
             });
-            with_origin(home, |origin| origin.h2 = Some(sender.clone()));
+            with_origin(home, |origin| {
+                origin.h2 = Some(sender.clone());
+                origin.h2_known = true;
+            });
             return Ok(Sender::H2(sender));
         }
         let (sender, connection) = http1::Builder::new()
@@ -226,12 +261,44 @@ where
     }
 }
 
+enum Checkout {
+    Found(Sender),
+    /// An HTTP/2 connection is being opened.
+    Wait(Arc<Notify>),
+    None,
+}
+
+/// Tells the requests waiting for an HTTP/2 connection that the attempt is over.
+struct Announce {
+    home: Home,
+    notify: Arc<Notify>,
+}
+
+impl Drop for Announce {
+    fn drop(&mut self) {
+        let notify = &self.notify;
+        // Not at thread exit, when this thread's pool is already gone.
+        let _ = ORIGINS.try_with(|_| {
+            with_origin(&self.home, |origin| {
+                if origin
+                    .h2_connecting
+                    .as_ref()
+                    .is_some_and(|current| Arc::ptr_eq(current, notify))
+                {
+                    origin.h2_connecting = None;
+                }
+            })
+        });
+        notify.notify_waiters();
+    }
+}
+
 /// An idle connection of this thread that can take a request now.
-fn checkout(home: &Home) -> Option<Sender> {
+fn checkout(home: &Home) -> Checkout {
     with_origin(home, |origin| {
         if let Some(h2) = &origin.h2 {
             if h2.is_ready() {
-                return Some(Sender::H2(h2.clone()));
+                return Checkout::Found(Sender::H2(h2.clone()));
             }
             origin.h2 = None;
         }
@@ -246,10 +313,13 @@ fn checkout(home: &Home) -> Option<Sender> {
                 // Dropping the sender closes the connection.
                 origin.idle.remove(index);
             } else if idle.sender.is_ready() {
-                return Some(Sender::H1(origin.idle.remove(index).sender));
+                return Checkout::Found(Sender::H1(origin.idle.remove(index).sender));
             }
         }
-        None
+        match &origin.h2_connecting {
+            Some(connecting) => Checkout::Wait(connecting.clone()),
+            None => Checkout::None,
+        }
     })
 }
 

@@ -87,6 +87,15 @@ impl Drop for Backend {
 
 /// Starts a backend.
 pub async fn backend() -> Backend {
+    start(None).await
+}
+
+/// Starts a backend that speaks TLS with `config` (and HTTP/2 where its ALPN offers `h2`).
+pub async fn tls_backend(config: Arc<rustls::ServerConfig>) -> Backend {
+    start(Some(tokio_rustls::TlsAcceptor::from(config))).await
+}
+
+async fn start(tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -102,7 +111,15 @@ pub async fn backend() -> Backend {
             accepted.fetch_add(1, Ordering::SeqCst);
             let record = record.clone();
             let seen_tx = seen_tx.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
+                let stream = match tls {
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(stream) => tokio_util::either::Either::Left(stream),
+                        Err(_) => return,
+                    },
+                    None => tokio_util::either::Either::Right(stream),
+                };
                 let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                     let entry = Seen {
                         method: request.method().to_string(),

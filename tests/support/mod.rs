@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod chromium;
 pub mod idp;
+pub mod pki;
 pub mod raw;
 pub mod redis;
 
