@@ -49,6 +49,7 @@ impl GatewayError {
             GatewayError::Static(S::NotFound) => StatusCode::NOT_FOUND,
             GatewayError::Static(S::MethodNotAllowed) => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Static(S::Forbidden) => StatusCode::FORBIDDEN,
+            GatewayError::Static(S::RangeNotSatisfiable { .. }) => StatusCode::RANGE_NOT_SATISFIABLE,
             GatewayError::Static(S::Io(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::Auth(error) => error.status(),
             GatewayError::Cors(error) => error.status(),
@@ -84,6 +85,12 @@ pub async fn respond(error: &GatewayError, config: &Config, path: &str) -> Respo
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        // RFC 9110 §15.5.17: the current length, so the client can ask again.
+        GatewayError::Static(crate::static_files::Error::RangeNotSatisfiable { length }) => {
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{length}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
         }
         GatewayError::Auth(auth) => auth.decorate(&mut response),
         GatewayError::Overloaded => {

@@ -1,7 +1,10 @@
 //! `localDir` routes, table-driven over raw HTTP/1.1 (so traversal attempts reach the router byte for
 //! byte): validators and conditional requests, methods, folders, `cacheControl`, `errorPage` in both
-//! forms, configured response headers, and traversal in every encoding.
+//! forms, configured response headers, and traversal in every encoding. Range requests are in
+//! [`ranges`].
 
+#[path = "static_files/ranges.rs"]
+mod ranges;
 mod support;
 
 use std::collections::HashMap;

@@ -1,5 +1,5 @@
 //! `localDir` routes: files streamed from disk with ETag/Last-Modified, conditional requests,
-//! `index.html` for folders, traversal refused, GET/HEAD only.
+//! single byte ranges ([`range`]), `index.html` for folders, traversal refused, GET/HEAD only.
 
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
@@ -8,9 +8,16 @@ use futures_util::TryStreamExt;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::StreamBody;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use crate::body::{self, Body};
+use range::Plan;
+
+mod range;
+
+/// The read size when streaming a file.
+const CHUNK: u64 = 64 * 1024;
 
 /// Why a file could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +28,9 @@ pub enum Error {
     MethodNotAllowed,
     #[error("path leaves the folder")]
     Forbidden,
+    /// The one range asked for starts beyond the end of the file (`length` bytes).
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable { length: u64 },
     #[error("cannot read file: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -41,7 +51,8 @@ pub struct StaticRequest<'a> {
 /// Serves one file.
 ///
 /// # Errors
-/// [`Error::NotFound`], [`Error::MethodNotAllowed`], [`Error::Forbidden`] or [`Error::Io`].
+/// [`Error::NotFound`], [`Error::MethodNotAllowed`], [`Error::Forbidden`],
+/// [`Error::RangeNotSatisfiable`] or [`Error::Io`].
 pub async fn serve(request: StaticRequest<'_>) -> Result<Response<Body>, Error> {
     if request.method != Method::GET && request.method != Method::HEAD {
         return Err(Error::MethodNotAllowed);
@@ -76,20 +87,21 @@ pub async fn serve(request: StaticRequest<'_>) -> Result<Response<Body>, Error> 
         let mut response = Response::new(body::empty());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         response
-    } else if request.method == Method::HEAD {
-        let mut response = Response::new(body::empty());
-        response
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-        response
     } else {
-        let file = tokio::fs::File::open(&file_path).await.map_err(not_found)?;
-        let stream = ReaderStream::with_capacity(file, 64 * 1024).map_ok(http_body::Frame::data);
-        let mut response = Response::new(body::boxed(StreamBody::new(stream)));
-        response
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-        response
+        // Only here: a 304 wins over Range, and folder redirects never get this far.
+        match range::plan(request.headers, length, &etag, modified) {
+            Plan::Full => file_response(request.method, &file_path, 0, length).await?,
+            Plan::Part { start, end } => {
+                let mut response = file_response(request.method, &file_path, start, end - start + 1).await?;
+                *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+                let content_range = format!("bytes {start}-{end}/{length}");
+                if let Ok(value) = HeaderValue::from_str(&content_range) {
+                    response.headers_mut().insert(header::CONTENT_RANGE, value);
+                }
+                response
+            }
+            Plan::Unsatisfiable => return Err(Error::RangeNotSatisfiable { length }),
+        }
     };
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&etag) {
@@ -109,6 +121,27 @@ pub async fn serve(request: StaticRequest<'_>) -> Result<Response<Body>, Error> 
             .cloned()
             .unwrap_or(HeaderValue::from_static("public, max-age=0")),
     );
+    Ok(response)
+}
+
+/// `count` bytes of the file from `start` with their `Content-Length`; no body for HEAD. Only those
+/// bytes are read, whatever the size of the file.
+async fn file_response(method: &Method, path: &Path, start: u64, count: u64) -> Result<Response<Body>, Error> {
+    let mut response = if method == Method::HEAD {
+        Response::new(body::empty())
+    } else {
+        let mut file = tokio::fs::File::open(path).await.map_err(not_found)?;
+        if start > 0 {
+            file.seek(std::io::SeekFrom::Start(start)).await?;
+        }
+        // `take` also keeps a file that grew since its metadata was read within `Content-Length`.
+        let capacity = usize::try_from(count.clamp(1, CHUNK)).unwrap_or(1);
+        let stream = ReaderStream::with_capacity(file.take(count), capacity).map_ok(http_body::Frame::data);
+        Response::new(body::boxed(StreamBody::new(stream)))
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
     Ok(response)
 }
 
