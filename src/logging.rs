@@ -114,7 +114,19 @@ impl TextFields<'_, '_> {
 
 impl Visit for TextFields<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.record(field, |writer| write!(writer, "{value:?}"));
+        self.record(field, |writer| {
+            // What `{:?}` prints for plain text, without its escaping machinery (paths, ids).
+            let plain = value
+                .bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+            if plain {
+                writer.write_char('"')?;
+                writer.write_str(value)?;
+                writer.write_char('"')
+            } else {
+                write!(writer, "{value:?}")
+            }
+        });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {

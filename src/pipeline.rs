@@ -160,7 +160,7 @@ async fn run(
                 }
                 if route.csrf_protection {
                     csrf_token = auth.csrf(&parts, &id, &session, &origin).await?;
-                    parts.headers.remove("x-csrf-token");
+                    parts.headers.remove(crate::auth::csrf::X_CSRF_TOKEN);
                 }
                 set_cookie = cookie;
                 user = Some((id, session));
@@ -257,7 +257,7 @@ async fn run(
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     if let Some(token) = csrf_token.and_then(|t| HeaderValue::from_str(&t).ok()) {
-        response.headers_mut().insert("x-csrf-token", token);
+        response.headers_mut().insert(crate::auth::csrf::X_CSRF_TOKEN, token);
     }
     Ok(response)
 }

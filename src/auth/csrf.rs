@@ -2,7 +2,7 @@
 //! and required on every state-changing request, compared in constant time; plus an
 //! `Origin`/`Sec-Fetch-Site` check that the reference lacks (`CSRF_ORIGIN_CHECK=false` turns it off).
 
-use http::header::HeaderMap;
+use http::header::{HeaderMap, HeaderName};
 use http::Method;
 
 use super::login::random_token;
@@ -10,7 +10,16 @@ use super::session::Session;
 
 /// Request headers some frameworks read as "the real method"; their presence makes a GET count as
 /// state-changing.
-const METHOD_OVERRIDES: &[&str] = &["x-http-method-override", "x-http-method", "x-method-override"];
+// Constant names: a `&str` lookup would parse and hash the name on every request.
+const METHOD_OVERRIDES: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+
+/// The CSRF token header, in both directions.
+pub const X_CSRF_TOKEN: HeaderName = HeaderName::from_static("x-csrf-token");
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 /// What the CSRF phase decided.
 #[derive(Debug, PartialEq, Eq)]
@@ -37,7 +46,7 @@ pub fn is_state_changing(method: &Method, headers: &HeaderMap) -> bool {
     }
     METHOD_OVERRIDES.iter().any(|name| {
         headers
-            .get(*name)
+            .get(name)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| !v.trim().eq_ignore_ascii_case("GET") && !v.trim().eq_ignore_ascii_case("HEAD"))
     })
@@ -56,7 +65,7 @@ pub fn check(
 ) -> Result<Decision, CsrfError> {
     if !is_state_changing(method, headers) {
         let fetch = headers
-            .get("x-csrf-token")
+            .get(X_CSRF_TOKEN)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("fetch"));
         if !fetch {
@@ -76,7 +85,7 @@ pub fn check(
     if origin_check {
         check_origin(headers, own_origin)?;
     }
-    let presented = headers.get("x-csrf-token").map(|v| v.as_bytes()).unwrap_or(b"");
+    let presented = headers.get(X_CSRF_TOKEN).map(|v| v.as_bytes()).unwrap_or(b"");
     let expected = session.csrf_secret.as_deref().map(str::as_bytes);
     match expected {
         Some(expected) if aws_lc_rs::constant_time::verify_slices_are_equal(presented, expected).is_ok() => {
@@ -87,7 +96,7 @@ pub fn check(
 }
 
 fn check_origin(headers: &HeaderMap, own_origin: Option<&str>) -> Result<(), CsrfError> {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+    if let Some(site) = headers.get(SEC_FETCH_SITE).and_then(|v| v.to_str().ok()) {
         if site.eq_ignore_ascii_case("cross-site") {
             return Err(CsrfError::CrossSite("Sec-Fetch-Site: cross-site"));
         }

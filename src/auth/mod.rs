@@ -130,7 +130,7 @@ impl Error {
         );
         match self {
             Error::Csrf(_) => {
-                headers.insert("x-csrf-token", HeaderValue::from_static("Required"));
+                headers.insert(crate::auth::csrf::X_CSRF_TOKEN, HeaderValue::from_static("Required"));
             }
             Error::BasicChallenge => {
                 headers.insert(
@@ -493,7 +493,7 @@ impl Auth {
         };
         let fetch = parts
             .headers
-            .get("x-csrf-token")
+            .get(crate::auth::csrf::X_CSRF_TOKEN)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("fetch"));
         match (&parts.method, post) {
@@ -504,7 +504,7 @@ impl Auth {
                 if let Some((id, session)) = &current {
                     if let Some(token) = self.csrf(parts, id, session, origin).await? {
                         if let Ok(value) = HeaderValue::from_str(&token) {
-                            response.headers_mut().insert("x-csrf-token", value);
+                            response.headers_mut().insert(crate::auth::csrf::X_CSRF_TOKEN, value);
                         }
                     }
                 }
