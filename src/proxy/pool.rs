@@ -190,7 +190,7 @@ where
                         Ok(response) => return Ok(response),
                         // The server closed the connection as the request went out (a keep-alive
                         // race); the request was not sent, so it is safe to send it on a new one.
-                        Err(Retry::Again(unsent)) => request = unsent,
+                        Err(Retry::Again(unsent)) => request = *unsent,
                         Err(Retry::Failed(error)) => return Err(PoolError::Send(error)),
                     }
                     break;
@@ -334,7 +334,7 @@ async fn send_on(sender: Sender, mut request: Request<Body>, home: &Home) -> Res
                 Err(mut error) => match error.take_message() {
                     Some(mut unsent) => {
                         *unsent.uri_mut() = absolute;
-                        Err(Retry::Again(unsent))
+                        Err(Retry::Again(Box::new(unsent)))
                     }
                     None => Err(Retry::Failed(error.into_error())),
                 },
@@ -345,7 +345,7 @@ async fn send_on(sender: Sender, mut request: Request<Body>, home: &Home) -> Res
             Err(mut error) => match error.take_message() {
                 Some(unsent) => {
                     with_origin(home, |origin| origin.h2 = None);
-                    Err(Retry::Again(unsent))
+                    Err(Retry::Again(Box::new(unsent)))
                 }
                 None => Err(Retry::Failed(error.into_error())),
             },
@@ -368,7 +368,8 @@ fn returning(response: Response<Incoming>, sender: http1::SendRequest<Body>, hom
 }
 
 enum Retry {
-    Again(Request<Body>),
+    /// Boxed: the rare path should not make every result as large as a request.
+    Again(Box<Request<Body>>),
     Failed(hyper::Error),
 }
 
