@@ -146,7 +146,9 @@ async fn run(
         let auth = state.auth.as_ref().ok_or(auth::Error::NotConfigured)?;
         let dynamic = route.dynamic_identity_provider || auth.settings.dynamic_identity_provider;
         let hint = idp_hint.as_deref().filter(|_| dynamic);
-        match auth.authenticate(&parts, route, &origin, hint).await? {
+        // Boxed here and below: the login, refresh and store futures are large, and public
+        // requests would otherwise move their space around on every request.
+        match Box::pin(auth.authenticate(&parts, route, &origin, hint)).await? {
             Outcome::User {
                 id,
                 session,
@@ -159,7 +161,7 @@ async fn run(
                     }
                 }
                 if route.csrf_protection {
-                    csrf_token = auth.csrf(&parts, &id, &session, &origin).await?;
+                    csrf_token = Box::pin(auth.csrf(&parts, &id, &session, &origin)).await?;
                     parts.headers.remove(crate::auth::csrf::X_CSRF_TOKEN);
                 }
                 set_cookie = cookie;

@@ -202,7 +202,8 @@ where
                 _ => break,
             }
         }
-        let sender = self.connect(&home, uri).await?;
+        // Boxed: connecting (TCP, TLS, handshake) is rare next to reuse and its future is large.
+        let sender = Box::pin(self.connect(&home, uri)).await?;
         match send_on(sender, request, &home).await {
             Ok(response) => Ok(response),
             Err(Retry::Again(_)) => Err(PoolError::Closed),
