@@ -190,8 +190,9 @@ fn binding_params(args: &BindingParamsArgs) -> ExitCode {
 async fn serve(config: approuter::config::Config, sources: &Sources) -> anyhow::Result<()> {
     let bind = config.server.bind;
     let state = app::build_state(config).context("initialisation failed")?;
-    let listener = std::net::TcpListener::bind(bind).with_context(|| format!("cannot listen on {bind}"))?;
-    let address = listener.local_addr().context("listener address")?;
+    let listeners =
+        approuter::server::bind_workers(bind, worker_count()).with_context(|| format!("cannot listen on {bind}"))?;
+    let address = listeners[0].local_addr().context("listener address")?;
     let scheme = if state.snapshot().config.server.tls.is_some() {
         "https"
     } else {
@@ -219,7 +220,7 @@ async fn serve(config: approuter::config::Config, sources: &Sources) -> anyhow::
         "approuter listening on {scheme}://{address} (app folder {})",
         app::display_dir(&sources.dir)
     );
-    approuter::server::run_workers(listener, state, worker_count(), shutdown_signal()).await?;
+    approuter::server::run_workers(listeners, state, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -48,32 +48,63 @@ pub async fn run(
     Server::new(state)?.serve(listener, shutdown).await
 }
 
-/// Serves `listener` on `workers` threads, each with a single-threaded runtime of its own that
-/// accepts from the same socket, until `shutdown` completes; then every worker drains its
-/// connections. A connection, its requests and its upstream connections stay on the worker that
-/// accepted it: no task moves between threads and no wake-up crosses one (the model of nginx's
-/// workers). The calling runtime serves as one of the workers.
+/// Listening sockets for `workers` workers on `addr`, all bound to the same port with
+/// `SO_REUSEPORT`: the kernel spreads new connections evenly over them, where workers sharing one
+/// socket would race for each connection and a burst could land mostly on one of them. Port 0
+/// picks one free port for all.
 ///
 /// # Errors
-/// When the listener cannot be shared with a worker or a worker's runtime cannot start; errors of
-/// a worker's serving loop.
+/// When a socket cannot be created, bound or put into listening state.
+pub fn bind_workers(addr: std::net::SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let first = reuse_port_listener(addr)?;
+    let bound = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..workers.max(1) {
+        listeners.push(reuse_port_listener(bound)?);
+    }
+    Ok(listeners)
+}
+
+fn reuse_port_listener(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std's own bind does on Unix, so a restart does not wait for TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)?.into_std()
+}
+
+/// Serves on one thread per listener (see [`bind_workers`]), each with a single-threaded runtime
+/// of its own, until `shutdown` completes; then every worker drains its connections. A
+/// connection, its requests and its upstream connections stay on the worker that accepted it: no
+/// task moves between threads and no wake-up crosses one (the model of nginx's workers). The
+/// calling runtime serves the first listener.
+///
+/// # Errors
+/// When there is no listener or a worker's runtime cannot start; errors of a worker's serving loop.
 pub async fn run_workers(
-    listener: std::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     state: Arc<AppState>,
-    workers: usize,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    listener.set_nonblocking(true)?;
+    let mut listeners = listeners.into_iter();
+    let first = listeners
+        .next()
+        .ok_or_else(|| std::io::Error::other("no listener to serve"))?;
+    first.set_nonblocking(true)?;
     let server = Server::new(state)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut finished = Vec::new();
-    for index in 1..workers.max(1) {
-        let listener = listener.try_clone()?;
+    for (index, listener) in listeners.enumerate() {
+        listener.set_nonblocking(true)?;
         let server = server.clone();
         let stop = stopped(stop_rx.clone());
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
-            .name(format!("approuter-worker-{index}"))
+            .name(format!("approuter-worker-{}", index + 1))
             .spawn(move || {
                 let result = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -85,7 +116,7 @@ pub async fn run_workers(
             })?;
         finished.push(done_rx);
     }
-    let local = server.serve(TcpListener::from_std(listener)?, async {
+    let local = server.serve(TcpListener::from_std(first)?, async {
         tokio::select! {
             () = shutdown => {}
             // A worker that fails takes the others down with it rather than serving at part strength.

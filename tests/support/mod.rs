@@ -146,23 +146,25 @@ impl GatewayBuilder {
         let (dir, config) = self.config();
         let config = config.unwrap_or_else(|errors| panic!("test configuration invalid: {errors}"));
         let state = app::build_state_with(config, self.options).expect("router state");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let stopped = async move {
             let _ = shutdown_rx.await;
         };
-        let task = if self.workers > 1 {
-            tokio::spawn(approuter::server::run_workers(
-                listener,
-                state.clone(),
-                self.workers,
-                stopped,
-            ))
+        let (addr, task) = if self.workers > 1 {
+            let listeners =
+                approuter::server::bind_workers("127.0.0.1:0".parse().expect("address"), self.workers).expect("bind");
+            let addr = listeners[0].local_addr().expect("addr");
+            (
+                addr,
+                tokio::spawn(approuter::server::run_workers(listeners, state.clone(), stopped)),
+            )
         } else {
-            listener.set_nonblocking(true).expect("non-blocking listener");
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            tokio::spawn(approuter::server::run(listener, state.clone(), stopped))
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            (
+                addr,
+                tokio::spawn(approuter::server::run(listener, state.clone(), stopped)),
+            )
         };
         Gateway {
             addr,
