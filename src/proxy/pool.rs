@@ -24,8 +24,10 @@ use tower::ServiceExt;
 
 use crate::body::{Body, BoxError};
 
-/// How long a connection may sit idle before it is closed rather than reused: below the usual
-/// keep-alive timeouts of servers (nginx 75 s, Node 5 s is the exception that the retry covers).
+/// How long a connection may sit idle and still be reused; an older one is closed when a checkout
+/// meets it (nothing sweeps idle lists). Below nginx's 75 s keep-alive; a server that closes
+/// sooner (Node: 5 s) is noticed at checkout, or by the one retry when the close was seen before
+/// the request went out. A close racing the request itself still fails that request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a request could not be sent.
