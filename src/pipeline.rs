@@ -7,12 +7,11 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::auth::session::Session;
 use crate::auth::{self, Origin, Outcome};
-use crate::body::{self, Body};
+use crate::body::{self, Body, BoxError};
 use crate::config::{Config, Destination, RouteKind};
 use crate::error::{self, GatewayError};
 use crate::logging;
@@ -47,7 +46,14 @@ pub struct RequestCtx {
 }
 
 /// Handles one request; never fails (errors become responses here).
-pub async fn handle(state: Arc<AppState>, request: Request<Incoming>, connection: Connection) -> Response<Body> {
+///
+/// The request body is hyper's for requests hyper parsed, and empty for those of the HTTP/1 fast
+/// lane ([`crate::server`]).
+pub async fn handle<B>(state: Arc<AppState>, request: Request<B>, connection: Connection) -> Response<Body>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let snapshot = state.snapshot();
     let mut ctx = RequestCtx {
         connection,
@@ -95,12 +101,16 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>, connection
     response
 }
 
-async fn run(
+async fn run<B>(
     state: &AppState,
     snapshot: &Snapshot,
-    request: Request<Incoming>,
+    request: Request<B>,
     ctx: &mut RequestCtx,
-) -> Result<Response<Body>, GatewayError> {
+) -> Result<Response<Body>, GatewayError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let config = &snapshot.config;
     check(&request, config)?;
     let (mut parts, incoming) = request.into_parts();
@@ -304,7 +314,7 @@ fn strip_sap_idp(url: &str) -> (std::borrow::Cow<'_, str>, Option<String>) {
 }
 
 /// Refuses requests that are malformed in ways a proxy must not pass on.
-fn check(request: &Request<Incoming>, config: &Config) -> Result<(), GatewayError> {
+fn check<B>(request: &Request<B>, config: &Config) -> Result<(), GatewayError> {
     let headers = request.headers();
     if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
         return Err(GatewayError::BadRequest("both Transfer-Encoding and Content-Length"));

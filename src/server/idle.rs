@@ -38,6 +38,11 @@ impl<T> IdleTimeout<T> {
             deadline: Box::pin(tokio::time::sleep_until(now + timeout)),
         }
     }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
 }
 
 impl<T> IdleTimeout<T> {

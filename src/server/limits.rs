@@ -6,10 +6,9 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 
 use http::header::{self, HeaderMap};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, BoxError};
 use crate::error::GatewayError;
 
 /// The request body with `MAX_REQUEST_BODY` applied: a declared `Content-Length` above the limit
@@ -17,7 +16,11 @@ use crate::error::GatewayError;
 ///
 /// # Errors
 /// [`GatewayError::PayloadTooLarge`] for a declared length above `max`.
-pub fn request_body(incoming: Incoming, headers: &HeaderMap, max: Option<u64>) -> Result<Body, GatewayError> {
+pub fn request_body<B>(incoming: B, headers: &HeaderMap, max: Option<u64>) -> Result<Body, GatewayError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let Some(max) = max else {
         return Ok(body::boxed(incoming));
     };

@@ -4,6 +4,7 @@
 
 pub mod admin;
 mod compression;
+mod h1;
 mod idle;
 pub mod limits;
 
@@ -14,7 +15,6 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -163,6 +163,8 @@ pub struct Server {
     scheme: &'static str,
     compression: crate::config::CompressionConfig,
     header_read_timeout: Duration,
+    /// The request head size past which hyper answers 431.
+    max_head: usize,
     idle_timeout: Option<Duration>,
     connection_limit: Option<Arc<Semaphore>>,
     in_flight: Option<Arc<Semaphore>>,
@@ -203,6 +205,7 @@ impl Server {
             tls,
             compression,
             header_read_timeout: settings.header_read_timeout,
+            max_head: settings.max_header_bytes.max(8192),
             idle_timeout: settings.connection_idle_timeout,
             connection_limit: settings.max_connections.map(|max| Arc::new(Semaphore::new(max))),
             in_flight,
@@ -217,7 +220,8 @@ impl Server {
     /// # Errors
     /// None yet; accept errors are logged and retried.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-        let graceful = GracefulShutdown::new();
+        // Every connection holds a receiver: shutdown flips it, and waits until all are dropped.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::pin!(shutdown);
         loop {
             let permit = match &self.connection_limit {
@@ -240,12 +244,14 @@ impl Server {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            self.spawn_connection(stream, peer, permit, &graceful);
+            self.spawn_connection(stream, peer, permit, stop_rx.clone());
         }
         drop(listener);
+        drop(stop_rx);
         tracing::info!("shutting down: waiting for requests in flight");
+        stop_tx.send_replace(true);
         tokio::select! {
-            () = graceful.shutdown() => tracing::info!("all connections closed"),
+            () = stop_tx.closed() => tracing::info!("all connections closed"),
             () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("shutdown grace period over; closing remaining connections"),
         }
         Ok(())
@@ -256,7 +262,7 @@ impl Server {
         stream: tokio::net::TcpStream,
         peer: std::net::SocketAddr,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
-        graceful: &GracefulShutdown,
+        mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let connection = Connection {
             peer,
@@ -274,8 +280,11 @@ impl Server {
                 first_request: first_request.clone(),
                 in_flight: self.in_flight.clone(),
             });
-        let watcher = graceful.watcher();
         let builder = self.builder.clone();
+        let limits = h1::Limits {
+            header_read_timeout: self.header_read_timeout,
+            max_head: self.max_head,
+        };
         let tls = self.tls.clone();
         let open = self.state.metrics.connection();
         let head_timeout = self.header_read_timeout;
@@ -299,31 +308,65 @@ impl Server {
                 },
                 None => Either::Right(stream),
             };
-            let io = match idle_timeout {
+            let mut io = match idle_timeout {
                 Some(timeout) => Either::Left(idle::IdleTimeout::new(io, timeout)),
                 None => Either::Right(io),
             };
+            // HTTP/1.1 requests are read by the fast lane until one needs hyper (see `h1`); a TLS
+            // connection that negotiated HTTP/2 goes to hyper at once.
+            let prefix = if negotiated_h2(&io) {
+                bytes::Bytes::new()
+            } else {
+                let mut fast = service.clone();
+                match h1::serve(&mut io, &mut fast, &limits, &mut stop).await {
+                    h1::Next::Close => return,
+                    h1::Next::Handover(prefix) => prefix,
+                }
+            };
+            let io = h1::Prefixed::new(prefix, io);
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
                 .into_owned();
-            let conn = watcher.watch(conn);
+            tokio::pin!(conn);
             // hyper's header-read timeout only starts once HTTP/1 has been detected: a client that
             // sends nothing, or part of the HTTP/2 preface, would hold the connection forever.
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                result = &mut conn => result,
-                () = tokio::time::sleep(head_timeout) => {
-                    if !first_request.load(Ordering::Acquire) {
-                        tracing::debug!(%peer, "no request head in time; closing");
-                        return;
+            let head_timer = tokio::time::sleep(head_timeout);
+            tokio::pin!(head_timer);
+            let mut timer_armed = true;
+            let mut stopping = false;
+            let result = loop {
+                tokio::select! {
+                    result = conn.as_mut() => break result,
+                    () = &mut head_timer, if timer_armed => {
+                        timer_armed = false;
+                        if !first_request.load(Ordering::Acquire) {
+                            tracing::debug!(%peer, "no request head in time; closing");
+                            return;
+                        }
                     }
-                    conn.await
+                    // Shutdown: hyper finishes the requests in flight, then closes.
+                    _ = stop.wait_for(|stop| *stop), if !stopping => {
+                        stopping = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
                 }
             };
             if let Err(error) = result {
                 tracing::debug!(%peer, error = %error, "connection closed with error");
             }
         });
+    }
+}
+
+/// True when TLS negotiated HTTP/2 with ALPN.
+fn negotiated_h2<T>(io: &Either<idle::IdleTimeout<Either<tokio_rustls::server::TlsStream<T>, T>>, Either<tokio_rustls::server::TlsStream<T>, T>>) -> bool {
+    let tls = match io {
+        Either::Left(idle) => idle.get_ref(),
+        Either::Right(io) => io,
+    };
+    match tls {
+        Either::Left(stream) => stream.get_ref().1.alpn_protocol() == Some(b"h2"),
+        Either::Right(_) => false,
     }
 }
 
@@ -364,7 +407,11 @@ struct Handler {
     in_flight: Option<Arc<Semaphore>>,
 }
 
-impl tower::Service<http::Request<hyper::body::Incoming>> for Handler {
+impl<B> tower::Service<http::Request<B>> for Handler
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     type Response = http::Response<Body>;
     type Error = std::convert::Infallible;
     type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
@@ -373,7 +420,7 @@ impl tower::Service<http::Request<hyper::body::Incoming>> for Handler {
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
         self.first_request.store(true, Ordering::Release);
         let state = self.state.clone();
         let connection = self.connection;
@@ -394,9 +441,9 @@ impl tower::Service<http::Request<hyper::body::Incoming>> for Handler {
 }
 
 /// The answer when `MAX_IN_FLIGHT` requests are already being handled.
-async fn overloaded(
+async fn overloaded<B>(
     state: Arc<AppState>,
-    request: http::Request<hyper::body::Incoming>,
+    request: http::Request<B>,
 ) -> Result<http::Response<Body>, std::convert::Infallible> {
     state.metrics.shed(Shed::InFlight);
     let snapshot = state.snapshot();

@@ -1,0 +1,603 @@
+//! The HTTP/1.1 fast lane: a connection's requests are read and answered here while each is a
+//! complete, well-formed HTTP/1.1 request head without a body (the bulk of API and asset
+//! traffic). The first request that is anything else — a body, `Expect`, `Upgrade`, HTTP/1.0, an
+//! HTTP/2 preface, a head hyper would refuse or one past the size limit — hands the connection,
+//! with every byte read so far, to hyper, which serves it from then on. So hyper's behaviour at
+//! the edges (error answers, bodies, upgrades, HTTP/2) stays exactly as it was, and the common
+//! request skips hyper's dispatcher: one task, one read and one write per request.
+//!
+//! What a request sees is the same on both paths: the same [`http::Request`] goes through the same
+//! service, and the answer is framed as hyper frames it (`content-length` when the body's length is
+//! known, chunked otherwise, nothing for `HEAD`, 204 and 304, a `date` header, `connection: close`
+//! when the client asked for it).
+
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as HttpBody;
+use http_body_util::Empty;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
+
+use crate::body::Body;
+
+/// As hyper: at most this many request header fields (more: hyper answers 431).
+const MAX_HEADERS: usize = 100;
+/// The read buffer's first size; it grows up to the header limit.
+const READ_BUFFER: usize = 8 * 1024;
+/// How long an answer may take before the connection is watched for the client going away.
+const WATCH_AFTER: Duration = Duration::from_millis(50);
+/// Body bytes gathered before a write; bigger frames are written as they come.
+const WRITE_BATCH: usize = 16 * 1024;
+
+/// Why [`serve`] returned.
+pub(super) enum Next {
+    /// The connection is done (closed by either side, timed out, or stopped).
+    Close,
+    /// A request the fast lane does not take: hyper serves the connection from here, starting
+    /// with the bytes in the buffer.
+    Handover(Bytes),
+}
+
+/// The connection's settings for the fast lane.
+pub(super) struct Limits {
+    /// How long a request head may take to arrive, counted from the end of the previous answer
+    /// (so it also bounds an idle keep-alive connection), as hyper's `header_read_timeout`.
+    pub header_read_timeout: Duration,
+    /// Past this many buffered bytes without a complete head, hyper takes over (and answers 431).
+    pub max_head: usize,
+}
+
+/// Serves requests on `io` until the connection ends or a request needs hyper. `stop` turns true
+/// when the server shuts down: an idle connection closes at once, one with a request in flight
+/// after its answer.
+pub(super) async fn serve<I, S>(io: &mut I, service: &mut S, limits: &Limits, stop: &mut watch::Receiver<bool>) -> Next
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+    S: tower::Service<Request<Empty<Bytes>>, Response = Response<Body>, Error = std::convert::Infallible>,
+{
+    let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    let mut out = Vec::with_capacity(READ_BUFFER);
+    loop {
+        let head = match read_head(io, &mut buf, limits, stop).await {
+            Read::Head(head) => head,
+            Read::Close => return Next::Close,
+            Read::Handover => return Next::Handover(buf.freeze()),
+        };
+        let Head {
+            request,
+            close: client_close,
+        } = head;
+        let is_head = request.method() == Method::HEAD;
+        if poll_fn(|cx| service.poll_ready(cx)).await.is_err() {
+            return Next::Close;
+        }
+        let call = service.call(request);
+        tokio::pin!(call);
+        // While the answer is prepared the connection is watched, as hyper does: a client that goes
+        // away cancels its request, and an inactivity timeout on the stream can fire. The watch
+        // starts a little later so that quick answers cost no extra read.
+        let watch = tokio::time::sleep(WATCH_AFTER);
+        tokio::pin!(watch);
+        let mut watching = false;
+        let response = loop {
+            tokio::select! {
+                biased;
+                response = &mut call => break response.unwrap_or_else(|never| match never {}),
+                () = &mut watch, if !watching => watching = true,
+                read = io.read_buf(&mut buf), if watching && buf.len() < limits.max_head => match read {
+                    // Pipelined bytes wait in the buffer for their turn.
+                    Ok(read) if read > 0 => {}
+                    _ => return Next::Close,
+                },
+            }
+        };
+        // Shutting down: this answer is the connection's last, and says so.
+        let close = client_close || *stop.borrow();
+        match write_response(io, &mut out, response, is_head, close).await {
+            Ok(true) if !close => {}
+            _ => {
+                let _ = io.shutdown().await;
+                return Next::Close;
+            }
+        }
+    }
+}
+
+struct Head {
+    request: Request<Empty<Bytes>>,
+    /// The client sent `Connection: close`.
+    close: bool,
+}
+
+enum Read {
+    Head(Head),
+    Close,
+    Handover,
+}
+
+/// Reads until `buf` holds a complete request head and takes it off the buffer.
+async fn read_head<I>(io: &mut I, buf: &mut BytesMut, limits: &Limits, stop: &mut watch::Receiver<bool>) -> Read
+where
+    I: AsyncRead + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + limits.header_read_timeout;
+    loop {
+        if !buf.is_empty() {
+            match parse(buf) {
+                Parsed::Head(head) => return Read::Head(head),
+                Parsed::Other => return Read::Handover,
+                Parsed::Partial if buf.len() >= limits.max_head => return Read::Handover,
+                Parsed::Partial => {}
+            }
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(READ_BUFFER);
+        }
+        let idle = buf.is_empty();
+        let read = tokio::select! {
+            biased;
+            read = io.read_buf(buf) => read,
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::debug!("no request head in time; closing");
+                return Read::Close;
+            },
+            // Between requests a stopping server closes the connection; a head being read is
+            // waited for (and answered with `connection: close`).
+            _ = stop.wait_for(|stop| *stop), if idle => return Read::Close,
+        };
+        match read {
+            Ok(0) | Err(_) => return Read::Close,
+            Ok(_) => {}
+        }
+    }
+}
+
+enum Parsed {
+    Head(Head),
+    Partial,
+    /// Not for the fast lane: hyper decides.
+    Other,
+}
+
+/// Parses the head at the start of `buf`. Only a request the fast lane can answer exactly as
+/// hyper would is taken off the buffer; anything else is left for hyper.
+fn parse(buf: &mut BytesMut) -> Parsed {
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let length = match parsed.parse_with_uninit_headers(buf, &mut fields) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Other,
+    };
+    if parsed.version != Some(1) {
+        return Parsed::Other;
+    }
+    let (Some(method), Some(path)) = (parsed.method, parsed.path) else {
+        return Parsed::Other;
+    };
+    if !path.starts_with('/') {
+        return Parsed::Other;
+    }
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Parsed::Other;
+    };
+    if method == Method::CONNECT {
+        return Parsed::Other;
+    }
+    // Offsets into the buffer: names and values share its bytes once it is frozen.
+    let base = buf.as_ptr() as usize;
+    let offset = |slice: &[u8]| slice.as_ptr() as usize - base;
+    let path_range = offset(path.as_bytes())..offset(path.as_bytes()) + path.len();
+    let mut close = false;
+    let mut ranges = Vec::with_capacity(parsed.headers.len());
+    for field in parsed.headers.iter() {
+        let name = field.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            // `Content-Length: 0` is a bodiless request; any other length has a body.
+            if field.value != b"0" {
+                return Parsed::Other;
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"expect")
+            || name.eq_ignore_ascii_case(b"upgrade")
+        {
+            return Parsed::Other;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            if has_token(field.value, b"upgrade") {
+                return Parsed::Other;
+            }
+            close |= has_token(field.value, b"close");
+        }
+        let name = offset(name)..offset(name) + name.len();
+        let value = offset(field.value)..offset(field.value) + field.value.len();
+        ranges.push((name, value));
+    }
+    let head = buf.split_to(length).freeze();
+    match request(&head, method, path_range, ranges) {
+        Some(request) => Parsed::Head(Head { request, close }),
+        None => {
+            // Put the head back for hyper, which answers it (400).
+            let mut restored = BytesMut::with_capacity(head.len() + buf.len());
+            restored.extend_from_slice(&head);
+            restored.extend_from_slice(buf);
+            *buf = restored;
+            Parsed::Other
+        }
+    }
+}
+
+/// The request of a parsed head; `None` when the target or a field is not valid for `http`.
+fn request(
+    head: &Bytes,
+    method: Method,
+    path: std::ops::Range<usize>,
+    ranges: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+) -> Option<Request<Empty<Bytes>>> {
+    let uri = Uri::from_maybe_shared(head.slice(path)).ok()?;
+    let mut headers = HeaderMap::with_capacity(ranges.len());
+    for (name, value) in ranges {
+        let name = HeaderName::from_bytes(&head[name]).ok()?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value)).ok()?;
+        headers.append(name, value);
+    }
+    let mut request = Request::new(Empty::new());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = headers;
+    Some(request)
+}
+
+/// True when the comma-separated `value` lists `token` (case-insensitive).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// How the body goes on the wire.
+#[derive(Clone, Copy, PartialEq)]
+enum Framing {
+    /// No body bytes are written (HEAD, 204, 304, or an empty body).
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// Writes `response`; returns whether the connection can carry another request (the body was
+/// written whole and framed).
+async fn write_response<I>(
+    io: &mut I,
+    out: &mut Vec<u8>,
+    response: Response<Body>,
+    is_head: bool,
+    close: bool,
+) -> std::io::Result<bool>
+where
+    I: AsyncWrite + Unpin,
+{
+    let (mut parts, mut body) = response.into_parts();
+    out.clear();
+    let status = parts.status;
+    if status.is_informational() {
+        // As hyper: a 1xx cannot be the answer.
+        tracing::warn!(status = status.as_u16(), "response with 1xx status code not supported");
+        parts.status = StatusCode::INTERNAL_SERVER_ERROR;
+        parts.headers.clear();
+        body = crate::body::empty();
+    }
+    let framing = encode_head(out, &mut parts, &body, is_head, close);
+    let mut close = close || parts.headers.get_all(header::CONNECTION).iter().any(has_close);
+    match framing {
+        Framing::None => {
+            drop(body);
+            io.write_all(out).await?;
+        }
+        Framing::Length(length) => {
+            let complete = write_body(io, out, &mut body, Some(length)).await?;
+            close |= !complete;
+        }
+        Framing::Chunked => {
+            let complete = write_body(io, out, &mut body, None).await?;
+            close |= !complete;
+        }
+    }
+    io.flush().await?;
+    Ok(!close)
+}
+
+fn has_close(value: &HeaderValue) -> bool {
+    has_token(value.as_bytes(), b"close")
+}
+
+/// The status line and the headers, with the framing hyper would choose.
+fn encode_head(out: &mut Vec<u8>, parts: &mut http::response::Parts, body: &Body, is_head: bool, close: bool) -> Framing {
+    let status = parts.status;
+    if status == StatusCode::OK {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let no_body = matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
+    let known = if body.is_end_stream() {
+        Some(0)
+    } else {
+        body.size_hint().exact()
+    };
+    let mut framing = None;
+    let mut wrote_date = false;
+    let headers = &mut parts.headers;
+    if close && !headers.get_all(header::CONNECTION).iter().any(has_close) {
+        headers.append(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    for (name, value) in headers.iter() {
+        if *name == header::CONTENT_LENGTH {
+            if no_body || framing.is_some() {
+                continue;
+            }
+            let declared = std::str::from_utf8(value.as_bytes())
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok());
+            match (known, declared) {
+                // As hyper: a length header with an empty body is dropped, except for HEAD.
+                (Some(0), _) if !is_head => continue,
+                (_, Some(length)) => framing = Some(Framing::Length(length)),
+                (_, None) => continue,
+            }
+        } else if *name == header::TRANSFER_ENCODING {
+            // Our responses never carry one (the header policy removes it); hyper would frame by it.
+            if no_body || framing.is_some() {
+                continue;
+            }
+            framing = Some(Framing::Chunked);
+            if !value.as_bytes().ends_with(b"chunked") {
+                out.extend_from_slice(b"transfer-encoding: ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b", chunked\r\n");
+                continue;
+            }
+        } else if *name == header::DATE {
+            wrote_date = true;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let framing = match framing {
+        Some(framing) => framing,
+        None => match known {
+            Some(0) => {
+                if !no_body && !is_head {
+                    out.extend_from_slice(b"content-length: 0\r\n");
+                }
+                Framing::Length(0)
+            }
+            Some(length) => {
+                if !no_body {
+                    out.extend_from_slice(b"content-length: ");
+                    out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                Framing::Length(length)
+            }
+            None if no_body => Framing::None,
+            None => {
+                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+                Framing::Chunked
+            }
+        },
+    };
+    if !wrote_date {
+        out.extend_from_slice(b"date: ");
+        with_date(|date| out.extend_from_slice(date));
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if no_body || is_head || framing == Framing::Length(0) {
+        Framing::None
+    } else {
+        framing
+    }
+}
+
+/// Streams `body` after the head in `out`: exactly `length` bytes, or chunked. Returns whether the
+/// body ended where its framing says (a shorter, longer or failed body ends the connection).
+async fn write_body<I>(io: &mut I, out: &mut Vec<u8>, body: &mut Body, length: Option<u64>) -> std::io::Result<bool>
+where
+    I: AsyncWrite + Unpin,
+{
+    let mut remaining = length;
+    loop {
+        // Frames that are ready join the buffer; the buffer is written when the body has to wait.
+        let frame = poll_fn(|cx: &mut Context<'_>| match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(Some(frame)),
+            Poll::Pending if !out.is_empty() => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        })
+        .await;
+        let frame = match frame {
+            None => {
+                io.write_all(out).await?;
+                out.clear();
+                io.flush().await?;
+                continue;
+            }
+            Some(frame) => frame,
+        };
+        match frame {
+            Some(Ok(frame)) => {
+                let Ok(mut data) = frame.into_data() else {
+                    // Trailers: dropped, as hyper does for fields not announced in `Trailer`.
+                    continue;
+                };
+                if data.is_empty() {
+                    continue;
+                }
+                match &mut remaining {
+                    Some(left) => {
+                        if data.len() as u64 > *left {
+                            tracing::warn!("response body longer than its content-length; closing");
+                            data.truncate(*left as usize);
+                            put(io, out, &data).await?;
+                            io.write_all(out).await?;
+                            out.clear();
+                            return Ok(false);
+                        }
+                        *left -= data.len() as u64;
+                        put(io, out, &data).await?;
+                    }
+                    None => {
+                        chunk_size(out, data.len());
+                        put(io, out, &data).await?;
+                        out.extend_from_slice(b"\r\n");
+                    }
+                }
+            }
+            Some(Err(error)) => {
+                tracing::debug!(error = %error, "response body failed; closing the connection");
+                io.write_all(out).await?;
+                out.clear();
+                return Ok(false);
+            }
+            None => {
+                let complete = match remaining {
+                    Some(left) => left == 0,
+                    None => {
+                        out.extend_from_slice(b"0\r\n\r\n");
+                        true
+                    }
+                };
+                io.write_all(out).await?;
+                out.clear();
+                return Ok(complete);
+            }
+        }
+    }
+}
+
+/// Adds `data` to the pending bytes, or writes both when `data` is big (no copy of large frames).
+async fn put<I>(io: &mut I, out: &mut Vec<u8>, data: &Bytes) -> std::io::Result<()>
+where
+    I: AsyncWrite + Unpin,
+{
+    if out.len() + data.len() <= WRITE_BATCH {
+        out.extend_from_slice(data);
+        return Ok(());
+    }
+    io.write_all(out).await?;
+    out.clear();
+    io.write_all(data).await
+}
+
+/// `size` in hex and CRLF: a chunk's size line.
+fn chunk_size(out: &mut Vec<u8>, size: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut rest = size;
+    loop {
+        at -= 1;
+        digits[at] = DIGITS[rest & 0xf];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
+}
+
+thread_local! {
+    /// The `date` value of the current second, formatted once per second and thread.
+    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+}
+
+fn with_date(use_date: impl FnOnce(&[u8])) {
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|since| since.as_secs())
+        .unwrap_or(0);
+    DATE.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != second {
+            let text = httpdate::fmt_http_date(now);
+            if text.len() == 29 {
+                cached.1.copy_from_slice(text.as_bytes());
+                cached.0 = second;
+            } else {
+                drop(cached);
+                use_date(text.as_bytes());
+                return;
+            }
+        }
+        use_date(&cached.1);
+    });
+}
+
+/// `io` with bytes already read from it in front: what hyper reads after a handover.
+pub(super) struct Prefixed<I> {
+    prefix: Bytes,
+    inner: I,
+}
+
+impl<I> Prefixed<I> {
+    pub(super) fn new(prefix: Bytes, inner: I) -> Prefixed<I> {
+        Prefixed { prefix, inner }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests;
