@@ -20,7 +20,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
-use tower::ServiceBuilder;
 
 use crate::body::{Body, BoxError};
 use crate::config::ServerSettings;
@@ -29,8 +28,6 @@ use crate::metrics::Shed;
 use crate::pipeline::{self, Connection};
 use crate::state::AppState;
 use crate::tls::server::ReloadingCert;
-
-type CompressedBody = tower_http::compression::CompressionBody<Body>;
 
 /// How long shutdown waits for requests in flight before closing what is left.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -269,17 +266,14 @@ impl Server {
             scheme: self.scheme,
         };
         let first_request = Arc::new(AtomicBool::new(false));
-        let service = ServiceBuilder::new()
-            // Back to our one body type, so hyper sees one concrete error type.
-            .map_response(rebox)
-            // Compression wraps the whole pipeline so static, proxied and error responses all get it.
-            .layer(compression::layer(self.compression))
-            .service(Handler {
-                state: self.state.clone(),
-                connection,
-                first_request: first_request.clone(),
-                in_flight: self.in_flight.clone(),
-            });
+        // Compression applies to every answer: static, proxied and error responses.
+        let service = Handler {
+            state: self.state.clone(),
+            connection,
+            first_request: first_request.clone(),
+            in_flight: self.in_flight.clone(),
+            compression: self.compression,
+        };
         let builder = self.builder.clone();
         let limits = h1::Limits {
             header_read_timeout: self.header_read_timeout,
@@ -388,15 +382,7 @@ fn connection_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor>
     builder
 }
 
-fn rebox(response: http::Response<CompressedBody>) -> http::Response<Body> {
-    response.map(|body| http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_err(body, to_box_error)))
-}
-
-fn to_box_error(error: BoxError) -> BoxError {
-    error
-}
-
-/// The innermost service: one request into the pipeline.
+/// The service: one request into the pipeline, its answer compressed where the rules say.
 #[derive(Clone)]
 struct Handler {
     state: Arc<AppState>,
@@ -405,6 +391,7 @@ struct Handler {
     first_request: Arc<AtomicBool>,
     /// `MAX_IN_FLIGHT`, shared by every connection.
     in_flight: Option<Arc<Semaphore>>,
+    compression: crate::config::CompressionConfig,
 }
 
 impl<B> tower::Service<http::Request<B>> for Handler
@@ -424,28 +411,32 @@ where
         self.first_request.store(true, Ordering::Release);
         let state = self.state.clone();
         let connection = self.connection;
+        let compression = self.compression;
+        let accept = compression::accepted(request.headers());
         let permit = match &self.in_flight {
             Some(limit) => match limit.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 // Shed at once: a queue would only add latency to requests that time out anyway.
-                Err(_) => return Box::pin(overloaded(state, request)),
+                Err(_) => {
+                    return Box::pin(async move {
+                        let response = overloaded(state, request).await;
+                        Ok(compression::apply(response, accept, compression))
+                    })
+                }
             },
             None => None,
         };
         Box::pin(async move {
             let response = pipeline::handle(state, request, connection).await;
             drop(permit);
-            Ok(response)
+            Ok(compression::apply(response, accept, compression))
         })
     }
 }
 
 /// The answer when `MAX_IN_FLIGHT` requests are already being handled.
-async fn overloaded<B>(
-    state: Arc<AppState>,
-    request: http::Request<B>,
-) -> Result<http::Response<Body>, std::convert::Infallible> {
+async fn overloaded<B>(state: Arc<AppState>, request: http::Request<B>) -> http::Response<Body> {
     state.metrics.shed(Shed::InFlight);
     let snapshot = state.snapshot();
-    Ok(crate::error::respond(&GatewayError::Overloaded, &snapshot.config, request.uri().path()).await)
+    crate::error::respond(&GatewayError::Overloaded, &snapshot.config, request.uri().path()).await
 }
