@@ -32,8 +32,6 @@ use crate::body::Body;
 const MAX_HEADERS: usize = 100;
 /// The read buffer's first size; it grows up to the header limit.
 const READ_BUFFER: usize = 8 * 1024;
-/// How long an answer may take before the connection is watched for the client going away.
-const WATCH_AFTER: Duration = Duration::from_millis(50);
 /// Body bytes gathered before a write; bigger frames are written as they come.
 const WRITE_BATCH: usize = 16 * 1024;
 
@@ -65,8 +63,11 @@ where
 {
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut out = Vec::with_capacity(READ_BUFFER);
+    // One timer for the connection, moved on for each head: a later deadline costs no lock.
+    let timer = tokio::time::sleep(limits.header_read_timeout);
+    tokio::pin!(timer);
     loop {
-        let head = match read_head(io, &mut buf, limits, stop).await {
+        let head = match read_head(io, &mut buf, limits, timer.as_mut(), stop).await {
             Read::Head(head) => head,
             Read::Close => return Next::Close,
             Read::Handover => return Next::Handover(buf.freeze()),
@@ -82,17 +83,13 @@ where
         let call = service.call(request);
         tokio::pin!(call);
         // While the answer is prepared the connection is watched, as hyper does: a client that goes
-        // away cancels its request, and an inactivity timeout on the stream can fire. The watch
-        // starts a little later so that quick answers cost no extra read.
-        let watch = tokio::time::sleep(WATCH_AFTER);
-        tokio::pin!(watch);
-        let mut watching = false;
+        // away cancels its request, and an inactivity timeout on the stream can fire. (After the
+        // head's read drained the socket, tokio knows it is not readable: no extra read happens.)
         let response = loop {
             tokio::select! {
                 biased;
                 response = &mut call => break response.unwrap_or_else(|never| match never {}),
-                () = &mut watch, if !watching => watching = true,
-                read = io.read_buf(&mut buf), if watching && buf.len() < limits.max_head => match read {
+                read = io.read_buf(&mut buf), if buf.len() < limits.max_head => match read {
                     // Pipelined bytes wait in the buffer for their turn.
                     Ok(read) if read > 0 => {}
                     _ => return Next::Close,
@@ -124,11 +121,17 @@ enum Read {
 }
 
 /// Reads until `buf` holds a complete request head and takes it off the buffer.
-async fn read_head<I>(io: &mut I, buf: &mut BytesMut, limits: &Limits, stop: &mut watch::Receiver<bool>) -> Read
+async fn read_head<I>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    limits: &Limits,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+    stop: &mut watch::Receiver<bool>,
+) -> Read
 where
     I: AsyncRead + Unpin,
 {
-    let deadline = tokio::time::Instant::now() + limits.header_read_timeout;
+    timer.as_mut().reset(tokio::time::Instant::now() + limits.header_read_timeout);
     loop {
         if !buf.is_empty() {
             match parse(buf) {
@@ -145,7 +148,7 @@ where
         let read = tokio::select! {
             biased;
             read = io.read_buf(buf) => read,
-            () = tokio::time::sleep_until(deadline) => {
+            () = timer.as_mut() => {
                 tracing::debug!("no request head in time; closing");
                 return Read::Close;
             },
