@@ -145,7 +145,11 @@ fn chunk_size(line: &[u8]) -> Result<u64, &'static str> {
     match rest.first() {
         None => Ok(size),
         // Extensions are ignored, but they must not hide control characters (a bare CR).
-        Some(b';') if rest.iter().all(|byte| *byte == b'\t' || (b' '..0x7f).contains(byte) || *byte >= 0x80) => {
+        Some(b';')
+            if rest
+                .iter()
+                .all(|byte| *byte == b'\t' || (b' '..0x7f).contains(byte) || *byte >= 0x80) =>
+        {
             Ok(size)
         }
         Some(b';') => Err("invalid chunk extension"),

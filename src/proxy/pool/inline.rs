@@ -4,6 +4,7 @@
 //! µs per request. Everything else (request bodies, TLS, HTTP/2, proxies, upgrades) stays with
 //! hyper.
 
+use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -59,9 +60,15 @@ pub(super) fn applies(request: &Request<Body>) -> bool {
 /// server dropped it as the request went out), an idempotent request is sent once more on a new
 /// connection. Dropping the future drops the connection it holds.
 ///
+/// The head is encoded before the future is made, which then holds neither the request nor a
+/// second copy of it (as an `async fn`'s arguments would).
+///
 /// # Errors
 /// [`PoolError::Connect`], [`PoolError::Io`] or [`PoolError::InvalidResponse`].
-pub(super) async fn send(home: Home, request: Request<Body>) -> Result<Response<Body>, PoolError> {
+pub(super) fn send(
+    home: Home,
+    request: Request<Body>,
+) -> impl Future<Output = Result<Response<Body>, PoolError>> + Send {
     let head = encode_head(&request);
     let method = request.method();
     let is_head = method == Method::HEAD;
@@ -72,19 +79,23 @@ pub(super) async fn send(home: Home, request: Request<Body>) -> Result<Response<
         || method == Method::PUT
         || method == Method::DELETE;
     drop(request);
-    if let Some(stream) = checkout(&home) {
-        match exchange(stream, &head, is_head, &home).await {
-            Ok(response) => return Ok(response),
-            Err(failure) if failure.unanswered && idempotent => {}
-            Err(failure) => return Err(failure.error),
+    async move {
+        if let Some(stream) = checkout(&home) {
+            match exchange(stream, &head, is_head, &home).await {
+                Ok(response) => return Ok(response),
+                Err(failure) if failure.unanswered && idempotent => {}
+                Err(failure) => return Err(failure.error),
+            }
         }
+        // Boxed: a new connection is rare next to reuse, and connecting makes a large future.
+        Box::pin(async {
+            let stream = connect(&home.authority).await?;
+            exchange(stream, &head, is_head, &home)
+                .await
+                .map_err(|failure| failure.error)
+        })
+        .await
     }
-    // Boxed: a new connection is rare next to reuse, and connecting makes a large future.
-    Box::pin(async {
-        let stream = connect(&home.authority).await?;
-        exchange(stream, &head, is_head, &home).await.map_err(|failure| failure.error)
-    })
-    .await
 }
 
 /// Why an exchange failed, and whether the server had answered nothing (a retry is safe for an
@@ -112,7 +123,12 @@ impl Failure {
 }
 
 /// Writes the request head and reads the response head; the body follows in the response.
-async fn exchange(mut stream: TcpStream, request: &[u8], is_head: bool, home: &Home) -> Result<Response<Body>, Failure> {
+async fn exchange(
+    mut stream: TcpStream,
+    request: &[u8],
+    is_head: bool,
+    home: &Home,
+) -> Result<Response<Body>, Failure> {
     if let Err(error) = stream.write_all(request).await {
         return Err(Failure::io(error, false));
     }
@@ -121,11 +137,14 @@ async fn exchange(mut stream: TcpStream, request: &[u8], is_head: bool, home: &H
     let mut answered = false;
     let head = loop {
         if buf.len() == buf.capacity() {
-            buf.reserve(buf.capacity());
+            buf.reserve(buf.len().max(HEAD_BUFFER));
         }
         match stream.read_buf(&mut buf).await {
             Ok(0) => {
-                let error = io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before the response head");
+                let error = io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed before the response head",
+                );
                 return Err(Failure::io(error, answered));
             }
             Ok(_) => answered = true,
@@ -231,7 +250,10 @@ async fn connect(authority: &Authority) -> Result<TcpStream, PoolError> {
     let port = authority.port_u16().unwrap_or(80);
     let host = authority.host();
     let connecting = async {
-        let literal = host.strip_prefix('[').and_then(|host| host.strip_suffix(']')).unwrap_or(host);
+        let literal = host
+            .strip_prefix('[')
+            .and_then(|host| host.strip_suffix(']'))
+            .unwrap_or(host);
         if let Ok(ip) = literal.parse::<IpAddr>() {
             return TcpStream::connect((ip, port)).await;
         }
@@ -248,7 +270,9 @@ async fn connect(authority: &Authority) -> Result<TcpStream, PoolError> {
         .await
         .map_err(|_elapsed| PoolError::Connect("connect timed out".into()))?
         .map_err(|error| PoolError::Connect(error.into()))?;
-    stream.set_nodelay(true).map_err(|error| PoolError::Connect(error.into()))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|error| PoolError::Connect(error.into()))?;
     Ok(stream)
 }
 
@@ -357,7 +381,12 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, &'stati
         let count = parsed.headers.len();
         for (span, header) in spans.iter_mut().zip(parsed.headers.iter()) {
             let at = |bytes: &[u8]| (bytes.as_ptr() as usize).wrapping_sub(base);
-            *span = [at(header.name.as_bytes()), header.name.len(), at(header.value), header.value.len()];
+            *span = [
+                at(header.name.as_bytes()),
+                header.name.len(),
+                at(header.value),
+                header.value.len(),
+            ];
         }
         let head = buf.split_to(length).freeze();
         let mut headers = HeaderMap::with_capacity(count);
@@ -490,7 +519,10 @@ impl InlineBody {
         }
     }
 
-    fn fail(&mut self, error: impl Into<crate::body::BoxError>) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
+    fn fail(
+        &mut self,
+        error: impl Into<crate::body::BoxError>,
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
         self.reading = Reading::Done;
         self.stream = None;
         self.home = None;

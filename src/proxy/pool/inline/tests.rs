@@ -83,7 +83,10 @@ fn response_headers_keep_order_and_values_and_lose_the_transfer_coding() {
     assert_eq!(headers["x-empty"], "");
     assert_eq!(headers["x-obs"].as_bytes(), "café".as_bytes());
     assert!(!headers.contains_key("transfer-encoding"));
-    assert!(!headers.contains_key("content-length"), "the coding overrides the length");
+    assert!(
+        !headers.contains_key("content-length"),
+        "the coding overrides the length"
+    );
 }
 
 // === chunked bodies ===
@@ -96,25 +99,61 @@ fn chunked_bodies_decode_the_same_at_every_split_point() {
     let long_extension = format!("5;{}\r\nhello\r\n0\r\n\r\n", "a".repeat(9000));
     let rows: &[(&str, &str, Decoded)] = &[
         ("one chunk", "5\r\nhello\r\n0\r\n\r\n", Ok(("hello", ""))),
-        ("two chunks", "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", Ok(("hello world", ""))),
+        (
+            "two chunks",
+            "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+            Ok(("hello world", "")),
+        ),
         ("empty body", "0\r\n\r\n", Ok(("", ""))),
         ("upper-case hex", "A\r\n0123456789\r\n0\r\n\r\n", Ok(("0123456789", ""))),
         ("leading zeros", "0005\r\nhello\r\n000\r\n\r\n", Ok(("hello", ""))),
-        ("extensions", "5;name=value\r\nhello\r\n0;last\r\n\r\n", Ok(("hello", ""))),
-        ("spaces before extension", "5 \t; a=\"b c\"\r\nhello\r\n0\r\n\r\n", Ok(("hello", ""))),
-        ("trailers", "5\r\nhello\r\n0\r\nx-trailer: 1\r\nother: 2\r\n\r\n", Ok(("hello", ""))),
+        (
+            "extensions",
+            "5;name=value\r\nhello\r\n0;last\r\n\r\n",
+            Ok(("hello", "")),
+        ),
+        (
+            "spaces before extension",
+            "5 \t; a=\"b c\"\r\nhello\r\n0\r\n\r\n",
+            Ok(("hello", "")),
+        ),
+        (
+            "trailers",
+            "5\r\nhello\r\n0\r\nx-trailer: 1\r\nother: 2\r\n\r\n",
+            Ok(("hello", "")),
+        ),
         ("bytes after the body", "1\r\na\r\n0\r\n\r\nEXTRA", Ok(("a", "EXTRA"))),
         ("no size", "\r\nhello\r\n", Err("invalid chunk size")),
         ("not hex", "x\r\n", Err("invalid chunk size")),
         ("negative", "-5\r\n", Err("invalid chunk size")),
         ("0x prefix", "0x5\r\nhello\r\n", Err("invalid chunk size")),
         ("junk after size", "5x\r\nhello\r\n", Err("invalid chunk size")),
-        ("bare LF", "5\nhello\r\n0\r\n\r\n", Err("chunk size line not ended by CRLF")),
-        ("bare CR in extension", "5;a\rb\r\nhello\r\n", Err("invalid chunk extension")),
+        (
+            "bare LF",
+            "5\nhello\r\n0\r\n\r\n",
+            Err("chunk size line not ended by CRLF"),
+        ),
+        (
+            "bare CR in extension",
+            "5;a\rb\r\nhello\r\n",
+            Err("invalid chunk extension"),
+        ),
         ("too large", "10000000000000000\r\n", Err("chunk size too large")),
-        ("data too long", "5\r\nhelloXX\r\n0\r\n\r\n", Err("chunk data not followed by CRLF")),
-        ("data without LF", "5\r\nhello\rX0\r\n\r\n", Err("chunk data not followed by CRLF")),
-        ("trailer with bare LF", "0\r\nx: 1\n\r\n", Err("trailer line not ended by CRLF")),
+        (
+            "data too long",
+            "5\r\nhelloXX\r\n0\r\n\r\n",
+            Err("chunk data not followed by CRLF"),
+        ),
+        (
+            "data without LF",
+            "5\r\nhello\rX0\r\n\r\n",
+            Err("chunk data not followed by CRLF"),
+        ),
+        (
+            "trailer with bare LF",
+            "0\r\nx: 1\n\r\n",
+            Err("trailer line not ended by CRLF"),
+        ),
         ("size line too long", &long_extension, Err("chunk size line too long")),
     ];
     for (name, input, expected) in rows {
@@ -125,7 +164,12 @@ fn chunked_bodies_decode_the_same_at_every_split_point() {
             .chain(std::iter::once(input.chunks(1).collect()));
         for feed in feeds {
             let got = decode(&feed);
-            assert_eq!(&got, expected, "{name}, fed as {:?}", feed.iter().map(|piece| piece.len()).collect::<Vec<_>>());
+            assert_eq!(
+                &got,
+                expected,
+                "{name}, fed as {:?}",
+                feed.iter().map(|piece| piece.len()).collect::<Vec<_>>()
+            );
         }
     }
 }
@@ -148,7 +192,8 @@ fn decode(feed: &[&[u8]]) -> Decoded {
     if !decoder.is_done() {
         return Err("not done");
     }
-    let leak = |bytes: Vec<u8>| -> &'static str { Box::leak(String::from_utf8(bytes).expect("utf-8").into_boxed_str()) };
+    let leak =
+        |bytes: Vec<u8>| -> &'static str { Box::leak(String::from_utf8(bytes).expect("utf-8").into_boxed_str()) };
     Ok((leak(data), leak(buf.to_vec())))
 }
 
@@ -169,7 +214,9 @@ fn request_heads_are_written_in_origin_form_with_the_headers_as_given() {
     let mut request = Request::new(body::boxed(Unended));
     *request.method_mut() = Method::POST;
     *request.uri_mut() = "http://backend/".parse().expect("uri");
-    request.headers_mut().insert("host", HeaderValue::from_static("example.com"));
+    request
+        .headers_mut()
+        .insert("host", HeaderValue::from_static("example.com"));
     assert!(applies(&request));
     assert_eq!(
         String::from_utf8(encode_head(&request)).expect("utf-8"),
@@ -204,7 +251,9 @@ fn only_bodiless_plain_requests_are_inline() {
     assert!(!applies(&request("https://backend/", body::empty())));
     assert!(!applies(&request("http://backend/", body::full("x"))));
     let mut upgrade = request("http://backend/", body::empty());
-    upgrade.headers_mut().insert("upgrade", HeaderValue::from_static("websocket"));
+    upgrade
+        .headers_mut()
+        .insert("upgrade", HeaderValue::from_static("websocket"));
     assert!(!applies(&upgrade));
 }
 
@@ -237,7 +286,9 @@ async fn scripted(answers: Vec<Answer>) -> (Home, Arc<AtomicUsize>) {
                         }
                     }
                     request.clear();
-                    let Some((bytes, close)) = answers.lock().expect("answers").pop_front() else { return };
+                    let Some((bytes, close)) = answers.lock().expect("answers").pop_front() else {
+                        return;
+                    };
                     if socket.write_all(bytes).await.is_err() || close {
                         return;
                     }
@@ -268,7 +319,13 @@ async fn text(response: Response<Body>) -> Result<String, crate::body::BoxError>
 
 #[tokio::test]
 async fn one_connection_carries_requests_whose_bodies_were_read() {
-    let big: &'static str = Box::leak(format!("HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n{}", "b".repeat(300_000)).into_boxed_str());
+    let big: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n{}",
+            "b".repeat(300_000)
+        )
+        .into_boxed_str(),
+    );
     let mut big_chunked = String::from("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
     for _ in 0..30 {
         big_chunked.push_str(&format!("2710\r\n{}\r\n", "c".repeat(10_000)));
@@ -277,7 +334,10 @@ async fn one_connection_carries_requests_whose_bodies_were_read() {
     let big_chunked: &'static str = Box::leak(big_chunked.into_boxed_str());
     let (home, accepted) = scripted(vec![
         (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", false),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+            false,
+        ),
         (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", false),
         (big.as_bytes(), false),
         (big_chunked.as_bytes(), false),
@@ -301,11 +361,20 @@ async fn one_connection_carries_requests_whose_bodies_were_read() {
 
 #[tokio::test]
 async fn a_body_dropped_before_its_end_closes_its_connection() {
-    let big: &'static str = Box::leak(format!("HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n{}", "b".repeat(300_000)).into_boxed_str());
+    let big: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n{}",
+            "b".repeat(300_000)
+        )
+        .into_boxed_str(),
+    );
     let (home, accepted) = scripted(vec![
         (big.as_bytes(), false),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
-        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", false),
+        (
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+            false,
+        ),
         (b"HTTP/1.0 200 OK\r\n\r\nuntil close", true),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
     ])
@@ -345,7 +414,10 @@ async fn an_idempotent_request_on_a_connection_closed_under_it_is_sent_again() {
 async fn a_body_cut_short_fails_and_an_invalid_head_is_an_error() {
     let (home, accepted) = scripted(vec![
         (b"HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\nhello", true),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", true),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+            true,
+        ),
         (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false),
     ])
     .await;
@@ -355,7 +427,10 @@ async fn a_body_cut_short_fails_and_an_invalid_head_is_an_error() {
         assert_eq!(error.to_string(), "invalid response: response body ended early");
     }
     let error = send(home.clone(), get(&home, Method::GET)).await.expect_err("invalid");
-    assert!(matches!(error, PoolError::InvalidResponse("invalid content-length")), "{error:?}");
+    assert!(
+        matches!(error, PoolError::InvalidResponse("invalid content-length")),
+        "{error:?}"
+    );
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
 }
 
