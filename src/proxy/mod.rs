@@ -69,8 +69,8 @@ impl Upstream {
         let strict_tls = crate::tls::client_config(roots, None, alpn)?;
         let insecure_tls = crate::tls::insecure_client_config(alpn);
         let max_idle = config.server.backend_max_idle;
-        let strict = UpstreamClient::Direct(build(http_connector(), strict_tls.clone(), max_idle));
-        let insecure = UpstreamClient::Direct(build(http_connector(), insecure_tls.clone(), max_idle));
+        let strict = UpstreamClient::Direct(Pool::direct(https(http_connector(), strict_tls.clone()), max_idle));
+        let insecure = UpstreamClient::Direct(Pool::direct(https(http_connector(), insecure_tls.clone()), max_idle));
         let mut proxied = HashMap::new();
         for destination in config.destinations.values() {
             if let Some((host, port)) = &destination.proxy {
@@ -87,7 +87,7 @@ impl Upstream {
                 } else {
                     insecure_tls.clone()
                 };
-                proxied.insert(key, UpstreamClient::Tunnel(build(tunnel, tls, max_idle)));
+                proxied.insert(key, UpstreamClient::Tunnel(Pool::new(https(tunnel, tls), max_idle)));
             }
         }
         let websocket = websocket::Connectors::new(config, &strict_tls, &insecure_tls)?;
@@ -145,12 +145,11 @@ fn http_connector() -> HttpConnector {
     connector
 }
 
-fn build<C>(connector: C, tls: rustls::ClientConfig, max_idle: usize) -> Pool<HttpsConnector<C>> {
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+fn https<C>(connector: C, tls: rustls::ClientConfig) -> HttpsConnector<C> {
+    hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(connector);
-    Pool::new(https, max_idle)
+        .wrap_connector(connector)
 }

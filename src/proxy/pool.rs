@@ -3,6 +3,12 @@
 //! connection's task, the request and the response never wake another thread, and a checkout
 //! takes no lock. HTTP/1.1 connections carry one request at a time; an HTTP/2 connection
 //! (negotiated with ALPN over TLS) is shared by every request of its thread.
+//!
+//! Bodiless requests to plain `http` origins of the direct pool skip hyper: [`inline`] writes and
+//! reads them in the request's own task, without a connection task or channels in between.
+
+mod chunked;
+mod inline;
 
 use std::cell::RefCell;
 use std::pin::Pin;
@@ -42,6 +48,13 @@ pub enum PoolError {
     /// A new connection closed before it took the request.
     #[error("connection closed before the request was sent")]
     Closed,
+    /// The inline client's connection failed while the request was sent or the response head was
+    /// read.
+    #[error("request failed")]
+    Io(#[source] std::io::Error),
+    /// The response head (or its framing) is not valid HTTP/1.1.
+    #[error("invalid response: {0}")]
+    InvalidResponse(&'static str),
 }
 
 /// A pool over one connector (direct or through a proxy tunnel, with its TLS settings).
@@ -51,6 +64,9 @@ pub struct Pool<C> {
     /// dropped pools are recognised and removed.
     token: Arc<()>,
     max_idle: usize,
+    /// Bodiless `http` requests take the [`inline`] client: only for a pool whose connector opens
+    /// plain TCP connections to the origin itself (not through a proxy).
+    inline: bool,
 }
 
 impl<C: Clone> Clone for Pool<C> {
@@ -59,6 +75,7 @@ impl<C: Clone> Clone for Pool<C> {
             connector: self.connector.clone(),
             token: self.token.clone(),
             max_idle: self.max_idle,
+            inline: self.inline,
         }
     }
 }
@@ -85,6 +102,8 @@ struct Origin {
     /// A connection to an HTTP/2 origin is being opened: requests wait for it rather than open
     /// connections of their own.
     h2_connecting: Option<Arc<Notify>>,
+    /// Idle connections of the inline client (plain TCP, HTTP/1.1), oldest first.
+    plain: Vec<inline::IdleStream>,
 }
 
 thread_local! {
@@ -148,6 +167,7 @@ fn with_origin<R>(home: &Home, f: impl FnOnce(&mut Origin) -> R) -> R {
                     h2: None,
                     h2_known: false,
                     h2_connecting: None,
+                    plain: Vec::new(),
                 });
                 origins.len() - 1
             }
@@ -164,6 +184,17 @@ impl<C> Pool<C> {
             connector,
             token: Arc::new(()),
             max_idle,
+            inline: false,
+        }
+    }
+
+    /// A pool like [`Pool::new`] whose bodiless requests to `http` origins go through the inline
+    /// client. Only for a connector that connects straight to the origin: the inline client opens
+    /// its own TCP connections.
+    pub fn direct(connector: C, max_idle: usize) -> Pool<C> {
+        Pool {
+            inline: true,
+            ..Pool::new(connector, max_idle)
         }
     }
 }
@@ -179,11 +210,15 @@ where
     /// that a reused connection closed on before taking it is sent once more on a new connection.
     ///
     /// # Errors
-    /// [`PoolError::Connect`], [`PoolError::Send`] or [`PoolError::Closed`].
+    /// [`PoolError::Connect`], [`PoolError::Send`] or [`PoolError::Closed`]; from the inline
+    /// client [`PoolError::Io`] or [`PoolError::InvalidResponse`].
     pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Body>, PoolError> {
         let uri = request.uri().clone();
         let home = Home::of(&self.token, &uri, self.max_idle)
             .ok_or_else(|| PoolError::Connect("upstream URI without scheme or authority".into()))?;
+        if self.inline && inline::applies(&request) {
+            return inline::send(home, request).await;
+        }
         let mut waited = false;
         loop {
             match checkout(&home) {

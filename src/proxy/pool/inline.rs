@@ -1,0 +1,620 @@
+//! The inline HTTP/1.1 client: a bodiless request to a plain `http` origin is written and its
+//! response read by the request's own task, on a `TcpStream` from this thread's idle list. No
+//! connection task and no channels between it and the request, which cost hyper's client several
+//! µs per request. Everything else (request bodies, TLS, HTTP/2, proxies, upgrades) stays with
+//! hyper.
+
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::chunked::Chunked;
+use super::{with_origin, Home, PoolError, IDLE_TIMEOUT};
+use crate::body::{self, Body};
+
+/// As the hyper path's connector: a dead address fails in time for the destination's timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first read of a response: the head and, mostly, the whole body.
+const HEAD_BUFFER: usize = 8 * 1024;
+/// The largest response head accepted (hyper's client allows ~400 KiB; nothing real comes near).
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 100;
+/// Body reads start at this size and double while they fill the buffer, up to `READ_MAX`.
+const READ_MIN: usize = 16 * 1024;
+const READ_MAX: usize = 64 * 1024;
+
+/// An idle connection of the inline client.
+pub(super) struct IdleStream {
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// Whether the inline client takes `request`: plain `http`, no body, no upgrade, no framing or
+/// connection headers of the caller's own (the forwarder removes them; a request with them keeps
+/// hyper's handling).
+pub(super) fn applies(request: &Request<Body>) -> bool {
+    let body = request.body();
+    let headers = request.headers();
+    request.uri().scheme() == Some(&Scheme::HTTP)
+        && (body.is_end_stream() || body.size_hint().exact() == Some(0))
+        && request.method() != Method::CONNECT
+        && !headers.contains_key(header::UPGRADE)
+        && !headers.contains_key(header::TRANSFER_ENCODING)
+        && !headers.contains_key(header::CONNECTION)
+}
+
+/// Sends `request` (absolute `http` URI, empty body) on an idle connection of this thread or a
+/// new one. When a reused connection turns out closed before any of the response arrived (the
+/// server dropped it as the request went out), an idempotent request is sent once more on a new
+/// connection. Dropping the future drops the connection it holds.
+///
+/// The head is encoded before the future is made, which then holds neither the request nor a
+/// second copy of it (as an `async fn`'s arguments would).
+///
+/// # Errors
+/// [`PoolError::Connect`], [`PoolError::Io`] or [`PoolError::InvalidResponse`].
+pub(super) fn send(
+    home: Home,
+    request: Request<Body>,
+) -> impl Future<Output = Result<Response<Body>, PoolError>> + Send {
+    let head = encode_head(&request);
+    let method = request.method();
+    let is_head = method == Method::HEAD;
+    let idempotent = method == Method::GET
+        || is_head
+        || method == Method::OPTIONS
+        || method == Method::TRACE
+        || method == Method::PUT
+        || method == Method::DELETE;
+    drop(request);
+    async move {
+        if let Some(stream) = checkout(&home) {
+            match exchange(stream, &head, is_head, &home).await {
+                Ok(response) => return Ok(response),
+                Err(failure) if failure.unanswered && idempotent => {}
+                Err(failure) => return Err(failure.error),
+            }
+        }
+        // Boxed: a new connection is rare next to reuse, and connecting makes a large future.
+        Box::pin(async {
+            let stream = connect(&home.authority).await?;
+            exchange(stream, &head, is_head, &home)
+                .await
+                .map_err(|failure| failure.error)
+        })
+        .await
+    }
+}
+
+/// Why an exchange failed, and whether the server had answered nothing (a retry is safe for an
+/// idempotent request).
+struct Failure {
+    error: PoolError,
+    unanswered: bool,
+}
+
+impl Failure {
+    /// A closed or reset connection before any answer is the keep-alive race; other errors are not.
+    fn io(error: io::Error, answered: bool) -> Failure {
+        let reset = matches!(
+            error.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::UnexpectedEof
+        );
+        Failure {
+            error: PoolError::Io(error),
+            unanswered: reset && !answered,
+        }
+    }
+}
+
+/// Writes the request head and reads the response head; the body follows in the response.
+async fn exchange(
+    mut stream: TcpStream,
+    request: &[u8],
+    is_head: bool,
+    home: &Home,
+) -> Result<Response<Body>, Failure> {
+    if let Err(error) = stream.write_all(request).await {
+        return Err(Failure::io(error, false));
+    }
+    let mut buf = BytesMut::with_capacity(HEAD_BUFFER);
+    // Interim (1xx) heads are consumed from `buf`, so its being empty does not mean nothing came.
+    let mut answered = false;
+    let head = loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.len().max(HEAD_BUFFER));
+        }
+        match stream.read_buf(&mut buf).await {
+            Ok(0) => {
+                let error = io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed before the response head",
+                );
+                return Err(Failure::io(error, answered));
+            }
+            Ok(_) => answered = true,
+            Err(error) => return Err(Failure::io(error, answered)),
+        }
+        match parse_head(&mut buf, is_head) {
+            Ok(Some(head)) => break head,
+            Ok(None) => {}
+            Err(message) => {
+                return Err(Failure {
+                    error: PoolError::InvalidResponse(message),
+                    unanswered: false,
+                })
+            }
+        }
+    };
+    Ok(respond(head, stream, buf, home))
+}
+
+/// The response for `head`, with `buf` holding what was read past it. A body that is already
+/// complete in `buf` (or absent) frees the connection right away.
+fn respond(head: Head, stream: TcpStream, mut buf: BytesMut, home: &Home) -> Response<Body> {
+    let complete = match head.framing {
+        Framing::Empty => Some(Bytes::new()),
+        Framing::Length(length) if length <= buf.len() as u64 => {
+            // `length` fits in usize: it is at most `buf.len()`.
+            Some(buf.split_to(length as usize).freeze())
+        }
+        _ => None,
+    };
+    let body = match complete {
+        Some(data) => {
+            // Bytes beyond the message would be read as the next response: the connection goes.
+            if head.keep_alive && buf.is_empty() {
+                checkin(home, stream);
+            }
+            if data.is_empty() {
+                body::empty()
+            } else {
+                body::full(data)
+            }
+        }
+        None => body::boxed(InlineBody {
+            stream: Some(stream),
+            buf,
+            reading: match head.framing {
+                Framing::Length(length) => Reading::Length(length),
+                Framing::Chunked => Reading::Chunked(Chunked::new()),
+                Framing::Empty | Framing::Close => Reading::Close,
+            },
+            home: head.keep_alive.then(|| home.clone()),
+            read_size: READ_MIN,
+        }),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = head.status;
+    *response.version_mut() = Version::HTTP_11;
+    *response.headers_mut() = head.headers;
+    response
+}
+
+// === impl idle list ===
+
+/// The newest idle connection of this thread for `home` that is still usable; older than
+/// [`IDLE_TIMEOUT`], closed or with stray bytes to read, a connection met on the way is closed.
+fn checkout(home: &Home) -> Option<TcpStream> {
+    with_origin(home, |origin| {
+        let now = Instant::now();
+        while let Some(idle) = origin.plain.pop() {
+            if now.duration_since(idle.since) < IDLE_TIMEOUT && is_quiet(&idle.stream) {
+                return Some(idle.stream);
+            }
+        }
+        None
+    })
+}
+
+/// Whether an idle connection has nothing to read: neither the server's close nor stray bytes.
+/// No system call unless the socket became readable since its last read drained it.
+fn is_quiet(stream: &TcpStream) -> bool {
+    matches!(stream.try_read(&mut [0; 1]), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// Puts a connection whose last response was read to its end on this thread's idle list.
+fn checkin(home: &Home, stream: TcpStream) {
+    if home.max_idle == 0 {
+        return;
+    }
+    with_origin(home, |origin| {
+        if origin.plain.len() >= home.max_idle {
+            origin.plain.remove(0);
+        }
+        origin.plain.push(IdleStream {
+            stream,
+            since: Instant::now(),
+        });
+    });
+}
+
+/// A new connection to `authority` (port 80 by default), resolving the host unless it is an IP
+/// address.
+async fn connect(authority: &Authority) -> Result<TcpStream, PoolError> {
+    let port = authority.port_u16().unwrap_or(80);
+    let host = authority.host();
+    let connecting = async {
+        let literal = host
+            .strip_prefix('[')
+            .and_then(|host| host.strip_suffix(']'))
+            .unwrap_or(host);
+        if let Ok(ip) = literal.parse::<IpAddr>() {
+            return TcpStream::connect((ip, port)).await;
+        }
+        let mut last = None;
+        for address in tokio::net::lookup_host((host, port)).await? {
+            match TcpStream::connect(address).await {
+                Ok(stream) => return Ok(stream),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host has no address")))
+    };
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_elapsed| PoolError::Connect("connect timed out".into()))?
+        .map_err(|error| PoolError::Connect(error.into()))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|error| PoolError::Connect(error.into()))?;
+    Ok(stream)
+}
+
+// === impl request head ===
+
+/// `METHOD origin-form HTTP/1.1`, the headers as they are, and a `host` from the URI when the
+/// caller set none, in one buffer for one write.
+fn encode_head(request: &Request<Body>) -> Vec<u8> {
+    let method = request.method().as_str();
+    let uri = request.uri();
+    let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let headers = request.headers();
+    let host = match headers.contains_key(header::HOST) {
+        true => None,
+        false => uri.authority(),
+    };
+    // A body that is empty without having ended gets the length hyper would give it.
+    let zero_length = !request.body().is_end_stream() && !headers.contains_key(header::CONTENT_LENGTH);
+    let size = method.len()
+        + path.len()
+        + 16
+        + host.map_or(0, |host| host.as_str().len() + 8)
+        + headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>()
+        + if zero_length { 20 } else { 0 };
+    let mut head = Vec::with_capacity(size);
+    head.extend_from_slice(method.as_bytes());
+    head.push(b' ');
+    if !path.starts_with('/') {
+        head.push(b'/');
+    }
+    head.extend_from_slice(path.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(host) = host {
+        head.extend_from_slice(b"host: ");
+        head.extend_from_slice(host.as_str().as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in headers {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if zero_length {
+        head.extend_from_slice(b"content-length: 0\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+// === impl response head ===
+
+/// A final response head and how its body is framed.
+#[derive(Debug)]
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+    framing: Framing,
+    /// The connection may carry another request once the body has been read.
+    keep_alive: bool,
+}
+
+/// How the body's end is found (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the server closes the connection.
+    Close,
+}
+
+/// Parses the response head at the front of `buf` and removes it; interim (1xx) heads before it
+/// are removed and skipped. `None`: the head is not complete yet.
+///
+/// # Errors
+/// A malformed or oversized head, an invalid header or `Content-Length`, a `101` (no upgrade was
+/// asked for), `Transfer-Encoding` in an HTTP/1.0 response.
+fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, &'static str> {
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut slots);
+        let length = match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(length)) if length <= MAX_HEAD => length,
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
+            Ok(_) => return Err("response head too large"),
+            Err(httparse::Error::TooManyHeaders) => return Err("too many response headers"),
+            Err(_) => return Err("malformed response head"),
+        };
+        let code = parsed.code.unwrap_or_default();
+        if code == 101 {
+            return Err("unexpected 101 response");
+        }
+        if (100..200).contains(&code) {
+            buf.advance(length);
+            continue;
+        }
+        let status = StatusCode::from_u16(code).map_err(|_| "invalid status code")?;
+        let http10 = parsed.version == Some(0);
+        // Where each name and value sits in the head, so that the values can share its bytes.
+        let base = buf.as_ptr() as usize;
+        let mut spans = [[0usize; 4]; MAX_HEADERS];
+        let count = parsed.headers.len();
+        for (span, header) in spans.iter_mut().zip(parsed.headers.iter()) {
+            let at = |bytes: &[u8]| (bytes.as_ptr() as usize).wrapping_sub(base);
+            *span = [
+                at(header.name.as_bytes()),
+                header.name.len(),
+                at(header.value),
+                header.value.len(),
+            ];
+        }
+        let head = buf.split_to(length).freeze();
+        let mut headers = HeaderMap::with_capacity(count);
+        for &[name_at, name_length, value_at, value_length] in &spans[..count] {
+            let name = head
+                .get(name_at..name_at + name_length)
+                .and_then(|name| HeaderName::from_bytes(name).ok())
+                .ok_or("invalid header name")?;
+            let value = match value_length {
+                0 => HeaderValue::from_static(""),
+                _ => head
+                    .get(value_at..value_at + value_length)
+                    .and_then(|_| HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_length)).ok())
+                    .ok_or("invalid header value")?,
+            };
+            headers.append(name, value);
+        }
+        return framed(status, headers, http10, is_head).map(Some);
+    }
+}
+
+/// The body's framing and the connection's reuse from the final head (RFC 9112 §6.3, §9.3).
+fn framed(status: StatusCode, mut headers: HeaderMap, http10: bool, is_head: bool) -> Result<Head, &'static str> {
+    let mut keep_alive = reusable(&headers, http10);
+    let framing = if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        Framing::Empty
+    } else if headers.contains_key(header::TRANSFER_ENCODING) {
+        if http10 {
+            return Err("transfer-encoding in an HTTP/1.0 response");
+        }
+        // The coding overrides a length; a message with both is suspect, so its connection goes.
+        if headers.remove(header::CONTENT_LENGTH).is_some() {
+            keep_alive = false;
+        }
+        let chunked = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+            .and_then(|value| value.as_bytes().rsplit(|byte| *byte == b',').next())
+            .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        // Decoded here; the client's side frames the body anew.
+        headers.remove(header::TRANSFER_ENCODING);
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        }
+    } else {
+        match content_length(&headers)? {
+            Some(length) => Framing::Length(length),
+            None => Framing::Close,
+        }
+    };
+    if framing == Framing::Close {
+        keep_alive = false;
+    }
+    Ok(Head {
+        status,
+        headers,
+        framing,
+        keep_alive,
+    })
+}
+
+/// Whether the response lets the connection stay open: HTTP/1.1 unless `Connection: close`,
+/// HTTP/1.0 only with `Connection: keep-alive`.
+fn reusable(headers: &HeaderMap, http10: bool) -> bool {
+    let (mut close, mut keep_alive) = (false, false);
+    for value in headers.get_all(header::CONNECTION) {
+        for token in value.as_bytes().split(|byte| *byte == b',') {
+            let token = token.trim_ascii();
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
+    }
+    !close && (keep_alive || !http10)
+}
+
+/// The `Content-Length`: one value, or the same value repeated (in several headers or a list).
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, &'static str> {
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|byte| *byte == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                return Err("invalid content-length");
+            }
+            let parsed = part.iter().fold(0u64, |sum, digit| sum * 10 + u64::from(digit - b'0'));
+            if length.is_some_and(|length| length != parsed) {
+                return Err("conflicting content-length");
+            }
+            length = Some(parsed);
+        }
+    }
+    Ok(length)
+}
+
+// === impl InlineBody ===
+
+/// A response body read from its connection as it is polled. Read to its end, it puts the
+/// connection back on the idle list when the response allowed that; dropped before its end or
+/// failed, it closes the connection, whose state is unknown.
+struct InlineBody {
+    /// `None` once the body has ended.
+    stream: Option<TcpStream>,
+    /// Read but not yet yielded.
+    buf: BytesMut,
+    reading: Reading,
+    /// Where the connection goes at the end; `None` when it must close.
+    home: Option<Home>,
+    read_size: usize,
+}
+
+enum Reading {
+    /// This many bytes not yet yielded.
+    Length(u64),
+    Chunked(Chunked),
+    Close,
+    Done,
+}
+
+impl InlineBody {
+    fn finish(&mut self) {
+        self.reading = Reading::Done;
+        let stream = self.stream.take();
+        if let (Some(home), Some(stream)) = (self.home.take(), stream) {
+            if self.buf.is_empty() {
+                checkin(&home, stream);
+            }
+        }
+    }
+
+    fn fail(
+        &mut self,
+        error: impl Into<crate::body::BoxError>,
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
+        self.reading = Reading::Done;
+        self.stream = None;
+        self.home = None;
+        Poll::Ready(Some(Err(error.into())))
+    }
+
+    /// What `buf` holds of the body now, ending the body when that is all of it.
+    fn buffered(&mut self) -> Result<Option<Bytes>, &'static str> {
+        match &mut self.reading {
+            Reading::Length(remaining) => {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                let take = (*remaining).min(self.buf.len() as u64);
+                *remaining -= take;
+                let last = *remaining == 0;
+                // `take` fits in usize: it is at most `buf.len()`.
+                let data = self.buf.split_to(take as usize).freeze();
+                if last {
+                    self.finish();
+                }
+                Ok(Some(data))
+            }
+            Reading::Chunked(decoder) => {
+                decoder.advance(&mut self.buf)?;
+                let data = decoder.data(&mut self.buf);
+                // Past the data, whatever framing is buffered too: when that is the end, the
+                // connection goes back now rather than at a poll that may never come.
+                let _later = decoder.advance(&mut self.buf);
+                if decoder.is_done() {
+                    self.finish();
+                }
+                Ok(data)
+            }
+            Reading::Close => Ok((!self.buf.is_empty()).then(|| self.buf.split().freeze())),
+            Reading::Done => Ok(None),
+        }
+    }
+}
+
+impl HttpBody for InlineBody {
+    type Data = Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        loop {
+            match this.buffered() {
+                Ok(Some(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Ok(None) => {}
+                Err(message) => return this.fail(PoolError::InvalidResponse(message)),
+            }
+            let Some(stream) = this.stream.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let mut spare = this.buf.capacity() - this.buf.len();
+            if spare < READ_MIN / 4 {
+                let wanted = match this.reading {
+                    Reading::Length(remaining) => remaining.min(this.read_size as u64) as usize,
+                    _ => this.read_size,
+                };
+                this.buf.reserve(wanted);
+                spare = this.buf.capacity() - this.buf.len();
+            }
+            match ready!(tokio_util::io::poll_read_buf(Pin::new(stream), cx, &mut this.buf)) {
+                Ok(0) if matches!(this.reading, Reading::Close) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(0) => return this.fail(PoolError::InvalidResponse("response body ended early")),
+                Ok(read) => {
+                    if read == spare && this.read_size < READ_MAX {
+                        this.read_size *= 2;
+                    }
+                }
+                Err(error) => return this.fail(error),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.reading, Reading::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.reading {
+            Reading::Length(remaining) => SizeHint::with_exact(remaining),
+            Reading::Done => SizeHint::with_exact(0),
+            Reading::Chunked(_) | Reading::Close => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
