@@ -66,8 +66,20 @@ where
     // One timer for the connection, moved on for each head: a later deadline costs no lock.
     let timer = tokio::time::sleep(limits.header_read_timeout);
     tokio::pin!(timer);
+    // One registration for the connection's life, not one per request.
+    let mut watcher = stop.clone();
+    let stopped = async move {
+        let _ = watcher.wait_for(|stop| *stop).await;
+    };
+    tokio::pin!(stopped);
+    let mut stopping = false;
     loop {
-        let head = match read_head(io, &mut buf, limits, timer.as_mut(), stop).await {
+        let waits = Waits {
+            timer: timer.as_mut(),
+            stopped: stopped.as_mut(),
+            stopping: &mut stopping,
+        };
+        let head = match read_head(io, &mut buf, limits, waits).await {
             Read::Head(head) => head,
             Read::Close => return Next::Close,
             Read::Handover => return Next::Handover(buf.freeze()),
@@ -121,16 +133,29 @@ enum Read {
 }
 
 /// Reads until `buf` holds a complete request head and takes it off the buffer.
-async fn read_head<I>(
-    io: &mut I,
-    buf: &mut BytesMut,
-    limits: &Limits,
-    mut timer: Pin<&mut tokio::time::Sleep>,
-    stop: &mut watch::Receiver<bool>,
-) -> Read
+/// What a connection waits on besides its socket.
+struct Waits<'a, F> {
+    /// The head's deadline.
+    timer: Pin<&'a mut tokio::time::Sleep>,
+    /// Completes when the server stops.
+    stopped: Pin<&'a mut F>,
+    /// `stopped` has completed (it must not be polled again).
+    stopping: &'a mut bool,
+}
+
+async fn read_head<I, F>(io: &mut I, buf: &mut BytesMut, limits: &Limits, waits: Waits<'_, F>) -> Read
 where
     I: AsyncRead + Unpin,
+    F: std::future::Future<Output = ()>,
 {
+    let Waits {
+        mut timer,
+        mut stopped,
+        stopping,
+    } = waits;
+    if *stopping {
+        return Read::Close;
+    }
     timer.as_mut().reset(tokio::time::Instant::now() + limits.header_read_timeout);
     loop {
         if !buf.is_empty() {
@@ -154,7 +179,10 @@ where
             },
             // Between requests a stopping server closes the connection; a head being read is
             // waited for (and answered with `connection: close`).
-            _ = stop.wait_for(|stop| *stop), if idle => return Read::Close,
+            () = stopped.as_mut(), if idle => {
+                *stopping = true;
+                return Read::Close;
+            }
         };
         match read {
             Ok(0) | Err(_) => return Read::Close,
