@@ -1,8 +1,8 @@
 //! The inline HTTP/1.1 client: a bodiless request to a plain `http` origin is written and its
-//! response read by the request's own task, on a `TcpStream` from this thread's idle list. No
-//! connection task and no channels between it and the request, which cost hyper's client several
-//! µs per request. Everything else (request bodies, TLS, HTTP/2, proxies, upgrades) stays with
-//! hyper.
+//! response read by the request's own task, on a `TcpStream` from this thread's idle list: no
+//! connection task and no channels between it and the request, whose hand-offs made up a good part
+//! of a proxied request's CPU time (about 2 µs of ~12 µs). Everything else (request bodies, TLS,
+//! HTTP/2, proxies, upgrades) stays with hyper.
 
 use std::future::Future;
 use std::io;
