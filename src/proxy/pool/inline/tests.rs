@@ -26,6 +26,7 @@ fn response_heads_parse_to_status_framing_and_reuse() {
         ("chunked last", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", false, Ok((200, Framing::Chunked, true, ""))),
         ("chunked not last", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", false, Ok((200, Framing::Close, false, ""))),
         ("coding and length", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", false, Ok((200, Framing::Chunked, false, ""))),
+        ("coding and an invalid length", "HTTP/1.1 200 OK\r\nContent-Length: x\r\nTransfer-Encoding: chunked\r\n\r\n", false, Ok((200, Framing::Chunked, false, ""))),
         ("no length", "HTTP/1.1 200 OK\r\n\r\nabc", false, Ok((200, Framing::Close, false, "abc"))),
         ("close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false, Ok((200, Framing::Length(0), false, ""))),
         ("close in a list", "HTTP/1.1 200 OK\r\nConnection: foo, Close\r\nContent-Length: 0\r\n\r\n", false, Ok((200, Framing::Length(0), false, ""))),
