@@ -11,6 +11,7 @@ mod chunked;
 mod inline;
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
@@ -201,7 +202,7 @@ impl<C> Pool<C> {
 
 impl<C> Pool<C>
 where
-    C: tower::Service<Uri> + Clone + Send + 'static,
+    C: tower::Service<Uri> + Clone + Send + Sync + 'static,
     C::Response: hyper::rt::Read + hyper::rt::Write + Connection + Unpin + Send + 'static,
     C::Future: Send,
     C::Error: Into<BoxError>,
@@ -212,13 +213,25 @@ where
     /// # Errors
     /// [`PoolError::Connect`], [`PoolError::Send`] or [`PoolError::Closed`]; from the inline
     /// client [`PoolError::Io`] or [`PoolError::InvalidResponse`].
-    pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Body>, PoolError> {
-        let uri = request.uri().clone();
-        let home = Home::of(&self.token, &uri, self.max_idle)
-            .ok_or_else(|| PoolError::Connect("upstream URI without scheme or authority".into()))?;
+    pub fn send(
+        &self,
+        request: Request<Body>,
+    ) -> impl Future<Output = Result<Response<Body>, PoolError>> + Send + '_ {
+        use futures_util::future::Either;
+        let Some(home) = Home::of(&self.token, request.uri(), self.max_idle) else {
+            let error = PoolError::Connect("upstream URI without scheme or authority".into());
+            return Either::Left(Either::Left(std::future::ready(Err(error))));
+        };
         if self.inline && inline::applies(&request) {
-            return inline::send(home, request).await;
+            return Either::Left(Either::Right(inline::send(home, request)));
         }
+        // Boxed: hyper's path (bodies, TLS, HTTP/2, tunnels) makes a future several times the
+        // inline one's size, which every request would otherwise carry and move.
+        Either::Right(Box::pin(self.send_hyper(home, request)))
+    }
+
+    async fn send_hyper(&self, home: Home, mut request: Request<Body>) -> Result<Response<Body>, PoolError> {
+        let uri = request.uri().clone();
         let mut waited = false;
         loop {
             match checkout(&home) {
