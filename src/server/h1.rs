@@ -159,7 +159,7 @@ where
     timer.as_mut().reset(tokio::time::Instant::now() + limits.header_read_timeout);
     loop {
         if !buf.is_empty() {
-            match parse(buf) {
+            match parse(buf, limits.max_head) {
                 Parsed::Head(head) => return Read::Head(head),
                 Parsed::Other => return Read::Handover,
                 Parsed::Partial if buf.len() >= limits.max_head => return Read::Handover,
@@ -199,12 +199,14 @@ enum Parsed {
 }
 
 /// Parses the head at the start of `buf`. Only a request the fast lane can answer exactly as
-/// hyper would is taken off the buffer; anything else is left for hyper.
-fn parse(buf: &mut BytesMut) -> Parsed {
+/// hyper would is taken off the buffer; anything else is left for hyper, including a head longer
+/// than `max_head` (hyper answers it 431).
+fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     let length = match parsed.parse_with_uninit_headers(buf, &mut fields) {
-        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Complete(length)) if length <= max_head => length,
+        Ok(httparse::Status::Complete(_)) => return Parsed::Other,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Other,
     };

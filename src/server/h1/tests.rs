@@ -4,7 +4,7 @@ use super::*;
 
 fn parsed(raw: &str) -> (Parsed, BytesMut) {
     let mut buf = BytesMut::from(raw.as_bytes());
-    (parse(&mut buf), buf)
+    (parse(&mut buf, 8192), buf)
 }
 
 #[test]
@@ -47,6 +47,16 @@ fn the_fast_lane_takes_complete_bodiless_http11_heads_only() {
             }
             Parsed::Partial => panic!("partial: {raw:?}"),
         }
+    }
+}
+
+#[test]
+fn a_head_longer_than_the_limit_is_hypers() {
+    let raw = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(200));
+    for (limit, fast) in [(raw.len(), true), (raw.len() - 1, false)] {
+        let mut buf = BytesMut::from(raw.as_bytes());
+        let taken = matches!(parse(&mut buf, limit), Parsed::Head(_));
+        assert_eq!(taken, fast, "limit {limit} for a head of {}", raw.len());
     }
 }
 
