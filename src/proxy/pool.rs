@@ -213,10 +213,7 @@ where
     /// # Errors
     /// [`PoolError::Connect`], [`PoolError::Send`] or [`PoolError::Closed`]; from the inline
     /// client [`PoolError::Io`] or [`PoolError::InvalidResponse`].
-    pub fn send(
-        &self,
-        request: Request<Body>,
-    ) -> impl Future<Output = Result<Response<Body>, PoolError>> + Send + '_ {
+    pub fn send(&self, request: Request<Body>) -> impl Future<Output = Result<Response<Body>, PoolError>> + Send + '_ {
         use futures_util::future::Either;
         let Some(home) = Home::of(&self.token, request.uri(), self.max_idle) else {
             let error = PoolError::Connect("upstream URI without scheme or authority".into());

@@ -352,8 +352,14 @@ impl Server {
     }
 }
 
+/// A client connection: TLS or plain, with or without the inactivity timeout.
+type ClientIo<T> = Either<
+    idle::IdleTimeout<Either<tokio_rustls::server::TlsStream<T>, T>>,
+    Either<tokio_rustls::server::TlsStream<T>, T>,
+>;
+
 /// True when TLS negotiated HTTP/2 with ALPN.
-fn negotiated_h2<T>(io: &Either<idle::IdleTimeout<Either<tokio_rustls::server::TlsStream<T>, T>>, Either<tokio_rustls::server::TlsStream<T>, T>>) -> bool {
+fn negotiated_h2<T>(io: &ClientIo<T>) -> bool {
     let tls = match io {
         Either::Left(idle) => idle.get_ref(),
         Either::Right(io) => io,

@@ -19,8 +19,14 @@ fn the_fast_lane_takes_complete_bodiless_http11_heads_only() {
         ("POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", false),
         ("POST /x HTTP/1.1\r\nContent-Length: 00\r\n\r\n", false),
         ("POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", false),
-        ("PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n", false),
-        ("GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", false),
+        (
+            "PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
+            false,
+        ),
+        (
+            "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            false,
+        ),
         ("GET /ws HTTP/1.1\r\nConnection: keep-alive, upgrade\r\n\r\n", false),
         // Other versions, forms and methods.
         ("GET / HTTP/1.0\r\n\r\n", false),
@@ -95,7 +101,10 @@ fn head_of(response: Response<Body>, is_head: bool, close: bool) -> (String, Fra
     let text = String::from_utf8(out).expect("ascii head");
     // The date changes; its presence is checked, its value not.
     let mut lines: Vec<&str> = text.split("\r\n").collect();
-    let date = lines.iter().position(|line| line.starts_with("date: ")).expect("a date header");
+    let date = lines
+        .iter()
+        .position(|line| line.starts_with("date: "))
+        .expect("a date header");
     lines.remove(date);
     (lines.join("|"), framing)
 }
@@ -104,15 +113,18 @@ fn with_status(status: u16, body: Body, headers: &[(&str, &str)]) -> Response<Bo
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::from_u16(status).expect("status");
     for (name, value) in headers {
-        response
-            .headers_mut()
-            .append(HeaderName::from_bytes(name.as_bytes()).expect("name"), HeaderValue::from_str(value).expect("value"));
+        response.headers_mut().append(
+            HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            HeaderValue::from_str(value).expect("value"),
+        );
     }
     response
 }
 
 fn unknown_length() -> Body {
-    let frames = futures_util::stream::iter([Ok::<_, crate::body::BoxError>(http_body::Frame::data(Bytes::from_static(b"x")))]);
+    let frames = futures_util::stream::iter([Ok::<_, crate::body::BoxError>(http_body::Frame::data(
+        Bytes::from_static(b"x"),
+    ))]);
     crate::body::boxed(StreamBody::new(frames))
 }
 
@@ -121,26 +133,116 @@ fn the_framing_is_the_one_hyper_chooses() {
     use crate::body::{empty, full};
     // (status, body, headers, HEAD request, client asked to close) → head lines, framing
     let rows: Vec<(Response<Body>, bool, bool, &str, Framing)> = vec![
-        (with_status(200, full("hello"), &[]), false, false, "HTTP/1.1 200 OK|content-length: 5||", Framing::Length(5)),
-        (with_status(404, full("no"), &[("x-a", "1")]), false, false, "HTTP/1.1 404 Not Found|x-a: 1|content-length: 2||", Framing::Length(2)),
-        (with_status(200, empty(), &[]), false, false, "HTTP/1.1 200 OK|content-length: 0||", Framing::None),
-        (with_status(200, unknown_length(), &[]), false, false, "HTTP/1.1 200 OK|transfer-encoding: chunked||", Framing::Chunked),
+        (
+            with_status(200, full("hello"), &[]),
+            false,
+            false,
+            "HTTP/1.1 200 OK|content-length: 5||",
+            Framing::Length(5),
+        ),
+        (
+            with_status(404, full("no"), &[("x-a", "1")]),
+            false,
+            false,
+            "HTTP/1.1 404 Not Found|x-a: 1|content-length: 2||",
+            Framing::Length(2),
+        ),
+        (
+            with_status(200, empty(), &[]),
+            false,
+            false,
+            "HTTP/1.1 200 OK|content-length: 0||",
+            Framing::None,
+        ),
+        (
+            with_status(200, unknown_length(), &[]),
+            false,
+            false,
+            "HTTP/1.1 200 OK|transfer-encoding: chunked||",
+            Framing::Chunked,
+        ),
         // A declared length frames a body of unknown length.
-        (with_status(200, unknown_length(), &[("content-length", "1")]), false, false, "HTTP/1.1 200 OK|content-length: 1||", Framing::Length(1)),
+        (
+            with_status(200, unknown_length(), &[("content-length", "1")]),
+            false,
+            false,
+            "HTTP/1.1 200 OK|content-length: 1||",
+            Framing::Length(1),
+        ),
         // HEAD: the length is announced, no body follows; an empty body announces nothing.
-        (with_status(200, unknown_length(), &[("content-length", "100")]), true, false, "HTTP/1.1 200 OK|content-length: 100||", Framing::None),
-        (with_status(200, full("hello"), &[]), true, false, "HTTP/1.1 200 OK|content-length: 5||", Framing::None),
-        (with_status(200, empty(), &[]), true, false, "HTTP/1.1 200 OK||", Framing::None),
-        (with_status(200, empty(), &[("content-length", "7")]), true, false, "HTTP/1.1 200 OK|content-length: 7||", Framing::None),
+        (
+            with_status(200, unknown_length(), &[("content-length", "100")]),
+            true,
+            false,
+            "HTTP/1.1 200 OK|content-length: 100||",
+            Framing::None,
+        ),
+        (
+            with_status(200, full("hello"), &[]),
+            true,
+            false,
+            "HTTP/1.1 200 OK|content-length: 5||",
+            Framing::None,
+        ),
+        (
+            with_status(200, empty(), &[]),
+            true,
+            false,
+            "HTTP/1.1 200 OK||",
+            Framing::None,
+        ),
+        (
+            with_status(200, empty(), &[("content-length", "7")]),
+            true,
+            false,
+            "HTTP/1.1 200 OK|content-length: 7||",
+            Framing::None,
+        ),
         // 204 and 304 carry no length and no body.
-        (with_status(204, empty(), &[]), false, false, "HTTP/1.1 204 No Content||", Framing::None),
-        (with_status(304, empty(), &[("etag", "\"a\""), ("content-length", "10")]), false, false, "HTTP/1.1 304 Not Modified|etag: \"a\"||", Framing::None),
+        (
+            with_status(204, empty(), &[]),
+            false,
+            false,
+            "HTTP/1.1 204 No Content||",
+            Framing::None,
+        ),
+        (
+            with_status(304, empty(), &[("etag", "\"a\""), ("content-length", "10")]),
+            false,
+            false,
+            "HTTP/1.1 304 Not Modified|etag: \"a\"||",
+            Framing::None,
+        ),
         // A length header on an empty body is dropped (not HEAD).
-        (with_status(200, empty(), &[("content-length", "3")]), false, false, "HTTP/1.1 200 OK|content-length: 0||", Framing::None),
+        (
+            with_status(200, empty(), &[("content-length", "3")]),
+            false,
+            false,
+            "HTTP/1.1 200 OK|content-length: 0||",
+            Framing::None,
+        ),
         // Closing: said once.
-        (with_status(200, full("a"), &[]), false, true, "HTTP/1.1 200 OK|connection: close|content-length: 1||", Framing::Length(1)),
-        (with_status(200, full("a"), &[("connection", "Close")]), false, true, "HTTP/1.1 200 OK|connection: Close|content-length: 1||", Framing::Length(1)),
-        (with_status(599, full("a"), &[]), false, false, "HTTP/1.1 599 <none>|content-length: 1||", Framing::Length(1)),
+        (
+            with_status(200, full("a"), &[]),
+            false,
+            true,
+            "HTTP/1.1 200 OK|connection: close|content-length: 1||",
+            Framing::Length(1),
+        ),
+        (
+            with_status(200, full("a"), &[("connection", "Close")]),
+            false,
+            true,
+            "HTTP/1.1 200 OK|connection: Close|content-length: 1||",
+            Framing::Length(1),
+        ),
+        (
+            with_status(599, full("a"), &[]),
+            false,
+            false,
+            "HTTP/1.1 599 <none>|content-length: 1||",
+            Framing::Length(1),
+        ),
     ];
     for (index, (response, is_head, close, expected, framing)) in rows.into_iter().enumerate() {
         let (head, got) = head_of(response, is_head, close);
@@ -162,7 +264,14 @@ fn an_existing_date_is_kept() {
 
 #[test]
 fn chunk_sizes_are_lowercase_hex() {
-    for (size, text) in [(0, "0\r\n"), (1, "1\r\n"), (15, "f\r\n"), (16, "10\r\n"), (4096, "1000\r\n"), (0xabcdef, "abcdef\r\n")] {
+    for (size, text) in [
+        (0, "0\r\n"),
+        (1, "1\r\n"),
+        (15, "f\r\n"),
+        (16, "10\r\n"),
+        (4096, "1000\r\n"),
+        (0xabcdef, "abcdef\r\n"),
+    ] {
         let mut out = Vec::new();
         chunk_size(&mut out, size);
         assert_eq!(out, text.as_bytes(), "{size}");
@@ -173,9 +282,14 @@ fn chunk_sizes_are_lowercase_hex() {
 async fn written(response: Response<Body>, is_head: bool) -> (String, bool) {
     let mut wire = Vec::new();
     let mut out = Vec::new();
-    let keep = write_response(&mut wire, &mut out, response, is_head, false).await.expect("write");
+    let keep = write_response(&mut wire, &mut out, response, is_head, false)
+        .await
+        .expect("write");
     let text = String::from_utf8(wire).expect("ascii");
-    let body = text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
     (body, keep)
 }
 
@@ -191,13 +305,21 @@ async fn bodies_are_written_as_framed() {
     let (body, keep) = written(with_status(200, unknown_length(), &[("content-length", "3")]), false).await;
     assert_eq!((body.as_str(), keep), ("x", false));
     let long = Full::new(Bytes::from_static(b"abcdef"));
-    let (body, keep) = written(with_status(200, crate::body::boxed(long), &[("content-length", "3")]), false).await;
+    let (body, keep) = written(
+        with_status(200, crate::body::boxed(long), &[("content-length", "3")]),
+        false,
+    )
+    .await;
     assert_eq!((body.as_str(), keep), ("abc", false));
     // A failing body ends the connection without the last chunk.
     let failing = futures_util::stream::iter([
         Ok(http_body::Frame::data(Bytes::from_static(b"ab"))),
         Err::<http_body::Frame<Bytes>, crate::body::BoxError>("broken".into()),
     ]);
-    let (body, keep) = written(with_status(200, crate::body::boxed(StreamBody::new(failing)), &[]), false).await;
+    let (body, keep) = written(
+        with_status(200, crate::body::boxed(StreamBody::new(failing)), &[]),
+        false,
+    )
+    .await;
     assert_eq!((body.as_str(), keep), ("2\r\nab\r\n", false));
 }
