@@ -135,16 +135,20 @@ impl Home {
         if self.max_idle == 0 || sender.is_closed() {
             return;
         }
-        with_origin(self, |origin| {
-            if origin.idle.len() >= self.max_idle {
-                origin.idle.remove(0);
-            }
-            origin.idle.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
-        });
+        let idle = Idle {
+            sender,
+            since: Instant::now(),
+        };
+        with_origin(self, |origin| keep_idle(&mut origin.idle, idle, self.max_idle));
     }
+}
+
+/// Appends `entry` to an idle list of at most `max` entries, dropping the oldest when it is full.
+fn keep_idle<T>(list: &mut Vec<T>, entry: T, max: usize) {
+    if list.len() >= max {
+        list.remove(0);
+    }
+    list.push(entry);
 }
 
 fn with_origin<R>(home: &Home, f: impl FnOnce(&mut Origin) -> R) -> R {

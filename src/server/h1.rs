@@ -72,14 +72,8 @@ where
         let _ = watcher.wait_for(|stop| *stop).await;
     };
     tokio::pin!(stopped);
-    let mut stopping = false;
     loop {
-        let waits = Waits {
-            timer: timer.as_mut(),
-            stopped: stopped.as_mut(),
-            stopping: &mut stopping,
-        };
-        let head = match read_head(io, &mut buf, limits, waits).await {
+        let head = match read_head(io, &mut buf, limits, timer.as_mut(), stopped.as_mut()).await {
             Read::Head(head) => head,
             Read::Close => return Next::Close,
             Read::Handover => return Next::Handover(buf.freeze()),
@@ -134,30 +128,19 @@ enum Read {
     Handover,
 }
 
-/// Reads until `buf` holds a complete request head and takes it off the buffer.
-/// What a connection waits on besides its socket.
-struct Waits<'a, F> {
-    /// The head's deadline.
-    timer: Pin<&'a mut tokio::time::Sleep>,
-    /// Completes when the server stops.
-    stopped: Pin<&'a mut F>,
-    /// `stopped` has completed (it must not be polled again).
-    stopping: &'a mut bool,
-}
-
-async fn read_head<I, F>(io: &mut I, buf: &mut BytesMut, limits: &Limits, waits: Waits<'_, F>) -> Read
+/// Reads until `buf` holds a complete request head and takes it off the buffer; `timer` is the
+/// head's deadline, `stopped` completes when the server stops.
+async fn read_head<I, F>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    limits: &Limits,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+    mut stopped: Pin<&mut F>,
+) -> Read
 where
     I: AsyncRead + Unpin,
     F: std::future::Future<Output = ()>,
 {
-    let Waits {
-        mut timer,
-        mut stopped,
-        stopping,
-    } = waits;
-    if *stopping {
-        return Read::Close;
-    }
     timer
         .as_mut()
         .reset(tokio::time::Instant::now() + limits.header_read_timeout);
@@ -183,10 +166,8 @@ where
             },
             // Between requests a stopping server closes the connection; a head being read is
             // waited for (and answered with `connection: close`).
-            () = stopped.as_mut(), if idle => {
-                *stopping = true;
-                return Read::Close;
-            }
+            // Once it has completed the connection closes, so it is never polled again.
+            () = stopped.as_mut(), if idle => return Read::Close,
         };
         match read {
             Ok(0) | Err(_) => return Read::Close,

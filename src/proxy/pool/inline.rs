@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::chunked::Chunked;
-use super::{with_origin, Home, PoolError, IDLE_TIMEOUT};
+use super::{keep_idle, with_origin, Home, PoolError, IDLE_TIMEOUT};
 use crate::body::{self, Body};
 
 /// As the hyper path's connector: a dead address fails in time for the destination's timeout.
@@ -234,15 +234,11 @@ fn checkin(home: &Home, stream: TcpStream) {
     if home.max_idle == 0 {
         return;
     }
-    with_origin(home, |origin| {
-        if origin.plain.len() >= home.max_idle {
-            origin.plain.remove(0);
-        }
-        origin.plain.push(IdleStream {
-            stream,
-            since: Instant::now(),
-        });
-    });
+    let idle = IdleStream {
+        stream,
+        since: Instant::now(),
+    };
+    with_origin(home, |origin| keep_idle(&mut origin.plain, idle, home.max_idle));
 }
 
 /// A new connection to `authority` (port 80 by default), resolving the host unless it is an IP
