@@ -1,6 +1,7 @@
 //! Header policy for both directions: hop-by-hop and internal headers removed (in every spelling,
 //! including those named in `Connection:`), `X-Forwarded-*` set, our own cookies stripped.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -10,6 +11,8 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_PATH: HeaderName = HeaderName::from_static("x-forwarded-path");
 const X_CORRELATIONID: HeaderName = HeaderName::from_static("x-correlationid");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// Hop-by-hop headers (RFC 9110 7.6.1) plus the legacy ones the reference also drops.
 const HOP_BY_HOP: &[&str] = &[
@@ -69,6 +72,60 @@ fn remove_matching(headers: &mut HeaderMap, listed: impl Fn(&str) -> bool) {
     }
 }
 
+/// An IP address as text, formatted on the stack (the longest IPv6 form has 45 characters).
+struct IpText {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl IpText {
+    /// `address` as `Display` prints it; IPv4 without the formatting machinery.
+    fn of(address: IpAddr) -> IpText {
+        let mut text = IpText { bytes: [0; 48], len: 0 };
+        match address {
+            IpAddr::V4(v4) => {
+                for (index, octet) in v4.octets().into_iter().enumerate() {
+                    if index > 0 {
+                        text.push(b'.');
+                    }
+                    if octet >= 100 {
+                        text.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        text.push(b'0' + octet / 10 % 10);
+                    }
+                    text.push(b'0' + octet % 10);
+                }
+            }
+            IpAddr::V6(v6) => {
+                let _ = write!(text, "{v6}");
+            }
+        }
+        text
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl std::fmt::Write for IpText {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let end = self.len + text.len();
+        self.bytes
+            .get_mut(self.len..end)
+            .ok_or(std::fmt::Error)?
+            .copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 /// What the forward phase knows about the request, for the header policy.
 pub struct Forwarding<'a> {
     /// The client's address (appended to `X-Forwarded-For`).
@@ -87,16 +144,25 @@ pub struct Forwarding<'a> {
 
 /// Applies the request policy to the headers that go to a destination.
 pub fn upstream_request(headers: &mut HeaderMap, forwarding: &Forwarding<'_>) {
+    // Room for what is added below: growing the map rehashes it, once per doubling.
+    headers.reserve(6);
     remove_matching(headers, |name| HOP_BY_HOP.contains(&name) || INTERNAL.contains(&name));
     trace_context(headers);
     if forwarding.set_x_forwarded {
         // Appending, never copying: the backend sees the whole chain with our peer last.
-        let peer = forwarding.peer.to_string();
+        let peer = IpText::of(forwarding.peer);
         let chain = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(existing) if !existing.trim().is_empty() => format!("{existing}, {peer}"),
-            _ => peer,
+            Some(existing) if !existing.trim().is_empty() => {
+                let existing = existing.as_bytes();
+                let mut chain = Vec::with_capacity(existing.len() + 2 + peer.len);
+                chain.extend_from_slice(existing);
+                chain.extend_from_slice(b", ");
+                chain.extend_from_slice(peer.as_bytes());
+                HeaderValue::from_maybe_shared(bytes::Bytes::from(chain))
+            }
+            _ => HeaderValue::from_bytes(peer.as_bytes()),
         };
-        if let Ok(value) = HeaderValue::from_str(&chain) {
+        if let Ok(value) = chain {
             headers.insert(X_FORWARDED_FOR, value);
         }
         if !headers.contains_key(X_FORWARDED_HOST) {
@@ -188,14 +254,14 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 /// invalid one is replaced by a new trace id, and `tracestate` is dropped with it (the
 /// specification ties it to the `traceparent` it came with).
 pub fn trace_context(headers: &mut HeaderMap) {
-    let mut values = headers.get_all("traceparent").iter();
+    let mut values = headers.get_all(TRACEPARENT).iter();
     let valid = match (values.next(), values.next()) {
         (Some(value), None) => valid_traceparent(value.as_bytes()),
         _ => false,
     };
     if !valid {
-        headers.remove("tracestate");
-        headers.insert("traceparent", new_traceparent());
+        headers.remove(TRACESTATE);
+        headers.insert(TRACEPARENT, new_traceparent());
     }
 }
 
@@ -252,6 +318,14 @@ fn new_traceparent() -> HeaderValue {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for text in ["0.0.0.0", "127.0.0.1", "255.255.255.255", "10.1.20.100", "9.99.100.109", "::1", "2001:db8::8a2e:370:7334", "::ffff:192.0.2.1"] {
+            let address: std::net::IpAddr = text.parse().unwrap();
+            assert_eq!(super::IpText::of(address).as_bytes(), address.to_string().as_bytes(), "{text}");
+        }
+    }
+
     #[test]
     fn traceparent_passes_through_when_valid_and_is_created_otherwise() {
         let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

@@ -261,7 +261,9 @@ fn request(
     ranges: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
 ) -> Option<Request<Empty<Bytes>>> {
     let uri = Uri::from_maybe_shared(head.slice(path)).ok()?;
-    let mut headers = HeaderMap::with_capacity(ranges.len());
+    // Room for the headers a proxied request gains (`X-Forwarded-*`, trace and correlation ids):
+    // growing the map would rehash it.
+    let mut headers = HeaderMap::with_capacity(ranges.len() + 8);
     for (name, value) in ranges {
         let name = HeaderName::from_bytes(&head[name]).ok()?;
         let value = HeaderValue::from_maybe_shared(head.slice(value)).ok()?;

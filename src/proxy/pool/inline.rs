@@ -389,7 +389,8 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, &'stati
             ];
         }
         let head = buf.split_to(length).freeze();
-        let mut headers = HeaderMap::with_capacity(count);
+        // Room for the response headers the router adds (security headers, request id).
+        let mut headers = HeaderMap::with_capacity(count + 6);
         let mut seen = Seen::new(http10);
         for span in &spans[..count] {
             let [name_at, name_length, value_at, value_length] = span.map(usize::from);
