@@ -30,6 +30,14 @@ pub fn apply(response: Response<Body>, accept: Vec<HeaderValue>, config: Compres
     if !compress {
         return response;
     }
+    if accept.is_empty() {
+        // Nothing accepted but identity: the layer would only add its `Vary`.
+        let mut response = response;
+        response
+            .headers_mut()
+            .append(header::VARY, HeaderValue::from_static("accept-encoding"));
+        return response;
+    }
     // tower-http picks the encoding and wraps the body; its inner service hands over `response`.
     let mut slot = Some(response);
     let service = layer(config).layer(tower::service_fn(move |_: Request<()>| {
@@ -79,11 +87,11 @@ impl Predicate for Rules {
         if headers.contains_key(header::CONTENT_ENCODING) {
             return false;
         }
-        let no_transform = headers
-            .get_all(header::CACHE_CONTROL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.to_ascii_lowercase().contains("no-transform"));
+        let no_transform = headers.get_all(header::CACHE_CONTROL).iter().any(|v| {
+            v.as_bytes()
+                .windows(b"no-transform".len())
+                .any(|w| w.eq_ignore_ascii_case(b"no-transform"))
+        });
         if no_transform {
             return false;
         }
@@ -100,8 +108,12 @@ impl Predicate for Rules {
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+            .unwrap_or("");
+        // Lower case is the common spelling: then nothing is allocated.
+        let content_type = match content_type.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => std::borrow::Cow::Owned(content_type.to_ascii_lowercase()),
+            false => std::borrow::Cow::Borrowed(content_type),
+        };
         compressible(&content_type, self.config.compress_mixed_content)
     }
 }
@@ -126,4 +138,62 @@ fn compressible(content_type: &str, mixed: bool) -> bool {
                 | "application/x-www-form-urlencoded"
                 | "application/graphql"
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(content_type: &str, length: usize) -> Response<Body> {
+        let mut response = Response::new(body::full(bytes::Bytes::from(vec![b'a'; length])));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
+        response
+    }
+
+    fn config() -> CompressionConfig {
+        CompressionConfig {
+            enabled: true,
+            min_size: 1024,
+            compress_mixed_content: false,
+        }
+    }
+
+    #[test]
+    fn without_accept_encoding_the_layers_headers_are_kept_and_the_body_is_untouched() {
+        for (content_type, length, vary) in [
+            ("text/plain", 4096, true),
+            ("Text/HTML; charset=UTF-8", 4096, true),
+            ("text/plain", 10, false),
+            ("image/png", 4096, false),
+        ] {
+            // The shortcut, and the layer itself with an `Accept-Encoding` that allows identity only.
+            let short = apply(response(content_type, length), Vec::new(), config());
+            let layered = apply(
+                response(content_type, length),
+                vec![HeaderValue::from_static("identity")],
+                config(),
+            );
+            assert_eq!(short.headers(), layered.headers(), "{content_type} {length}");
+            assert_eq!(short.headers().contains_key(header::VARY), vary, "{content_type} {length}");
+            assert_eq!(
+                http_body::Body::size_hint(short.body()).exact(),
+                Some(length as u64),
+                "{content_type}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_transform_is_found_in_any_case() {
+        let mut no_transform = response("text/plain", 4096);
+        no_transform
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, No-Transform"));
+        let out = apply(no_transform, vec![HeaderValue::from_static("gzip")], config());
+        assert!(!out.headers().contains_key(header::CONTENT_ENCODING));
+        let out = apply(response("text/plain", 4096), vec![HeaderValue::from_static("gzip")], config());
+        assert_eq!(out.headers()[header::CONTENT_ENCODING], "gzip");
+    }
 }
