@@ -672,7 +672,10 @@ mod tests {
                 // The timestamps differ; everything else is the same.
                 let cut = |line: &str| {
                     let at = line.find('Z').unwrap();
-                    (line[..at].chars().filter(|c| !c.is_ascii_digit()).collect::<String>(), line[at..].to_string())
+                    (
+                        line[..at].chars().filter(|c| !c.is_ascii_digit()).collect::<String>(),
+                        line[at..].to_string(),
+                    )
                 };
                 assert_eq!(cut(&direct), cut(&expected), "{layout:?}");
                 assert!(direct.ends_with('\n') && direct.matches('\n').count() == 1, "{direct}");

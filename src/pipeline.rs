@@ -229,6 +229,7 @@ where
                 destination: &destination,
                 url: &target_url,
                 forwarding,
+                started: upstream_started,
             };
             let forwarded = if proxy::websocket::is_upgrade(&parts) {
                 // A logged-in user's websocket closes when the session ends.

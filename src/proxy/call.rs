@@ -36,5 +36,8 @@ pub async fn call(
     request
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-    Ok(upstream.send(destination, request).await?.status())
+    Ok(upstream
+        .send(destination, request, tokio::time::Instant::now())
+        .await?
+        .status())
 }

@@ -15,6 +15,8 @@ pub struct ForwardRequest<'a> {
     /// Path and query after the route's `target` rewrite.
     pub url: &'a str,
     pub forwarding: Forwarding<'a>,
+    /// When the request left for the destination: its `timeout` counts from here.
+    pub started: tokio::time::Instant,
 }
 
 /// Sends the request to its destination and returns the response, streaming.
@@ -36,7 +38,7 @@ pub async fn forward(
         parts.headers.insert(header::HOST, destination.host_header.clone());
     }
     let response = upstream
-        .send(destination, http::Request::from_parts(parts, body))
+        .send(destination, http::Request::from_parts(parts, body), request.started)
         .await?;
     let (mut parts, body) = response.into_parts();
     // The client's connection has its own protocol; an HTTP/1.0 backend must not downgrade it.

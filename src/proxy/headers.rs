@@ -320,9 +320,22 @@ fn new_traceparent() -> HeaderValue {
 mod tests {
     #[test]
     fn addresses_are_written_as_display_writes_them() {
-        for text in ["0.0.0.0", "127.0.0.1", "255.255.255.255", "10.1.20.100", "9.99.100.109", "::1", "2001:db8::8a2e:370:7334", "::ffff:192.0.2.1"] {
+        for text in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "255.255.255.255",
+            "10.1.20.100",
+            "9.99.100.109",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:192.0.2.1",
+        ] {
             let address: std::net::IpAddr = text.parse().unwrap();
-            assert_eq!(super::IpText::of(address).as_bytes(), address.to_string().as_bytes(), "{text}");
+            assert_eq!(
+                super::IpText::of(address).as_bytes(),
+                address.to_string().as_bytes(),
+                "{text}"
+            );
         }
     }
 

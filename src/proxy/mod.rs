@@ -99,8 +99,8 @@ impl Upstream {
         })
     }
 
-    /// Sends `request` (absolute URI) to `destination`, waiting at most its `timeout` for the
-    /// response head; the body streams afterwards.
+    /// Sends `request` (absolute URI) to `destination`, waiting until its `timeout` after
+    /// `started` for the response head; the body streams afterwards.
     ///
     /// # Errors
     /// [`Error::UpstreamConnect`] (502) or [`Error::UpstreamTimeout`] (504).
@@ -108,10 +108,12 @@ impl Upstream {
         &self,
         destination: &Destination,
         request: http::Request<Body>,
+        started: tokio::time::Instant,
     ) -> Result<http::Response<Body>, Error> {
+        let deadline = started + destination.timeout;
         let sent = match self.client_for(destination) {
-            UpstreamClient::Direct(pool) => tokio::time::timeout(destination.timeout, pool.send(request)).await,
-            UpstreamClient::Tunnel(pool) => tokio::time::timeout(destination.timeout, pool.send(request)).await,
+            UpstreamClient::Direct(pool) => tokio::time::timeout_at(deadline, pool.send(request)).await,
+            UpstreamClient::Tunnel(pool) => tokio::time::timeout_at(deadline, pool.send(request)).await,
         };
         match sent {
             Err(_elapsed) => Err(Error::UpstreamTimeout(destination.name.clone())),

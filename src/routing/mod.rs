@@ -103,6 +103,10 @@ pub fn validate_path(path: &str) -> Result<(), Error> {
     let mut current: Cow<'_, str> = Cow::Borrowed(path);
     for _ in 0..5 {
         check_segments(&current)?;
+        if !current.contains('%') {
+            // Nothing left to decode.
+            return Ok(());
+        }
         let decoded = percent_encoding::percent_decode_str(&current).decode_utf8_lossy();
         if decoded == current {
             return Ok(());
@@ -121,12 +125,21 @@ pub fn validate_path(path: &str) -> Result<(), Error> {
 }
 
 fn check_segments(path: &str) -> Result<(), Error> {
-    if path.contains('\\') || path.contains('\0') {
-        return Err(Error::PathTraversal);
-    }
-    for segment in path.split('/') {
-        if segment == "." || segment == ".." {
-            return Err(Error::PathTraversal);
+    // One pass: a backslash or NUL anywhere, or a segment that is `.` or `..`.
+    let mut dots = 0;
+    let mut only_dots = true;
+    for &byte in path.as_bytes().iter().chain(std::iter::once(&b'/')) {
+        match byte {
+            b'\\' | b'\0' => return Err(Error::PathTraversal),
+            b'/' => {
+                if only_dots && (dots == 1 || dots == 2) {
+                    return Err(Error::PathTraversal);
+                }
+                dots = 0;
+                only_dots = true;
+            }
+            b'.' => dots += 1,
+            _ => only_dots = false,
         }
     }
     Ok(())
@@ -147,6 +160,13 @@ mod tests {
             "/a%5c..%5cb",
             "/a/..",
             "/%2e",
+            "..",
+            ".",
+            "/a/.",
+            "./a",
+            "/a\\b",
+            "/a\0b",
+            "/a//../b",
         ] {
             assert_eq!(validate_path(path), Err(Error::PathTraversal), "{path}");
         }
@@ -154,7 +174,19 @@ mod tests {
 
     #[test]
     fn ordinary_paths_pass() {
-        for path in ["/", "/a/b.c", "/a/..b/c", "/a%20b", "/v1/x...y", "/a/b/"] {
+        for path in [
+            "/",
+            "/a/b.c",
+            "/a/..b/c",
+            "/a%20b",
+            "/v1/x...y",
+            "/a/b/",
+            "/a/.../b",
+            "/.a/b.",
+            "/a..",
+            "",
+            "a",
+        ] {
             assert_eq!(validate_path(path), Ok(()), "{path}");
         }
     }

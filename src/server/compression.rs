@@ -176,7 +176,11 @@ mod tests {
                 config(),
             );
             assert_eq!(short.headers(), layered.headers(), "{content_type} {length}");
-            assert_eq!(short.headers().contains_key(header::VARY), vary, "{content_type} {length}");
+            assert_eq!(
+                short.headers().contains_key(header::VARY),
+                vary,
+                "{content_type} {length}"
+            );
             assert_eq!(
                 http_body::Body::size_hint(short.body()).exact(),
                 Some(length as u64),
@@ -193,7 +197,11 @@ mod tests {
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, No-Transform"));
         let out = apply(no_transform, vec![HeaderValue::from_static("gzip")], config());
         assert!(!out.headers().contains_key(header::CONTENT_ENCODING));
-        let out = apply(response("text/plain", 4096), vec![HeaderValue::from_static("gzip")], config());
+        let out = apply(
+            response("text/plain", 4096),
+            vec![HeaderValue::from_static("gzip")],
+            config(),
+        );
         assert_eq!(out.headers()[header::CONTENT_ENCODING], "gzip");
     }
 }

@@ -56,10 +56,16 @@ pub(super) struct Limits {
 /// Serves requests on `io` until the connection ends or a request needs hyper. `stop` turns true
 /// when the server shuts down: an idle connection closes at once, one with a request in flight
 /// after its answer.
-pub(super) async fn serve<I, S>(io: &mut I, service: &mut S, limits: &Limits, stop: &mut watch::Receiver<bool>) -> Next
+pub(super) async fn serve<I, S, F>(
+    io: &mut I,
+    respond: &mut S,
+    limits: &Limits,
+    stop: &mut watch::Receiver<bool>,
+) -> Next
 where
     I: AsyncRead + AsyncWrite + Unpin,
-    S: tower::Service<Request<Empty<Bytes>>, Response = Response<Body>, Error = std::convert::Infallible>,
+    S: FnMut(Request<Empty<Bytes>>) -> F,
+    F: std::future::Future<Output = Response<Body>>,
 {
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut out = Vec::with_capacity(READ_BUFFER);
@@ -83,10 +89,7 @@ where
             close: client_close,
         } = head;
         let is_head = request.method() == Method::HEAD;
-        if poll_fn(|cx| service.poll_ready(cx)).await.is_err() {
-            return Next::Close;
-        }
-        let call = service.call(request);
+        let call = respond(request);
         tokio::pin!(call);
         // While the answer is prepared the connection is watched, as hyper does: a client that goes
         // away cancels its request, and an inactivity timeout on the stream can fire. (After the
@@ -94,7 +97,7 @@ where
         let response = loop {
             tokio::select! {
                 biased;
-                response = &mut call => break response.unwrap_or_else(|never| match never {}),
+                response = &mut call => break response,
                 read = io.read_buf(&mut buf), if buf.len() < limits.max_head => match read {
                     // Pipelined bytes wait in the buffer for their turn.
                     Ok(read) if read > 0 => {}
@@ -141,9 +144,9 @@ where
     I: AsyncRead + Unpin,
     F: std::future::Future<Output = ()>,
 {
-    timer
-        .as_mut()
-        .reset(tokio::time::Instant::now() + limits.header_read_timeout);
+    // The timer is moved only when it fires early: a deadline later than the armed one needs no
+    // trip to the timer wheel (and its lock) for every request.
+    let deadline = tokio::time::Instant::now() + limits.header_read_timeout;
     loop {
         if !buf.is_empty() {
             match parse(buf, limits.max_head) {
@@ -161,6 +164,10 @@ where
             biased;
             read = io.read_buf(buf) => read,
             () = timer.as_mut() => {
+                if tokio::time::Instant::now() < deadline {
+                    timer.as_mut().reset(deadline);
+                    continue;
+                }
                 tracing::debug!("no request head in time; closing");
                 return Read::Close;
             },

@@ -311,8 +311,9 @@ impl Server {
             let prefix = if negotiated_h2(&io) {
                 bytes::Bytes::new()
             } else {
-                let mut fast = service.clone();
-                match h1::serve(&mut io, &mut fast, &limits, &mut stop).await {
+                let fast = service.clone();
+                let mut respond = |request| fast.respond(request);
+                match h1::serve(&mut io, &mut respond, &limits, &mut stop).await {
                     h1::Next::Close => return,
                     h1::Next::Handover(prefix) => prefix,
                 }
@@ -414,29 +415,40 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let respond = self.respond(request);
+        Box::pin(async move { Ok(respond.await) })
+    }
+}
+
+impl Handler {
+    /// The answer to `request`. The fast lane keeps this future inside the connection's task;
+    /// hyper gets it boxed ([`tower::Service::call`]).
+    fn respond<B>(&self, request: http::Request<B>) -> impl Future<Output = http::Response<Body>> + Send + 'static
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         self.first_request.store(true, Ordering::Release);
         let state = self.state.clone();
         let connection = self.connection;
         let compression = self.compression;
         let accept = compression::accepted(request.headers());
+        // Shed at once when full: a queue would only add latency to requests that time out anyway.
         let permit = match &self.in_flight {
-            Some(limit) => match limit.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                // Shed at once: a queue would only add latency to requests that time out anyway.
-                Err(_) => {
-                    return Box::pin(async move {
-                        let response = overloaded(state, request).await;
-                        Ok(compression::apply(response, accept, compression))
-                    })
-                }
-            },
-            None => None,
+            Some(limit) => limit.clone().try_acquire_owned().map(Some),
+            None => Ok(None),
         };
-        Box::pin(async move {
-            let response = pipeline::handle(state, request, connection).await;
-            drop(permit);
-            Ok(compression::apply(response, accept, compression))
-        })
+        async move {
+            let response = match permit {
+                Ok(permit) => {
+                    let response = pipeline::handle(state, request, connection).await;
+                    drop(permit);
+                    response
+                }
+                Err(_) => Box::pin(overloaded(state, request)).await,
+            };
+            compression::apply(response, accept, compression)
+        }
     }
 }
 
