@@ -368,38 +368,81 @@ fn welcome(parts: &http::request::Parts, config: &Config) -> Option<Response<Bod
 /// Headers every response carries: the configured ones (a backend's own value wins) and the ids.
 fn finish(response: &mut Response<Body>, config: &Config, ctx: &RequestCtx) {
     let headers = response.headers_mut();
+    // One lookup each: what the response already has is kept.
     for (name, value) in &config.response_headers {
-        if !headers.contains_key(name) {
-            headers.insert(name.clone(), value.clone());
+        if let header::Entry::Vacant(slot) = headers.entry(name) {
+            slot.insert(value.clone());
         }
     }
-    if !headers.contains_key(X_REQUEST_ID) {
-        headers.insert(X_REQUEST_ID, ctx.correlation_id.clone());
-    }
+    headers
+        .entry(X_REQUEST_ID)
+        .or_insert_with(|| ctx.correlation_id.clone());
     ctx.cors.apply(headers);
 }
 
 /// The correlation id: taken from the request (`x-correlationid`, `x-correlation-id`, `x-request-id`,
 /// `x-vcap-request-id`) when it is a sane token, else a new random UUID.
 fn correlation_id(headers: &http::HeaderMap) -> HeaderValue {
-    // Constant names: a `&str` lookup would parse and hash the name on every request.
-    const SOURCES: [HeaderName; 4] = [
-        HeaderName::from_static("x-correlationid"),
-        HeaderName::from_static("x-correlation-id"),
-        X_REQUEST_ID,
-        HeaderName::from_static("x-vcap-request-id"),
-    ];
-    for name in &SOURCES {
-        if let Some(value) = headers.get(name) {
-            let ok = value.len() <= 128
-                && value
-                    .as_bytes()
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-            if ok && !value.is_empty() {
-                return value.clone();
-            }
+    // One pass over the request's headers instead of a lookup (a hash of the name) for each
+    // source; the first value of each counts, as `get` would return it.
+    let mut found: [Option<&HeaderValue>; 4] = [None; 4];
+    for (name, value) in headers {
+        let source = match name.as_str() {
+            "x-correlationid" => 0,
+            "x-correlation-id" => 1,
+            "x-request-id" => 2,
+            "x-vcap-request-id" => 3,
+            _ => continue,
+        };
+        found[source].get_or_insert(value);
+    }
+    for value in found.into_iter().flatten() {
+        let ok = value.len() <= 128
+            && value
+                .as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        if ok && !value.is_empty() {
+            return value.clone();
         }
     }
     crate::util::uuid_header()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn the_correlation_id_comes_from_the_first_sane_source_in_order() {
+        let table: &[(&[(&str, &str)], Option<&str>)] = &[
+            (&[("x-request-id", "r"), ("x-correlationid", "c")], Some("c")),
+            (&[("x-vcap-request-id", "v"), ("x-correlation-id", "d")], Some("d")),
+            (&[("x-vcap-request-id", "v"), ("x-request-id", "r")], Some("r")),
+            (&[("x-vcap-request-id", "v")], Some("v")),
+            // Insane values are passed over.
+            (&[("x-correlationid", "a b"), ("x-request-id", "r")], Some("r")),
+            (&[("x-correlationid", ""), ("x-vcap-request-id", "v")], Some("v")),
+            // The first of several values counts, as a lookup returns it.
+            (&[("x-request-id", "first"), ("x-request-id", "second")], Some("first")),
+            (&[("x-request-id", "no way"), ("x-request-id", "second")], None),
+            (&[("accept", "text/html")], None),
+        ];
+        for (pairs, expected) in table {
+            let id = correlation_id(&headers(pairs));
+            let id = id.to_str().unwrap();
+            match expected {
+                Some(expected) => assert_eq!(id, *expected, "{pairs:?}"),
+                None => assert_eq!(id.len(), 36, "a new UUID for {pairs:?}, got {id}"),
+            }
+        }
+    }
 }

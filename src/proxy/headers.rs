@@ -165,20 +165,16 @@ pub fn upstream_request(headers: &mut HeaderMap, forwarding: &Forwarding<'_>) {
         if let Ok(value) = chain {
             headers.insert(X_FORWARDED_FOR, value);
         }
-        if !headers.contains_key(X_FORWARDED_HOST) {
-            if let Some(host) = &forwarding.host {
-                headers.insert(X_FORWARDED_HOST, host.clone());
-            }
+        // One lookup each: what the client sent is kept.
+        if let Some(host) = &forwarding.host {
+            headers.entry(X_FORWARDED_HOST).or_insert_with(|| host.clone());
         }
-        if !headers.contains_key(X_FORWARDED_PROTO) {
-            headers.insert(
-                X_FORWARDED_PROTO,
-                HeaderValue::from_static(if forwarding.scheme == "https" { "https" } else { "http" }),
-            );
-        }
-        if !headers.contains_key(X_FORWARDED_PATH) {
+        headers
+            .entry(X_FORWARDED_PROTO)
+            .or_insert_with(|| HeaderValue::from_static(if forwarding.scheme == "https" { "https" } else { "http" }));
+        if let header::Entry::Vacant(slot) = headers.entry(X_FORWARDED_PATH) {
             if let Ok(value) = HeaderValue::from_str(forwarding.original_path) {
-                headers.insert(X_FORWARDED_PATH, value);
+                slot.insert(value);
             }
         }
     } else {

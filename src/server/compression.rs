@@ -24,9 +24,8 @@ pub fn accepted(request: &http::HeaderMap) -> Vec<HeaderValue> {
 /// value moved on every response).
 pub fn apply(response: Response<Body>, accept: Vec<HeaderValue>, config: CompressionConfig) -> Response<Body> {
     let headers = response.headers();
-    let compress = !headers.contains_key(header::CONTENT_ENCODING)
-        && !headers.contains_key(header::CONTENT_RANGE)
-        && (Rules { config }).should_compress(&response);
+    // The rules look at `Content-Encoding` (and whether compression is on) first.
+    let compress = (Rules { config }).should_compress(&response) && !headers.contains_key(header::CONTENT_RANGE);
     if !compress {
         return response;
     }
