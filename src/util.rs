@@ -72,9 +72,71 @@ pub fn uuid_header() -> HeaderValue {
     HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
 }
 
+/// A counting limit that never waits: [`Gate::try_enter`] either lets in at once or refuses.
+/// (One atomic add each way; a semaphore would also lock its waiter list on release.)
+#[derive(Debug)]
+pub struct Gate {
+    inside: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+/// One holder of a place in a [`Gate`]; the place frees when it drops.
+#[derive(Debug)]
+pub struct GatePass(std::sync::Arc<Gate>);
+
+impl Gate {
+    pub fn new(max: usize) -> Gate {
+        Gate {
+            inside: std::sync::atomic::AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// A place, unless `max` are taken.
+    pub fn try_enter(self: &std::sync::Arc<Self>) -> Option<GatePass> {
+        use std::sync::atomic::Ordering;
+        if self.inside.fetch_add(1, Ordering::AcqRel) >= self.max {
+            self.inside.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(GatePass(self.clone()))
+    }
+
+    /// How many places are taken.
+    pub fn inside(&self) -> usize {
+        self.inside.load(std::sync::atomic::Ordering::Acquire).min(self.max)
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
+impl Drop for GatePass {
+    fn drop(&mut self) {
+        self.0.inside.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gate_lets_in_up_to_its_maximum_and_frees_places_on_drop() {
+        let gate = std::sync::Arc::new(Gate::new(2));
+        let first = gate.try_enter().expect("first");
+        let second = gate.try_enter().expect("second");
+        assert!(gate.try_enter().is_none(), "a third got in");
+        assert_eq!(gate.inside(), 2);
+        drop(first);
+        assert_eq!(gate.inside(), 1);
+        let third = gate.try_enter().expect("a freed place");
+        assert!(gate.try_enter().is_none());
+        drop((second, third));
+        assert_eq!(gate.inside(), 0);
+        assert!(Gate::new(0).max() == 0 && std::sync::Arc::new(Gate::new(0)).try_enter().is_none());
+    }
 
     #[test]
     fn uuids_are_well_formed_and_distinct() {

@@ -12,7 +12,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::sync::Semaphore;
 
 pub use self::sharded::{Histogram, ShardedCounter};
 use crate::error::GatewayError;
@@ -104,7 +103,7 @@ pub struct Metrics {
     /// The HTTPS listener's certificate, read when metrics are scraped.
     server_certificate: Mutex<Option<Weak<ReloadingCert>>>,
     /// The `MAX_IN_FLIGHT` semaphore and its size, read when metrics are scraped.
-    in_flight_limit: Mutex<Option<(Weak<Semaphore>, usize)>>,
+    in_flight_limit: Mutex<Option<Weak<crate::util::Gate>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -399,18 +398,17 @@ impl Metrics {
 
     /// Remembers the `MAX_IN_FLIGHT` semaphore: the gauge is read from it when metrics are
     /// scraped, so requests pay nothing extra for it.
-    pub fn watch_in_flight(&self, limit: &Arc<Semaphore>, max: usize) {
+    pub fn watch_in_flight(&self, limit: &Arc<crate::util::Gate>) {
         if let Ok(mut slot) = self.in_flight_limit.lock() {
-            *slot = Some((Arc::downgrade(limit), max));
+            *slot = Some(Arc::downgrade(limit));
         }
     }
 
     /// Sets the in-flight gauge from the limit's free permits.
     pub fn refresh_in_flight(&self) {
         let Ok(slot) = self.in_flight_limit.lock() else { return };
-        if let Some((limit, max)) = slot.as_ref().and_then(|(limit, max)| Some((limit.upgrade()?, *max))) {
-            let busy = max.saturating_sub(limit.available_permits());
-            self.in_flight.set(i64::try_from(busy).unwrap_or(i64::MAX));
+        if let Some(limit) = slot.as_ref().and_then(Weak::upgrade) {
+            self.in_flight.set(i64::try_from(limit.inside()).unwrap_or(i64::MAX));
         }
     }
 

@@ -16,37 +16,45 @@ use tokio::time::{Instant, Sleep};
 pin_project_lite::pin_project! {
     /// A stream that fails with [`io::ErrorKind::TimedOut`] once it has been idle for `timeout`
     /// while the connection waits on it.
+    ///
+    /// Progress only sets a flag: the clock is read when the timer fires, every quarter of the
+    /// timeout, and not for every read and write. An idle connection closes between `timeout` and
+    /// 1.25 × `timeout` after its last byte moved, never earlier.
     pub struct IdleTimeout<T> {
         #[pin]
         inner: T,
         timeout: Duration,
-        last_activity: Instant,
-        // Armed for the earliest moment the connection could be idle for `timeout`; moved on
-        // only when it fires, so activity costs one clock read instead of a timer update.
+        // Bytes moved since the timer last fired.
+        moved: bool,
+        // When the connection was last seen active (at most a quarter of the timeout late).
+        last_seen: Instant,
         deadline: Pin<Box<Sleep>>,
     }
 }
 
 impl<T> IdleTimeout<T> {
-    /// Wraps `inner`; the clock starts now.
     pub fn new(inner: T, timeout: Duration) -> IdleTimeout<T> {
         let now = Instant::now();
         IdleTimeout {
             inner,
             timeout,
-            last_activity: now,
-            deadline: Box::pin(tokio::time::sleep_until(now + timeout)),
+            moved: false,
+            last_seen: now,
+            deadline: Box::pin(tokio::time::sleep_until(now + step(timeout))),
         }
     }
 
-    /// The wrapped stream.
     pub fn get_ref(&self) -> &T {
         &self.inner
     }
 }
 
+/// How often the timer looks.
+fn step(timeout: Duration) -> Duration {
+    (timeout / 4).max(Duration::from_millis(1))
+}
+
 impl<T> IdleTimeout<T> {
-    /// Records progress, or checks the deadline when the stream is waiting.
     fn after<R>(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -56,24 +64,25 @@ impl<T> IdleTimeout<T> {
         let this = self.project();
         match polled {
             Poll::Ready(result) => {
-                if moved {
-                    *this.last_activity = Instant::now();
-                }
+                *this.moved |= moved;
                 Poll::Ready(result)
             }
             Poll::Pending => loop {
                 if this.deadline.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                let idle_until = *this.last_activity + *this.timeout;
-                if Instant::now() >= idle_until {
+                let now = Instant::now();
+                if std::mem::take(this.moved) {
+                    *this.last_seen = now;
+                }
+                let idle_until = *this.last_seen + *this.timeout;
+                if now >= idle_until {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "connection inactive for INCOMING_CONNECTION_TIMEOUT",
                     )));
                 }
-                // There was activity since the timer was set: wait for the rest.
-                this.deadline.as_mut().reset(idle_until);
+                this.deadline.as_mut().reset(idle_until.min(now + step(*this.timeout)));
             },
         }
     }

@@ -164,7 +164,7 @@ pub struct Server {
     max_head: usize,
     idle_timeout: Option<Duration>,
     connection_limit: Option<Arc<Semaphore>>,
-    in_flight: Option<Arc<Semaphore>>,
+    in_flight: Option<Arc<crate::util::Gate>>,
     builder: Arc<auto::Builder<TokioExecutor>>,
 }
 
@@ -193,8 +193,8 @@ impl Server {
             None => None,
         };
         let in_flight = settings.max_in_flight.map(|max| {
-            let limit = Arc::new(Semaphore::new(max));
-            state.metrics.watch_in_flight(&limit, max);
+            let limit = Arc::new(crate::util::Gate::new(max));
+            state.metrics.watch_in_flight(&limit);
             limit
         });
         Ok(Arc::new(Server {
@@ -397,7 +397,7 @@ struct Handler {
     /// Set once the connection has delivered a request head.
     first_request: Arc<AtomicBool>,
     /// `MAX_IN_FLIGHT`, shared by every connection.
-    in_flight: Option<Arc<Semaphore>>,
+    in_flight: Option<Arc<crate::util::Gate>>,
     compression: crate::config::CompressionConfig,
 }
 
@@ -435,7 +435,7 @@ impl Handler {
         let accept = compression::accepted(request.headers());
         // Shed at once when full: a queue would only add latency to requests that time out anyway.
         let permit = match &self.in_flight {
-            Some(limit) => limit.clone().try_acquire_owned().map(Some),
+            Some(limit) => limit.try_enter().map(Some).ok_or(()),
             None => Ok(None),
         };
         async move {
