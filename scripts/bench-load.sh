@@ -464,6 +464,13 @@ v_auth=$(verdict "$auth_vs_public" ge "$TARGET_AUTH_RPS_RATIO")
 say "$(printf '%-48s %10s   %s' "approuter / nginx proxy, req/s (c=$CONNECTIONS)" "$rps_vs_nginx" "target >= $TARGET_RPS_RATIO: $v_rps")"
 say "$(printf '%-48s %10s' "approuter / direct, req/s (c=$CONNECTIONS)" "$rps_vs_direct")"
 say "$(printf '%-48s %10s' "nginx proxy / direct, req/s (c=$CONNECTIONS)" "$nginx_vs_direct")"
+if [[ -s $WORK/result-approuter-$CONNECTIONS && -s $WORK/result-nginx-$CONNECTIONS ]]; then
+    # Each round's own ratio: how much of the spread is the machine's.
+    per_round=$(paste -d' ' <(awk '{ print $1 }' "$WORK/result-approuter-$CONNECTIONS") \
+        <(awk '{ print $1 }' "$WORK/result-nginx-$CONNECTIONS") |
+        awk '$2 > 0 { printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $2 }')
+    say "$(printf '%-48s %10s' "  the same, round by round" "$per_round")"
+fi
 if (( WITH_AUTH )); then
     say "$(printf '%-48s %10s   %s' "approuter auth / approuter public, req/s (c=$CONNECTIONS)" "$auth_vs_public" "target >= $TARGET_AUTH_RPS_RATIO: $v_auth")"
 fi

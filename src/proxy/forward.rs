@@ -49,11 +49,18 @@ pub async fn forward(
 
 /// `trimEnd(url, '/') + '/' + trimStart(path, '/')`, as the reference joins them.
 fn upstream_uri(destination: &Destination, url: &str) -> Result<Uri, Error> {
-    let path = format!("{}/{}", destination.base_path, url.trim_start_matches('/'));
-    Uri::builder()
-        .scheme(destination.scheme.clone())
-        .authority(destination.authority.clone())
-        .path_and_query(path.as_str())
-        .build()
-        .map_err(|error| Error::InvalidUpstreamUri(format!("{path}: {error}")))
+    let url = url.trim_start_matches('/');
+    let mut path = String::with_capacity(destination.base_path.len() + 1 + url.len());
+    path.push_str(&destination.base_path);
+    path.push('/');
+    path.push_str(url);
+    // The joined text becomes the URI's bytes as it is: no second copy.
+    let invalid =
+        |error: &dyn std::fmt::Display| Error::InvalidUpstreamUri(format!("{}/{url}: {error}", destination.base_path));
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(destination.scheme.clone());
+    parts.authority = Some(destination.authority.clone());
+    parts.path_and_query =
+        Some(http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(path)).map_err(|error| invalid(&error))?);
+    Uri::from_parts(parts).map_err(|error| invalid(&error))
 }
