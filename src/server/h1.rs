@@ -131,8 +131,9 @@ enum Read {
     Handover,
 }
 
-/// Reads until `buf` holds a complete request head and takes it off the buffer; `timer` is the
-/// head's deadline, `stopped` completes when the server stops.
+/// Reads until `buf` holds a complete request head and takes it off the buffer within the header
+/// timeout; `timer` is armed at or before that deadline (an earlier head's), `stopped` completes
+/// when the server stops.
 async fn read_head<I, F>(
     io: &mut I,
     buf: &mut BytesMut,
