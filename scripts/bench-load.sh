@@ -9,7 +9,8 @@
 #   DURATION      seconds per many-connection run (default 10; "10s" also accepted)
 #   CONNECTIONS   connections of the many-connection run (default 50)
 #   SINGLE_DURATION  seconds per one-connection run (default 5)
-#   ROUNDS        how often the scenarios run, interleaved; the table shows medians (default 1)
+#   ROUNDS        how often the scenarios run, interleaved and each round in a rotated order; the
+#                 table shows medians (default 1)
 #   ACCESS_LOG    true (default): approuter and the nginx proxy both log each request to a file;
 #                 false: neither does
 #   WORKERS       approuter tokio workers = nginx proxy workers (default: number of cores)
@@ -408,9 +409,14 @@ if (( WITH_AUTH )); then
 fi
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-# Rounds interleave the scenarios, so a load change on the machine hits all of them alike.
+# Rounds interleave the scenarios, so a load change on the machine hits all of them alike, and
+# each round starts one scenario later: no scenario always follows the same one (on 2 shared cores
+# a proxy measured a few percent lower right after the direct run than after the others). With
+# ROUNDS a multiple of the number of scenarios, every scenario holds every place equally often.
+read -r -a scenario_list <<<"$SCENARIOS"
 for round in $(seq "$ROUNDS"); do
-    for name in $SCENARIOS; do
+    shift_by=$(( (round - 1) % ${#scenario_list[@]} ))
+    for name in "${scenario_list[@]:shift_by}" "${scenario_list[@]:0:shift_by}"; do
         echo "bench-load: round $round/$ROUNDS: $name, $CONNECTIONS connections, ${DURATION}s" >&2
         measure "$name" "$CONNECTIONS" "$DURATION"
         echo "bench-load: round $round/$ROUNDS: $name, 1 connection, ${SINGLE_DURATION}s" >&2
