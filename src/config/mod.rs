@@ -42,6 +42,8 @@ pub struct Config {
     pub session_timeout: Duration,
     /// Routes in the order they are tried.
     pub routes: Vec<Route>,
+    /// All routes' sources in one set, for large route tables ([`routes::route_set`]).
+    pub route_set: Option<regex::RegexSet>,
     /// `login.callbackEndpoint`.
     pub login_callback: String,
     /// `logout`.
@@ -344,6 +346,7 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
         check_relative_uri("xs-app.json: pluginMetadataEndpoint", endpoint, errors);
     }
 
+    let route_set = routes::route_set(&routes);
     Config {
         dir: dir.to_path_buf(),
         welcome_file,
@@ -351,6 +354,7 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
         state_protection: xs_app.state_protection.unwrap_or(true),
         session_timeout: Duration::from_secs(session_timeout_minutes.saturating_mul(60)),
         routes,
+        route_set,
         login_callback,
         logout,
         destinations,

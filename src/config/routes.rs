@@ -20,6 +20,8 @@ pub struct Route {
     pub index: usize,
     /// `source`, matched against the URL with its query.
     pub source: Regex,
+    /// `source.matchCase` (false: `source` was compiled case-insensitive).
+    pub match_case: bool,
     /// `httpMethods`; `None` allows every method.
     pub methods: Option<Vec<Method>>,
     /// `target` in the regex crate's replacement syntax (`${1}`).
@@ -48,6 +50,26 @@ impl Route {
             Some(methods) => methods.contains(method),
         }
     }
+}
+
+/// From this many routes on, one pass of a [`regex::RegexSet`] finds the candidates; fewer are
+/// tried one by one (a set's own pass costs more than a few literal-prefix rejections).
+const ROUTE_SET_MIN: usize = 8;
+
+/// Every route's `source` in one set, index for index, for tables of [`ROUTE_SET_MIN`] routes or
+/// more; `None` below that, or when the set would exceed the regex size limits (the routes are
+/// then tried one by one, with the same result).
+pub fn route_set(routes: &[Route]) -> Option<regex::RegexSet> {
+    if routes.len() < ROUTE_SET_MIN {
+        return None;
+    }
+    // A group with the route's case flag around its own pattern: the same language as the route's
+    // regex (inline flags inside still win).
+    let patterns = routes.iter().map(|route| match route.match_case {
+        true => format!("(?:{})", route.source.as_str()),
+        false => format!("(?i:{})", route.source.as_str()),
+    });
+    regex::RegexSet::new(patterns).ok()
 }
 
 /// What a route serves.
@@ -265,6 +287,7 @@ fn compile_route(
     Some(Route {
         index,
         source: source?,
+        match_case,
         methods,
         target,
         kind: kind?,

@@ -44,17 +44,20 @@ pub struct RouteMatch<'a> {
 /// [`Error::RouteNotFound`], [`Error::MethodNotAllowed`] or [`Error::UnknownDestination`].
 pub fn match_route<'a>(config: &'a Config, method: &Method, url: &'a str) -> Result<RouteMatch<'a>, Error> {
     let mut path_matched: Option<Vec<Method>> = None;
-    for route in &config.routes {
-        if !route.source.is_match(url) {
-            continue;
-        }
-        if !route.allows(method) {
-            let allowed = path_matched.get_or_insert_with(Vec::new);
-            if let Some(methods) = &route.methods {
-                allowed.extend(methods.iter().cloned());
-            }
-            continue;
-        }
+    let found = match &config.route_set {
+        // Large tables: one pass finds every route whose source matches, in order.
+        Some(set) => set
+            .matches(url)
+            .iter()
+            .filter_map(|index| config.routes.get(index))
+            .find(|route| allowed(route, method, &mut path_matched)),
+        None => config
+            .routes
+            .iter()
+            .filter(|route| route.source.is_match(url))
+            .find(|route| allowed(route, method, &mut path_matched)),
+    };
+    if let Some(route) = found {
         let rewritten = match &route.target {
             Some(target) => route.source.replace(url, target.as_str()),
             None => Cow::Borrowed(url),
@@ -92,6 +95,19 @@ pub fn match_route<'a>(config: &'a Config, method: &Method, url: &'a str) -> Res
         }
         None => Err(Error::RouteNotFound),
     }
+}
+
+/// Whether `route`, whose source matched, takes `method`; if not, its methods join the `Allow`
+/// list of a 405.
+fn allowed(route: &Route, method: &Method, path_matched: &mut Option<Vec<Method>>) -> bool {
+    if route.allows(method) {
+        return true;
+    }
+    let allowed = path_matched.get_or_insert_with(Vec::new);
+    if let Some(methods) = &route.methods {
+        allowed.extend(methods.iter().cloned());
+    }
+    false
 }
 
 /// Refuses paths that hide a traversal: the path is percent-decoded up to five times (as the
@@ -148,6 +164,76 @@ fn check_segments(path: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_route_table_matches_through_its_set_exactly_as_one_by_one() {
+        let xs_app = r#"{"authenticationMethod":"none","routes":[
+            {"source":"^/api/(v1|v2)/(.*)$","target":"/$2","destination":"backend","httpMethods":["GET"]},
+            {"source":"^/api/v1/(.*)$","destination":"backend","httpMethods":["POST","PUT"]},
+            {"source":{"path":"^/UI/(.*)$","matchCase":false},"destination":"backend"},
+            {"source":"^/Case/(.*)$","destination":"backend"},
+            {"source":"^/(?i)mixed/x$|^/alt$","destination":"backend"},
+            {"source":{"path":"^/flags/(?-i:Exact)$","matchCase":false},"destination":"backend"},
+            {"source":"^/q\\?a=1","destination":"backend"},
+            {"source":"^/(dyn)/(.*)$","destination":"$1"},
+            {"source":"^/only-delete$","destination":"backend","httpMethods":["DELETE"]},
+            {"source":"^/(.*)$","destination":"backend","httpMethods":["HEAD"]}
+        ]}"#;
+        let env = crate::config::Env::from_pairs([(
+            "destinations",
+            r#"[{"name":"backend","url":"http://127.0.0.1:1"},{"name":"dyn","url":"http://127.0.0.1:2"}]"#,
+        )]);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let with_set = Config::load(xs_app, &env, dir).expect("valid");
+        assert!(with_set.route_set.is_some(), "10 routes use the set");
+        let mut one_by_one = Config::load(xs_app, &env, dir).expect("valid");
+        one_by_one.route_set = None;
+        let urls = [
+            "/api/v1/orders",
+            "/api/v2/x?y=1",
+            "/api/v3/x",
+            "/ui/index.html",
+            "/Ui/a",
+            "/case/x",
+            "/Case/x",
+            "/MIXED/x",
+            "/alt",
+            "/ALT",
+            "/flags/Exact",
+            "/FLAGS/Exact",
+            "/flags/exact",
+            "/q?a=1",
+            "/dyn/a",
+            "/only-delete",
+            "/nothing",
+            "/",
+        ];
+        let methods = [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::HEAD,
+            Method::PATCH,
+        ];
+        let outcome = |config: &Config, method: &Method, url: &str| match match_route(config, method, url) {
+            Ok(found) => Ok((
+                found.route.index,
+                found.url.into_owned(),
+                found.destination.map(|d| d.name.clone()),
+            )),
+            Err(error) => Err(error),
+        };
+        let mut matched = 0;
+        for url in urls {
+            for method in &methods {
+                let expected = outcome(&one_by_one, method, url);
+                matched += usize::from(expected.is_ok());
+                assert_eq!(outcome(&with_set, method, url), expected, "{method} {url}");
+            }
+        }
+        assert!(matched > 20, "the table exercises matches too ({matched})");
+    }
 
     #[test]
     fn traversal_is_refused_in_every_encoding() {
