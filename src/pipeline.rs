@@ -423,7 +423,9 @@ mod tests {
 
     #[test]
     fn the_correlation_id_comes_from_the_first_sane_source_in_order() {
-        let table: &[(&[(&str, &str)], Option<&str>)] = &[
+        // Request headers, and the id expected (`None`: a new UUID).
+        type Row<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let table: &[Row<'_>] = &[
             (&[("x-request-id", "r"), ("x-correlationid", "c")], Some("c")),
             (&[("x-vcap-request-id", "v"), ("x-correlation-id", "d")], Some("d")),
             (&[("x-vcap-request-id", "v"), ("x-request-id", "r")], Some("r")),

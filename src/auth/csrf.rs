@@ -103,7 +103,7 @@ fn check_origin(headers: &HeaderMap, own_origin: Option<&str>) -> Result<(), Csr
     }
     match headers.get(http::header::ORIGIN).map(|v| v.to_str()) {
         None => Ok(()),
-        Some(Ok(origin)) if origin == "null" => Err(CsrfError::CrossSite("Origin: null")),
+        Some(Ok("null")) => Err(CsrfError::CrossSite("Origin: null")),
         Some(Ok(origin)) => match own_origin {
             Some(own) if origin.eq_ignore_ascii_case(own) => Ok(()),
             Some(_) => Err(CsrfError::CrossSite("foreign Origin")),

@@ -376,14 +376,14 @@ pub fn server_settings(env: &Env, errors: &mut Error) -> ServerSettings {
         .and_then(|text| positive_integer("BACKEND_MAX_SOCKETS", text, errors))
         .map(|count| count as usize)
         .unwrap_or(100);
-    let ca_cert_paths = env
+    let ca_cert_paths: Vec<PathBuf> = env
         .get("XS_CACERT_PATH")
         .map(|paths| {
             std::env::split_paths(paths)
                 .filter(|p| !p.as_os_str().is_empty())
                 .collect()
         })
-        .unwrap_or_else(Vec::<PathBuf>::new);
+        .unwrap_or_default();
     for path in &ca_cert_paths {
         if !path.is_file() {
             errors.push("XS_CACERT_PATH", format!("file not found: {}", path.display()));
