@@ -540,54 +540,58 @@ enum Layout {
 /// The access line exactly as [`TextLines`] or [`JsonLines`] write the event of [`access`]
 /// (a test holds them together).
 fn write_access(out: &mut impl fmt::Write, layout: Layout, now: SystemTime, record: &AccessRecord<'_>) -> fmt::Result {
-    let correlation_id = record.correlation_id.to_str().unwrap_or("-");
+    enum Value<'a> {
+        Text(&'a str),
+        Number(u64),
+    }
+    // The event's fields in the order `access` records them; `None` is left out, as tracing does.
+    let fields = [
+        (
+            "correlation_id",
+            Some(Value::Text(record.correlation_id.to_str().unwrap_or("-"))),
+        ),
+        ("method", Some(Value::Text(record.method.as_str()))),
+        ("path", Some(Value::Text(record.path))),
+        ("status", Some(Value::Number(u64::from(record.status)))),
+        ("route", record.route.map(|route| Value::Number(route as u64))),
+        ("duration_us", Some(Value::Number(record.duration_us))),
+        ("upstream_us", record.upstream_us.map(Value::Number)),
+    ];
     match layout {
         Layout::Text => {
             write_timestamp(out, now)?;
-            out.write_str("  INFO access: request correlation_id=")?;
-            write_text_string(out, correlation_id)?;
-            out.write_str(" method=")?;
-            write_text_string(out, record.method.as_str())?;
-            out.write_str(" path=")?;
-            write_text_string(out, record.path)?;
-            out.write_str(" status=")?;
-            write_u64(out, u64::from(record.status))?;
-            if let Some(route) = record.route {
-                out.write_str(" route=")?;
-                write_u64(out, route as u64)?;
-            }
-            out.write_str(" duration_us=")?;
-            write_u64(out, record.duration_us)?;
-            if let Some(upstream) = record.upstream_us {
-                out.write_str(" upstream_us=")?;
-                write_u64(out, upstream)?;
-            }
-            out.write_str("\n")
+            out.write_str("  INFO access: request")?;
         }
         Layout::Json => {
             out.write_str("{\"timestamp\":\"")?;
             write_timestamp(out, now)?;
-            out.write_str("\",\"level\":\"INFO\",\"target\":\"access\",\"message\":\"request\",\"correlation_id\":")?;
-            write_json_string(out, correlation_id)?;
-            out.write_str(",\"method\":")?;
-            write_json_string(out, record.method.as_str())?;
-            out.write_str(",\"path\":")?;
-            write_json_string(out, record.path)?;
-            out.write_str(",\"status\":")?;
-            write_u64(out, u64::from(record.status))?;
-            if let Some(route) = record.route {
-                out.write_str(",\"route\":")?;
-                write_u64(out, route as u64)?;
-            }
-            out.write_str(",\"duration_us\":")?;
-            write_u64(out, record.duration_us)?;
-            if let Some(upstream) = record.upstream_us {
-                out.write_str(",\"upstream_us\":")?;
-                write_u64(out, upstream)?;
-            }
-            out.write_str("}\n")
+            out.write_str("\",\"level\":\"INFO\",\"target\":\"access\",\"message\":\"request\"")?;
         }
     }
+    for (name, value) in fields {
+        let Some(value) = value else { continue };
+        match layout {
+            Layout::Text => {
+                out.write_char(' ')?;
+                out.write_str(name)?;
+                out.write_char('=')?;
+            }
+            Layout::Json => {
+                out.write_str(",\"")?;
+                out.write_str(name)?;
+                out.write_str("\":")?;
+            }
+        }
+        match (value, layout) {
+            (Value::Number(number), _) => write_u64(out, number)?,
+            (Value::Text(text), Layout::Text) => write_text_string(out, text)?,
+            (Value::Text(text), Layout::Json) => write_json_string(out, text)?,
+        }
+    }
+    out.write_str(match layout {
+        Layout::Text => "\n",
+        Layout::Json => "}\n",
+    })
 }
 
 /// `fmt::Write` into a byte buffer.

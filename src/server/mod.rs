@@ -311,8 +311,7 @@ impl Server {
             let prefix = if negotiated_h2(&io) {
                 bytes::Bytes::new()
             } else {
-                let fast = service.clone();
-                let mut respond = |request| fast.respond(request);
+                let mut respond = |request| service.respond(request);
                 match h1::serve(&mut io, &mut respond, &limits, &mut stop).await {
                     h1::Next::Close => return,
                     h1::Next::Handover(prefix) => prefix,
@@ -415,8 +414,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let respond = self.respond(request);
-        Box::pin(async move { Ok(respond.await) })
+        Box::pin(futures_util::FutureExt::map(self.respond(request), Ok))
     }
 }
 
