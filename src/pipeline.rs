@@ -343,10 +343,7 @@ fn upstream_identity(
 ) {
     if let Some(auth) = &state.auth {
         let session_cookie = auth.settings.session_cookie.as_str();
-        let binding = crate::auth::login::binding_cookie(session_cookie);
-        headers::strip_cookies(headers, |name| {
-            name == session_cookie || name == binding || name == crate::auth::login::FRAGMENT_COOKIE
-        });
+        headers::strip_cookies(headers, |name| is_router_cookie(session_cookie, name));
     }
     if protected {
         headers.remove(header::AUTHORIZATION);
@@ -354,6 +351,14 @@ fn upstream_identity(
             headers.insert(header::AUTHORIZATION, session.access_token.header().clone());
         }
     }
+}
+
+/// The router's own cookies, which backends never see: the session cookie, the login binding
+/// cookie (`login::binding_cookie`, built here without allocating) and the fragment cookie.
+fn is_router_cookie(session_cookie: &str, name: &str) -> bool {
+    name.strip_prefix(session_cookie)
+        .is_some_and(|rest| rest.is_empty() || rest == "_STATE")
+        || name == crate::auth::login::FRAGMENT_COOKIE
 }
 
 /// `welcomeFile`: a request for exactly `/` is redirected there.
@@ -412,6 +417,24 @@ fn correlation_id(headers: &http::HeaderMap) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn router_cookies_are_the_session_binding_and_fragment_cookies() {
+        let session = "JSESSIONID";
+        assert_eq!(crate::auth::login::binding_cookie(session), "JSESSIONID_STATE");
+        for (name, expected) in [
+            ("JSESSIONID", true),
+            ("JSESSIONID_STATE", true),
+            (crate::auth::login::FRAGMENT_COOKIE, true),
+            ("JSESSIONID_STATEX", false),
+            ("JSESSIONIDX", false),
+            ("jsessionid", false),
+            ("XJSESSIONID", false),
+            ("", false),
+        ] {
+            assert_eq!(is_router_cookie(session, name), expected, "{name:?}");
+        }
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
         let mut map = http::HeaderMap::new();

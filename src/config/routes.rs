@@ -24,8 +24,8 @@ pub struct Route {
     pub match_case: bool,
     /// `httpMethods`; `None` allows every method.
     pub methods: Option<Vec<Method>>,
-    /// `target` in the regex crate's replacement syntax (`${1}`).
-    pub target: Option<String>,
+    /// `target`, compiled.
+    pub target: Option<Target>,
     pub kind: RouteKind,
     /// Effective authentication type (`none` when `authenticationMethod` is `none`).
     pub authentication: AuthenticationType,
@@ -237,7 +237,7 @@ fn compile_route(
                 format!("must be a relative URI starting with '/', got {target:?}"),
             );
         }
-        match js_replacement(target, groups) {
+        match js_replacement(target, source.as_ref()?) {
             Ok(converted) => Some(converted),
             Err(message) => {
                 errors.push(format!("{path}.target"), message);
@@ -383,27 +383,76 @@ fn scope_rule(scope: raw::Scope) -> ScopeRule {
     }
 }
 
-/// Converts a JavaScript `String.replace` pattern (`$1`, `$&`, `$$`, `$<name>`) into the regex crate's
-/// syntax (`${1}`), so `$1a` keeps meaning "group 1, then a" as in the reference.
-pub fn js_replacement(target: &str, groups: usize) -> Result<String, String> {
-    let mut out = String::with_capacity(target.len() + 8);
+/// A route's `target`, compiled once: literal text and capture groups in order, with the meaning of
+/// JavaScript's `String.replace` patterns (`$1`, `$&`, `$$`, `$<name>`), so `$1a` is "group 1, then a"
+/// as in the reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target(Vec<Piece>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(Box<str>),
+    /// A capture group; one that did not take part in the match adds nothing.
+    Group(usize),
+}
+
+impl Target {
+    /// Appends the target for one match of its route's `source`.
+    pub fn expand(&self, captures: &regex::Captures<'_>, out: &mut String) {
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Group(group) => out.push_str(captures.get(*group).map_or("", |m| m.as_str())),
+            }
+        }
+    }
+
+    /// Upper bound of the literal text, for sizing the rewritten URL.
+    pub fn text_len(&self) -> usize {
+        self.0
+            .iter()
+            .map(|piece| match piece {
+                Piece::Text(text) => text.len(),
+                Piece::Group(_) => 0,
+            })
+            .sum()
+    }
+}
+
+/// Compiles a JavaScript `String.replace` pattern against the route's `source`.
+///
+/// # Errors
+/// `` $` `` and `$'` (not supported) and a `$N` naming no group of `source`.
+pub fn js_replacement(target: &str, source: &Regex) -> Result<Target, String> {
+    let groups = source.captures_len() - 1;
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let group = |pieces: &mut Vec<Piece>, text: &mut String, piece: Option<usize>| {
+        if !text.is_empty() {
+            pieces.push(Piece::Text(std::mem::take(text).into_boxed_str()));
+        }
+        // A named group that `source` does not have adds nothing, as an unset group.
+        if let Some(index) = piece {
+            pieces.push(Piece::Group(index));
+        }
+    };
     let bytes = target.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
         let c = bytes[i];
         if c != b'$' {
             let ch = target[i..].chars().next().unwrap_or('\u{fffd}');
-            out.push(ch);
+            text.push(ch);
             i += ch.len_utf8();
             continue;
         }
         match bytes.get(i + 1) {
             Some(b'$') => {
-                out.push_str("$$");
+                text.push('$');
                 i += 2;
             }
             Some(b'&') => {
-                out.push_str("${0}");
+                group(&mut pieces, &mut text, Some(0));
                 i += 2;
             }
             Some(b'`') | Some(b'\'') => {
@@ -411,11 +460,13 @@ pub fn js_replacement(target: &str, groups: usize) -> Result<String, String> {
             }
             Some(b'<') => match target[i + 2..].find('>') {
                 Some(end) => {
-                    out.push_str(&format!("${{{}}}", &target[i + 2..i + 2 + end]));
+                    let name = &target[i + 2..i + 2 + end];
+                    let index = source.capture_names().position(|candidate| candidate == Some(name));
+                    group(&mut pieces, &mut text, index);
                     i += 3 + end;
                 }
                 None => {
-                    out.push_str("$$");
+                    text.push('$');
                     i += 1;
                 }
             },
@@ -427,11 +478,11 @@ pub fn js_replacement(target: &str, groups: usize) -> Result<String, String> {
                     .map(|next| one * 10 + (next - b'0') as usize);
                 match two {
                     Some(n) if n >= 1 && n <= groups => {
-                        out.push_str(&format!("${{{n}}}"));
+                        group(&mut pieces, &mut text, Some(n));
                         i += 3;
                     }
                     _ if one >= 1 && one <= groups => {
-                        out.push_str(&format!("${{{one}}}"));
+                        group(&mut pieces, &mut text, Some(one));
                         i += 2;
                     }
                     _ => {
@@ -440,10 +491,65 @@ pub fn js_replacement(target: &str, groups: usize) -> Result<String, String> {
                 }
             }
             _ => {
-                out.push_str("$$");
+                text.push('$');
                 i += 1;
             }
         }
     }
-    Ok(out)
+    group(&mut pieces, &mut text, None);
+    Ok(Target(pieces))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each row: source, target, URL, the rewritten URL (as JavaScript's `url.replace(source,
+    /// target)` gives it).
+    #[test]
+    fn targets_expand_like_string_replace() {
+        let rows: &[(&str, &str, &str, &str)] = &[
+            ("^/api/(.*)$", "/$1", "/api/a/b?c=d", "/a/b?c=d"),
+            ("^/api/(.*)$", "/v1/$1a", "/api/x", "/v1/xa"),
+            ("^/api/(.*)$", "/$&", "/api/x", "//api/x"),
+            ("^/api/(.*)$", "/$$1", "/api/x", "/$1"),
+            ("^/api/(.*)$", "/cost$", "/api/x", "/cost$"),
+            ("^/api/(.*)$", "/$x", "/api/x", "/$x"),
+            ("^/(?<rest>.*)$", "/n/$<rest>", "/q", "/n/q"),
+            ("^/(?<rest>.*)$", "/n/$<other>!", "/q", "/n/!"),
+            ("^/(?<rest>.*)$", "/n/$<rest", "/q", "/n/$<rest"),
+            // An optional group that did not take part adds nothing.
+            ("^/a(/b)?(.*)$", "/[$1][$2]", "/a/c", "/[][/c]"),
+            // Two digits name group 12 when there is one, else group 1 and a digit.
+            ("^/(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)(k)(l)$", "/$12", "/abcdefghijkl", "/l"),
+            ("^/(a)$", "/$12", "/a", "/a2"),
+            // Only the match is replaced; the rest of the URL stays.
+            ("/old/", "/new/", "/x/old/y", "/x/new/y"),
+            ("ü/(.)", "ö$1", "/ü/z", "/öz"),
+        ];
+        for (source, target, url, expected) in rows {
+            let regex = Regex::new(source).unwrap();
+            let compiled = js_replacement(target, &regex).unwrap();
+            let captures = regex.captures(url).unwrap();
+            let whole = captures.get(0).unwrap().range();
+            let mut out = url[..whole.start].to_string();
+            compiled.expand(&captures, &mut out);
+            out.push_str(&url[whole.end..]);
+            assert_eq!(&out, expected, "source {source:?}, target {target:?}, url {url:?}");
+        }
+    }
+
+    #[test]
+    fn targets_naming_missing_groups_or_unsupported_patterns_are_refused() {
+        let regex = Regex::new("^/(a)$").unwrap();
+        for (target, needle) in [
+            ("/$2", "$2 names no capture group"),
+            ("/$0", "$0 names no"),
+            ("/$`", "not supported"),
+            ("/$'", "not supported"),
+        ] {
+            let error = js_replacement(target, &regex).unwrap_err();
+            assert!(error.contains(needle), "{target}: {error}");
+        }
+    }
 }

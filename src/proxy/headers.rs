@@ -198,39 +198,40 @@ pub fn downstream_response(headers: &mut HeaderMap) {
 /// Removes the cookies for which `strip` is true from every `Cookie` header; drops the header when
 /// nothing is left.
 pub fn strip_cookies(headers: &mut HeaderMap, strip: impl Fn(&str) -> bool) {
-    if !headers.contains_key(header::COOKIE) {
+    // One lookup: the entry serves the check, the rebuild and the removal.
+    let header::Entry::Occupied(mut entry) = headers.entry(header::COOKIE) else {
+        return;
+    };
+    let stripped = |pair: &str| strip(pair.split('=').next().unwrap_or("").trim());
+    if !cookie_pairs(&entry).any(stripped) {
         return;
     }
-    let any = headers
-        .get_all(header::COOKIE)
+    let mut kept = String::new();
+    for pair in cookie_pairs(&entry).filter(|pair| !stripped(pair)) {
+        if !kept.is_empty() {
+            kept.push_str("; ");
+        }
+        kept.push_str(pair);
+    }
+    match HeaderValue::from_str(&kept) {
+        Ok(value) if !kept.is_empty() => {
+            entry.insert(value);
+        }
+        // Nothing left (or nothing that makes a header): the header goes.
+        _ => {
+            entry.remove();
+        }
+    }
+}
+
+/// The `name=value` pairs of every `Cookie` header, trimmed, empty ones skipped.
+fn cookie_pairs<'a>(entry: &'a header::OccupiedEntry<'_, HeaderValue>) -> impl Iterator<Item = &'a str> {
+    entry
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|text| text.split(';'))
-        .any(|pair| strip(pair.trim().split('=').next().unwrap_or("").trim()));
-    if !any {
-        return;
-    }
-    let mut kept: Vec<&str> = Vec::new();
-    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
-    for value in &values {
-        let Ok(text) = value.to_str() else { continue };
-        for pair in text.split(';') {
-            let pair = pair.trim();
-            if pair.is_empty() {
-                continue;
-            }
-            let name = pair.split('=').next().unwrap_or("").trim();
-            if !strip(name) {
-                kept.push(pair);
-            }
-        }
-    }
-    headers.remove(header::COOKIE);
-    if !kept.is_empty() {
-        if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
-            headers.insert(header::COOKIE, value);
-        }
-    }
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
 }
 
 /// The value of cookie `name` in the request, if present (first occurrence).
@@ -401,7 +402,17 @@ mod tests {
         strip_cookies(&mut headers, |name| name == "JSESSIONID");
         assert_eq!(headers.get("cookie").unwrap(), "a=1; b=2");
         assert_eq!(cookie(&headers, "b"), Some("2"));
+        assert_eq!(headers.get_all("cookie").iter().count(), 1);
+        // Nothing to strip: the headers stay as they were, one per line.
+        let mut untouched = HeaderMap::new();
+        untouched.append("cookie", HeaderValue::from_static("a=1;;b=2"));
+        untouched.append("cookie", HeaderValue::from_static("c=3"));
+        strip_cookies(&mut untouched, |name| name == "JSESSIONID");
+        let values: Vec<_> = untouched.get_all("cookie").iter().collect();
+        assert_eq!(values, ["a=1;;b=2", "c=3"]);
         strip_cookies(&mut headers, |_| true);
         assert!(headers.get("cookie").is_none());
+        strip_cookies(&mut headers, |_| true);
+        assert!(headers.is_empty());
     }
 }

@@ -58,16 +58,28 @@ pub fn match_route<'a>(config: &'a Config, method: &Method, url: &'a str) -> Res
             .find(|route| allowed(route, method, &mut path_matched)),
     };
     if let Some(route) = found {
-        let rewritten = match &route.target {
-            Some(target) => route.source.replace(url, target.as_str()),
-            None => Cow::Borrowed(url),
+        // One capture pass serves both the rewrite and a `$N` destination.
+        let captures = match (&route.target, &route.kind) {
+            (Some(_), _) | (_, RouteKind::Destination(DestinationRef::Capture(_))) => route.source.captures(url),
+            _ => None,
+        };
+        let rewritten = match (&route.target, &captures) {
+            // As `String.replace`: the first match is replaced, the text around it stays.
+            (Some(target), Some(captures)) => {
+                let whole = captures.get(0).map_or(0..0, |m| m.range());
+                let mut out = String::with_capacity(url.len() + target.text_len());
+                out.push_str(&url[..whole.start]);
+                target.expand(captures, &mut out);
+                out.push_str(&url[whole.end..]);
+                Cow::Owned(out)
+            }
+            _ => Cow::Borrowed(url),
         };
         let destination = match &route.kind {
             RouteKind::Destination(DestinationRef::Named(name)) => config.destination(name).cloned(),
             RouteKind::Destination(DestinationRef::Capture(group)) => {
-                let name = route
-                    .source
-                    .captures(url)
+                let name = captures
+                    .as_ref()
                     .and_then(|captures| captures.get(*group))
                     .map(|m| m.as_str())
                     .unwrap_or("");
