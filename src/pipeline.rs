@@ -171,7 +171,11 @@ where
                     }
                 }
                 if route.csrf_protection {
-                    csrf_token = Box::pin(auth.csrf(&parts, &id, &session, &origin)).await?;
+                    // A read passes without the store; only a token fetch may need it.
+                    csrf_token = match auth.csrf_decision(&parts, &session, &origin)? {
+                        crate::auth::csrf::Decision::Pass => None,
+                        decision => Box::pin(auth.settle_csrf(&id, &session, decision)).await?,
+                    };
                     parts.headers.remove(crate::auth::csrf::X_CSRF_TOKEN);
                 }
                 set_cookie = cookie;

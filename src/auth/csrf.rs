@@ -63,7 +63,27 @@ pub fn check(
     own_origin: Option<&str>,
     origin_check: bool,
 ) -> Result<Decision, CsrfError> {
-    if !is_state_changing(method, headers) {
+    check_request(
+        is_state_changing(method, headers),
+        headers,
+        session,
+        own_origin,
+        origin_check,
+    )
+}
+
+/// [`check`] for a caller that already knows whether the request changes state.
+///
+/// # Errors
+/// [`CsrfError`] for a missing/wrong token or a cross-site request.
+pub fn check_request(
+    state_changing: bool,
+    headers: &HeaderMap,
+    session: &Session,
+    own_origin: Option<&str>,
+    origin_check: bool,
+) -> Result<Decision, CsrfError> {
+    if !state_changing {
         let fetch = headers
             .get(X_CSRF_TOKEN)
             .and_then(|v| v.to_str().ok())

@@ -329,7 +329,12 @@ impl Auth {
         let Some(id) = cookie(headers, &self.settings.session_cookie).and_then(SessionId::parse) else {
             return Ok(None);
         };
-        let Some(session) = self.store.load(&id).await? else {
+        // A store in this process answers without a boxed future.
+        let loaded = match self.store.load_now(&id) {
+            Some(loaded) => loaded?,
+            None => self.store.load(&id).await?,
+        };
+        let Some(session) = loaded else {
             return Ok(None);
         };
         let now = self.clock.now();
@@ -446,19 +451,48 @@ impl Auth {
         session: &Arc<Session>,
         origin: &Origin<'_>,
     ) -> Result<Option<String>, Error> {
+        let decision = self.csrf_decision(parts, session, origin)?;
+        self.settle_csrf(id, session, decision).await
+    }
+
+    /// The CSRF check without the store: [`csrf::Decision::Pass`] for the common read, which then
+    /// needs nothing else.
+    ///
+    /// # Errors
+    /// [`Error::Csrf`] (403).
+    pub fn csrf_decision(
+        &self,
+        parts: &Parts,
+        session: &Session,
+        origin: &Origin<'_>,
+    ) -> Result<csrf::Decision, Error> {
+        let state_changing = csrf::is_state_changing(&parts.method, &parts.headers);
         // The origin is only compared on state-changing requests; reads skip building it.
-        let own = if csrf::is_state_changing(&parts.method, &parts.headers) {
+        let own = if state_changing {
             self.own_origin(&parts.headers, origin).ok()
         } else {
             None
         };
-        match csrf::check(
-            &parts.method,
+        Ok(csrf::check_request(
+            state_changing,
             &parts.headers,
             session,
             own.as_deref(),
             self.settings.csrf_origin_check,
-        )? {
+        )?)
+    }
+
+    /// The token a decision hands out, saved in the session first when it is new.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when a new token cannot be saved.
+    pub async fn settle_csrf(
+        &self,
+        id: &SessionId,
+        session: &Arc<Session>,
+        decision: csrf::Decision,
+    ) -> Result<Option<String>, Error> {
+        match decision {
             csrf::Decision::Pass => Ok(None),
             csrf::Decision::Fetch { token, new } => {
                 if new {

@@ -220,6 +220,12 @@ impl std::fmt::Debug for RefreshLock {
 pub trait SessionStore: Send + Sync + 'static {
     /// The session, if it exists and has not been idle too long; counts as use.
     fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<Session>>>;
+    /// [`SessionStore::load`] answered at once, by a store in this process (no future to box);
+    /// `None`: the store has to be asked through `load`.
+    fn load_now(&self, id: &SessionId) -> Option<Result<Option<Arc<Session>>, StoreError>> {
+        let _ = id;
+        None
+    }
     /// Stores (or replaces) a session.
     fn save<'a>(&'a self, id: &'a SessionId, session: Arc<Session>) -> StoreFuture<'a, ()>;
     /// Removes a session and returns it.
@@ -311,6 +317,20 @@ impl MemoryStore {
         }
     }
 
+    fn load_sync(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
+        let now = self.now_ms();
+        self.shard(id).lock().map_err(|_| poisoned()).map(|mut map| {
+            let entry = map.get(id)?;
+            let last = entry.last_access.load(Ordering::Relaxed);
+            if now.saturating_sub(last) > self.idle_ms {
+                map.remove(id);
+                return None;
+            }
+            entry.last_access.store(now, Ordering::Relaxed);
+            Some(entry.session.clone())
+        })
+    }
+
     fn now_ms(&self) -> u64 {
         self.origin.elapsed().as_millis() as u64
     }
@@ -376,18 +396,11 @@ impl SessionStore for MemoryStore {
     }
 
     fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<Session>>> {
-        let now = self.now_ms();
-        let result = self.shard(id).lock().map_err(|_| poisoned()).map(|mut map| {
-            let entry = map.get(id)?;
-            let last = entry.last_access.load(Ordering::Relaxed);
-            if now.saturating_sub(last) > self.idle_ms {
-                map.remove(id);
-                return None;
-            }
-            entry.last_access.store(now, Ordering::Relaxed);
-            Some(entry.session.clone())
-        });
-        ready(result)
+        ready(self.load_sync(id))
+    }
+
+    fn load_now(&self, id: &SessionId) -> Option<Result<Option<Arc<Session>>, StoreError>> {
+        Some(self.load_sync(id))
     }
 
     fn save<'a>(&'a self, id: &'a SessionId, session: Arc<Session>) -> StoreFuture<'a, ()> {
