@@ -1,6 +1,9 @@
 //! One forwarded request: URL joined onto the destination, header policy applied, body streamed
 //! both ways, the destination's `timeout` enforced until the response head arrives.
 
+use std::future::Future;
+
+use futures_util::future::{Either, FutureExt};
 use http::header;
 use http::{Response, Uri, Version};
 
@@ -23,28 +26,35 @@ pub struct ForwardRequest<'a> {
 ///
 /// # Errors
 /// [`Error::UpstreamConnect`] (502), [`Error::UpstreamTimeout`] (504), [`Error::InvalidUpstreamUri`].
-pub async fn forward(
-    upstream: &Upstream,
+// A plain function over combinators, not an `async fn`: the request is prepared before the future
+// exists, so the future holds only the upstream call (an `async fn` would keep the request parts
+// twice beside it, and this future is moved into place for every proxied request).
+pub fn forward<'a>(
+    upstream: &'a Upstream,
     mut parts: http::request::Parts,
     body: Body,
-    request: ForwardRequest<'_>,
-) -> Result<Response<Body>, Error> {
+    request: ForwardRequest<'a>,
+) -> impl Future<Output = Result<Response<Body>, Error>> + Send + 'a {
     let destination = request.destination;
-    parts.uri = upstream_uri(destination, request.url)?;
+    let uri = match upstream_uri(destination, request.url) {
+        Ok(uri) => uri,
+        Err(error) => return Either::Left(std::future::ready(Err(error))),
+    };
+    parts.uri = uri;
     // The upstream connection picks its own protocol (ALPN); hyper wants HTTP/1.1 semantics here.
     parts.version = Version::HTTP_11;
     headers::upstream_request(&mut parts.headers, &request.forwarding);
     if !destination.preserve_host_header || !parts.headers.contains_key(header::HOST) {
         parts.headers.insert(header::HOST, destination.host_header.clone());
     }
-    let response = upstream
-        .send(destination, http::Request::from_parts(parts, body), request.started)
-        .await?;
-    let (mut parts, body) = response.into_parts();
-    // The client's connection has its own protocol; an HTTP/1.0 backend must not downgrade it.
-    parts.version = Version::HTTP_11;
-    headers::downstream_response(&mut parts.headers);
-    Ok(Response::from_parts(parts, body))
+    let sent = upstream.send(destination, http::Request::from_parts(parts, body), request.started);
+    Either::Right(sent.map(|response| {
+        let (mut parts, body) = response?.into_parts();
+        // The client's connection has its own protocol; an HTTP/1.0 backend must not downgrade it.
+        parts.version = Version::HTTP_11;
+        headers::downstream_response(&mut parts.headers);
+        Ok(Response::from_parts(parts, body))
+    }))
 }
 
 /// `trimEnd(url, '/') + '/' + trimStart(path, '/')`, as the reference joins them.

@@ -7,7 +7,10 @@ mod pool;
 pub mod websocket;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
+
+use futures_util::future::{Either, FutureExt};
 
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
@@ -15,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::RootCertStore;
 
 pub use self::forward::{forward, ForwardRequest};
-use self::pool::Pool;
+use self::pool::{Pool, PoolError};
 use crate::body::{Body, BoxError};
 use crate::config::{Config, Destination};
 
@@ -104,25 +107,28 @@ impl Upstream {
     ///
     /// # Errors
     /// [`Error::UpstreamConnect`] (502) or [`Error::UpstreamTimeout`] (504).
-    async fn send(
-        &self,
-        destination: &Destination,
+    // A plain function over combinators, not an `async fn`: an `async fn` keeps its arguments
+    // beside the future it awaits, and this future sits inside every proxied request's.
+    fn send<'a>(
+        &'a self,
+        destination: &'a Destination,
         request: http::Request<Body>,
         started: tokio::time::Instant,
-    ) -> Result<http::Response<Body>, Error> {
+    ) -> impl Future<Output = Result<http::Response<Body>, Error>> + Send + 'a {
         let deadline = started + destination.timeout;
+        // The pool enforces the deadline: its inline client without a timer per request.
         let sent = match self.client_for(destination) {
-            UpstreamClient::Direct(pool) => tokio::time::timeout_at(deadline, pool.send(request)).await,
-            UpstreamClient::Tunnel(pool) => tokio::time::timeout_at(deadline, pool.send(request)).await,
+            UpstreamClient::Direct(pool) => Either::Left(pool.send(request, deadline)),
+            UpstreamClient::Tunnel(pool) => Either::Right(pool.send(request, deadline)),
         };
-        match sent {
-            Err(_elapsed) => Err(Error::UpstreamTimeout(destination.name.clone())),
-            Ok(Err(source)) => Err(Error::UpstreamConnect {
+        sent.map(move |sent| match sent {
+            Err(PoolError::TimedOut) => Err(Error::UpstreamTimeout(destination.name.clone())),
+            Err(source) => Err(Error::UpstreamConnect {
                 destination: destination.name.clone(),
                 source: source.into(),
             }),
-            Ok(Ok(response)) => Ok(response),
-        }
+            Ok(response) => Ok(response),
+        })
     }
 
     fn client_for(&self, destination: &Destination) -> &UpstreamClient {

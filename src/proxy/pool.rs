@@ -49,6 +49,9 @@ pub enum PoolError {
     /// A new connection closed before it took the request.
     #[error("connection closed before the request was sent")]
     Closed,
+    /// No response head by the request's deadline (the destination's `timeout`).
+    #[error("no response in time")]
+    TimedOut,
     /// The inline client's connection failed while the request was sent or the response head was
     /// read.
     #[error("request failed")]
@@ -217,18 +220,27 @@ where
     /// # Errors
     /// [`PoolError::Connect`], [`PoolError::Send`] or [`PoolError::Closed`]; from the inline
     /// client [`PoolError::Io`] or [`PoolError::InvalidResponse`].
-    pub fn send(&self, request: Request<Body>) -> impl Future<Output = Result<Response<Body>, PoolError>> + Send + '_ {
+    pub fn send(
+        &self,
+        request: Request<Body>,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Response<Body>, PoolError>> + Send + '_ {
         use futures_util::future::Either;
         let Some(home) = Home::of(&self.token, request.uri(), self.max_idle) else {
             let error = PoolError::Connect("upstream URI without scheme or authority".into());
             return Either::Left(Either::Left(std::future::ready(Err(error))));
         };
         if self.inline && inline::applies(&request) {
-            return Either::Left(Either::Right(inline::send(home, request)));
+            // The inline client keeps the deadline with the connection (see `inline::Conn`).
+            return Either::Left(Either::Right(inline::send(home, request, deadline)));
         }
         // Boxed: hyper's path (bodies, TLS, HTTP/2, tunnels) makes a future several times the
         // inline one's size, which every request would otherwise carry and move.
-        Either::Right(Box::pin(self.send_hyper(home, request)))
+        Either::Right(Box::pin(async move {
+            tokio::time::timeout_at(deadline, self.send_hyper(home, request))
+                .await
+                .unwrap_or(Err(PoolError::TimedOut))
+        }))
     }
 
     async fn send_hyper(&self, home: Home, mut request: Request<Body>) -> Result<Response<Body>, PoolError> {

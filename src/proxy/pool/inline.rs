@@ -19,7 +19,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::chunked::Chunked;
 use super::{keep_idle, with_origin, Home, PoolError, IDLE_TIMEOUT};
@@ -38,8 +38,17 @@ const READ_MAX: usize = 64 * 1024;
 
 /// An idle connection of the inline client.
 pub(super) struct IdleStream {
-    stream: TcpStream,
+    conn: Conn,
     since: Instant,
+}
+
+/// A connection of the inline client with its response-head timer, which stays with it from
+/// request to request: moving a registered timer to a later deadline takes no lock, where a new
+/// timer for each request would take the timer wheel's lock twice. (An idle connection's timer
+/// may still fire at its last deadline and wake the task that last waited on it, for nothing.)
+struct Conn {
+    stream: TcpStream,
+    timer: Pin<Box<Sleep>>,
 }
 
 /// Whether the inline client takes `request`: plain `http`, no body, no upgrade, no framing or
@@ -69,6 +78,7 @@ pub(super) fn applies(request: &Request<Body>) -> bool {
 pub(super) fn send(
     home: Home,
     request: Request<Body>,
+    deadline: Instant,
 ) -> impl Future<Output = Result<Response<Body>, PoolError>> + Send {
     let head = encode_head(&request);
     let method = request.method();
@@ -81,8 +91,8 @@ pub(super) fn send(
         || method == Method::DELETE;
     drop(request);
     async move {
-        if let Some(stream) = checkout(&home) {
-            match exchange(stream, &head, is_head, &home).await {
+        if let Some(conn) = checkout(&home) {
+            match exchange(conn, &head, is_head, &home, deadline).await {
                 Ok(response) => return Ok(response),
                 Err(failure) if failure.unanswered && idempotent => {}
                 Err(failure) => return Err(failure.error),
@@ -90,8 +100,8 @@ pub(super) fn send(
         }
         // Boxed: a new connection is rare next to reuse, and connecting makes a large future.
         Box::pin(async {
-            let stream = connect(&home.authority).await?;
-            exchange(stream, &head, is_head, &home)
+            let conn = connect(&home.authority, deadline).await?;
+            exchange(conn, &head, is_head, &home, deadline)
                 .await
                 .map_err(|failure| failure.error)
         })
@@ -123,20 +133,40 @@ impl Failure {
     }
 }
 
-/// Writes the request head and reads the response head; the body follows in the response.
+/// Writes the request head and reads the response head by `deadline`; the body follows in the
+/// response.
 async fn exchange(
-    mut stream: TcpStream,
+    mut conn: Conn,
     request: &[u8],
     is_head: bool,
     home: &Home,
+    deadline: Instant,
 ) -> Result<Response<Body>, Failure> {
+    conn.timer.as_mut().reset(deadline);
+    let Conn { stream, timer } = &mut conn;
+    let (head, buf) = tokio::select! {
+        biased;
+        head = read_head(stream, request, is_head) => head?,
+        () = timer.as_mut() => {
+            return Err(Failure {
+                error: PoolError::TimedOut,
+                unanswered: false,
+            })
+        }
+    };
+    Ok(respond(head, conn, buf, home))
+}
+
+/// Writes the request head and reads until a final response head is complete; returns it with
+/// what was read past it.
+async fn read_head(stream: &mut TcpStream, request: &[u8], is_head: bool) -> Result<(Head, BytesMut), Failure> {
     if let Err(error) = stream.write_all(request).await {
         return Err(Failure::io(error, false));
     }
     let mut buf = BytesMut::with_capacity(HEAD_BUFFER);
     // Interim (1xx) heads are consumed from `buf`, so its being empty does not mean nothing came.
     let mut answered = false;
-    let head = loop {
+    loop {
         if buf.len() == buf.capacity() {
             buf.reserve(buf.len().max(HEAD_BUFFER));
         }
@@ -152,7 +182,7 @@ async fn exchange(
             Err(error) => return Err(Failure::io(error, answered)),
         }
         match parse_head(&mut buf, is_head) {
-            Ok(Some(head)) => break head,
+            Ok(Some(head)) => return Ok((head, buf)),
             Ok(None) => {}
             Err(message) => {
                 return Err(Failure {
@@ -161,13 +191,12 @@ async fn exchange(
                 })
             }
         }
-    };
-    Ok(respond(head, stream, buf, home))
+    }
 }
 
 /// The response for `head`, with `buf` holding what was read past it. A body that is already
 /// complete in `buf` (or absent) frees the connection right away.
-fn respond(head: Head, stream: TcpStream, mut buf: BytesMut, home: &Home) -> Response<Body> {
+fn respond(head: Head, conn: Conn, mut buf: BytesMut, home: &Home) -> Response<Body> {
     let complete = match head.framing {
         Framing::Empty => Some(Bytes::new()),
         Framing::Length(length) if length <= buf.len() as u64 => {
@@ -180,7 +209,7 @@ fn respond(head: Head, stream: TcpStream, mut buf: BytesMut, home: &Home) -> Res
         Some(data) => {
             // Bytes beyond the message would be read as the next response: the connection goes.
             if head.keep_alive && buf.is_empty() {
-                checkin(home, stream);
+                checkin(home, conn);
             }
             if data.is_empty() {
                 body::empty()
@@ -189,7 +218,7 @@ fn respond(head: Head, stream: TcpStream, mut buf: BytesMut, home: &Home) -> Res
             }
         }
         None => body::boxed(InlineBody {
-            stream: Some(stream),
+            conn: Some(conn),
             buf,
             reading: match head.framing {
                 Framing::Length(length) => Reading::Length(length),
@@ -211,12 +240,12 @@ fn respond(head: Head, stream: TcpStream, mut buf: BytesMut, home: &Home) -> Res
 
 /// The newest idle connection of this thread for `home` that is still usable; older than
 /// [`IDLE_TIMEOUT`], closed or with stray bytes to read, a connection met on the way is closed.
-fn checkout(home: &Home) -> Option<TcpStream> {
+fn checkout(home: &Home) -> Option<Conn> {
     with_origin(home, |origin| {
         let now = Instant::now();
         while let Some(idle) = origin.plain.pop() {
-            if now.duration_since(idle.since) < IDLE_TIMEOUT && is_quiet(&idle.stream) {
-                return Some(idle.stream);
+            if now.duration_since(idle.since) < IDLE_TIMEOUT && is_quiet(&idle.conn.stream) {
+                return Some(idle.conn);
             }
         }
         None
@@ -230,20 +259,20 @@ fn is_quiet(stream: &TcpStream) -> bool {
 }
 
 /// Puts a connection whose last response was read to its end on this thread's idle list.
-fn checkin(home: &Home, stream: TcpStream) {
+fn checkin(home: &Home, conn: Conn) {
     if home.max_idle == 0 {
         return;
     }
     let idle = IdleStream {
-        stream,
+        conn,
         since: Instant::now(),
     };
     with_origin(home, |origin| keep_idle(&mut origin.plain, idle, home.max_idle));
 }
 
 /// A new connection to `authority` (port 80 by default), resolving the host unless it is an IP
-/// address.
-async fn connect(authority: &Authority) -> Result<TcpStream, PoolError> {
+/// address, within [`CONNECT_TIMEOUT`]; past `deadline` (the request's), [`PoolError::TimedOut`].
+async fn connect(authority: &Authority, deadline: Instant) -> Result<Conn, PoolError> {
     let port = authority.port_u16().unwrap_or(80);
     let host = authority.host();
     let connecting = async {
@@ -263,14 +292,21 @@ async fn connect(authority: &Authority) -> Result<TcpStream, PoolError> {
         }
         Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host has no address")))
     };
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+    let limit = Instant::now() + CONNECT_TIMEOUT;
+    let stream = tokio::time::timeout_at(limit.min(deadline), connecting)
         .await
-        .map_err(|_elapsed| PoolError::Connect("connect timed out".into()))?
+        .map_err(|_elapsed| match deadline <= limit {
+            true => PoolError::TimedOut,
+            false => PoolError::Connect("connect timed out".into()),
+        })?
         .map_err(|error| PoolError::Connect(error.into()))?;
     stream
         .set_nodelay(true)
         .map_err(|error| PoolError::Connect(error.into()))?;
-    Ok(stream)
+    Ok(Conn {
+        stream,
+        timer: Box::pin(tokio::time::sleep_until(deadline)),
+    })
 }
 
 // === impl request head ===
@@ -514,7 +550,7 @@ fn content_length(previous: Option<u64>, value: &[u8]) -> Result<Option<u64>, &'
 /// failed, it closes the connection, whose state is unknown.
 struct InlineBody {
     /// `None` once the body has ended.
-    stream: Option<TcpStream>,
+    conn: Option<Conn>,
     /// Read but not yet yielded.
     buf: BytesMut,
     reading: Reading,
@@ -534,10 +570,10 @@ enum Reading {
 impl InlineBody {
     fn finish(&mut self) {
         self.reading = Reading::Done;
-        let stream = self.stream.take();
-        if let (Some(home), Some(stream)) = (self.home.take(), stream) {
+        let conn = self.conn.take();
+        if let (Some(home), Some(conn)) = (self.home.take(), conn) {
             if self.buf.is_empty() {
-                checkin(&home, stream);
+                checkin(&home, conn);
             }
         }
     }
@@ -547,7 +583,7 @@ impl InlineBody {
         error: impl Into<crate::body::BoxError>,
     ) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
         self.reading = Reading::Done;
-        self.stream = None;
+        self.conn = None;
         self.home = None;
         Poll::Ready(Some(Err(error.into())))
     }
@@ -598,7 +634,7 @@ impl HttpBody for InlineBody {
                 Ok(None) => {}
                 Err(message) => return this.fail(PoolError::InvalidResponse(message)),
             }
-            let Some(stream) = this.stream.as_mut() else {
+            let Some(Conn { stream, .. }) = this.conn.as_mut() else {
                 return Poll::Ready(None);
             };
             let mut spare = this.buf.capacity() - this.buf.len();

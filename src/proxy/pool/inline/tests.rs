@@ -261,7 +261,7 @@ fn only_bodiless_plain_requests_are_inline() {
 // === exchanges over loopback ===
 
 /// What the scripted backend does with a request: answer with these bytes, then close the
-/// connection or not. Empty bytes and `true`: close without answering.
+/// connection or not. Empty bytes and `true`: close without answering; with `false`: never answer.
 type Answer = (&'static [u8], bool);
 
 /// A backend that answers requests in order (across its connections) from `answers`, and counts
@@ -304,6 +304,11 @@ async fn scripted(answers: Vec<Answer>) -> (Home, Arc<AtomicUsize>) {
         max_idle: 4,
     };
     (home, accepted)
+}
+
+/// A deadline no exchange here comes near.
+fn later() -> Instant {
+    Instant::now() + Duration::from_secs(10)
 }
 
 fn get(home: &Home, method: Method) -> Request<Body> {
@@ -354,7 +359,9 @@ async fn one_connection_carries_requests_whose_bodies_were_read() {
         "ok".to_string(),
     ];
     for body in expected {
-        let response = send(home.clone(), get(&home, Method::GET)).await.expect("response");
+        let response = send(home.clone(), get(&home, Method::GET), later())
+            .await
+            .expect("response");
         assert_eq!(text(response).await.expect("body"), body);
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -380,11 +387,15 @@ async fn a_body_dropped_before_its_end_closes_its_connection() {
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
     ])
     .await;
-    let mut response = send(home.clone(), get(&home, Method::GET)).await.expect("response");
+    let mut response = send(home.clone(), get(&home, Method::GET), later())
+        .await
+        .expect("response");
     response.body_mut().frame().await.expect("a frame").expect("data");
     drop(response);
     for body in ["ok", "ok", "until close", "ok"] {
-        let response = send(home.clone(), get(&home, Method::GET)).await.expect("response");
+        let response = send(home.clone(), get(&home, Method::GET), later())
+            .await
+            .expect("response");
         assert_eq!(text(response).await.expect("body"), body);
     }
     // The dropped download's, then one until `Connection: close`, one until the end of the
@@ -397,16 +408,20 @@ async fn an_idempotent_request_on_a_connection_closed_under_it_is_sent_again() {
     let ok: Answer = (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false);
     let (home, accepted) = scripted(vec![ok, (b"", true), ok, (b"", true)]).await;
     for method in [Method::GET, Method::PUT] {
-        let response = send(home.clone(), get(&home, method)).await.expect("response");
+        let response = send(home.clone(), get(&home, method), later()).await.expect("response");
         assert_eq!(text(response).await.expect("body"), "ok");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 
     // Not so a POST: the server may have acted on it.
     let (home, accepted) = scripted(vec![ok, (b"", true), ok]).await;
-    let response = send(home.clone(), get(&home, Method::POST)).await.expect("response");
+    let response = send(home.clone(), get(&home, Method::POST), later())
+        .await
+        .expect("response");
     assert_eq!(text(response).await.expect("body"), "ok");
-    let error = send(home.clone(), get(&home, Method::POST)).await.expect_err("closed");
+    let error = send(home.clone(), get(&home, Method::POST), later())
+        .await
+        .expect_err("closed");
     assert!(matches!(error, PoolError::Io(_)), "{error:?}");
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
@@ -423,11 +438,15 @@ async fn a_body_cut_short_fails_and_an_invalid_head_is_an_error() {
     ])
     .await;
     for _ in 0..2 {
-        let response = send(home.clone(), get(&home, Method::GET)).await.expect("response");
+        let response = send(home.clone(), get(&home, Method::GET), later())
+            .await
+            .expect("response");
         let error = text(response).await.expect_err("cut short");
         assert_eq!(error.to_string(), "invalid response: response body ended early");
     }
-    let error = send(home.clone(), get(&home, Method::GET)).await.expect_err("invalid");
+    let error = send(home.clone(), get(&home, Method::GET), later())
+        .await
+        .expect_err("invalid");
     assert!(
         matches!(error, PoolError::InvalidResponse("invalid content-length")),
         "{error:?}"
@@ -446,6 +465,61 @@ async fn a_refused_connection_is_a_connect_error() {
         authority: address.to_string().parse().expect("authority"),
         max_idle: 4,
     };
-    let error = send(home.clone(), get(&home, Method::GET)).await.expect_err("refused");
+    let error = send(home.clone(), get(&home, Method::GET), later())
+        .await
+        .expect_err("refused");
     assert!(matches!(error, PoolError::Connect(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_head_later_than_its_deadline_times_out_on_new_and_reused_connections() {
+    const OK: Answer = (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false);
+    const SILENT: Answer = (b"", false);
+    let (home, accepted) = scripted(vec![OK, SILENT, OK, SILENT]).await;
+    let response = send(home.clone(), get(&home, Method::GET), later())
+        .await
+        .expect("response");
+    assert_eq!(text(response).await.expect("body"), "ok");
+
+    // The reused connection's timer, armed for the first request's far deadline, moves earlier.
+    let started = Instant::now();
+    let error = send(
+        home.clone(),
+        get(&home, Method::GET),
+        started + Duration::from_millis(300),
+    )
+    .await
+    .expect_err("silent backend");
+    let waited = started.elapsed();
+    assert!(matches!(error, PoolError::TimedOut), "{error:?}");
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+
+    // A connection that timed out is not reused: a new one answers, with a near deadline...
+    let response = send(
+        home.clone(),
+        get(&home, Method::GET),
+        Instant::now() + Duration::from_millis(300),
+    )
+    .await
+    .expect("response");
+    assert_eq!(text(response).await.expect("body"), "ok");
+    // ...then its timer moves later: it must not fire at the earlier request's deadline.
+    let started = Instant::now();
+    let error = send(
+        home.clone(),
+        get(&home, Method::GET),
+        started + Duration::from_millis(900),
+    )
+    .await
+    .expect_err("silent backend");
+    let waited = started.elapsed();
+    assert!(matches!(error, PoolError::TimedOut), "{error:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
