@@ -154,6 +154,16 @@ const ROWS: &[Row] = &[
         response_headers: &[],
     },
     Row {
+        name: "traversal in fullwidth full stops is refused after NFKC",
+        method: "GET",
+        path: "/public/%EF%BC%8E%EF%BC%8E/api/orders",
+        headers: &[],
+        upstream: None,
+        upstream_headers: &[],
+        status: 400,
+        response_headers: &[],
+    },
+    Row {
         name: "no route",
         method: "GET",
         path: "/nothing",

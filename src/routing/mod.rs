@@ -122,22 +122,38 @@ fn allowed(route: &Route, method: &Method, path_matched: &mut Option<Vec<Method>
     false
 }
 
-/// Refuses paths that hide a traversal: the path is percent-decoded up to five times (as the
-/// reference does), and no decoded form may contain a `.`/`..` segment, a backslash or a NUL.
+/// Refuses paths that hide a traversal, as the reference does: the path is percent-decoded up to
+/// five times and NFKC-normalised (so `．．` or `‥` count as `..` and `／` as `/`). No decoded form
+/// and no normalised one may contain a `.`/`..` segment, a backslash or a NUL.
 ///
 /// # Errors
 /// [`Error::PathTraversal`].
 pub fn validate_path(path: &str) -> Result<(), Error> {
+    let decoded = decoded_form(path)?;
+    // ASCII is its own NFKC form: the common path costs one scan.
+    if !decoded.is_ascii() {
+        if let Cow::Owned(normalized) = NFKC.normalize(&decoded) {
+            check_segments(&normalized)?;
+        }
+    }
+    Ok(())
+}
+
+const NFKC: icu_normalizer::ComposingNormalizerBorrowed<'static> =
+    icu_normalizer::ComposingNormalizerBorrowed::new_nfkc();
+
+/// The fully decoded path (at most five rounds), each form checked on the way.
+fn decoded_form(path: &str) -> Result<Cow<'_, str>, Error> {
     let mut current: Cow<'_, str> = Cow::Borrowed(path);
     for _ in 0..5 {
         check_segments(&current)?;
         if !current.contains('%') {
             // Nothing left to decode.
-            return Ok(());
+            return Ok(current);
         }
         let decoded = percent_encoding::percent_decode_str(&current).decode_utf8_lossy();
         if decoded == current {
-            return Ok(());
+            return Ok(current);
         }
         current = Cow::Owned(decoded.into_owned());
     }
@@ -149,7 +165,7 @@ pub fn validate_path(path: &str) -> Result<(), Error> {
             return Err(Error::PathTraversal);
         }
     }
-    Ok(())
+    Ok(current)
 }
 
 fn check_segments(path: &str) -> Result<(), Error> {
@@ -265,6 +281,14 @@ mod tests {
             "/a\\b",
             "/a\0b",
             "/a//../b",
+            // NFKC: fullwidth full stops and solidus, the two-dot leader, a fullwidth reverse
+            // solidus; raw and encoded twice.
+            "/a/%EF%BC%8E%EF%BC%8E/b",
+            "/a%EF%BC%8F..%EF%BC%8Fb",
+            "/a/%E2%80%A5/b",
+            "/a/%E2%80%A4",
+            "/a%EF%BC%BCb",
+            "/a/%25EF%25BC%258E%25EF%25BC%258E/b",
         ] {
             assert_eq!(validate_path(path), Err(Error::PathTraversal), "{path}");
         }
@@ -284,6 +308,11 @@ mod tests {
             "/a..",
             "",
             "a",
+            // Non-ASCII that normalises to nothing dangerous.
+            "/caf%C3%A9/%EF%BC%A1",
+            "/a/%E2%80%A4x",
+            "/%EF%BC%8E%EF%BC%8E%EF%BC%8E/b",
+            "/%FF%FE",
         ] {
             assert_eq!(validate_path(path), Ok(()), "{path}");
         }
