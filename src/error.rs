@@ -49,6 +49,7 @@ impl GatewayError {
             GatewayError::Static(S::NotFound) => StatusCode::NOT_FOUND,
             GatewayError::Static(S::MethodNotAllowed) => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Static(S::Forbidden) => StatusCode::FORBIDDEN,
+            GatewayError::Static(S::PreconditionFailed) => StatusCode::PRECONDITION_FAILED,
             GatewayError::Static(S::RangeNotSatisfiable { .. }) => StatusCode::RANGE_NOT_SATISFIABLE,
             GatewayError::Static(S::Io(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::Auth(error) => error.status(),

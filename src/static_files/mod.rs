@@ -28,6 +28,9 @@ pub enum Error {
     MethodNotAllowed,
     #[error("path leaves the folder")]
     Forbidden,
+    /// `If-Match` or `If-Unmodified-Since` does not hold for the file.
+    #[error("precondition failed")]
+    PreconditionFailed,
     /// The one range asked for starts beyond the end of the file (`length` bytes).
     #[error("range not satisfiable")]
     RangeNotSatisfiable { length: u64 },
@@ -83,6 +86,10 @@ pub async fn serve(request: StaticRequest<'_>) -> Result<Response<Body>, Error> 
     let length = metadata.len();
     let etag = etag(length, modified);
 
+    // As serve-static: a failed precondition first (RFC 9110 §13.2.2), then freshness.
+    if precondition_failed(request.headers, &etag, modified) {
+        return Err(Error::PreconditionFailed);
+    }
     let mut response = if not_modified(request.headers, &etag, modified) {
         let mut response = Response::new(body::empty());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
@@ -178,6 +185,38 @@ fn etag(length: u64, modified: SystemTime) -> String {
     format!("W/\"{length:x}-{millis:x}\"")
 }
 
+/// `If-Match` (any listed tag, or `*`), else `If-Unmodified-Since` (the file not changed after it),
+/// does not hold. Tags compare weakly, as serve-static's do (its validators, like these, are weak);
+/// dates to the second. An `If-Unmodified-Since` that is not a date is ignored (RFC 9110 §13.1.4).
+fn precondition_failed(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
+    let mut if_match = headers.get_all(header::IF_MATCH).iter().peekable();
+    if if_match.peek().is_some() {
+        let held = if_match.any(|value| {
+            value.to_str().is_ok_and(|value| {
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag.trim_start_matches("W/"))
+            })
+        });
+        return !held;
+    }
+    if let Some(since) = headers
+        .get(header::IF_UNMODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    {
+        return unix_secs(modified) > unix_secs(since);
+    }
+    false
+}
+
+fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 fn not_modified(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
     if let Some(value) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
         return value.split(',').any(|tag| {
@@ -190,15 +229,7 @@ fn not_modified(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| httpdate::parse_http_date(v).ok())
     {
-        let modified_secs = modified
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let since_secs = since
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        return modified_secs <= since_secs;
+        return unix_secs(modified) <= unix_secs(since);
     }
     false
 }
