@@ -2,7 +2,8 @@
 # Load benchmark on loopback: a fixed-body nginx backend measured directly, through approuter and
 # through an nginx reverse proxy (the reference), each with wrk at many connections and at one, and
 # an authenticated route through a second approuter logged in at the development XSUAA.
-# Prints requests/s and p50/p99 latency, the ratios against the targets, and approuter's memory.
+# Prints requests/s, p50/p99 latency and the CPU time the answering process spent per request, the
+# ratios against the targets, and approuter's memory.
 # The report is also written to target/bench-load.txt.
 #
 # Environment:
@@ -56,6 +57,7 @@ done
 }
 (( CONNECTIONS >= 1 )) || { echo "bench-load: CONNECTIONS must be at least 1" >&2; exit 2; }
 
+CLK_TCK=$(getconf CLK_TCK)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-load.XXXXXX")
 # nginx workers run as nobody when started by root; they may need their temp folders.
 chmod 755 "$WORK"
@@ -336,32 +338,62 @@ to_us() {
     }'
 }
 
-# Runs wrk for one scenario and appends rps, p50, p99 and errors (one line per round) to
-# $WORK/result-<name>-<connections>.
+# CPU time (user + system, clock ticks) of the given processes and, for nginx, their workers.
+cpu_ticks() {
+    local pid total=0 ticks
+    for pid in "$@" $(pgrep -P "$1" 2>/dev/null); do
+        # Fields 14 and 15 of /proc/PID/stat, counted after the command name's closing parenthesis.
+        ticks=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }') || ticks=0
+        total=$(( total + ${ticks:-0} ))
+    done
+    echo "$total"
+}
+
+# The process that answers a scenario's requests, whose CPU time per request is reported.
+scenario_pid() {
+    case $1 in
+        direct) echo "$BACKEND_PID" ;;
+        approuter) echo "$APPROUTER_PID" ;;
+        nginx) echo "$PROXY_PID" ;;
+        approuter_auth) echo "$APPROUTER_AUTH_PID" ;;
+    esac
+}
+
+# Runs wrk for one scenario and appends rps, p50, p99, errors and the answering process's CPU
+# microseconds per request (one line per round) to $WORK/result-<name>-<connections>.
 measure() {
-    local name=$1 connections=$2 duration=$3 threads out
+    local name=$1 connections=$2 duration=$3 threads out pid ticks_before ticks_after
     threads=$(( connections < 2 ? 1 : 2 ))
     out="$WORK/wrk-$name-$connections.txt"
     "scenario_$name"
+    pid=$(scenario_pid "$name")
+    ticks_before=$(cpu_ticks $pid)
     timeout $((duration + 30)) wrk -t"$threads" -c"$connections" -d"${duration}s" --latency \
         "${WRK_ARGS[@]}" "$URL" >"$out" 2>&1 || fail "wrk failed for $name: $(cat "$out")"
-    local rps p50 p99 non2xx socket_errors
+    ticks_after=$(cpu_ticks $pid)
+    local rps p50 p99 non2xx socket_errors requests cpu_us
     rps=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")
     p50=$(to_us "$(awk '$1 == "50%" { print $2 }' "$out")")
     p99=$(to_us "$(awk '$1 == "99%" { print $2 }' "$out")")
     non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")
     socket_errors=$(awk '/Socket errors:/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' "$out")
     [[ -n $rps && -n $p50 && -n $p99 ]] || fail "cannot parse wrk output for $name: $(cat "$out")"
-    echo "$rps $p50 $p99 $(( ${non2xx:-0} + ${socket_errors:-0} ))" >>"$WORK/result-$name-$connections"
+    requests=$(awk '/requests in/ { print $1 }' "$out")
+    cpu_us=$(awk -v t=$(( ticks_after - ticks_before )) -v hz="$CLK_TCK" -v n="${requests:-0}" \
+        'BEGIN { if (n > 0 && t > 0) printf "%.1f", t * 1000000 / hz / n; else print "NaN" }')
+    echo "$rps $p50 $p99 $(( ${non2xx:-0} + ${socket_errors:-0} )) $cpu_us" >>"$WORK/result-$name-$connections"
 }
 
-# Field 0 (req/s), 1 (p50), 2 (p99) or 3 (errors) of a scenario: the median over the rounds
-# (errors: the sum).
+# Field 0 (req/s), 1 (p50), 2 (p99), 3 (errors) or 4 (CPU us per request) of a scenario: the
+# median over the rounds (errors: the sum).
 result() {
     local file="$WORK/result-$1-$2" field=$3
     [[ -f $file ]] || return 0
     if (( field == 3 )); then
         awk '{ sum += $4 } END { print sum }' "$file"
+    elif (( field == 4 )); then
+        awk '$5 != "NaN" { print $5 }' "$file" | sort -g |
+            awk '{ v[NR] = $1 } END { if (NR) printf "%.1f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
     else
         awk -v f=$((field + 1)) '{ print $f }' "$file" | sort -n |
             awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'
@@ -441,12 +473,13 @@ fi
 say "wrk: -t2 -c$CONNECTIONS -d${DURATION}s and -t1 -c1 -d${SINGLE_DURATION}s, $ROUNDS round(s), medians; access logs $ACCESS_LOG; body $(( ${#BODY} + 1 )) bytes;" \
     "approuter $WORKERS tokio workers, nginx proxy $WORKERS workers, backend nginx 1 worker"
 say ""
-say "$(printf '%-16s %6s %12s %10s %10s %8s' scenario conns 'req/s' 'p50 us' 'p99 us' errors)"
+say "$(printf '%-16s %6s %12s %10s %10s %8s %12s' scenario conns 'req/s' 'p50 us' 'p99 us' errors 'cpu us/req')"
 for name in $SCENARIOS; do
     for connections in "$CONNECTIONS" 1; do
-        say "$(printf '%-16s %6s %12s %10s %10s %8s' "$name" "$connections" \
+        say "$(printf '%-16s %6s %12s %10s %10s %8s %12s' "$name" "$connections" \
             "$(result "$name" "$connections" 0)" "$(result "$name" "$connections" 1)" \
-            "$(result "$name" "$connections" 2)" "$(result "$name" "$connections" 3)")"
+            "$(result "$name" "$connections" 2)" "$(result "$name" "$connections" 3)" \
+            "$(result "$name" "$connections" 4)")"
     done
 done
 say ""
@@ -476,6 +509,10 @@ if [[ -s $WORK/result-approuter-$CONNECTIONS && -s $WORK/result-nginx-$CONNECTIO
         <(awk '{ print $1 }' "$WORK/result-nginx-$CONNECTIONS") |
         awk '$2 > 0 { printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $2 }')
     say "$(printf '%-48s %10s' "  the same, round by round" "$per_round")"
+fi
+if [[ -n $(result approuter "$CONNECTIONS" 4) && -n $(result nginx "$CONNECTIONS" 4) ]]; then
+    say "$(printf '%-48s %10s' "approuter / nginx proxy, CPU per request (c=$CONNECTIONS)" \
+        "$(ratio "$(result approuter "$CONNECTIONS" 4)" "$(result nginx "$CONNECTIONS" 4)")")"
 fi
 if (( WITH_AUTH )); then
     say "$(printf '%-48s %10s   %s' "approuter auth / approuter public, req/s (c=$CONNECTIONS)" "$auth_vs_public" "target >= $TARGET_AUTH_RPS_RATIO: $v_auth")"
