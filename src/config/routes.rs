@@ -22,6 +22,8 @@ pub struct Route {
     pub source: Regex,
     /// `source.matchCase` (false: `source` was compiled case-insensitive).
     pub match_case: bool,
+    /// `source` when it is `^literal(.*)$`, the most common form: matched without the regex.
+    pub prefix: Option<Prefix>,
     /// `httpMethods`; `None` allows every method.
     pub methods: Option<Vec<Method>>,
     /// `target`, compiled.
@@ -49,6 +51,51 @@ impl Route {
             None => true,
             Some(methods) => methods.contains(method),
         }
+    }
+}
+
+/// A `source` of the form `^literal(.*)$` (the literal plain ASCII, escapes allowed): a URL matches
+/// when it starts with the literal and the rest holds no line feed (which `.` does not match), and
+/// group 1 is that rest. For ASCII URLs this is exactly the regex's answer; others go to the regex,
+/// whose case-insensitive matching also folds non-ASCII letters (`K`, the Kelvin sign, is `k`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefix {
+    literal: String,
+    case_insensitive: bool,
+}
+
+impl Prefix {
+    /// The prefix form of `pattern`, if it has it.
+    pub fn of(pattern: &str, match_case: bool) -> Option<Prefix> {
+        let body = pattern.strip_prefix('^')?.strip_suffix("(.*)$")?;
+        let mut literal = String::with_capacity(body.len());
+        let mut chars = body.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next()? {
+                    escaped @ ('.' | '/' | '-' | '?' | '+' | '*' | '(' | ')' | '[' | ']' | '{' | '}' | '|' | '^'
+                    | '$' | '\\' | '&' | '~' | '#' | ' ') => literal.push(escaped),
+                    _ => return None,
+                },
+                c if c.is_ascii_alphanumeric() || "/_-~!,;:@=&%'".contains(c) => literal.push(c),
+                _ => return None,
+            }
+        }
+        Some(Prefix {
+            literal,
+            case_insensitive: !match_case,
+        })
+    }
+
+    /// Group 1 (the text after the literal) when the ASCII `url` matches; `None` when it does not.
+    pub fn rest<'u>(&self, url: &'u str) -> Option<&'u str> {
+        let head = url.get(..self.literal.len())?;
+        let matched = match self.case_insensitive {
+            true => head.eq_ignore_ascii_case(&self.literal),
+            false => head == self.literal,
+        };
+        let rest = &url[self.literal.len()..];
+        (matched && !rest.contains('\n')).then_some(rest)
     }
 }
 
@@ -286,6 +333,7 @@ fn compile_route(
 
     Some(Route {
         index,
+        prefix: Prefix::of(pattern, match_case),
         source: source?,
         match_case,
         methods,
@@ -397,12 +445,12 @@ enum Piece {
 }
 
 impl Target {
-    /// Appends the target for one match of its route's `source`.
-    pub fn expand(&self, captures: &regex::Captures<'_>, out: &mut String) {
+    /// Appends the target for one match of its route's `source`, whose groups `group` gives.
+    pub fn expand<'u>(&self, group: impl Fn(usize) -> Option<&'u str>, out: &mut String) {
         for piece in &self.0 {
             match piece {
                 Piece::Text(text) => out.push_str(text),
-                Piece::Group(group) => out.push_str(captures.get(*group).map_or("", |m| m.as_str())),
+                Piece::Group(index) => out.push_str(group(*index).unwrap_or("")),
             }
         }
     }
@@ -533,9 +581,69 @@ mod tests {
             let captures = regex.captures(url).unwrap();
             let whole = captures.get(0).unwrap().range();
             let mut out = url[..whole.start].to_string();
-            compiled.expand(&captures, &mut out);
+            compiled.expand(|group| captures.get(group).map(|m| m.as_str()), &mut out);
             out.push_str(&url[whole.end..]);
             assert_eq!(&out, expected, "source {source:?}, target {target:?}, url {url:?}");
+        }
+    }
+
+    /// A prefix source says what its regex says, for every ASCII URL: match or not, and group 1.
+    #[test]
+    fn prefix_sources_match_and_split_as_their_regex_does() {
+        let patterns = [
+            ("^/api/(.*)$", true),
+            ("^/api/(.*)$", false),
+            ("^/UI/app\\.v1/(.*)$", false),
+            ("^/(.*)$", true),
+            ("^/x\\-y_z~1/(.*)$", true),
+            ("^/sap/opu/odata/(.*)$", false),
+            ("^(.*)$", true),
+        ];
+        let urls = [
+            "/api/x",
+            "/API/x?y=1",
+            "/api",
+            "/api/",
+            "/apix",
+            "/ui/APP.v1/z",
+            "/ui/appXv1/z",
+            "/",
+            "",
+            "/x-y_z~1/q",
+            "/X-Y_Z~1/q",
+            "/api/a\nb",
+            "/Sap/OPU/odata/svc?$top=1",
+            "/sap/opu/odata",
+        ];
+        for (pattern, match_case) in patterns {
+            let prefix = Prefix::of(pattern, match_case).unwrap_or_else(|| panic!("{pattern} is a prefix"));
+            let regex = regex::RegexBuilder::new(pattern)
+                .case_insensitive(!match_case)
+                .build()
+                .unwrap();
+            for url in urls {
+                let expected = regex.captures(url).map(|c| c.get(1).map_or("", |m| m.as_str()));
+                assert_eq!(
+                    prefix.rest(url),
+                    expected,
+                    "{pattern} (matchCase {match_case}) on {url:?}"
+                );
+            }
+        }
+        for other in [
+            "^/a.b(.*)$",
+            "^/api/(.*)",
+            "/api/(.*)$",
+            "^(?i)/api/(.*)$",
+            "^/api/(.+)$",
+            "^/api/(.*)$|^/x",
+            "^/a|b(.*)$",
+            "^/a[b](.*)$",
+            "^/\\d(.*)$",
+            "^/a b(.*)$",
+            "^/ü/(.*)$",
+        ] {
+            assert_eq!(Prefix::of(other, true), None, "{other}");
         }
     }
 

@@ -44,6 +44,9 @@ pub struct RouteMatch<'a> {
 /// [`Error::RouteNotFound`], [`Error::MethodNotAllowed`] or [`Error::UnknownDestination`].
 pub fn match_route<'a>(config: &'a Config, method: &Method, url: &'a str) -> Result<RouteMatch<'a>, Error> {
     let mut path_matched: Option<Vec<Method>> = None;
+    // A `^literal(.*)$` source answers an ASCII URL (every URL that arrives percent-encoded) without
+    // the regex engine.
+    let ascii = url.is_ascii();
     let found = match &config.route_set {
         // Large tables: one pass finds every route whose source matches, in order.
         Some(set) => set
@@ -54,22 +57,28 @@ pub fn match_route<'a>(config: &'a Config, method: &Method, url: &'a str) -> Res
         None => config
             .routes
             .iter()
-            .filter(|route| route.source.is_match(url))
+            .filter(|route| match (&route.prefix, ascii) {
+                (Some(prefix), true) => prefix.rest(url).is_some(),
+                _ => route.source.is_match(url),
+            })
             .find(|route| allowed(route, method, &mut path_matched)),
     };
     if let Some(route) = found {
         // One capture pass serves both the rewrite and a `$N` destination.
-        let captures = match (&route.target, &route.kind) {
-            (Some(_), _) | (_, RouteKind::Destination(DestinationRef::Capture(_))) => route.source.captures(url),
+        let groups = match (&route.target, &route.kind) {
+            (Some(_), _) | (_, RouteKind::Destination(DestinationRef::Capture(_))) => match (&route.prefix, ascii) {
+                (Some(prefix), true) => prefix.rest(url).map(|rest| Groups::Prefix { url, rest }),
+                _ => route.source.captures(url).map(Groups::Regex),
+            },
             _ => None,
         };
-        let rewritten = match (&route.target, &captures) {
+        let rewritten = match (&route.target, &groups) {
             // As `String.replace`: the first match is replaced, the text around it stays.
-            (Some(target), Some(captures)) => {
-                let whole = captures.get(0).map_or(0..0, |m| m.range());
+            (Some(target), Some(groups)) => {
+                let whole = groups.whole();
                 let mut out = String::with_capacity(url.len() + target.text_len());
                 out.push_str(&url[..whole.start]);
-                target.expand(captures, &mut out);
+                target.expand(|group| groups.get(group), &mut out);
                 out.push_str(&url[whole.end..]);
                 Cow::Owned(out)
             }
@@ -78,11 +87,7 @@ pub fn match_route<'a>(config: &'a Config, method: &Method, url: &'a str) -> Res
         let destination = match &route.kind {
             RouteKind::Destination(DestinationRef::Named(name)) => config.destination(name).cloned(),
             RouteKind::Destination(DestinationRef::Capture(group)) => {
-                let name = captures
-                    .as_ref()
-                    .and_then(|captures| captures.get(*group))
-                    .map(|m| m.as_str())
-                    .unwrap_or("");
+                let name = groups.as_ref().and_then(|groups| groups.get(*group)).unwrap_or("");
                 match config.destination(name) {
                     Some(destination) => Some(destination.clone()),
                     None => return Err(Error::UnknownDestination(name.to_string())),
@@ -106,6 +111,35 @@ pub fn match_route<'a>(config: &'a Config, method: &Method, url: &'a str) -> Res
             })
         }
         None => Err(Error::RouteNotFound),
+    }
+}
+
+/// The capture groups of a matched source.
+enum Groups<'u> {
+    Regex(regex::Captures<'u>),
+    /// A `^literal(.*)$` source: the whole URL matched, and group 1 is `rest`.
+    Prefix {
+        url: &'u str,
+        rest: &'u str,
+    },
+}
+
+impl<'u> Groups<'u> {
+    fn get(&self, group: usize) -> Option<&'u str> {
+        match self {
+            Groups::Regex(captures) => captures.get(group).map(|m| m.as_str()),
+            Groups::Prefix { url, .. } if group == 0 => Some(url),
+            Groups::Prefix { rest, .. } if group == 1 => Some(rest),
+            Groups::Prefix { .. } => None,
+        }
+    }
+
+    /// Where the whole match lies in the URL.
+    fn whole(&self) -> std::ops::Range<usize> {
+        match self {
+            Groups::Regex(captures) => captures.get(0).map_or(0..0, |m| m.range()),
+            Groups::Prefix { url, .. } => 0..url.len(),
+        }
     }
 }
 
@@ -192,6 +226,27 @@ fn check_segments(path: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A case-insensitive `^literal(.*)$` route still matches a URL whose letters only Unicode
+    /// folds to the literal's (the Kelvin sign is `k`): such URLs go to the regex.
+    #[test]
+    fn prefix_routes_leave_non_ascii_urls_to_the_regex() {
+        let xs_app = r#"{"authenticationMethod":"none","routes":[
+            {"source":{"path":"^/k/(.*)$","matchCase":false},"target":"/t/$1","destination":"backend"}
+        ]}"#;
+        let env =
+            crate::config::Env::from_pairs([("destinations", r#"[{"name":"backend","url":"http://127.0.0.1:1"}]"#)]);
+        let config = Config::load(xs_app, &env, std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).expect("valid");
+        assert!(config.routes[0].prefix.is_some());
+        for (url, expected) in [("/K/x", "/t/x"), ("/\u{212A}/é", "/t/é"), ("/k/", "/t/")] {
+            let matched = match_route(&config, &Method::GET, url).expect(url);
+            assert_eq!(matched.url, expected, "{url}");
+        }
+        assert_eq!(
+            match_route(&config, &Method::GET, "/kx").unwrap_err(),
+            Error::RouteNotFound
+        );
+    }
 
     #[test]
     fn a_large_route_table_matches_through_its_set_exactly_as_one_by_one() {
