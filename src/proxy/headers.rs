@@ -43,10 +43,31 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     remove_matching(headers, |name| HOP_BY_HOP.contains(&name));
 }
 
+/// The names to remove: the first few on the stack (a message names two or three: `Connection`,
+/// `Keep-Alive`), more in a list. No allocation per message in the common case.
+#[derive(Default)]
+struct Doomed {
+    first: [Option<HeaderName>; 8],
+    count: usize,
+    more: Vec<HeaderName>,
+}
+
+impl Doomed {
+    fn push(&mut self, name: HeaderName) {
+        match self.first.get_mut(self.count) {
+            Some(slot) => {
+                *slot = Some(name);
+                self.count += 1;
+            }
+            None => self.more.push(name),
+        }
+    }
+}
+
 /// One pass over the names present (a request carries a dozen, the lists hold twice as many):
 /// removes those `listed` says, and every header named in `Connection:`.
 fn remove_matching(headers: &mut HeaderMap, listed: impl Fn(&str) -> bool) {
-    let mut doomed: Vec<HeaderName> = Vec::new();
+    let mut doomed = Doomed::default();
     if let Some(connection) = headers.get(header::CONNECTION) {
         if let Ok(value) = connection.to_str() {
             for name in value.split(',') {
@@ -58,16 +79,18 @@ fn remove_matching(headers: &mut HeaderMap, listed: impl Fn(&str) -> bool) {
         // Further Connection headers are rare; they are read the same way.
         for extra in headers.get_all(header::CONNECTION).iter().skip(1) {
             if let Ok(value) = extra.to_str() {
-                doomed.extend(
-                    value
-                        .split(',')
-                        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
-                );
+                for name in value.split(',') {
+                    if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
+                        doomed.push(name);
+                    }
+                }
             }
         }
     }
-    doomed.extend(headers.keys().filter(|name| listed(name.as_str())).cloned());
-    for name in doomed {
+    for name in headers.keys().filter(|name| listed(name.as_str())) {
+        doomed.push(name.clone());
+    }
+    for name in doomed.first.into_iter().take(doomed.count).flatten().chain(doomed.more) {
         headers.remove(name);
     }
 }
@@ -392,6 +415,27 @@ mod tests {
         assert!(headers.get("keep-alive").is_none());
         assert!(headers.get("connection").is_none());
         assert_eq!(headers.get("x-stay").unwrap(), "1");
+    }
+
+    #[test]
+    fn every_header_named_in_connection_goes_however_many() {
+        let mut headers = HeaderMap::new();
+        let named: Vec<String> = (0..12).map(|n| format!("x-hop-{n}")).collect();
+        headers.insert("connection", HeaderValue::from_str(&named.join(", ")).unwrap());
+        headers.append("connection", HeaderValue::from_static("x-late, keep-alive"));
+        for name in named
+            .iter()
+            .map(String::as_str)
+            .chain(["x-late", "keep-alive", "x-stay"])
+        {
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("1"),
+            );
+        }
+        remove_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-stay"]);
     }
 
     #[test]

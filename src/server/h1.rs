@@ -224,8 +224,10 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
     let offset = |slice: &[u8]| slice.as_ptr() as usize - base;
     let path_range = offset(path.as_bytes())..offset(path.as_bytes()) + path.len();
     let mut close = false;
-    let mut ranges = Vec::with_capacity(parsed.headers.len());
-    for field in parsed.headers.iter() {
+    // Name and value of each field as offsets, on the stack (no allocation per request).
+    let mut spans = [[0u32; 4]; MAX_HEADERS];
+    let count = parsed.headers.len();
+    for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
         let name = field.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
             // `Content-Length: 0` is a bodiless request; any other length has a body.
@@ -243,12 +245,16 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
             }
             close |= has_token(field.value, b"close");
         }
-        let name = offset(name)..offset(name) + name.len();
-        let value = offset(field.value)..offset(field.value) + field.value.len();
-        ranges.push((name, value));
+        // Offsets fit: a head past `max_head` (far below 4 GiB) was left to hyper above.
+        *span = [
+            offset(name) as u32,
+            name.len() as u32,
+            offset(field.value) as u32,
+            field.value.len() as u32,
+        ];
     }
     let head = buf.split_to(length).freeze();
-    match request(&head, method, path_range, ranges) {
+    match request(&head, method, path_range, &spans[..count]) {
         Some(request) => Parsed::Head(Head { request, close }),
         None => {
             // Put the head back for hyper, which answers it (400).
@@ -266,15 +272,16 @@ fn request(
     head: &Bytes,
     method: Method,
     path: std::ops::Range<usize>,
-    ranges: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+    spans: &[[u32; 4]],
 ) -> Option<Request<Empty<Bytes>>> {
     let uri = Uri::from_maybe_shared(head.slice(path)).ok()?;
     // Room for the headers a proxied request gains (`X-Forwarded-*`, trace and correlation ids):
     // growing the map would rehash it.
-    let mut headers = HeaderMap::with_capacity(ranges.len() + 8);
-    for (name, value) in ranges {
-        let name = HeaderName::from_bytes(&head[name]).ok()?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value)).ok()?;
+    let mut headers = HeaderMap::with_capacity(spans.len() + 8);
+    for span in spans {
+        let [name_at, name_length, value_at, value_length] = span.map(|n| n as usize);
+        let name = HeaderName::from_bytes(head.get(name_at..name_at + name_length)?).ok()?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_length)).ok()?;
         headers.append(name, value);
     }
     let mut request = Request::new(Empty::new());
