@@ -35,14 +35,22 @@ pub struct Connection {
 pub struct RequestCtx {
     pub connection: Connection,
     pub correlation_id: HeaderValue,
-    /// The path as received, without the query.
-    pub path: String,
+    /// The path and query as received (the request's own bytes, shared, not copied).
+    pub target: Option<http::uri::PathAndQuery>,
     pub route_index: Option<usize>,
     pub started: Instant,
     /// How long the destination took to answer, when one was called.
     pub upstream: Option<std::time::Duration>,
     /// CORS headers for the response of a cross-origin request.
     pub cors: crate::cors::ResponseHeaders,
+}
+
+impl RequestCtx {
+    /// The path as received, without the query (empty for a target that is not a path, which
+    /// `check` refuses).
+    pub fn path(&self) -> &str {
+        self.target.as_ref().map_or("", http::uri::PathAndQuery::path)
+    }
 }
 
 /// Handles one request; never fails (errors become responses here).
@@ -58,7 +66,7 @@ where
     let mut ctx = RequestCtx {
         connection,
         correlation_id: correlation_id(request.headers()),
-        path: request.uri().path().to_string(),
+        target: request.uri().path_and_query().cloned(),
         route_index: None,
         started: Instant::now(),
         upstream: None,
@@ -79,7 +87,7 @@ where
                 tracing::info!(correlation_id, route = ctx.route_index, status = status.as_u16(), error = %error, "request refused");
             }
             // Boxed: rare paths stay out of the hot future's size (it is moved on every poll setup).
-            Box::pin(error::respond(&error, &snapshot.config, &ctx.path)).await
+            Box::pin(error::respond(&error, &snapshot.config, ctx.path())).await
         }
     };
     finish(&mut response, &snapshot.config, &ctx);
@@ -90,7 +98,7 @@ where
     if snapshot.config.server.access_log {
         logging::access(&logging::AccessRecord {
             method: &method,
-            path: &ctx.path,
+            path: ctx.path(),
             status: response.status().as_u16(),
             route: ctx.route_index,
             correlation_id: &ctx.correlation_id,
@@ -138,13 +146,16 @@ where
     if let Some(response) = welcome(&parts, config) {
         return Ok(response);
     }
-    let url = parts.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    // A second handle on the path and query (shared bytes, no copy): the URL a route matched stays
+    // borrowed from it while `parts` moves on to the destination.
+    let path_and_query = parts.uri.path_and_query().cloned();
+    let url = path_and_query.as_ref().map_or("/", |pq| pq.as_str());
     // `?sap_idp=` picks the identity provider; it is not part of what routes match.
     let (url, idp_hint) = strip_sap_idp(url);
     let matched = routing::match_route(config, &parts.method, &url)?;
     ctx.route_index = Some(matched.route.index);
     let route = matched.route;
-    let target_url = matched.url.into_owned();
+    let target_url = matched.url;
     let destination = matched.destination;
 
     // authenticate → scope → csrf
@@ -192,7 +203,7 @@ where
                 headers: &parts.headers,
                 dir,
                 url: &target_url,
-                original_path: &ctx.path,
+                original_path: ctx.path(),
                 cache_control: route.cache_control.as_ref(),
             }))
             .await?
@@ -223,7 +234,7 @@ where
                 peer: ctx.connection.peer.ip(),
                 scheme: ctx.connection.scheme,
                 host,
-                original_path: &ctx.path,
+                original_path: ctx.path(),
                 set_x_forwarded: destination.set_x_forwarded_headers,
                 correlation_id: &ctx.correlation_id,
             };
