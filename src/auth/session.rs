@@ -326,7 +326,11 @@ impl MemoryStore {
                 map.remove(id);
                 return None;
             }
-            entry.last_access.store(now, Ordering::Relaxed);
+            // Written only when the millisecond changed: a session busy on several threads does
+            // not bounce the entry between their caches on every request.
+            if last != now {
+                entry.last_access.store(now, Ordering::Relaxed);
+            }
             Some(entry.session.clone())
         })
     }
