@@ -15,7 +15,9 @@
 #   ACCESS_LOG    true (default): approuter and the nginx proxy both log each request to a file;
 #                 false: neither does
 #   WORKERS       approuter tokio workers = nginx proxy workers (default: number of cores)
-#   SCENARIOS     which rows to run, in order (default "direct approuter nginx approuter_auth")
+#   SCENARIOS     which rows to run, in order (default "direct approuter nginx nginx_fwd approuter_auth");
+#                 nginx_fwd is the nginx proxy doing the header work approuter does on a public
+#                 route (X-Forwarded-*, a correlation id up, X-Frame-Options and a request id down)
 #   SKIP_BUILD=1  use the existing target/release/approuter
 #   STRICT=1      exit 3 when a target is missed
 #
@@ -31,7 +33,7 @@ CONNECTIONS=${CONNECTIONS:-50}
 ROUNDS=${ROUNDS:-1}
 # Both proxies write one access-log line per request to a file, or neither does.
 ACCESS_LOG=${ACCESS_LOG:-true}
-SCENARIOS=${SCENARIOS:-"direct approuter nginx approuter_auth"}
+SCENARIOS=${SCENARIOS:-"direct approuter nginx nginx_fwd approuter_auth"}
 REPORT="$ROOT/target/bench-load.txt"
 BODY='hello from backend'   # plus a newline: 19 bytes
 # Approuter runs one tokio worker per core by default; it and the reference proxy get WORKERS each
@@ -262,6 +264,7 @@ login_approuter_auth() {
 
 start_nginx_proxy() {
     PROXY_PORT=$(free_port)
+    PROXY_FWD_PORT=$(free_port)
     local dir="$WORK/proxy"
     mkdir -p "$dir/logs"
     local access_log=off
@@ -291,12 +294,29 @@ http {
             proxy_set_header Connection "";
         }
     }
+    # The same proxy doing the header work of approuter's public route, for a like-for-like row.
+    server {
+        listen 127.0.0.1:$PROXY_FWD_PORT;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Path \$uri;
+            proxy_set_header X-CorrelationID \$request_id;
+            add_header X-Frame-Options SAMEORIGIN;
+            add_header X-Request-Id \$request_id;
+        }
+    }
 }
 EOF
     nginx -p "$dir" -c nginx.conf -g 'daemon off;' >"$dir/logs/stdout.log" 2>&1 &
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")
     wait_ready "nginx proxy" "$PROXY_PID" "http://127.0.0.1:$PROXY_PORT/plain"
+    wait_ready "nginx proxy (forwarding headers)" "$PROXY_PID" "http://127.0.0.1:$PROXY_FWD_PORT/plain"
 }
 
 # === scenarios ===
@@ -316,6 +336,11 @@ scenario_approuter() {
 
 scenario_nginx() {
     URL="http://127.0.0.1:$PROXY_PORT/plain"
+    WRK_ARGS=()
+}
+
+scenario_nginx_fwd() {
+    URL="http://127.0.0.1:$PROXY_FWD_PORT/plain"
     WRK_ARGS=()
 }
 
@@ -354,7 +379,7 @@ scenario_pid() {
     case $1 in
         direct) echo "$BACKEND_PID" ;;
         approuter) echo "$APPROUTER_PID" ;;
-        nginx) echo "$PROXY_PID" ;;
+        nginx | nginx_fwd) echo "$PROXY_PID" ;;
         approuter_auth) echo "$APPROUTER_AUTH_PID" ;;
     esac
 }
@@ -509,6 +534,12 @@ if [[ -s $WORK/result-approuter-$CONNECTIONS && -s $WORK/result-nginx-$CONNECTIO
         <(awk '{ print $1 }' "$WORK/result-nginx-$CONNECTIONS") |
         awk '$2 > 0 { printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $2 }')
     say "$(printf '%-48s %10s' "  the same, round by round" "$per_round")"
+fi
+if [[ -n $(result nginx_fwd "$CONNECTIONS" 0) ]]; then
+    say "$(printf '%-48s %10s' "approuter / nginx with the same headers, req/s (c=$CONNECTIONS)" \
+        "$(ratio "$(result approuter "$CONNECTIONS" 0)" "$(result nginx_fwd "$CONNECTIONS" 0)")")"
+    say "$(printf '%-48s %10s' "  the same, CPU per request" \
+        "$(ratio "$(result approuter "$CONNECTIONS" 4)" "$(result nginx_fwd "$CONNECTIONS" 4)")")"
 fi
 if [[ -n $(result approuter "$CONNECTIONS" 4) && -n $(result nginx "$CONNECTIONS" 4) ]]; then
     say "$(printf '%-48s %10s' "approuter / nginx proxy, CPU per request (c=$CONNECTIONS)" \
