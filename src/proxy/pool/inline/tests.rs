@@ -476,50 +476,37 @@ async fn a_head_later_than_its_deadline_times_out_on_new_and_reused_connections(
     const OK: Answer = (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false);
     const SILENT: Answer = (b"", false);
     let (home, accepted) = scripted(vec![OK, SILENT, OK, SILENT]).await;
-    let response = send(home.clone(), get(&home, Method::GET), later())
-        .await
-        .expect("response");
-    assert_eq!(text(response).await.expect("body"), "ok");
-
+    let answered = |deadline: Instant| {
+        let home = home.clone();
+        async move {
+            let response = send(home.clone(), get(&home, Method::GET), deadline)
+                .await
+                .expect("response");
+            assert_eq!(text(response).await.expect("body"), "ok");
+        }
+    };
+    // A request to the silent backend must time out at its deadline, neither earlier nor much later.
+    let times_out_after = |wait: Duration| {
+        let home = home.clone();
+        async move {
+            let started = Instant::now();
+            let error = send(home.clone(), get(&home, Method::GET), started + wait)
+                .await
+                .expect_err("silent backend");
+            let waited = started.elapsed();
+            assert!(matches!(error, PoolError::TimedOut), "{error:?}");
+            assert!(
+                waited >= wait && waited < Duration::from_secs(5),
+                "{waited:?} for {wait:?}"
+            );
+        }
+    };
+    answered(later()).await;
     // The reused connection's timer, armed for the first request's far deadline, moves earlier.
-    let started = Instant::now();
-    let error = send(
-        home.clone(),
-        get(&home, Method::GET),
-        started + Duration::from_millis(300),
-    )
-    .await
-    .expect_err("silent backend");
-    let waited = started.elapsed();
-    assert!(matches!(error, PoolError::TimedOut), "{error:?}");
-    assert!(
-        waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
-        "{waited:?}"
-    );
-
+    times_out_after(Duration::from_millis(300)).await;
     // A connection that timed out is not reused: a new one answers, with a near deadline...
-    let response = send(
-        home.clone(),
-        get(&home, Method::GET),
-        Instant::now() + Duration::from_millis(300),
-    )
-    .await
-    .expect("response");
-    assert_eq!(text(response).await.expect("body"), "ok");
+    answered(Instant::now() + Duration::from_millis(300)).await;
     // ...then its timer moves later: it must not fire at the earlier request's deadline.
-    let started = Instant::now();
-    let error = send(
-        home.clone(),
-        get(&home, Method::GET),
-        started + Duration::from_millis(900),
-    )
-    .await
-    .expect_err("silent backend");
-    let waited = started.elapsed();
-    assert!(matches!(error, PoolError::TimedOut), "{error:?}");
-    assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
-        "{waited:?}"
-    );
+    times_out_after(Duration::from_millis(900)).await;
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
