@@ -146,10 +146,9 @@ where
     if let Some(response) = welcome(&parts, config) {
         return Ok(response);
     }
-    // A second handle on the path and query (shared bytes, no copy): the URL a route matched stays
-    // borrowed from it while `parts` moves on to the destination.
-    let path_and_query = parts.uri.path_and_query().cloned();
-    let url = path_and_query.as_ref().map_or("/", |pq| pq.as_str());
+    // Borrowed from the context's handle on the request's path and query, not from `parts`, which
+    // moves on to the destination while the URL a route matched is still in use.
+    let url = ctx.target.as_ref().map_or("/", |pq| pq.as_str());
     // `?sap_idp=` picks the identity provider; it is not part of what routes match.
     let (url, idp_hint) = strip_sap_idp(url);
     let matched = routing::match_route(config, &parts.method, &url)?;
@@ -369,10 +368,11 @@ fn upstream_identity(
 }
 
 /// The router's own cookies, which backends never see: the session cookie, the login binding
-/// cookie (`login::binding_cookie`, built here without allocating) and the fragment cookie.
+/// cookie (`login::binding_cookie`, recognised here without building its name) and the fragment
+/// cookie.
 fn is_router_cookie(session_cookie: &str, name: &str) -> bool {
     name.strip_prefix(session_cookie)
-        .is_some_and(|rest| rest.is_empty() || rest == "_STATE")
+        .is_some_and(|rest| rest.is_empty() || rest == crate::auth::login::BINDING_SUFFIX)
         || name == crate::auth::login::FRAGMENT_COOKIE
 }
 

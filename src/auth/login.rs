@@ -13,8 +13,11 @@ use crate::util::random_bytes;
 
 /// Name of the cookie that binds login attempts to one browser.
 pub fn binding_cookie(session_cookie: &str) -> String {
-    format!("{session_cookie}_STATE")
+    format!("{session_cookie}{BINDING_SUFFIX}")
 }
+
+/// What the binding cookie's name adds to the session cookie's.
+pub const BINDING_SUFFIX: &str = "_STATE";
 
 /// Name of the cookie in which the login page keeps the URL fragment.
 pub const FRAGMENT_COOKIE: &str = "fragmentAfterLogin";

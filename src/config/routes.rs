@@ -445,25 +445,32 @@ enum Piece {
 }
 
 impl Target {
-    /// Appends the target for one match of its route's `source`, whose groups `group` gives.
-    pub fn expand<'u>(&self, group: impl Fn(usize) -> Option<&'u str>, out: &mut String) {
+    /// `url` rewritten as `String.replace` does: the match of the route's `source` at `whole` is
+    /// replaced by the target, whose groups `group` gives; the text around the match stays.
+    pub fn rewrite<'u>(
+        &self,
+        url: &str,
+        whole: std::ops::Range<usize>,
+        group: impl Fn(usize) -> Option<&'u str>,
+    ) -> String {
+        let text: usize = self
+            .0
+            .iter()
+            .map(|piece| match piece {
+                Piece::Text(text) => text.len(),
+                Piece::Group(_) => 0,
+            })
+            .sum();
+        let mut out = String::with_capacity(url.len() + text);
+        out.push_str(&url[..whole.start]);
         for piece in &self.0 {
             match piece {
                 Piece::Text(text) => out.push_str(text),
                 Piece::Group(index) => out.push_str(group(*index).unwrap_or("")),
             }
         }
-    }
-
-    /// Upper bound of the literal text, for sizing the rewritten URL.
-    pub fn text_len(&self) -> usize {
-        self.0
-            .iter()
-            .map(|piece| match piece {
-                Piece::Text(text) => text.len(),
-                Piece::Group(_) => 0,
-            })
-            .sum()
+        out.push_str(&url[whole.end..]);
+        out
     }
 }
 
@@ -580,9 +587,7 @@ mod tests {
             let compiled = js_replacement(target, &regex).unwrap();
             let captures = regex.captures(url).unwrap();
             let whole = captures.get(0).unwrap().range();
-            let mut out = url[..whole.start].to_string();
-            compiled.expand(|group| captures.get(group).map(|m| m.as_str()), &mut out);
-            out.push_str(&url[whole.end..]);
+            let out = compiled.rewrite(url, whole, |group| captures.get(group).map(|m| m.as_str()));
             assert_eq!(&out, expected, "source {source:?}, target {target:?}, url {url:?}");
         }
     }

@@ -90,7 +90,7 @@ fn remove_matching(headers: &mut HeaderMap, listed: impl Fn(&str) -> bool) {
     for name in headers.keys().filter(|name| listed(name.as_str())) {
         doomed.push(name.clone());
     }
-    for name in doomed.first.into_iter().take(doomed.count).flatten().chain(doomed.more) {
+    for name in doomed.first.into_iter().flatten().chain(doomed.more) {
         headers.remove(name);
     }
 }

@@ -74,14 +74,7 @@ pub fn match_route<'a>(config: &'a Config, method: &Method, url: &'a str) -> Res
         };
         let rewritten = match (&route.target, &groups) {
             // As `String.replace`: the first match is replaced, the text around it stays.
-            (Some(target), Some(groups)) => {
-                let whole = groups.whole();
-                let mut out = String::with_capacity(url.len() + target.text_len());
-                out.push_str(&url[..whole.start]);
-                target.expand(|group| groups.get(group), &mut out);
-                out.push_str(&url[whole.end..]);
-                Cow::Owned(out)
-            }
+            (Some(target), Some(groups)) => Cow::Owned(target.rewrite(url, groups.whole(), |group| groups.get(group))),
             _ => Cow::Borrowed(url),
         };
         let destination = match &route.kind {

@@ -196,7 +196,7 @@ fn precondition_failed(headers: &HeaderMap, etag: &str, modified: SystemTime) ->
                 value
                     .split(',')
                     .map(str::trim)
-                    .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag.trim_start_matches("W/"))
+                    .any(|tag| tag == "*" || weakly_equal(tag, etag))
             })
         });
         return !held;
@@ -211,6 +211,11 @@ fn precondition_failed(headers: &HeaderMap, etag: &str, modified: SystemTime) ->
     false
 }
 
+/// The weak comparison of entity tags (RFC 9110 §8.8.3.2): equal once any `W/` is set aside.
+fn weakly_equal(tag: &str, etag: &str) -> bool {
+    tag.trim_start_matches("W/") == etag.trim_start_matches("W/")
+}
+
 fn unix_secs(time: SystemTime) -> u64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -221,7 +226,7 @@ fn not_modified(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
     if let Some(value) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
         return value.split(',').any(|tag| {
             let tag = tag.trim();
-            tag == "*" || tag.trim_start_matches("W/") == etag.trim_start_matches("W/")
+            tag == "*" || weakly_equal(tag, etag)
         });
     }
     if let Some(since) = headers
