@@ -131,7 +131,7 @@ where
         crate::cors::Decision::Respond(response) => return Ok(response),
         crate::cors::Decision::Continue(headers) => ctx.cors = headers,
     }
-    proxy::websocket::admit(config, &parts, ctx.connection.scheme)?;
+    let websocket = proxy::websocket::admit(config, &parts, ctx.connection.scheme)?;
     if let Some(response) = crate::clickjacking::respond(config, &parts) {
         return Ok(response);
     }
@@ -245,7 +245,7 @@ where
                 forwarding,
                 started: upstream_started,
             };
-            let forwarded = if proxy::websocket::is_upgrade(&parts) {
+            let forwarded = if websocket {
                 // A logged-in user's websocket closes when the session ends.
                 let watch = state.auth.as_ref().zip(user.as_ref()).map(|(auth, (id, _))| {
                     proxy::websocket::SessionWatch::new(auth.store.clone(), *id, config.ws_session_check)
@@ -330,11 +330,16 @@ fn strip_sap_idp(url: &str) -> (std::borrow::Cow<'_, str>, Option<String>) {
 
 /// Refuses requests that are malformed in ways a proxy must not pass on.
 fn check<B>(request: &Request<B>, config: &Config) -> Result<(), GatewayError> {
-    let headers = request.headers();
-    if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
+    // One pass over the fields (each value of a repeated name) instead of three lookups.
+    let (mut coded, mut lengths) = (false, 0);
+    for (name, _) in request.headers() {
+        coded |= name == header::TRANSFER_ENCODING;
+        lengths += usize::from(name == header::CONTENT_LENGTH);
+    }
+    if coded && lengths > 0 {
         return Err(GatewayError::BadRequest("both Transfer-Encoding and Content-Length"));
     }
-    if headers.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+    if lengths > 1 {
         return Err(GatewayError::BadRequest("several Content-Length headers"));
     }
     if request.uri().path_and_query().is_none() || !request.uri().path().starts_with('/') {

@@ -14,33 +14,40 @@ const X_CORRELATIONID: HeaderName = HeaderName::from_static("x-correlationid");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
-/// Hop-by-hop headers (RFC 9110 7.6.1) plus the legacy ones the reference also drops.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "public",
-];
+/// Hop-by-hop headers (RFC 9110 7.6.1) plus the legacy ones the reference also drops. A `match`
+/// on the lower-case name: the compiler dispatches on its length before comparing bytes.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "public"
+    )
+}
 
 /// Headers that carry identity or internal routing and must never reach a backend from a client.
-const INTERNAL: &[&str] = &[
-    "x-approuter-authorization",
-    "x-approuter-access-token",
-    "x-custom-host",
-    "x-ias-token",
-    "sap-connectivity-authentication",
-    "sap-connectivity-scc-location_id",
-];
+fn is_internal(name: &str) -> bool {
+    matches!(
+        name,
+        "x-approuter-authorization"
+            | "x-approuter-access-token"
+            | "x-custom-host"
+            | "x-ias-token"
+            | "sap-connectivity-authentication"
+            | "sap-connectivity-scc-location_id"
+    )
+}
 
 /// Removes hop-by-hop headers, including every header named in `Connection:`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    remove_matching(headers, |name| HOP_BY_HOP.contains(&name));
+    remove_matching(headers, is_hop_by_hop);
 }
 
 /// The names to remove: the first few on the stack (a message names two or three: `Connection`,
@@ -64,31 +71,40 @@ impl Doomed {
     }
 }
 
-/// One pass over the names present (a request carries a dozen, the lists hold twice as many):
-/// removes those `listed` says, and every header named in `Connection:`.
+/// Removes the headers `listed` says (it is given lower-case names) and every header named in
+/// `Connection:`. Passes over the names present (a request carries a dozen) instead of a lookup for
+/// each listed name; a header is looked up only to be removed.
 fn remove_matching(headers: &mut HeaderMap, listed: impl Fn(&str) -> bool) {
     let mut doomed = Doomed::default();
-    if let Some(connection) = headers.get(header::CONNECTION) {
-        if let Ok(value) = connection.to_str() {
-            for name in value.split(',') {
-                if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
-                    doomed.push(name);
-                }
-            }
+    // The options of every `Connection` header: a message names one or two (`keep-alive`,
+    // `close`); past the first few, the names are parsed and removed as they come.
+    let mut options: [&str; 8] = [""; 8];
+    let mut option_count = 0;
+    for (name, value) in headers.iter() {
+        if name != header::CONNECTION {
+            continue;
         }
-        // Further Connection headers are rare; they are read the same way.
-        for extra in headers.get_all(header::CONNECTION).iter().skip(1) {
-            if let Ok(value) = extra.to_str() {
-                for name in value.split(',') {
-                    if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
+        let Ok(value) = value.to_str() else { continue };
+        for option in value.split(',').map(str::trim).filter(|option| !option.is_empty()) {
+            match options.get_mut(option_count) {
+                Some(slot) => {
+                    *slot = option;
+                    option_count += 1;
+                }
+                None => {
+                    if let Ok(name) = HeaderName::from_bytes(option.as_bytes()) {
                         doomed.push(name);
                     }
                 }
             }
         }
     }
-    for name in headers.keys().filter(|name| listed(name.as_str())) {
-        doomed.push(name.clone());
+    let options = &options[..option_count];
+    for name in headers.keys() {
+        let name_text = name.as_str();
+        if listed(name_text) || options.iter().any(|option| option.eq_ignore_ascii_case(name_text)) {
+            doomed.push(name.clone());
+        }
     }
     for name in doomed.first.into_iter().flatten().chain(doomed.more) {
         headers.remove(name);
@@ -169,12 +185,27 @@ pub struct Forwarding<'a> {
 pub fn upstream_request(headers: &mut HeaderMap, forwarding: &Forwarding<'_>) {
     // Room for what is added below: growing the map rehashes it, once per doubling.
     headers.reserve(6);
-    remove_matching(headers, |name| HOP_BY_HOP.contains(&name) || INTERNAL.contains(&name));
-    trace_context(headers);
+    remove_matching(headers, |name| is_hop_by_hop(name) || is_internal(name));
+    // Which of the headers read below are there: a pass over the names instead of a lookup each
+    // (mostly they are not).
+    let mut present = Present::default();
+    for name in headers.keys() {
+        match name.as_str() {
+            "traceparent" => present.traceparent = true,
+            "tracestate" => present.tracestate = true,
+            "x-forwarded-for" => present.forwarded_for = true,
+            _ => {}
+        }
+    }
+    trace_context(headers, &present);
     if forwarding.set_x_forwarded {
         // Appending, never copying: the backend sees the whole chain with our peer last.
         let peer = IpText::of(forwarding.peer);
-        let chain = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        let existing = match present.forwarded_for {
+            true => headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
+            false => None,
+        };
+        let chain = match existing {
             Some(existing) if !existing.trim().is_empty() => {
                 let existing = existing.as_bytes();
                 let mut chain = Vec::with_capacity(existing.len() + 2 + peer.len);
@@ -270,17 +301,29 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         })
 }
 
+/// Which headers a request has, of those [`upstream_request`] reads.
+#[derive(Default)]
+struct Present {
+    traceparent: bool,
+    tracestate: bool,
+    forwarded_for: bool,
+}
+
 /// W3C Trace Context: one valid `traceparent` passes through with its `tracestate`; a missing or
 /// invalid one is replaced by a new trace id, and `tracestate` is dropped with it (the
 /// specification ties it to the `traceparent` it came with).
-pub fn trace_context(headers: &mut HeaderMap) {
-    let mut values = headers.get_all(TRACEPARENT).iter();
-    let valid = match (values.next(), values.next()) {
-        (Some(value), None) => valid_traceparent(value.as_bytes()),
-        _ => false,
+fn trace_context(headers: &mut HeaderMap, present: &Present) {
+    let valid = present.traceparent && {
+        let mut values = headers.get_all(TRACEPARENT).iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => valid_traceparent(value.as_bytes()),
+            _ => false,
+        }
     };
     if !valid {
-        headers.remove(TRACESTATE);
+        if present.tracestate {
+            headers.remove(TRACESTATE);
+        }
         headers.insert(TRACEPARENT, new_traceparent());
     }
 }
@@ -377,18 +420,18 @@ mod tests {
             let mut headers = HeaderMap::new();
             headers.insert("traceparent", HeaderValue::from_str(traceparent).unwrap());
             headers.insert("tracestate", HeaderValue::from_static("vendor=1"));
-            trace_context(&mut headers);
+            forward(&mut headers);
             let sent = headers["traceparent"].to_str().unwrap();
             assert_eq!(sent == *traceparent, *kept, "{traceparent}");
             assert_eq!(headers.contains_key("tracestate"), *kept, "{traceparent}");
             assert!(valid_traceparent(sent.as_bytes()), "{sent}");
         }
         let mut headers = HeaderMap::new();
-        trace_context(&mut headers);
+        forward(&mut headers);
         let first = headers["traceparent"].clone();
         assert!(valid_traceparent(first.as_bytes()), "{first:?}");
         let mut again = HeaderMap::new();
-        trace_context(&mut again);
+        forward(&mut again);
         assert_ne!(
             again["traceparent"].as_bytes()[3..35],
             first.as_bytes()[3..35],
@@ -397,8 +440,28 @@ mod tests {
         let mut twice = HeaderMap::new();
         twice.append("traceparent", HeaderValue::from_static(valid));
         twice.append("traceparent", HeaderValue::from_static(valid));
-        trace_context(&mut twice);
+        forward(&mut twice);
         assert_eq!(twice.get_all("traceparent").iter().count(), 1);
+        // A tracestate without its traceparent goes too.
+        let mut orphan = HeaderMap::new();
+        orphan.append("tracestate", HeaderValue::from_static("vendor=1"));
+        forward(&mut orphan);
+        assert!(!orphan.contains_key("tracestate"));
+        assert!(valid_traceparent(orphan["traceparent"].as_bytes()));
+    }
+
+    /// The request policy as a forwarded request meets it.
+    fn forward(headers: &mut HeaderMap) {
+        let correlation_id = HeaderValue::from_static("id");
+        let forwarding = Forwarding {
+            peer: std::net::Ipv4Addr::LOCALHOST.into(),
+            scheme: "http",
+            host: None,
+            original_path: "/",
+            set_x_forwarded: true,
+            correlation_id: &correlation_id,
+        };
+        upstream_request(headers, &forwarding);
     }
 
     use super::*;

@@ -78,9 +78,10 @@ impl Error {
 
 /// True for a websocket handshake: `GET` with `Connection: upgrade` and `Upgrade: websocket`.
 pub fn is_upgrade(parts: &Parts) -> bool {
+    // `Upgrade` first: most requests have no such header, and then one lookup decides.
     parts.method == Method::GET
-        && has_token(&parts.headers, header::CONNECTION, "upgrade")
         && has_token(&parts.headers, header::UPGRADE, "websocket")
+        && has_token(&parts.headers, header::CONNECTION, "upgrade")
 }
 
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
@@ -92,14 +93,15 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
         .any(|item| item.trim().eq_ignore_ascii_case(token))
 }
 
-/// Admission of a websocket handshake, before routing; other requests pass.
+/// Admission of a websocket handshake, before routing; other requests pass. Returns whether the
+/// request is a handshake ([`is_upgrade`]).
 ///
 /// # Errors
 /// [`Error::Disabled`], [`Error::OriginMissing`], [`Error::OriginNotAllowed`] (403), and
 /// [`Error::OwnOrigin`] (400) for an invalid `X-Forwarded-Proto`.
-pub fn admit(config: &Config, parts: &Parts, scheme: &str) -> Result<(), Error> {
+pub fn admit(config: &Config, parts: &Parts, scheme: &str) -> Result<bool, Error> {
     if !is_upgrade(parts) {
-        return Ok(());
+        return Ok(false);
     }
     if !config.websockets_enabled {
         return Err(Error::Disabled);
@@ -111,10 +113,10 @@ pub fn admit(config: &Config, parts: &Parts, scheme: &str) -> Result<(), Error> 
         .and_then(WebOrigin::parse)
         .ok_or(Error::OriginNotAllowed)?;
     if config.ws_allowed_origins.matches(&origin) {
-        return Ok(());
+        return Ok(true);
     }
     if origin == own_origin(&parts.headers, scheme, config.auth.external_url.as_deref())? {
-        Ok(())
+        Ok(true)
     } else {
         Err(Error::OriginNotAllowed)
     }

@@ -330,8 +330,8 @@ where
         parts.headers.clear();
         body = crate::body::empty();
     }
-    let framing = encode_head(out, &mut parts, &body, is_head, close);
-    let mut close = close || parts.headers.get_all(header::CONNECTION).iter().any(has_close);
+    let (framing, close_listed) = encode_head(out, &parts, &body, is_head, close);
+    let mut close = close || close_listed;
     match framing {
         Framing::None => {
             drop(body);
@@ -354,14 +354,16 @@ fn has_close(value: &HeaderValue) -> bool {
     has_token(value.as_bytes(), b"close")
 }
 
-/// The status line and the headers, with the framing hyper would choose.
+/// The status line and the headers, with the framing hyper would choose, and whether the
+/// response's own `Connection` says `close`. When `close` is set, the head says `connection:
+/// close` (once).
 fn encode_head(
     out: &mut Vec<u8>,
-    parts: &mut http::response::Parts,
+    parts: &http::response::Parts,
     body: &Body,
     is_head: bool,
     close: bool,
-) -> Framing {
+) -> (Framing, bool) {
     let status = parts.status;
     if status == StatusCode::OK {
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
@@ -380,10 +382,8 @@ fn encode_head(
     };
     let mut framing = None;
     let mut wrote_date = false;
-    let headers = &mut parts.headers;
-    if close && !headers.get_all(header::CONNECTION).iter().any(has_close) {
-        headers.append(header::CONNECTION, HeaderValue::from_static("close"));
-    }
+    let mut close_listed = false;
+    let headers = &parts.headers;
     for (name, value) in headers.iter() {
         if *name == header::CONTENT_LENGTH {
             if no_body || framing.is_some() {
@@ -412,11 +412,16 @@ fn encode_head(
             }
         } else if *name == header::DATE {
             wrote_date = true;
+        } else if *name == header::CONNECTION {
+            close_listed |= has_close(value);
         }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    if close && !close_listed {
+        out.extend_from_slice(b"connection: close\r\n");
     }
     let framing = match framing {
         Some(framing) => framing,
@@ -448,11 +453,12 @@ fn encode_head(
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if no_body || is_head || framing == Framing::Length(0) {
+    let framing = if no_body || is_head || framing == Framing::Length(0) {
         Framing::None
     } else {
         framing
-    }
+    };
+    (framing, close_listed)
 }
 
 /// Streams `body` after the head in `out`: exactly `length` bytes, or chunked. Returns whether the

@@ -42,13 +42,18 @@ pub(super) struct IdleStream {
     since: Instant,
 }
 
-/// A connection of the inline client with its response-head timer, which stays with it from
-/// request to request: moving a registered timer to a later deadline takes no lock, where a new
-/// timer for each request would take the timer wheel's lock twice. (An idle connection's timer
-/// may still fire at its last deadline and wake the task that last waited on it, for nothing.)
+/// A connection of the inline client with its response-head timer and its read buffer, which stay
+/// with it from request to request: moving a registered timer to a later deadline takes no lock,
+/// where a new timer for each request would take the timer wheel's lock twice. (An idle
+/// connection's timer may still fire at its last deadline and wake the task that last waited on it,
+/// for nothing.) The buffer's allocation is taken back for the next response once the previous
+/// response's head and body, which share it, have been dropped; a buffer still shared gets a new
+/// allocation.
 struct Conn {
     stream: TcpStream,
     timer: Pin<Box<Sleep>>,
+    /// Empty between responses.
+    buf: BytesMut,
 }
 
 /// Whether the inline client takes `request`: plain `http`, no body, no upgrade, no framing or
@@ -60,9 +65,10 @@ pub(super) fn applies(request: &Request<Body>) -> bool {
     request.uri().scheme() == Some(&Scheme::HTTP)
         && (body.is_end_stream() || body.size_hint().exact() == Some(0))
         && request.method() != Method::CONNECT
-        && !headers.contains_key(header::UPGRADE)
-        && !headers.contains_key(header::TRANSFER_ENCODING)
-        && !headers.contains_key(header::CONNECTION)
+        // A pass over the dozen names present instead of three lookups.
+        && !headers
+            .keys()
+            .any(|name| name == header::UPGRADE || name == header::TRANSFER_ENCODING || name == header::CONNECTION)
 }
 
 /// Sends `request` (absolute `http` URI, empty body) on an idle connection of this thread or a
@@ -143,10 +149,10 @@ async fn exchange(
     deadline: Instant,
 ) -> Result<Response<Body>, Failure> {
     conn.timer.as_mut().reset(deadline);
-    let Conn { stream, timer } = &mut conn;
-    let (head, buf) = tokio::select! {
+    let Conn { stream, timer, buf } = &mut conn;
+    let head = tokio::select! {
         biased;
-        head = read_head(stream, request, is_head) => head?,
+        head = read_head(stream, buf, request, is_head) => head?,
         () = timer.as_mut() => {
             return Err(Failure {
                 error: PoolError::TimedOut,
@@ -154,23 +160,26 @@ async fn exchange(
             })
         }
     };
-    Ok(respond(head, conn, buf, home))
+    Ok(respond(head, conn, home))
 }
 
-/// Writes the request head and reads until a final response head is complete; returns it with
-/// what was read past it.
-async fn read_head(stream: &mut TcpStream, request: &[u8], is_head: bool) -> Result<(Head, BytesMut), Failure> {
+/// Writes the request head and reads into the connection's empty `buf` until a final response
+/// head is complete; returns it, leaving what was read past it in `buf`.
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, request: &[u8], is_head: bool) -> Result<Head, Failure> {
     if let Err(error) = stream.write_all(request).await {
         return Err(Failure::io(error, false));
     }
-    let mut buf = BytesMut::with_capacity(HEAD_BUFFER);
+    // Takes back the allocation the last response left when nothing shares it any more.
+    if buf.capacity() < HEAD_BUFFER / 2 {
+        buf.reserve(HEAD_BUFFER);
+    }
     // Interim (1xx) heads are consumed from `buf`, so its being empty does not mean nothing came.
     let mut answered = false;
     loop {
         if buf.len() == buf.capacity() {
             buf.reserve(buf.len().max(HEAD_BUFFER));
         }
-        match stream.read_buf(&mut buf).await {
+        match stream.read_buf(buf).await {
             Ok(0) => {
                 let error = io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -181,8 +190,8 @@ async fn read_head(stream: &mut TcpStream, request: &[u8], is_head: bool) -> Res
             Ok(_) => answered = true,
             Err(error) => return Err(Failure::io(error, answered)),
         }
-        match parse_head(&mut buf, is_head) {
-            Ok(Some(head)) => return Ok((head, buf)),
+        match parse_head(buf, is_head) {
+            Ok(Some(head)) => return Ok(head),
             Ok(None) => {}
             Err(message) => {
                 return Err(Failure {
@@ -194,21 +203,25 @@ async fn read_head(stream: &mut TcpStream, request: &[u8], is_head: bool) -> Res
     }
 }
 
-/// The response for `head`, with `buf` holding what was read past it. A body that is already
-/// complete in `buf` (or absent) frees the connection right away.
-fn respond(head: Head, conn: Conn, mut buf: BytesMut, home: &Home) -> Response<Body> {
+/// The response for `head`, with the connection's buffer holding what was read past it. A body
+/// that is already complete there (or absent) frees the connection right away.
+fn respond(head: Head, mut conn: Conn, home: &Home) -> Response<Body> {
     let complete = match head.framing {
         Framing::Empty => Some(Bytes::new()),
-        Framing::Length(length) if length <= buf.len() as u64 => {
+        Framing::Length(length) if length <= conn.buf.len() as u64 => {
             // `length` fits in usize: it is at most `buf.len()`.
-            Some(buf.split_to(length as usize).freeze())
+            Some(conn.buf.split_to(length as usize).freeze())
         }
         _ => None,
     };
     let body = match complete {
         Some(data) => {
             // Bytes beyond the message would be read as the next response: the connection goes.
-            if head.keep_alive && buf.is_empty() {
+            if head.keep_alive && conn.buf.is_empty() {
+                // A buffer grown for a large head is not kept for the idle connection.
+                if conn.buf.capacity() > HEAD_BUFFER {
+                    conn.buf = BytesMut::new();
+                }
                 checkin(home, conn);
             }
             if data.is_empty() {
@@ -218,8 +231,8 @@ fn respond(head: Head, conn: Conn, mut buf: BytesMut, home: &Home) -> Response<B
             }
         }
         None => body::boxed(InlineBody {
+            buf: std::mem::take(&mut conn.buf),
             conn: Some(conn),
-            buf,
             reading: match head.framing {
                 Framing::Length(length) => Reading::Length(length),
                 Framing::Chunked => Reading::Chunked(Chunked::new()),
@@ -306,6 +319,7 @@ async fn connect(authority: &Authority, deadline: Instant) -> Result<Conn, PoolE
     Ok(Conn {
         stream,
         timer: Box::pin(tokio::time::sleep_until(deadline)),
+        buf: BytesMut::new(),
     })
 }
 
@@ -318,20 +332,24 @@ fn encode_head(request: &Request<Body>) -> Vec<u8> {
     let uri = request.uri();
     let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
     let headers = request.headers();
-    let host = match headers.contains_key(header::HOST) {
+    // One pass for the size and the two headers that matter here, instead of a lookup each.
+    let (mut has_host, mut has_length, mut fields) = (false, false, 0);
+    for (name, value) in headers {
+        has_host |= name == header::HOST;
+        has_length |= name == header::CONTENT_LENGTH;
+        fields += name.as_str().len() + value.len() + 4;
+    }
+    let host = match has_host {
         true => None,
         false => uri.authority(),
     };
     // A body that is empty without having ended gets the length hyper would give it.
-    let zero_length = !request.body().is_end_stream() && !headers.contains_key(header::CONTENT_LENGTH);
+    let zero_length = !request.body().is_end_stream() && !has_length;
     let size = method.len()
         + path.len()
         + 16
         + host.map_or(0, |host| host.as_str().len() + 8)
-        + headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len() + 4)
-            .sum::<usize>()
+        + fields
         + if zero_length { 20 } else { 0 };
     let mut head = Vec::with_capacity(size);
     head.extend_from_slice(method.as_bytes());
@@ -442,10 +460,35 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, &'stati
                     .ok_or("invalid header value")?,
             };
             seen.header(&name, value.as_bytes());
+            // Hop-by-hop headers end here (the connection's own are read above); a `Connection`
+            // that names other headers stays for the response policy, which removes them.
+            if crate::proxy::headers::is_hop_by_hop(name.as_str())
+                && (name != header::CONNECTION || names_only_hop_by_hop(value.as_bytes()))
+            {
+                continue;
+            }
             headers.append(name, value);
         }
         return framed(status, headers, seen, is_head).map(Some);
     }
+}
+
+/// Whether a `Connection` value names only hop-by-hop headers and `close`: nothing left for the
+/// response policy to remove.
+fn names_only_hop_by_hop(value: &[u8]) -> bool {
+    value.split(|byte| *byte == b',').all(|option| {
+        let option = option.trim_ascii();
+        let mut lower = [0u8; 24];
+        let Some(slot) = lower.get_mut(..option.len()) else {
+            return false;
+        };
+        slot.copy_from_slice(option);
+        slot.make_ascii_lowercase();
+        match std::str::from_utf8(slot) {
+            Ok(name) => name.is_empty() || name == "close" || crate::proxy::headers::is_hop_by_hop(name),
+            Err(_) => false,
+        }
+    })
 }
 
 /// What the framing and connection headers say, gathered as the headers are read (no lookups
@@ -502,8 +545,8 @@ fn framed(status: StatusCode, mut headers: HeaderMap, seen: Seen, is_head: bool)
         if headers.remove(header::CONTENT_LENGTH).is_some() {
             keep_alive = false;
         }
-        // Decoded here; the client's side frames the body anew.
-        headers.remove(header::TRANSFER_ENCODING);
+        // Decoded here; the client's side frames the body anew (`Transfer-Encoding`, hop-by-hop,
+        // was not kept).
         if chunked {
             Framing::Chunked
         } else {
@@ -571,6 +614,8 @@ impl InlineBody {
     fn finish(&mut self) {
         self.reading = Reading::Done;
         let conn = self.conn.take();
+        // The body's buffer, grown for the body, is not kept: the connection reads its next
+        // head into a new one.
         if let (Some(home), Some(conn)) = (self.home.take(), conn) {
             if self.buf.is_empty() {
                 checkin(&home, conn);

@@ -95,9 +95,9 @@ fn an_incomplete_head_waits_for_more_bytes() {
 }
 
 fn head_of(response: Response<Body>, is_head: bool, close: bool) -> (String, Framing) {
-    let (mut parts, body) = response.into_parts();
+    let (parts, body) = response.into_parts();
     let mut out = Vec::new();
-    let framing = encode_head(&mut out, &mut parts, &body, is_head, close);
+    let (framing, _) = encode_head(&mut out, &parts, &body, is_head, close);
     let text = String::from_utf8(out).expect("ascii head");
     // The date changes; its presence is checked, its value not.
     let mut lines: Vec<&str> = text.split("\r\n").collect();
@@ -252,11 +252,34 @@ fn the_framing_is_the_one_hyper_chooses() {
 }
 
 #[test]
+fn a_response_that_says_close_ends_the_connection() {
+    // (the response's Connection values, the client asked to close) → the connection ends
+    let rows: [(&[&str], bool, bool); 6] = [
+        (&[], false, false),
+        (&["close"], false, true),
+        (&["keep-alive"], false, false),
+        (&["x-a", "Keep-Alive, CLOSE"], false, true),
+        (&[], true, true),
+        (&["close"], true, true),
+    ];
+    for (index, (values, client_close, expected)) in rows.into_iter().enumerate() {
+        let pairs: Vec<(&str, &str)> = values.iter().map(|value| ("connection", *value)).collect();
+        let (parts, body) = with_status(200, crate::body::full("a"), &pairs).into_parts();
+        let mut out = Vec::new();
+        let (_, close_listed) = encode_head(&mut out, &parts, &body, false, client_close);
+        assert_eq!(client_close || close_listed, expected, "row {index}");
+        let text = String::from_utf8(out).expect("ascii");
+        let said = text.to_ascii_lowercase().matches("close").count();
+        assert_eq!(said, usize::from(expected), "row {index}: {text}");
+    }
+}
+
+#[test]
 fn an_existing_date_is_kept() {
     let response = with_status(200, crate::body::empty(), &[("date", "Tue, 01 Jan 2030 00:00:00 GMT")]);
-    let (mut parts, body) = response.into_parts();
+    let (parts, body) = response.into_parts();
     let mut out = Vec::new();
-    encode_head(&mut out, &mut parts, &body, false, false);
+    encode_head(&mut out, &parts, &body, false, false);
     let text = String::from_utf8(out).expect("ascii");
     assert_eq!(text.matches("date: ").count(), 1, "{text}");
     assert!(text.contains("date: Tue, 01 Jan 2030 00:00:00 GMT"), "{text}");

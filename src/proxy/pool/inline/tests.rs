@@ -90,6 +90,56 @@ fn response_headers_keep_order_and_values_and_lose_the_transfer_coding() {
     );
 }
 
+#[test]
+fn hop_by_hop_response_headers_end_at_the_parse_unless_connection_names_others() {
+    // (the response's hop-by-hop fields) → the Connection values kept for the response policy
+    let rows: [(&str, &[&str]); 5] = [
+        ("Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n", &[]),
+        (
+            "Connection: close\r\nUpgrade: h2c\r\nTE: trailers\r\nTrailer: x\r\nProxy-Connection: x\r\n",
+            &[],
+        ),
+        (
+            "Connection: Keep-Alive, CLOSE\r\nPublic: x\r\nProxy-Authenticate: x\r\n",
+            &[],
+        ),
+        // A Connection naming a header of its own stays: the policy removes that header with it.
+        ("Connection: x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n", &["x-hop"]),
+        (
+            "Connection: keep-alive, x-a-name-longer-than-the-lower-case-buffer\r\n",
+            &["keep-alive, x-a-name-longer-than-the-lower-case-buffer"],
+        ),
+    ];
+    for (index, (fields, kept)) in rows.into_iter().enumerate() {
+        let text = format!("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n{fields}X-End: 1\r\n\r\n");
+        let mut buf = BytesMut::from(text.as_bytes());
+        let head = parse_head(&mut buf, false).expect("valid").expect("complete");
+        let headers = &head.headers;
+        let connection: Vec<_> = headers.get_all("connection").iter().collect();
+        assert_eq!(connection, kept, "row {index}");
+        for name in [
+            "keep-alive",
+            "upgrade",
+            "te",
+            "trailer",
+            "proxy-connection",
+            "public",
+            "proxy-authenticate",
+        ] {
+            assert!(!headers.contains_key(name), "row {index}: {name}");
+        }
+        assert_eq!(headers["x-end"], "1", "row {index}");
+        assert_eq!(headers["content-length"], "0", "row {index}");
+        // What stays goes through the response policy, which leaves no hop-by-hop header.
+        let mut after = headers.clone();
+        crate::proxy::headers::downstream_response(&mut after);
+        assert!(
+            !after.contains_key("connection") && !after.contains_key("x-hop"),
+            "row {index}"
+        );
+    }
+}
+
 // === chunked bodies ===
 
 /// Decoded data, or the error, and the bytes left after the body.
