@@ -262,27 +262,41 @@ impl<W: fmt::Write> fmt::Write for JsonEscape<'_, W> {
     }
 }
 
+thread_local! {
+    /// The date and time of the last second formatted on this thread, up to the seconds: lines
+    /// written in the same second reuse it (only the fraction is formatted for each).
+    static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 fn write_timestamp(writer: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let time = secs % 86_400;
-    // Digits by hand: the formatting machinery costs more than the rest of the line.
     let mut text = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |at: usize, width: usize, mut value: u64| {
+    // Digits by hand: the formatting machinery costs more than the rest of the line.
+    let put = |text: &mut [u8; 27], at: usize, width: usize, mut value: u64| {
         for index in (at..at + width).rev() {
             text[index] = b'0' + (value % 10) as u8;
             value /= 10;
         }
     };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, time / 3600);
-    put(14, 2, time % 3600 / 60);
-    put(17, 2, time % 60);
-    put(20, 6, u64::from(since.subsec_micros()));
+    let (cached_secs, cached) = SECOND.get();
+    if cached_secs == secs {
+        text[..19].copy_from_slice(&cached);
+    } else {
+        let (year, month, day) = civil_from_days(secs / 86_400);
+        let time = secs % 86_400;
+        put(&mut text, 0, 4, year);
+        put(&mut text, 5, 2, month);
+        put(&mut text, 8, 2, day);
+        put(&mut text, 11, 2, time / 3600);
+        put(&mut text, 14, 2, time % 3600 / 60);
+        put(&mut text, 17, 2, time % 60);
+        let mut second = [0; 19];
+        second.copy_from_slice(&text[..19]);
+        SECOND.set((secs, second));
+    }
+    put(&mut text, 20, 6, u64::from(since.subsec_micros()));
     writer.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
 }
 
@@ -739,6 +753,11 @@ mod tests {
             (951_782_400, 5, "2000-02-29T00:00:00.000005Z"),
             (1_795_999_999, 123_456, "2026-11-30T00:53:19.123456Z"),
             (4_107_542_400, 999_999, "2100-03-01T00:00:00.999999Z"),
+            // In order on one thread: the same second again (its date and time reused), the next
+            // one, and an earlier one.
+            (4_107_542_400, 7, "2100-03-01T00:00:00.000007Z"),
+            (4_107_542_401, 0, "2100-03-01T00:00:01.000000Z"),
+            (951_782_400, 0, "2000-02-29T00:00:00.000000Z"),
         ];
         for (secs, micros, expected) in table {
             let time = UNIX_EPOCH + Duration::from_secs(*secs) + Duration::from_micros(u64::from(*micros));

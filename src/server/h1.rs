@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as HttpBody;
 use http_body_util::Empty;
@@ -277,7 +277,7 @@ fn request(
     let uri = Uri::from_maybe_shared(head.slice(path)).ok()?;
     // Room for the headers a proxied request gains (`X-Forwarded-*`, trace and correlation ids):
     // growing the map would rehash it.
-    let mut headers = HeaderMap::with_capacity(spans.len() + 8);
+    let mut headers = crate::util::spare_headers::take(spans.len() + 8);
     for span in spans {
         let [name_at, name_length, value_at, value_length] = span.map(|n| n as usize);
         let name = HeaderName::from_bytes(head.get(name_at..name_at + name_length)?).ok()?;
@@ -331,6 +331,8 @@ where
         body = crate::body::empty();
     }
     let (framing, close_listed) = encode_head(out, &parts, &body, is_head, close);
+    // Written: the map serves a later message on this thread.
+    crate::util::spare_headers::give(std::mem::take(&mut parts.headers));
     let mut close = close || close_listed;
     match framing {
         Framing::None => {

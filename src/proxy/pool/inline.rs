@@ -95,7 +95,8 @@ pub(super) fn send(
         || method == Method::TRACE
         || method == Method::PUT
         || method == Method::DELETE;
-    drop(request);
+    // Written: the map serves a later message on this thread.
+    crate::util::spare_headers::give(request.into_parts().0.headers);
     async move {
         if let Some(conn) = checkout(&home) {
             match exchange(conn, &head, is_head, &home, deadline).await {
@@ -444,7 +445,7 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, &'stati
         }
         let head = buf.split_to(length).freeze();
         // Room for the response headers the router adds (security headers, request id).
-        let mut headers = HeaderMap::with_capacity(count + 6);
+        let mut headers = crate::util::spare_headers::take(count + 6);
         let mut seen = Seen::new(http10);
         for span in &spans[..count] {
             let [name_at, name_length, value_at, value_length] = span.map(usize::from);
