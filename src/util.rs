@@ -211,7 +211,10 @@ pub mod spare_headers {
             big.insert("x-b", "2".parse().unwrap());
             give(big);
             give(HeaderMap::new());
-            assert_eq!(take(4).capacity(), HeaderMap::with_capacity(4).capacity());
+            assert_eq!(
+                take(4).capacity(),
+                HeaderMap::<http::HeaderValue>::with_capacity(4).capacity()
+            );
         }
     }
 }
