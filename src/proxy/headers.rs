@@ -47,7 +47,7 @@ fn is_internal(name: &str) -> bool {
 
 /// Removes hop-by-hop headers, including every header named in `Connection:`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    remove_matching(headers, is_hop_by_hop);
+    remove_matching(headers, is_hop_by_hop, |_| {});
 }
 
 /// The names to remove: the first few on the stack (a message names two or three: `Connection`,
@@ -72,9 +72,10 @@ impl Doomed {
 }
 
 /// Removes the headers `listed` says (it is given lower-case names) and every header named in
-/// `Connection:`. Passes over the names present (a request carries a dozen) instead of a lookup for
-/// each listed name; a header is looked up only to be removed.
-fn remove_matching(headers: &mut HeaderMap, listed: impl Fn(&str) -> bool) {
+/// `Connection:`; `seen` is shown every name present, in the same pass. Passes over the names
+/// present (a request carries a dozen) instead of a lookup for each listed name; a header is looked
+/// up only to be removed.
+fn remove_matching(headers: &mut HeaderMap, listed: impl Fn(&str) -> bool, mut seen: impl FnMut(&str)) {
     let mut doomed = Doomed::default();
     // The options of every `Connection` header: a message names one or two (`keep-alive`,
     // `close`); past the first few, the names are parsed and removed as they come.
@@ -102,6 +103,7 @@ fn remove_matching(headers: &mut HeaderMap, listed: impl Fn(&str) -> bool) {
     let options = &options[..option_count];
     for name in headers.keys() {
         let name_text = name.as_str();
+        seen(name_text);
         if listed(name_text) || options.iter().any(|option| option.eq_ignore_ascii_case(name_text)) {
             doomed.push(name.clone());
         }
@@ -185,18 +187,19 @@ pub struct Forwarding<'a> {
 pub fn upstream_request(headers: &mut HeaderMap, forwarding: &Forwarding<'_>) {
     // Room for what is added below: growing the map rehashes it, once per doubling.
     headers.reserve(6);
-    remove_matching(headers, |name| is_hop_by_hop(name) || is_internal(name));
-    // Which of the headers read below are there: a pass over the names instead of a lookup each
-    // (mostly they are not).
+    // Which of the headers read below are there, noted in the policy's pass over the names
+    // instead of a lookup each (mostly they are not).
     let mut present = Present::default();
-    for name in headers.keys() {
-        match name.as_str() {
+    remove_matching(
+        headers,
+        |name| is_hop_by_hop(name) || is_internal(name),
+        |name| match name {
             "traceparent" => present.traceparent = true,
             "tracestate" => present.tracestate = true,
             "x-forwarded-for" => present.forwarded_for = true,
             _ => {}
-        }
-    }
+        },
+    );
     trace_context(headers, &present);
     if forwarding.set_x_forwarded {
         // Appending, never copying: the backend sees the whole chain with our peer last.
