@@ -304,7 +304,9 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         })
 }
 
-/// Which headers a request has, of those [`upstream_request`] reads.
+/// Which of the headers [`upstream_request`] reads were present before its removals: a header a
+/// `Connection` option named is gone afterwards, so `true` means "look it up", never "it is
+/// there" (each reader handles the lookup finding nothing).
 #[derive(Default)]
 struct Present {
     traceparent: bool,
