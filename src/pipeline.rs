@@ -39,8 +39,6 @@ pub struct RequestCtx {
     pub target: Option<http::uri::PathAndQuery>,
     pub route_index: Option<usize>,
     pub started: Instant,
-    /// How long the destination took to answer, when one was called.
-    pub upstream: Option<std::time::Duration>,
     /// CORS headers for the response of a cross-origin request.
     pub cors: crate::cors::ResponseHeaders,
 }
@@ -53,111 +51,241 @@ impl RequestCtx {
     }
 }
 
+/// A response, or why there is none.
+type Answer = Result<Response<Body>, GatewayError>;
+
 /// Handles one request; never fails (errors become responses here).
 ///
 /// The request body is hyper's for requests hyper parsed, and empty for those of the HTTP/1 fast
 /// lane ([`crate::server`]).
-pub async fn handle<B>(state: Arc<AppState>, request: Request<B>, connection: Connection) -> Response<Body>
+// A plain function returning an `async` block, not an `async fn`: an `async fn` keeps its
+// arguments twice (as arguments and as the locals they are moved into), and this future is moved
+// into place for every request.
+pub fn handle<B>(
+    state: Arc<AppState>,
+    request: Request<B>,
+    connection: Connection,
+) -> impl std::future::Future<Output = Response<Body>> + Send
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let snapshot = state.snapshot();
     let mut ctx = RequestCtx {
         connection,
         correlation_id: correlation_id(request.headers()),
         target: request.uri().path_and_query().cloned(),
         route_index: None,
         started: Instant::now(),
-        upstream: None,
         cors: Default::default(),
     };
     let method = request.method().clone();
-    let mut response = match run(&state, &snapshot, request, &mut ctx).await {
-        Ok(response) => response,
-        Err(error) => {
-            let error = limits::reclassify(error);
-            state.metrics.request_error(&error);
-            let status = error.status();
-            // The same field names and types as the access log line, for one JSON schema.
-            let correlation_id = ctx.correlation_id.to_str().unwrap_or("-");
-            if status.is_server_error() {
-                tracing::error!(correlation_id, route = ctx.route_index, status = status.as_u16(), error = %crate::auth::xsuaa::error_chain(&error), "request failed");
-            } else {
-                tracing::info!(correlation_id, route = ctx.route_index, status = status.as_u16(), error = %error, "request refused");
+    async move {
+        let snapshot = state.snapshot();
+        // `upstream`: how long the destination took to answer, when one was called.
+        let (answer, upstream) = route(&state, &snapshot, request, &mut ctx).await;
+        let mut response = match answer {
+            Ok(response) => response,
+            Err(error) => {
+                let error = limits::reclassify(error);
+                state.metrics.request_error(&error);
+                let status = error.status();
+                // The same field names and types as the access log line, for one JSON schema.
+                let correlation_id = ctx.correlation_id.to_str().unwrap_or("-");
+                if status.is_server_error() {
+                    tracing::error!(correlation_id, route = ctx.route_index, status = status.as_u16(), error = %crate::auth::xsuaa::error_chain(&error), "request failed");
+                } else {
+                    tracing::info!(correlation_id, route = ctx.route_index, status = status.as_u16(), error = %error, "request refused");
+                }
+                // Boxed: rare paths stay out of the hot future's size (it is moved on every poll setup).
+                Box::pin(error::respond(&error, &snapshot.config, ctx.path())).await
             }
-            // Boxed: rare paths stay out of the hot future's size (it is moved on every poll setup).
-            Box::pin(error::respond(&error, &snapshot.config, ctx.path())).await
+        };
+        finish(&mut response, &snapshot.config, &ctx);
+        let elapsed = ctx.started.elapsed();
+        state
+            .metrics
+            .request(ctx.route_index, response.status(), elapsed, upstream);
+        if snapshot.config.server.access_log {
+            logging::access(&logging::AccessRecord {
+                method: &method,
+                path: ctx.path(),
+                status: response.status().as_u16(),
+                route: ctx.route_index,
+                correlation_id: &ctx.correlation_id,
+                duration_us: elapsed.as_micros() as u64,
+                upstream_us: upstream.map(|upstream| upstream.as_micros() as u64),
+            });
         }
-    };
-    finish(&mut response, &snapshot.config, &ctx);
-    let elapsed = ctx.started.elapsed();
-    state
-        .metrics
-        .request(ctx.route_index, response.status(), elapsed, ctx.upstream);
-    if snapshot.config.server.access_log {
-        logging::access(&logging::AccessRecord {
-            method: &method,
-            path: ctx.path(),
-            status: response.status().as_u16(),
-            route: ctx.route_index,
-            correlation_id: &ctx.correlation_id,
-            duration_us: elapsed.as_micros() as u64,
-            upstream_us: ctx.upstream.map(|upstream| upstream.as_micros() as u64),
-        });
+        response
     }
-    response
 }
 
-async fn run<B>(
-    state: &AppState,
-    snapshot: &Snapshot,
+/// What the phases that do not wait decided ([`decide`]).
+enum Step<'s, 'c> {
+    /// Answered here: a preflight, a redirect, a refusal of the framing allowlist.
+    Respond(Response<Body>),
+    /// A public route's request, ready for its destination: nothing waited for before it, and
+    /// nothing boxed (this is the path most requests take). The call itself is made where its
+    /// future is kept, so that the future is not moved through the layers in between.
+    Forward {
+        parts: http::request::Parts,
+        body: Body,
+        request: ForwardRequest<'s, 'c>,
+    },
+    /// The phases that wait: login callback, logout, authentication, the session store, static
+    /// files, the user API and websockets. Boxed: their state is large and public requests would
+    /// otherwise carry and move it.
+    Wait(std::pin::Pin<Box<dyn std::future::Future<Output = (Answer, Upstream)> + Send + 'c>>),
+}
+
+/// How long the destination took to answer, when one was called.
+type Upstream = Option<std::time::Duration>;
+
+/// The answer to a request after [`decide`], and how long its destination took: one future, of
+/// the size of the destination's call, which the request's own future holds in one place.
+fn route<'s, 'c, B>(
+    state: &'s AppState,
+    snapshot: &'s Snapshot,
     request: Request<B>,
-    ctx: &mut RequestCtx,
-) -> Result<Response<Body>, GatewayError>
+    ctx: &'c mut RequestCtx,
+) -> impl std::future::Future<Output = (Answer, Upstream)> + Send + 'c
 where
+    's: 'c,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    use futures_util::future::{ready, Either, FutureExt};
+    match decide(state, snapshot, request, ctx) {
+        Ok(Step::Respond(response)) => Either::Left(ready((Ok(response), None))),
+        Ok(Step::Forward { parts, body, request }) => {
+            let started = request.started;
+            Either::Right(Either::Left(
+                proxy::forward(&snapshot.upstream, parts, body, request)
+                    .map(move |sent| (sent.map_err(GatewayError::from), Some(started.elapsed()))),
+            ))
+        }
+        Ok(Step::Wait(rest)) => Either::Right(Either::Right(rest)),
+        Err(error) => Either::Left(ready((Err(error), None))),
+    }
+}
+
+/// The route a request took, and what the waiting phases need of it.
+struct Routed<'s, 'c> {
+    route: &'s crate::config::Route,
+    /// The URL after the route's `target` rewrite.
+    url: std::borrow::Cow<'c, str>,
+    destination: Option<&'s Destination>,
+    /// `?sap_idp=`, taken out of the URL.
+    idp_hint: Option<String>,
+    websocket: bool,
+}
+
+/// check → cors / websocket admission / framing allowlist → callback / logout → welcome → route,
+/// and for a public destination route the forwarding itself. Synchronous: the future a request
+/// waits on is the destination's alone unless a phase must wait ([`Step::Wait`]).
+fn decide<'s, 'c, B>(
+    state: &'s AppState,
+    snapshot: &'s Snapshot,
+    request: Request<B>,
+    ctx: &'c mut RequestCtx,
+) -> Result<Step<'s, 'c>, GatewayError>
+where
+    's: 'c,
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let config = &snapshot.config;
     check(&request, config)?;
-    let (mut parts, incoming) = request.into_parts();
+    let (parts, incoming) = request.into_parts();
     let origin = Origin {
         scheme: ctx.connection.scheme,
         peer: Some(ctx.connection.peer.ip()),
     };
     // CORS, websocket admission and the framing allowlist run before routing, as in the reference.
     match crate::cors::check(config, &parts, ctx.connection.scheme)? {
-        crate::cors::Decision::Respond(response) => return Ok(response),
+        crate::cors::Decision::Respond(response) => return Ok(Step::Respond(response)),
         crate::cors::Decision::Continue(headers) => ctx.cors = headers,
     }
     let websocket = proxy::websocket::admit(config, &parts, ctx.connection.scheme)?;
     if let Some(response) = crate::clickjacking::respond(config, &parts) {
-        return Ok(response);
+        return Ok(Step::Respond(response));
     }
     if let Some(auth) = &state.auth {
         if auth.is_callback(&parts) {
-            return Ok(Box::pin(auth.callback(&parts, &origin)).await?);
+            return Ok(Step::Wait(Box::pin(async move {
+                (auth.callback(&parts, &origin).await.map_err(GatewayError::from), None)
+            })));
         }
         if is_logout(config, &parts) {
-            return Ok(Box::pin(auth.logout(&parts, &origin, &snapshot.config, &snapshot.upstream)).await?);
+            return Ok(Step::Wait(Box::pin(async move {
+                let answer = auth.logout(&parts, &origin, &snapshot.config, &snapshot.upstream).await;
+                (answer.map_err(GatewayError::from), None)
+            })));
         }
     }
     if let Some(response) = welcome(&parts, config) {
-        return Ok(response);
+        return Ok(Step::Respond(response));
     }
     // Borrowed from the context's handle on the request's path and query, not from `parts`, which
     // moves on to the destination while the URL a route matched is still in use.
     let url = ctx.target.as_ref().map_or("/", |pq| pq.as_str());
     // `?sap_idp=` picks the identity provider; it is not part of what routes match.
     let (url, idp_hint) = strip_sap_idp(url);
-    let matched = routing::match_route(config, &parts.method, &url)?;
+    let matched = match url {
+        std::borrow::Cow::Borrowed(url) => routing::match_route(config, &parts.method, url)?,
+        // Without `sap_idp` the URL is a new string, which the match must not borrow.
+        std::borrow::Cow::Owned(url) => routing::match_route(config, &parts.method, &url)?.into_owned(),
+    };
     ctx.route_index = Some(matched.route.index);
-    let route = matched.route;
-    let target_url = matched.url;
-    let destination = matched.destination;
-
-    // authenticate → scope → csrf
+    let routed = Routed {
+        route: matched.route,
+        url: matched.url,
+        destination: matched.destination,
+        idp_hint,
+        websocket,
+    };
+    let ctx: &'c RequestCtx = ctx;
+    match (&routed.route.kind, routed.destination) {
+        (RouteKind::Destination(_), Some(destination)) if !routed.route.is_protected() && !websocket => {
+            let (parts, body, request) = upstream_request(
+                state,
+                config,
+                parts,
+                incoming,
+                routed.route,
+                routed.url,
+                destination,
+                ctx,
+                None,
+            )?;
+            Ok(Step::Forward { parts, body, request })
+        }
+        _ => Ok(Step::Wait(Box::pin(async move {
+            let mut upstream = None;
+            let answer = wait(state, snapshot, parts, incoming, ctx, &mut upstream, routed, origin).await;
+            (answer, upstream)
+        }))),
+    }
+}
+/// authenticate → scope → csrf → dispatch (static | service | destination | websocket), for the
+/// requests [`route`] could not send on at once.
+#[allow(clippy::too_many_arguments)]
+async fn wait<'s, 'c, B>(
+    state: &'s AppState,
+    snapshot: &'s Snapshot,
+    mut parts: http::request::Parts,
+    incoming: B,
+    ctx: &'c RequestCtx,
+    upstream: &mut Upstream,
+    routed: Routed<'s, 'c>,
+    origin: Origin<'_>,
+) -> Answer
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let config = &snapshot.config;
+    let route = routed.route;
     let mut user = None;
     let mut set_cookie = None;
     let mut csrf_token = None;
@@ -165,9 +293,9 @@ where
         // Fail closed: a protected route without login machinery never forwards.
         let auth = state.auth.as_ref().ok_or(auth::Error::NotConfigured)?;
         let dynamic = route.dynamic_identity_provider || auth.settings.dynamic_identity_provider;
-        let hint = idp_hint.as_deref().filter(|_| dynamic);
-        // Boxed here and below: the login, refresh and store futures are large, and public
-        // requests would otherwise move their space around on every request.
+        let hint = routed.idp_hint.as_deref().filter(|_| dynamic);
+        // Boxed here and below: the login, refresh and store futures are large, and requests that
+        // do not need them would otherwise carry their space.
         match Box::pin(auth.authenticate(&parts, route, &origin, hint)).await? {
             Outcome::User {
                 id,
@@ -201,7 +329,7 @@ where
                 method: &parts.method,
                 headers: &parts.headers,
                 dir,
-                url: &target_url,
+                url: &routed.url,
                 original_path: ctx.path(),
                 cache_control: route.cache_control.as_ref(),
             }))
@@ -213,39 +341,24 @@ where
                 .as_ref()
                 .zip(user.as_ref())
                 .ok_or(auth::Error::Unauthenticated)?;
-            Box::pin(auth.user_api(&target_url, session)).await?
+            Box::pin(auth.user_api(&routed.url, session)).await?
         }
         RouteKind::Destination(_) => {
-            let destination = destination.ok_or(routing::Error::RouteNotFound)?;
-            let host = parts.headers.get(header::HOST).cloned().or_else(|| {
-                parts
-                    .uri
-                    .authority()
-                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            });
+            let destination = routed.destination.ok_or(routing::Error::RouteNotFound)?;
             let session = user.as_ref().map(|(_, session)| session.as_ref());
-            upstream_identity(&mut parts.headers, state, route.is_protected(), &destination, session);
-            let keep_backend_cookies = session.is_some() && !route.set_backend_session_cookies;
-            if let (true, Some(session)) = (keep_backend_cookies, session) {
-                auth::backend_cookies::add_to_request(&mut parts.headers, session, &destination.name);
-            }
-            let forwarding = Forwarding {
-                peer: ctx.connection.peer.ip(),
-                scheme: ctx.connection.scheme,
-                host,
-                original_path: ctx.path(),
-                set_x_forwarded: destination.set_x_forwarded_headers,
-                correlation_id: &ctx.correlation_id,
-            };
-            let body = limits::request_body(incoming, &parts.headers, config.server.max_request_body)?;
-            let upstream_started = Instant::now();
-            let request = ForwardRequest {
-                destination: &destination,
-                url: &target_url,
-                forwarding,
-                started: upstream_started,
-            };
-            let forwarded = if websocket {
+            let (parts, body, request) = upstream_request(
+                state,
+                config,
+                parts,
+                incoming,
+                route,
+                routed.url,
+                destination,
+                ctx,
+                session,
+            )?;
+            let started = request.started;
+            let forwarded = if routed.websocket {
                 // A logged-in user's websocket closes when the session ends.
                 let watch = state.auth.as_ref().zip(user.as_ref()).map(|(auth, (id, _))| {
                     proxy::websocket::SessionWatch::new(auth.store.clone(), *id, config.ws_session_check)
@@ -264,9 +377,11 @@ where
                     .await
                     .map_err(GatewayError::from)
             };
-            ctx.upstream = Some(upstream_started.elapsed());
+            *upstream = Some(started.elapsed());
             let mut response = forwarded?;
-            if let (true, Some(auth), Some((id, session))) = (keep_backend_cookies, &state.auth, &user) {
+            if let (true, Some(auth), Some((id, session))) =
+                (keeps_backend_cookies(route, session_of(&user)), &state.auth, &user)
+            {
                 let cookies = auth::backend_cookies::take_session_cookies(response.headers_mut());
                 if !cookies.is_empty() {
                     let updated = auth::backend_cookies::with_cookies(session, &destination.name, cookies);
@@ -287,6 +402,62 @@ where
         response.headers_mut().insert(crate::auth::csrf::X_CSRF_TOKEN, token);
     }
     Ok(response)
+}
+
+fn session_of<I>(user: &Option<(I, Arc<Session>)>) -> Option<&Session> {
+    user.as_ref().map(|(_, session)| session.as_ref())
+}
+
+/// True when the router keeps the destination's session cookies in the user's session instead of
+/// passing them to the browser (`setBackendSessionCookies` off, a logged-in user).
+fn keeps_backend_cookies(route: &crate::config::Route, session: Option<&Session>) -> bool {
+    session.is_some() && !route.set_backend_session_cookies
+}
+
+/// The request as the destination gets it: the user's identity as the destination asks for it, the
+/// kept backend cookies, the body under its limit, and what the forwarding headers say.
+#[allow(clippy::too_many_arguments)]
+fn upstream_request<'d, 'a, B>(
+    state: &AppState,
+    config: &Config,
+    mut parts: http::request::Parts,
+    incoming: B,
+    route: &crate::config::Route,
+    url: std::borrow::Cow<'a, str>,
+    destination: &'d Destination,
+    ctx: &'a RequestCtx,
+    session: Option<&Session>,
+) -> Result<(http::request::Parts, Body, ForwardRequest<'d, 'a>), GatewayError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    upstream_identity(&mut parts.headers, state, route.is_protected(), destination, session);
+    if let (true, Some(session)) = (keeps_backend_cookies(route, session), session) {
+        auth::backend_cookies::add_to_request(&mut parts.headers, session, &destination.name);
+    }
+    let forwarding = Forwarding {
+        peer: ctx.connection.peer.ip(),
+        scheme: ctx.connection.scheme,
+        host,
+        original_path: ctx.path(),
+        set_x_forwarded: destination.set_x_forwarded_headers,
+        correlation_id: &ctx.correlation_id,
+    };
+    let body = limits::request_body(incoming, &parts.headers, config.server.max_request_body)?;
+    let request = ForwardRequest {
+        destination,
+        url,
+        forwarding,
+        started: Instant::now(),
+    };
+    Ok((parts, body, request))
 }
 
 /// True when the request is for `logout.logoutEndpoint`.

@@ -13,7 +13,8 @@ struct Row {
     headers: &'static [(&'static str, &'static str)],
     /// The URI the backend must see; `None` when the request must not reach it.
     upstream: Option<&'static str>,
-    /// Headers the backend must see (name, value); a value of "" means "must be absent".
+    /// Headers the backend must see (name, value); a value of "" means "must be absent", and
+    /// "!value" means "present, and not this value".
     upstream_headers: &'static [(&'static str, &'static str)],
     status: u16,
     response_headers: &'static [(&'static str, &'static str)],
@@ -122,6 +123,39 @@ const ROWS: &[Row] = &[
         ],
         status: 200,
         response_headers: &[("x-request-id", "corr-123")],
+    },
+    Row {
+        name: "an X-Forwarded-For that Connection names is dropped before the router's own address starts the list",
+        method: "GET",
+        path: "/api/xff",
+        headers: &[
+            ("connection", "keep-alive, X-Forwarded-For"),
+            ("x-forwarded-for", "10.9.9.9"),
+        ],
+        upstream: Some("/svc/xff"),
+        upstream_headers: &[("x-forwarded-for", "127.0.0.1")],
+        status: 200,
+        response_headers: &[],
+    },
+    Row {
+        name: "a trace context that Connection names is dropped, and a new trace starts",
+        method: "GET",
+        path: "/api/trace",
+        headers: &[
+            ("connection", "traceparent, tracestate"),
+            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            ("tracestate", "vendor=1"),
+        ],
+        upstream: Some("/svc/trace"),
+        upstream_headers: &[
+            (
+                "traceparent",
+                "!00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("tracestate", ""),
+        ],
+        status: 200,
+        response_headers: &[],
     },
     Row {
         name: "host is rewritten to the destination",
@@ -252,10 +286,10 @@ async fn routing_table() {
                 for (name, value) in row.upstream_headers {
                     let value = value.replace("{backend}", &backend_host);
                     let got = got.headers.get(*name).map(|v| v.to_str().unwrap().to_string());
-                    let ok = if value.is_empty() {
-                        got.is_none()
-                    } else {
-                        got.as_deref() == Some(value.as_str())
+                    let ok = match value.strip_prefix('!') {
+                        _ if value.is_empty() => got.is_none(),
+                        Some(not) => got.as_deref().is_some_and(|got| got != not),
+                        None => got.as_deref() == Some(value.as_str()),
                     };
                     if !ok {
                         failures.push(format!(

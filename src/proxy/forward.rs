@@ -12,11 +12,12 @@ use super::{Error, Upstream};
 use crate::body::Body;
 use crate::config::Destination;
 
-/// What to forward where.
-pub struct ForwardRequest<'a> {
-    pub destination: &'a Destination,
+/// What to forward where. The destination outlives the call (`'d`: the configuration); the rest is
+/// only read while the request is prepared (`'a`).
+pub struct ForwardRequest<'d, 'a> {
+    pub destination: &'d Destination,
     /// Path and query after the route's `target` rewrite.
-    pub url: &'a str,
+    pub url: std::borrow::Cow<'a, str>,
     pub forwarding: Forwarding<'a>,
     /// When the request left for the destination: its `timeout` counts from here.
     pub started: tokio::time::Instant,
@@ -28,15 +29,16 @@ pub struct ForwardRequest<'a> {
 /// [`Error::UpstreamConnect`] (502), [`Error::UpstreamTimeout`] (504), [`Error::InvalidUpstreamUri`].
 // A plain function over combinators, not an `async fn`: the request is prepared before the future
 // exists, so the future holds only the upstream call (an `async fn` would keep the request parts
-// twice beside it, and this future is moved into place for every proxied request).
-pub fn forward<'a>(
-    upstream: &'a Upstream,
+// twice beside it, and this future is moved into place for every proxied request). The future
+// borrows only the upstream and the destination, not the request's context.
+pub fn forward<'d>(
+    upstream: &'d Upstream,
     mut parts: http::request::Parts,
     body: Body,
-    request: ForwardRequest<'a>,
-) -> impl Future<Output = Result<Response<Body>, Error>> + Send + 'a {
+    request: ForwardRequest<'d, '_>,
+) -> impl Future<Output = Result<Response<Body>, Error>> + Send + 'd {
     let destination = request.destination;
-    let uri = match upstream_uri(destination, request.url) {
+    let uri = match upstream_uri(destination, &request.url) {
         Ok(uri) => uri,
         Err(error) => return Either::Left(std::future::ready(Err(error))),
     };

@@ -185,13 +185,13 @@ fn http1_only<C>(connector: C, tls: &rustls::ClientConfig) -> HttpsConnector<C> 
 pub async fn proxy(
     upstream: &super::Upstream,
     mut parts: Parts,
-    request: ForwardRequest<'_>,
+    request: ForwardRequest<'_, '_>,
     session: Option<SessionWatch>,
     open: crate::metrics::GaugeGuard,
 ) -> Result<Response<Body>, Error> {
     let client_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or(Error::NotUpgradable)?;
     let destination = request.destination;
-    let (target, path) = upstream_target(destination, request.url)?;
+    let (target, path) = upstream_target(destination, &request.url)?;
     parts.uri = path;
     parts.version = Version::HTTP_11;
     parts.extensions = http::Extensions::new();

@@ -2,7 +2,6 @@
 //! No IO happens here.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use http::Method;
 
@@ -28,21 +27,33 @@ pub enum Error {
     PathTraversal,
 }
 
-/// The route chosen for a request.
+/// The route chosen for a request: borrowed from the configuration (`'c`) and from the request's
+/// URL (`'u`).
 #[derive(Debug)]
-pub struct RouteMatch<'a> {
-    pub route: &'a Route,
+pub struct RouteMatch<'c, 'u> {
+    pub route: &'c Route,
     /// The URL (path and query) after the `target` rewrite.
-    pub url: Cow<'a, str>,
+    pub url: Cow<'u, str>,
     /// The destination for destination routes.
-    pub destination: Option<Arc<Destination>>,
+    pub destination: Option<&'c Destination>,
+}
+
+impl<'c> RouteMatch<'c, '_> {
+    /// The same match, holding its own copy of the URL.
+    pub fn into_owned(self) -> RouteMatch<'c, 'static> {
+        RouteMatch {
+            route: self.route,
+            url: Cow::Owned(self.url.into_owned()),
+            destination: self.destination,
+        }
+    }
 }
 
 /// Finds the first route for `method` and `url` (path with query, as received).
 ///
 /// # Errors
 /// [`Error::RouteNotFound`], [`Error::MethodNotAllowed`] or [`Error::UnknownDestination`].
-pub fn match_route<'a>(config: &'a Config, method: &Method, url: &'a str) -> Result<RouteMatch<'a>, Error> {
+pub fn match_route<'c, 'u>(config: &'c Config, method: &Method, url: &'u str) -> Result<RouteMatch<'c, 'u>, Error> {
     let mut path_matched: Option<Vec<Method>> = None;
     // A `^literal(.*)$` source answers an ASCII URL (every URL that arrives percent-encoded) without
     // the regex engine.
@@ -78,11 +89,11 @@ pub fn match_route<'a>(config: &'a Config, method: &Method, url: &'a str) -> Res
             _ => Cow::Borrowed(url),
         };
         let destination = match &route.kind {
-            RouteKind::Destination(DestinationRef::Named(name)) => config.destination(name).cloned(),
+            RouteKind::Destination(DestinationRef::Named(name)) => config.destination(name).map(|d| &**d),
             RouteKind::Destination(DestinationRef::Capture(group)) => {
                 let name = groups.as_ref().and_then(|groups| groups.get(*group)).unwrap_or("");
                 match config.destination(name) {
-                    Some(destination) => Some(destination.clone()),
+                    Some(destination) => Some(&**destination),
                     None => return Err(Error::UnknownDestination(name.to_string())),
                 }
             }
