@@ -8,10 +8,13 @@ use http::Method;
 use super::login::random_token;
 use super::session::Session;
 
+/// How many names [`METHOD_OVERRIDES`] has.
+const OVERRIDES: usize = 3;
+
 /// Request headers some frameworks read as "the real method"; their presence makes a GET count as
 /// state-changing.
 // Constant names: a `&str` lookup would parse and hash the name on every request.
-const METHOD_OVERRIDES: [HeaderName; 3] = [
+const METHOD_OVERRIDES: [HeaderName; OVERRIDES] = [
     HeaderName::from_static("x-http-method-override"),
     HeaderName::from_static("x-http-method"),
     HeaderName::from_static("x-method-override"),
@@ -44,11 +47,19 @@ pub fn is_state_changing(method: &Method, headers: &HeaderMap) -> bool {
     if method != Method::GET && method != Method::HEAD {
         return true;
     }
-    METHOD_OVERRIDES.iter().any(|name| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| !v.trim().eq_ignore_ascii_case("GET") && !v.trim().eq_ignore_ascii_case("HEAD"))
+    // One pass over the fields instead of a lookup for each override name (most requests have
+    // none). The first value of each name counts, as a lookup returns it; a value that is not text
+    // counts as a method that changes state.
+    let mut seen = [false; OVERRIDES];
+    headers.iter().any(|(name, value)| {
+        let Some(index) = METHOD_OVERRIDES.iter().position(|known| known == name) else {
+            return false;
+        };
+        if std::mem::replace(&mut seen[index], true) {
+            return false;
+        }
+        let method = value.as_bytes().trim_ascii();
+        !method.eq_ignore_ascii_case(b"GET") && !method.eq_ignore_ascii_case(b"HEAD")
     })
 }
 
@@ -160,6 +171,42 @@ mod tests {
     }
 
     const OWN: Option<&str> = Some("https://app.example");
+
+    #[test]
+    fn method_overrides_make_a_read_state_changing() {
+        let rows: &[(Method, &[(&str, &[u8])], bool)] = &[
+            (Method::GET, &[], false),
+            (Method::HEAD, &[("accept", b"*/*")], false),
+            (Method::POST, &[], true),
+            (Method::GET, &[("x-http-method", b" get ")], false),
+            (Method::GET, &[("x-http-method", b"HEAD")], false),
+            (Method::GET, &[("x-method-override", b"PATCH")], true),
+            (Method::HEAD, &[("x-http-method-override", b"DELETE")], true),
+            // The first value of a name counts, as a lookup returns it.
+            (
+                Method::GET,
+                &[
+                    ("x-http-method-override", b"GET"),
+                    ("x-http-method-override", b"DELETE"),
+                ],
+                false,
+            ),
+            (
+                Method::GET,
+                &[("x-http-method", b"GET"), ("x-method-override", b"PUT")],
+                true,
+            ),
+            // A value that is not text is not a read.
+            (Method::GET, &[("x-http-method-override", b"GET\xff")], true),
+        ];
+        for (method, pairs, want) in rows {
+            let mut map = HeaderMap::new();
+            for (name, value) in *pairs {
+                map.append(*name, HeaderValue::from_bytes(value).unwrap());
+            }
+            assert_eq!(is_state_changing(method, &map), *want, "{method} {pairs:?}");
+        }
+    }
 
     #[test]
     fn table() {

@@ -254,23 +254,36 @@ pub fn downstream_response(headers: &mut HeaderMap) {
 
 /// Removes the cookies for which `strip` is true from every `Cookie` header; drops the header when
 /// nothing is left.
+///
+/// The values are read as bytes: a `Cookie` header with bytes outside visible ASCII (which
+/// `HeaderValue::to_str` refuses) still has the router's cookies taken out of it, so that a stray
+/// byte beside the session cookie cannot carry it to the backend.
 pub fn strip_cookies(headers: &mut HeaderMap, strip: impl Fn(&str) -> bool) {
     // One lookup: the entry serves the check, the rebuild and the removal.
     let header::Entry::Occupied(mut entry) = headers.entry(header::COOKIE) else {
         return;
     };
-    let stripped = |pair: &str| strip(pair.split('=').next().unwrap_or("").trim());
-    if !cookie_pairs(&entry).any(stripped) {
+    // A name that is not UTF-8 is none of the names `strip` knows.
+    let stripped = |pair: &[u8]| strip(std::str::from_utf8(cookie_split(pair).0).unwrap_or(""));
+    if !entry
+        .iter()
+        .flat_map(|value| cookie_pairs(value.as_bytes()))
+        .any(stripped)
+    {
         return;
     }
-    let mut kept = String::new();
-    for pair in cookie_pairs(&entry).filter(|pair| !stripped(pair)) {
+    let mut kept = Vec::new();
+    for pair in entry
+        .iter()
+        .flat_map(|value| cookie_pairs(value.as_bytes()))
+        .filter(|pair| !stripped(pair))
+    {
         if !kept.is_empty() {
-            kept.push_str("; ");
+            kept.extend_from_slice(b"; ");
         }
-        kept.push_str(pair);
+        kept.extend_from_slice(pair);
     }
-    match HeaderValue::from_str(&kept) {
+    match HeaderValue::from_bytes(&kept) {
         Ok(value) if !kept.is_empty() => {
             entry.insert(value);
         }
@@ -281,26 +294,46 @@ pub fn strip_cookies(headers: &mut HeaderMap, strip: impl Fn(&str) -> bool) {
     }
 }
 
-/// The `name=value` pairs of every `Cookie` header, trimmed, empty ones skipped.
-fn cookie_pairs<'a>(entry: &'a header::OccupiedEntry<'_, HeaderValue>) -> impl Iterator<Item = &'a str> {
-    entry
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|text| text.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
+/// The `name=value` pairs of one `Cookie` value, trimmed of whitespace, empty ones skipped.
+fn cookie_pairs(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || loop {
+        let text = rest?;
+        let pair = match memchr::memchr(b';', text) {
+            Some(at) => {
+                rest = Some(&text[at + 1..]);
+                &text[..at]
+            }
+            None => {
+                rest = None;
+                text
+            }
+        };
+        let pair = pair.trim_ascii();
+        if !pair.is_empty() {
+            return Some(pair);
+        }
+    })
 }
 
-/// The value of cookie `name` in the request, if present (first occurrence).
+/// The name and value of a `name=value` pair, trimmed; a pair without `=` is all name.
+fn cookie_split(pair: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match memchr::memchr(b'=', pair) {
+        Some(at) => (pair[..at].trim_ascii(), Some(pair[at + 1..].trim_ascii())),
+        None => (pair.trim_ascii(), None),
+    }
+}
+
+/// The value of cookie `name` in the request, if present: the first occurrence whose value is
+/// text.
 pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|text| text.split(';'))
-        .find_map(|pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key.trim() == name).then(|| value.trim())
+        .flat_map(|value| cookie_pairs(value.as_bytes()))
+        .find_map(|pair| match cookie_split(pair) {
+            (key, Some(value)) if key == name.as_bytes() => std::str::from_utf8(value).ok(),
+            _ => None,
         })
 }
 
@@ -526,5 +559,31 @@ mod tests {
         assert!(headers.get("cookie").is_none());
         strip_cookies(&mut headers, |_| true);
         assert!(headers.is_empty());
+    }
+
+    #[test]
+    fn cookies_beside_bytes_outside_visible_ascii_are_still_read() {
+        // `to_str` refuses these values; the session cookie in them must still be found and taken
+        // out, and the other cookies kept byte for byte.
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "cookie",
+            HeaderValue::from_bytes(b"caf\xe9=cr\xe8me; JSESSIONID=abc ;\tx=1").unwrap(),
+        );
+        assert_eq!(cookie(&headers, "JSESSIONID"), Some("abc"));
+        assert_eq!(cookie(&headers, "x"), Some("1"));
+        // A value that is not text is not returned, and a later text one is.
+        headers.append("cookie", HeaderValue::from_bytes(b"v=\xff; v=ok").unwrap());
+        assert_eq!(cookie(&headers, "v"), Some("ok"));
+        strip_cookies(&mut headers, |name| name == "JSESSIONID");
+        let values: Vec<&[u8]> = headers.get_all("cookie").iter().map(HeaderValue::as_bytes).collect();
+        assert_eq!(values, [&b"caf\xe9=cr\xe8me; x=1; v=\xff; v=ok"[..]]);
+        // Names and values are trimmed of spaces and tabs; a pair without `=` is a name.
+        let mut headers = HeaderMap::new();
+        headers.append("cookie", HeaderValue::from_static(" JSESSIONID ; a = 1 ;; JSESSIONID"));
+        assert_eq!(cookie(&headers, "a"), Some("1"));
+        assert_eq!(cookie(&headers, "JSESSIONID"), None);
+        strip_cookies(&mut headers, |name| name == "JSESSIONID");
+        assert_eq!(headers.get("cookie").unwrap(), "a = 1");
     }
 }
