@@ -188,3 +188,46 @@ async fn the_mtls_path_is_proven_a_foreign_or_revoked_certificate_fails_cleanly(
     }
     assert!(backend.seen().is_empty());
 }
+
+#[tokio::test]
+async fn the_session_is_found_and_kept_from_the_backend_beside_cookies_that_are_not_ascii() {
+    // Browsers send every cookie of the site in one header: another application's cookie with a
+    // UTF-8 value must neither hide the session from the router nor carry it to the backend.
+    let dev = dev_xsuaa().await;
+    let backend = backend().await;
+    let router = router(&dev, &dev.credentials(), &backend, &[]).await;
+    let browser = Browser::new(&dev);
+    let (response, visited) = browser.navigate(&router.url("/api/first")).await;
+    assert_eq!(response.status(), 200, "visited {visited:?}");
+    let session = browser.cookie(&router.url("/"), "JSESSIONID").expect("session cookie");
+    let mut header = b"lang=caf\xc3\xa9; JSESSIONID=".to_vec();
+    header.extend_from_slice(session.as_bytes());
+    header.extend_from_slice(b"; theme=dark");
+    let cookie = reqwest::header::HeaderValue::from_bytes(&header).unwrap();
+    let plain = support::client();
+    for path in ["/api/orders", "/open/orders"] {
+        let response = plain
+            .get(router.url(path))
+            .header("accept", "application/json")
+            .header("cookie", cookie.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let seen = backend.seen();
+        let last = seen.last().expect("backend reached");
+        assert_eq!(last.uri, "/orders", "{path}");
+        assert_eq!(
+            last.headers.get("cookie").map(|value| value.as_bytes()),
+            Some(&b"lang=caf\xc3\xa9; theme=dark"[..]),
+            "{path}"
+        );
+    }
+    // The protected route forwarded the session's token: the session was recognised.
+    let seen = backend.seen();
+    let protected = &seen[seen.len() - 2];
+    assert!(protected
+        .headers
+        .get("authorization")
+        .is_some_and(|v| v.as_bytes().starts_with(b"Bearer ")));
+}
