@@ -546,10 +546,10 @@ fn upstream_identity(
 /// The router's own cookies, which backends never see: the session cookie, the login binding
 /// cookie (`login::binding_cookie`, recognised here without building its name) and the fragment
 /// cookie.
-fn is_router_cookie(session_cookie: &str, name: &str) -> bool {
-    name.strip_prefix(session_cookie)
-        .is_some_and(|rest| rest.is_empty() || rest == crate::auth::login::BINDING_SUFFIX)
-        || name == crate::auth::login::FRAGMENT_COOKIE
+fn is_router_cookie(session_cookie: &str, name: &[u8]) -> bool {
+    name.strip_prefix(session_cookie.as_bytes())
+        .is_some_and(|rest| rest.is_empty() || rest == crate::auth::login::BINDING_SUFFIX.as_bytes())
+        || name == crate::auth::login::FRAGMENT_COOKIE.as_bytes()
 }
 
 /// `welcomeFile`: a request for exactly `/` is redirected there.
@@ -623,7 +623,7 @@ mod tests {
             ("XJSESSIONID", false),
             ("", false),
         ] {
-            assert_eq!(is_router_cookie(session, name), expected, "{name:?}");
+            assert_eq!(is_router_cookie(session, name.as_bytes()), expected, "{name:?}");
         }
     }
 

@@ -28,7 +28,7 @@ use self::xsuaa::{IdpClient, IdpError};
 use crate::body::Body;
 use crate::config::{AuthSettings, Route, XsuaaCredentials};
 use crate::metrics::{Metrics, Shed};
-use crate::proxy::headers::cookie;
+use crate::proxy::headers::{cookie, cookie_bytes};
 use crate::server::limits::{self, RateLimiter};
 
 /// Why a request is not (yet) allowed.
@@ -326,7 +326,7 @@ impl Auth {
     /// # Errors
     /// [`Error::Store`] when the store cannot answer: the caller fails closed.
     pub async fn current_session(&self, headers: &HeaderMap) -> Result<Option<(SessionId, Arc<Session>)>, Error> {
-        let Some(id) = cookie(headers, &self.settings.session_cookie).and_then(SessionId::parse) else {
+        let Some(id) = cookie_bytes(headers, &self.settings.session_cookie).and_then(SessionId::parse) else {
             return Ok(None);
         };
         // A store in this process answers without a boxed future.
@@ -521,7 +521,7 @@ impl Auth {
             return Err(Error::LogoutMethod);
         };
         let post = logout_config.method == crate::config::LogoutMethod::Post;
-        let current = match cookie(&parts.headers, &self.settings.session_cookie).and_then(SessionId::parse) {
+        let current = match cookie_bytes(&parts.headers, &self.settings.session_cookie).and_then(SessionId::parse) {
             Some(id) => self.store.load(&id).await?.map(|session| (id, session)),
             None => None,
         };
@@ -705,7 +705,7 @@ impl Auth {
             .await?;
         let session = self.session_from(tokens.access_token, tokens.refresh_token, &claims, None);
         // A new id at every login: a planted cookie never becomes a logged-in session.
-        if let Some(old) = cookie(&parts.headers, &self.settings.session_cookie).and_then(SessionId::parse) {
+        if let Some(old) = cookie_bytes(&parts.headers, &self.settings.session_cookie).and_then(SessionId::parse) {
             let _ = self.store.remove(&old).await;
         }
         let id = SessionId::generate();

@@ -26,7 +26,8 @@ impl SessionId {
     }
 
     /// Parses a cookie value; anything but 43 base64url characters of 32 bytes is not an id.
-    pub fn parse(text: &str) -> Option<SessionId> {
+    pub fn parse(text: impl AsRef<[u8]>) -> Option<SessionId> {
+        let text = text.as_ref();
         if text.len() != 43 {
             return None;
         }

@@ -258,13 +258,12 @@ pub fn downstream_response(headers: &mut HeaderMap) {
 /// The values are read as bytes: a `Cookie` header with bytes outside visible ASCII (which
 /// `HeaderValue::to_str` refuses) still has the router's cookies taken out of it, so that a stray
 /// byte beside the session cookie cannot carry it to the backend.
-pub fn strip_cookies(headers: &mut HeaderMap, strip: impl Fn(&str) -> bool) {
+pub fn strip_cookies(headers: &mut HeaderMap, strip: impl Fn(&[u8]) -> bool) {
     // One lookup: the entry serves the check, the rebuild and the removal.
     let header::Entry::Occupied(mut entry) = headers.entry(header::COOKIE) else {
         return;
     };
-    // A name that is not UTF-8 is none of the names `strip` knows.
-    let stripped = |pair: &[u8]| strip(std::str::from_utf8(cookie_split(pair).0).unwrap_or(""));
+    let stripped = |pair: &[u8]| strip(cookie_split(pair).0);
     if !entry
         .iter()
         .flat_map(|value| cookie_pairs(value.as_bytes()))
@@ -327,12 +326,22 @@ fn cookie_split(pair: &[u8]) -> (&[u8], Option<&[u8]>) {
 /// The value of cookie `name` in the request, if present: the first occurrence whose value is
 /// text.
 pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    cookie_values(headers, name).find_map(|value| std::str::from_utf8(value).ok())
+}
+
+/// The value of cookie `name` in the request as bytes, if present (first occurrence).
+pub fn cookie_bytes<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+    cookie_values(headers, name).next()
+}
+
+/// The values of cookie `name`, in order.
+fn cookie_values<'h, 'n>(headers: &'h HeaderMap, name: &'n str) -> impl Iterator<Item = &'h [u8]> + use<'h, 'n> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .flat_map(|value| cookie_pairs(value.as_bytes()))
-        .find_map(|pair| match cookie_split(pair) {
-            (key, Some(value)) if key == name.as_bytes() => std::str::from_utf8(value).ok(),
+        .filter_map(move |pair| match cookie_split(pair) {
+            (key, Some(value)) if key == name.as_bytes() => Some(value),
             _ => None,
         })
 }
@@ -544,7 +553,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append("cookie", HeaderValue::from_static("JSESSIONID=abc; a=1"));
         headers.append("cookie", HeaderValue::from_static("b=2; JSESSIONID=def"));
-        strip_cookies(&mut headers, |name| name == "JSESSIONID");
+        strip_cookies(&mut headers, |name| name == b"JSESSIONID");
         assert_eq!(headers.get("cookie").unwrap(), "a=1; b=2");
         assert_eq!(cookie(&headers, "b"), Some("2"));
         assert_eq!(headers.get_all("cookie").iter().count(), 1);
@@ -552,7 +561,7 @@ mod tests {
         let mut untouched = HeaderMap::new();
         untouched.append("cookie", HeaderValue::from_static("a=1;;b=2"));
         untouched.append("cookie", HeaderValue::from_static("c=3"));
-        strip_cookies(&mut untouched, |name| name == "JSESSIONID");
+        strip_cookies(&mut untouched, |name| name == b"JSESSIONID");
         let values: Vec<_> = untouched.get_all("cookie").iter().collect();
         assert_eq!(values, ["a=1;;b=2", "c=3"]);
         strip_cookies(&mut headers, |_| true);
@@ -575,7 +584,7 @@ mod tests {
         // A value that is not text is not returned, and a later text one is.
         headers.append("cookie", HeaderValue::from_bytes(b"v=\xff; v=ok").unwrap());
         assert_eq!(cookie(&headers, "v"), Some("ok"));
-        strip_cookies(&mut headers, |name| name == "JSESSIONID");
+        strip_cookies(&mut headers, |name| name == b"JSESSIONID");
         let values: Vec<&[u8]> = headers.get_all("cookie").iter().map(HeaderValue::as_bytes).collect();
         assert_eq!(values, [&b"caf\xe9=cr\xe8me; x=1; v=\xff; v=ok"[..]]);
         // Names and values are trimmed of spaces and tabs; a pair without `=` is a name.
@@ -583,7 +592,7 @@ mod tests {
         headers.append("cookie", HeaderValue::from_static(" JSESSIONID ; a = 1 ;; JSESSIONID"));
         assert_eq!(cookie(&headers, "a"), Some("1"));
         assert_eq!(cookie(&headers, "JSESSIONID"), None);
-        strip_cookies(&mut headers, |name| name == "JSESSIONID");
+        strip_cookies(&mut headers, |name| name == b"JSESSIONID");
         assert_eq!(headers.get("cookie").unwrap(), "a = 1");
     }
 }
