@@ -155,7 +155,7 @@ fn header_policy(c: &mut Criterion) {
     group.bench_function("strip_cookies", |b| {
         b.iter_batched_ref(
             || template.clone(),
-            |headers| headers::strip_cookies(headers, |name| name == "JSESSIONID" || name == "__VCAP_ID__"),
+            |headers| headers::strip_cookies(headers, |name| name == b"JSESSIONID" || name == b"__VCAP_ID__"),
             BatchSize::SmallInput,
         )
     });

@@ -62,10 +62,10 @@ type Answer = Result<Response<Body>, GatewayError>;
 // arguments twice (as arguments and as the locals they are moved into), and this future is moved
 // into place for every request.
 pub fn handle<B>(
-    state: Arc<AppState>,
+    state: &AppState,
     request: Request<B>,
     connection: Connection,
-) -> impl std::future::Future<Output = Response<Body>> + Send
+) -> impl std::future::Future<Output = Response<Body>> + Send + '_
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -82,7 +82,7 @@ where
     async move {
         let snapshot = state.snapshot();
         // `upstream`: how long the destination took to answer, when one was called.
-        let (answer, upstream) = route(&state, &snapshot, request, &mut ctx).await;
+        let (answer, upstream) = route(state, &snapshot, request, &mut ctx).await;
         let mut response = match answer {
             Ok(response) => response,
             Err(error) => {
@@ -121,6 +121,9 @@ where
 }
 
 /// What the phases that do not wait decided ([`decide`]).
+// The forwarding variant is the large one on purpose: it is the common case, and boxing it would
+// put an allocation on every public request.
+#[allow(clippy::large_enum_variant)]
 enum Step<'s, 'c> {
     /// Answered here: a preflight, a redirect, a refusal of the framing allowlist.
     Respond(Response<Body>),

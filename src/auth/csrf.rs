@@ -174,7 +174,9 @@ mod tests {
 
     #[test]
     fn method_overrides_make_a_read_state_changing() {
-        let rows: &[(Method, &[(&str, &[u8])], bool)] = &[
+        // Method, request headers, and whether the request counts as state-changing.
+        type Row<'a> = (Method, &'a [(&'a str, &'a [u8])], bool);
+        let rows: &[Row<'_>] = &[
             (Method::GET, &[], false),
             (Method::HEAD, &[("accept", b"*/*")], false),
             (Method::POST, &[], true),

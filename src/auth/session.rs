@@ -496,7 +496,7 @@ mod tests {
     #[test]
     fn session_ids_round_trip_and_reject_garbage() {
         let id = SessionId::generate();
-        assert_eq!(SessionId::parse(&id.to_cookie_value()), Some(id));
+        assert_eq!(SessionId::parse(id.to_cookie_value()), Some(id));
         assert_ne!(SessionId::generate(), id);
         for bad in ["", "abc", "s%3Aforged.sig", &"A".repeat(44), &"*".repeat(43)] {
             assert!(SessionId::parse(bad).is_none(), "{bad}");

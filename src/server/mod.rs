@@ -414,44 +414,78 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        Box::pin(futures_util::FutureExt::map(self.respond(request), Ok))
+        // hyper wants a future of its own: it holds a handle on the state, the fast lane borrows it.
+        let state = self.state.clone();
+        let admitted = self.admit(&request);
+        let (connection, compression) = (self.connection, self.compression);
+        Box::pin(async move { Ok(answer(&state, connection, compression, admitted, request).await) })
     }
 }
 
 impl Handler {
-    /// The answer to `request`. The fast lane keeps this future inside the connection's task;
-    /// hyper gets it boxed ([`tower::Service::call`]).
-    fn respond<B>(&self, request: http::Request<B>) -> impl Future<Output = http::Response<Body>> + Send + 'static
+    /// The answer to `request`, borrowing the handler: the fast lane keeps this future inside the
+    /// connection's task, and the state's reference count is not touched per request (both workers
+    /// would write its cache line).
+    fn respond<B>(&self, request: http::Request<B>) -> impl Future<Output = http::Response<Body>> + Send + '_
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        let admitted = self.admit(&request);
+        answer(&self.state, self.connection, self.compression, admitted, request)
+    }
+
+    /// What is settled before the request is handled: the connection has delivered a request, the
+    /// encodings the client accepts, and a place under `MAX_IN_FLIGHT` (shed at once when full: a
+    /// queue would only add latency to requests that time out anyway).
+    fn admit<B>(&self, request: &http::Request<B>) -> Admitted {
         self.first_request.store(true, Ordering::Release);
-        let state = self.state.clone();
-        let connection = self.connection;
-        let compression = self.compression;
-        let accept = compression::accepted(request.headers());
-        // Shed at once when full: a queue would only add latency to requests that time out anyway.
         let permit = match &self.in_flight {
             Some(limit) => limit.try_enter().map(Some).ok_or(()),
             None => Ok(None),
         };
-        async move {
-            let response = match permit {
-                Ok(permit) => {
-                    let response = pipeline::handle(state, request, connection).await;
-                    drop(permit);
-                    response
-                }
-                Err(_) => Box::pin(overloaded(state, request)).await,
-            };
-            compression::apply(response, accept, compression)
+        Admitted {
+            accept: compression::accepted(request.headers()),
+            permit,
         }
     }
 }
 
+/// See [`Handler::admit`].
+struct Admitted {
+    accept: Vec<http::HeaderValue>,
+    permit: Result<Option<crate::util::GatePass>, ()>,
+}
+
+/// The pipeline's answer, compressed where the rules say.
+// Not an `async fn`: that would keep the arguments twice in a future moved for every request.
+#[allow(clippy::manual_async_fn)]
+fn answer<B>(
+    state: &AppState,
+    connection: Connection,
+    compression: crate::config::CompressionConfig,
+    admitted: Admitted,
+    request: http::Request<B>,
+) -> impl Future<Output = http::Response<Body>> + Send + '_
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    async move {
+        let response = match admitted.permit {
+            Ok(permit) => {
+                let response = pipeline::handle(state, request, connection).await;
+                drop(permit);
+                response
+            }
+            Err(()) => Box::pin(overloaded(state, request)).await,
+        };
+        compression::apply(response, admitted.accept, compression)
+    }
+}
+
 /// The answer when `MAX_IN_FLIGHT` requests are already being handled.
-async fn overloaded<B>(state: Arc<AppState>, request: http::Request<B>) -> http::Response<Body> {
+async fn overloaded<B>(state: &AppState, request: http::Request<B>) -> http::Response<Body> {
     state.metrics.shed(Shed::InFlight);
     let snapshot = state.snapshot();
     crate::error::respond(&GatewayError::Overloaded, &snapshot.config, request.uri().path()).await
