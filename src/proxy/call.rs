@@ -37,7 +37,7 @@ pub async fn call(
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     Ok(upstream
-        .send(destination, request, tokio::time::Instant::now())
+        .send(destination, request, Default::default(), tokio::time::Instant::now())
         .await?
         .status())
 }

@@ -45,11 +45,16 @@ pub fn forward<'d>(
     parts.uri = uri;
     // The upstream connection picks its own protocol (ALPN); hyper wants HTTP/1.1 semantics here.
     parts.version = Version::HTTP_11;
-    headers::upstream_request(&mut parts.headers, &request.forwarding);
+    let added = headers::upstream_request_apart(&mut parts.headers, &request.forwarding);
     if !destination.preserve_host_header || !parts.headers.contains_key(header::HOST) {
         parts.headers.insert(header::HOST, destination.host_header.clone());
     }
-    let sent = upstream.send(destination, http::Request::from_parts(parts, body), request.started);
+    let sent = upstream.send(
+        destination,
+        http::Request::from_parts(parts, body),
+        added,
+        request.started,
+    );
     Either::Right(sent.map(|response| {
         let (mut parts, body) = response?.into_parts();
         // The client's connection has its own protocol; an HTTP/1.0 backend must not downgrade it.

@@ -13,6 +13,8 @@ const X_FORWARDED_PATH: HeaderName = HeaderName::from_static("x-forwarded-path")
 const X_CORRELATIONID: HeaderName = HeaderName::from_static("x-correlationid");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+/// `00-` + 32 hex digits + `-` + 16 hex digits + `-` + 2 hex digits.
+const TRACEPARENT_LEN: usize = 55;
 
 /// Hop-by-hop headers (RFC 9110 7.6.1) plus the legacy ones the reference also drops. A `match`
 /// on the lower-case name: the compiler dispatches on its length before comparing bytes.
@@ -72,7 +74,7 @@ impl Doomed {
 }
 
 /// Removes the headers `listed` says (it is given lower-case names) and every header named in
-/// `Connection:`; `seen` is shown every name present, in the same pass. Passes over the names
+/// `Connection:`; `seen` is shown every name that stays, in the same pass. Passes over the names
 /// present (a request carries a dozen) instead of a lookup for each listed name; a header is looked
 /// up only to be removed.
 fn remove_matching(headers: &mut HeaderMap, listed: impl Fn(&str) -> bool, mut seen: impl FnMut(&str)) {
@@ -103,9 +105,10 @@ fn remove_matching(headers: &mut HeaderMap, listed: impl Fn(&str) -> bool, mut s
     let options = &options[..option_count];
     for name in headers.keys() {
         let name_text = name.as_str();
-        seen(name_text);
         if listed(name_text) || options.iter().any(|option| option.eq_ignore_ascii_case(name_text)) {
             doomed.push(name.clone());
+        } else {
+            seen(name_text);
         }
     }
     for name in doomed.first.into_iter().flatten().chain(doomed.more) {
@@ -185,8 +188,13 @@ pub struct Forwarding<'a> {
 
 /// Applies the request policy to the headers that go to a destination.
 pub fn upstream_request(headers: &mut HeaderMap, forwarding: &Forwarding<'_>) {
-    // Room for what is added below: growing the map rehashes it, once per doubling.
-    headers.reserve(6);
+    upstream_request_apart(headers, forwarding).insert_into(headers);
+}
+
+/// Applies the request policy to `headers` except for the headers it adds, which it returns: the
+/// inline client writes them straight into the request head ([`Added::write_to`]), without a hash
+/// and an allocation per header; every other client puts them into the map ([`Added::insert_into`]).
+pub fn upstream_request_apart<'a>(headers: &mut HeaderMap, forwarding: &Forwarding<'a>) -> Added<'a> {
     // Which of the headers read below are there, noted in the policy's pass over the names
     // instead of a lookup each (mostly they are not).
     let mut present = Present::default();
@@ -197,10 +205,21 @@ pub fn upstream_request(headers: &mut HeaderMap, forwarding: &Forwarding<'_>) {
             "traceparent" => present.traceparent = true,
             "tracestate" => present.tracestate = true,
             "x-forwarded-for" => present.forwarded_for = true,
+            "x-forwarded-host" => present.forwarded_host = true,
+            "x-forwarded-proto" => present.forwarded_proto = true,
+            "x-forwarded-path" => present.forwarded_path = true,
+            "x-correlationid" => present.correlation_id = true,
             _ => {}
         },
     );
-    trace_context(headers, &present);
+    let mut added = Added {
+        traceparent: trace_context(headers, &present),
+        forwarded_for: None,
+        forwarded_host: None,
+        forwarded_proto: None,
+        forwarded_path: None,
+        correlation_id: Some(forwarding.correlation_id),
+    };
     if forwarding.set_x_forwarded {
         // Appending, never copying: the backend sees the whole chain with our peer last.
         let peer = IpText::of(forwarding.peer);
@@ -208,31 +227,33 @@ pub fn upstream_request(headers: &mut HeaderMap, forwarding: &Forwarding<'_>) {
             true => headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
             false => None,
         };
-        let chain = match existing {
+        match existing {
             Some(existing) if !existing.trim().is_empty() => {
                 let existing = existing.as_bytes();
                 let mut chain = Vec::with_capacity(existing.len() + 2 + peer.len);
                 chain.extend_from_slice(existing);
                 chain.extend_from_slice(b", ");
                 chain.extend_from_slice(peer.as_bytes());
-                HeaderValue::from_maybe_shared(bytes::Bytes::from(chain))
+                if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(chain)) {
+                    headers.insert(X_FORWARDED_FOR, value);
+                }
             }
-            _ => HeaderValue::from_bytes(peer.as_bytes()),
-        };
-        if let Ok(value) = chain {
-            headers.insert(X_FORWARDED_FOR, value);
-        }
-        // One lookup each: what the client sent is kept.
-        if let Some(host) = &forwarding.host {
-            headers.entry(X_FORWARDED_HOST).or_insert_with(|| host.clone());
-        }
-        headers
-            .entry(X_FORWARDED_PROTO)
-            .or_insert_with(|| HeaderValue::from_static(if forwarding.scheme == "https" { "https" } else { "http" }));
-        if let header::Entry::Vacant(slot) = headers.entry(X_FORWARDED_PATH) {
-            if let Ok(value) = HeaderValue::from_str(forwarding.original_path) {
-                slot.insert(value);
+            _ => {
+                if present.forwarded_for {
+                    headers.remove(X_FORWARDED_FOR);
+                }
+                added.forwarded_for = Some(peer);
             }
+        }
+        // What the client sent is kept.
+        if !present.forwarded_host {
+            added.forwarded_host = forwarding.host.clone();
+        }
+        if !present.forwarded_proto {
+            added.forwarded_proto = Some(if forwarding.scheme == "https" { "https" } else { "http" });
+        }
+        if !present.forwarded_path && is_header_text(forwarding.original_path.as_bytes()) {
+            added.forwarded_path = Some(forwarding.original_path);
         }
     } else {
         let forwarded: Vec<HeaderName> = headers
@@ -244,7 +265,96 @@ pub fn upstream_request(headers: &mut HeaderMap, forwarding: &Forwarding<'_>) {
             headers.remove(name);
         }
     }
-    headers.insert(X_CORRELATIONID, forwarding.correlation_id.clone());
+    // Ours replaces the client's.
+    if present.correlation_id {
+        headers.remove(X_CORRELATIONID);
+    }
+    added
+}
+
+/// What `HeaderValue` accepts: visible ASCII, space, tab and bytes above 127.
+fn is_header_text(value: &[u8]) -> bool {
+    value.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+}
+
+/// The headers the request policy adds, none of them in the request's map (where the client sent
+/// one that ours replaces, the client's is gone from the map). `Added::default()`: none.
+#[derive(Default)]
+pub struct Added<'a> {
+    traceparent: Option<[u8; TRACEPARENT_LEN]>,
+    forwarded_for: Option<IpText>,
+    forwarded_host: Option<HeaderValue>,
+    forwarded_proto: Option<&'static str>,
+    forwarded_path: Option<&'a str>,
+    correlation_id: Option<&'a HeaderValue>,
+}
+
+impl Added<'_> {
+    /// The fields, name and value, in the order they are written.
+    fn fields(&self) -> [(&'static str, Option<&[u8]>); 6] {
+        [
+            ("traceparent", self.traceparent.as_ref().map(|text| &text[..])),
+            ("x-forwarded-for", self.forwarded_for.as_ref().map(IpText::as_bytes)),
+            (
+                "x-forwarded-host",
+                self.forwarded_host.as_ref().map(HeaderValue::as_bytes),
+            ),
+            ("x-forwarded-proto", self.forwarded_proto.map(str::as_bytes)),
+            ("x-forwarded-path", self.forwarded_path.map(str::as_bytes)),
+            ("x-correlationid", self.correlation_id.map(HeaderValue::as_bytes)),
+        ]
+    }
+
+    /// The bytes [`Added::write_to`] writes.
+    pub fn encoded_len(&self) -> usize {
+        self.fields()
+            .iter()
+            .map(|(name, value)| value.map_or(0, |value| name.len() + value.len() + 4))
+            .sum()
+    }
+
+    /// Writes the headers as HTTP/1.1 header lines (`name: value\r\n`).
+    pub fn write_to(&self, head: &mut Vec<u8>) {
+        for (name, value) in self.fields() {
+            if let Some(value) = value {
+                head.extend_from_slice(name.as_bytes());
+                head.extend_from_slice(b": ");
+                head.extend_from_slice(value);
+                head.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// Puts the headers into `headers`.
+    pub fn insert_into(self, headers: &mut HeaderMap) {
+        // Room for them all: growing the map rehashes it, once per doubling.
+        headers.reserve(6);
+        if let Some(text) = self.traceparent {
+            // Always valid: hex digits and dashes.
+            if let Ok(value) = HeaderValue::from_bytes(&text) {
+                headers.insert(TRACEPARENT, value);
+            }
+        }
+        if let Some(peer) = self.forwarded_for {
+            if let Ok(value) = HeaderValue::from_bytes(peer.as_bytes()) {
+                headers.insert(X_FORWARDED_FOR, value);
+            }
+        }
+        if let Some(host) = self.forwarded_host {
+            headers.insert(X_FORWARDED_HOST, host);
+        }
+        if let Some(proto) = self.forwarded_proto {
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        }
+        if let Some(path) = self.forwarded_path {
+            if let Ok(value) = HeaderValue::from_str(path) {
+                headers.insert(X_FORWARDED_PATH, value);
+            }
+        }
+        if let Some(id) = self.correlation_id {
+            headers.insert(X_CORRELATIONID, id.clone());
+        }
+    }
 }
 
 /// Applies the response policy to the headers that go back to the client.
@@ -354,12 +464,16 @@ struct Present {
     traceparent: bool,
     tracestate: bool,
     forwarded_for: bool,
+    forwarded_host: bool,
+    forwarded_proto: bool,
+    forwarded_path: bool,
+    correlation_id: bool,
 }
 
 /// W3C Trace Context: one valid `traceparent` passes through with its `tracestate`; a missing or
 /// invalid one is replaced by a new trace id, and `tracestate` is dropped with it (the
-/// specification ties it to the `traceparent` it came with).
-fn trace_context(headers: &mut HeaderMap, present: &Present) {
+/// specification ties it to the `traceparent` it came with). Returns the new one, to be added.
+fn trace_context(headers: &mut HeaderMap, present: &Present) -> Option<[u8; TRACEPARENT_LEN]> {
     let valid = present.traceparent && {
         let mut values = headers.get_all(TRACEPARENT).iter();
         match (values.next(), values.next()) {
@@ -367,18 +481,22 @@ fn trace_context(headers: &mut HeaderMap, present: &Present) {
             _ => false,
         }
     };
-    if !valid {
-        if present.tracestate {
-            headers.remove(TRACESTATE);
-        }
-        headers.insert(TRACEPARENT, new_traceparent());
+    if valid {
+        return None;
     }
+    if present.tracestate {
+        headers.remove(TRACESTATE);
+    }
+    if present.traceparent {
+        headers.remove(TRACEPARENT);
+    }
+    Some(new_traceparent())
 }
 
 /// `version-traceid-parentid-flags` in lowercase hex; version `ff` and all-zero ids are invalid,
 /// and a later version may append fields after a `-`.
 fn valid_traceparent(value: &[u8]) -> bool {
-    const LEN: usize = 55;
+    const LEN: usize = TRACEPARENT_LEN;
     let hex = |bytes: &[u8]| bytes.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
     let nonzero = |bytes: &[u8]| bytes.iter().any(|b| *b != b'0');
     if value.len() < LEN || value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
@@ -400,7 +518,7 @@ fn valid_traceparent(value: &[u8]) -> bool {
 }
 
 /// A new `traceparent`: version 00, random trace and parent ids, not sampled.
-fn new_traceparent() -> HeaderValue {
+fn new_traceparent() -> [u8; TRACEPARENT_LEN] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut random = [0u8; 24];
     random[..16].copy_from_slice(&crate::util::fast_id());
@@ -421,9 +539,7 @@ fn new_traceparent() -> HeaderValue {
     text[52..].copy_from_slice(b"-00");
     // Random ids are all-zero with negligible probability; that value would only be replaced by
     // the next hop, never trusted.
-    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static(
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
-    ))
+    text
 }
 
 #[cfg(test)]
@@ -512,6 +628,118 @@ mod tests {
     }
 
     use super::*;
+
+    /// The headers a backend gets, sorted, with a newly made `traceparent` as `new`.
+    fn as_sent(headers: &HeaderMap, extra: &[u8]) -> Vec<(String, String)> {
+        let text = std::str::from_utf8(extra).expect("text");
+        assert!(text.is_empty() || text.ends_with("\r\n"), "{text:?}");
+        let lines = text.split_terminator("\r\n").map(|line| {
+            let (name, value) = line.split_once(": ").expect("name: value");
+            (name.to_owned(), value.to_owned())
+        });
+        let mut all: Vec<(String, String)> = headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.to_str().expect("text").to_owned()))
+            .chain(lines)
+            .map(|(name, value)| match name.as_str() {
+                "traceparent" if !value.starts_with("00-4bf92f") => (name, "new".to_owned()),
+                _ => (name, value),
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn headers_added_apart_are_those_the_map_would_get() {
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let correlation_id = HeaderValue::from_static("3f2b8c9e-5d1a");
+        let table: &[(&[(&str, &str)], bool, &str)] = &[
+            (&[("host", "app.example.com")], true, "/a/b"),
+            (
+                &[
+                    ("host", "app.example.com"),
+                    ("x-forwarded-for", "192.0.2.1"),
+                    ("x-forwarded-host", "outer.example.com"),
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-path", "/outer"),
+                    ("x-correlationid", "theirs"),
+                    ("traceparent", valid),
+                    ("tracestate", "vendor=1"),
+                ],
+                true,
+                "/a",
+            ),
+            (
+                &[
+                    ("x-forwarded-for", " "),
+                    ("traceparent", "garbage"),
+                    ("tracestate", "vendor=1"),
+                    ("connection", "x-forwarded-host"),
+                    ("x-forwarded-host", "hop.example.com"),
+                ],
+                true,
+                "/",
+            ),
+            (
+                &[
+                    ("x-forwarded-for", "192.0.2.1"),
+                    ("x-forwarded-host", "outer"),
+                    ("x-correlationid", "theirs"),
+                ],
+                false,
+                "/a",
+            ),
+            // A path that makes no header value gets none.
+            (&[], true, "/a\u{7f}"),
+        ];
+        for (index, (sent, set_x_forwarded, path)) in table.iter().enumerate() {
+            let mut client = HeaderMap::new();
+            for (name, value) in *sent {
+                client.append(*name, HeaderValue::from_str(value).unwrap());
+            }
+            let forwarding = Forwarding {
+                peer: std::net::Ipv4Addr::new(10, 0, 0, 7).into(),
+                scheme: "https",
+                host: Some(HeaderValue::from_static("app.example.com")),
+                original_path: path,
+                set_x_forwarded: *set_x_forwarded,
+                correlation_id: &correlation_id,
+            };
+            let mut inserted = client.clone();
+            upstream_request(&mut inserted, &forwarding);
+            let mut apart = client.clone();
+            let added = upstream_request_apart(&mut apart, &forwarding);
+            let mut written = Vec::new();
+            added.write_to(&mut written);
+            assert_eq!(written.len(), added.encoded_len(), "row {index}");
+            assert_eq!(as_sent(&apart, &written), as_sent(&inserted, b""), "row {index}");
+        }
+        // The policy's own values where the client sent none or one it may not set.
+        let mut headers = HeaderMap::new();
+        headers.append("connection", HeaderValue::from_static("x-forwarded-host"));
+        headers.append("x-forwarded-host", HeaderValue::from_static("hop.example.com"));
+        headers.append("x-correlationid", HeaderValue::from_static("theirs"));
+        upstream_request(
+            &mut headers,
+            &Forwarding {
+                peer: std::net::Ipv4Addr::new(10, 0, 0, 7).into(),
+                scheme: "https",
+                host: Some(HeaderValue::from_static("app.example.com")),
+                original_path: "/a",
+                set_x_forwarded: true,
+                correlation_id: &correlation_id,
+            },
+        );
+        assert_eq!(headers["x-forwarded-host"], "app.example.com");
+        assert_eq!(headers["x-forwarded-for"], "10.0.0.7");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-path"], "/a");
+        assert_eq!(
+            headers.get_all("x-correlationid").iter().collect::<Vec<_>>(),
+            [&correlation_id]
+        );
+    }
 
     #[test]
     fn connection_named_headers_are_removed() {

@@ -113,13 +113,14 @@ impl Upstream {
         &'a self,
         destination: &'a Destination,
         request: http::Request<Body>,
+        added: headers::Added<'_>,
         started: tokio::time::Instant,
     ) -> impl Future<Output = Result<http::Response<Body>, Error>> + Send + 'a {
         let deadline = started + destination.timeout;
         // The pool enforces the deadline: its inline client without a timer per request.
         let sent = match self.client_for(destination) {
-            UpstreamClient::Direct(pool) => Either::Left(pool.send(request, deadline)),
-            UpstreamClient::Tunnel(pool) => Either::Right(pool.send(request, deadline)),
+            UpstreamClient::Direct(pool) => Either::Left(pool.send(request, added, deadline)),
+            UpstreamClient::Tunnel(pool) => Either::Right(pool.send(request, added, deadline)),
         };
         sent.map(move |sent| match sent {
             Err(PoolError::TimedOut) => Err(Error::UpstreamTimeout(destination.name.clone())),

@@ -214,7 +214,8 @@ where
     C::Future: Send,
     C::Error: Into<BoxError>,
 {
-    /// Sends `request` (absolute URI) on an idle connection of this thread or a new one. A request
+    /// Sends `request` (absolute URI) with the headers `added` on an idle connection of this
+    /// thread or a new one. A request
     /// that a reused connection closed on before taking it is sent once more on a new connection.
     ///
     /// # Errors
@@ -222,7 +223,8 @@ where
     /// client [`PoolError::Io`] or [`PoolError::InvalidResponse`].
     pub fn send(
         &self,
-        request: Request<Body>,
+        mut request: Request<Body>,
+        added: super::headers::Added<'_>,
         deadline: Instant,
     ) -> impl Future<Output = Result<Response<Body>, PoolError>> + Send + '_ {
         use futures_util::future::Either;
@@ -232,8 +234,9 @@ where
         };
         if self.inline && inline::applies(&request) {
             // The inline client keeps the deadline with the connection (see `inline::Conn`).
-            return Either::Left(Either::Right(inline::send(home, request, deadline)));
+            return Either::Left(Either::Right(inline::send(home, request, &added, deadline)));
         }
+        added.insert_into(request.headers_mut());
         // Boxed: hyper's path (bodies, TLS, HTTP/2, tunnels) makes a future several times the
         // inline one's size, which every request would otherwise carry and move.
         Either::Right(Box::pin(async move {

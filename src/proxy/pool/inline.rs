@@ -15,6 +15,8 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
+
+use crate::proxy::headers::Added;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -84,9 +86,10 @@ pub(super) fn applies(request: &Request<Body>) -> bool {
 pub(super) fn send(
     home: Home,
     request: Request<Body>,
+    added: &Added<'_>,
     deadline: Instant,
 ) -> impl Future<Output = Result<Response<Body>, PoolError>> + Send {
-    let head = encode_head(&request);
+    let head = encode_head(&request, added);
     let method = request.method();
     let is_head = method == Method::HEAD;
     let idempotent = method == Method::GET
@@ -326,9 +329,9 @@ async fn connect(authority: &Authority, deadline: Instant) -> Result<Conn, PoolE
 
 // === impl request head ===
 
-/// `METHOD origin-form HTTP/1.1`, the headers as they are, and a `host` from the URI when the
-/// caller set none, in one buffer for one write.
-fn encode_head(request: &Request<Body>) -> Vec<u8> {
+/// `METHOD origin-form HTTP/1.1`, the headers as they are, those `added`, and a `host` from the
+/// URI when the caller set none, in one buffer for one write.
+fn encode_head(request: &Request<Body>, added: &Added<'_>) -> Vec<u8> {
     let method = request.method().as_str();
     let uri = request.uri();
     let path = uri.path_and_query().map_or("/", PathAndQuery::as_str);
@@ -351,6 +354,7 @@ fn encode_head(request: &Request<Body>) -> Vec<u8> {
         + 16
         + host.map_or(0, |host| host.as_str().len() + 8)
         + fields
+        + added.encoded_len()
         + if zero_length { 20 } else { 0 };
     let mut head = Vec::with_capacity(size);
     head.extend_from_slice(method.as_bytes());
@@ -371,6 +375,7 @@ fn encode_head(request: &Request<Body>) -> Vec<u8> {
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
+    added.write_to(&mut head);
     if zero_length {
         head.extend_from_slice(b"content-length: 0\r\n");
     }

@@ -258,7 +258,7 @@ fn request_heads_are_written_in_origin_form_with_the_headers_as_given() {
     request.headers_mut().insert("x-one", HeaderValue::from_static("1"));
     request.headers_mut().append("x-one", HeaderValue::from_static("2"));
     assert_eq!(
-        String::from_utf8(encode_head(&request)).expect("utf-8"),
+        String::from_utf8(encode_head(&request, &Added::default())).expect("utf-8"),
         "DELETE /a/b?c=d HTTP/1.1\r\nhost: backend:8080\r\nx-one: 1\r\nx-one: 2\r\n\r\n"
     );
     // A host of the caller's own is kept; a body that has not ended gets its zero length.
@@ -270,7 +270,7 @@ fn request_heads_are_written_in_origin_form_with_the_headers_as_given() {
         .insert("host", HeaderValue::from_static("example.com"));
     assert!(applies(&request));
     assert_eq!(
-        String::from_utf8(encode_head(&request)).expect("utf-8"),
+        String::from_utf8(encode_head(&request, &Added::default())).expect("utf-8"),
         "POST / HTTP/1.1\r\nhost: example.com\r\ncontent-length: 0\r\n\r\n"
     );
 }
@@ -409,7 +409,7 @@ async fn one_connection_carries_requests_whose_bodies_were_read() {
         "ok".to_string(),
     ];
     for body in expected {
-        let response = send(home.clone(), get(&home, Method::GET), later())
+        let response = send(home.clone(), get(&home, Method::GET), &Added::default(), later())
             .await
             .expect("response");
         assert_eq!(text(response).await.expect("body"), body);
@@ -437,13 +437,13 @@ async fn a_body_dropped_before_its_end_closes_its_connection() {
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
     ])
     .await;
-    let mut response = send(home.clone(), get(&home, Method::GET), later())
+    let mut response = send(home.clone(), get(&home, Method::GET), &Added::default(), later())
         .await
         .expect("response");
     response.body_mut().frame().await.expect("a frame").expect("data");
     drop(response);
     for body in ["ok", "ok", "until close", "ok"] {
-        let response = send(home.clone(), get(&home, Method::GET), later())
+        let response = send(home.clone(), get(&home, Method::GET), &Added::default(), later())
             .await
             .expect("response");
         assert_eq!(text(response).await.expect("body"), body);
@@ -458,18 +458,20 @@ async fn an_idempotent_request_on_a_connection_closed_under_it_is_sent_again() {
     let ok: Answer = (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false);
     let (home, accepted) = scripted(vec![ok, (b"", true), ok, (b"", true)]).await;
     for method in [Method::GET, Method::PUT] {
-        let response = send(home.clone(), get(&home, method), later()).await.expect("response");
+        let response = send(home.clone(), get(&home, method), &Added::default(), later())
+            .await
+            .expect("response");
         assert_eq!(text(response).await.expect("body"), "ok");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 
     // Not so a POST: the server may have acted on it.
     let (home, accepted) = scripted(vec![ok, (b"", true), ok]).await;
-    let response = send(home.clone(), get(&home, Method::POST), later())
+    let response = send(home.clone(), get(&home, Method::POST), &Added::default(), later())
         .await
         .expect("response");
     assert_eq!(text(response).await.expect("body"), "ok");
-    let error = send(home.clone(), get(&home, Method::POST), later())
+    let error = send(home.clone(), get(&home, Method::POST), &Added::default(), later())
         .await
         .expect_err("closed");
     assert!(matches!(error, PoolError::Io(_)), "{error:?}");
@@ -488,13 +490,13 @@ async fn a_body_cut_short_fails_and_an_invalid_head_is_an_error() {
     ])
     .await;
     for _ in 0..2 {
-        let response = send(home.clone(), get(&home, Method::GET), later())
+        let response = send(home.clone(), get(&home, Method::GET), &Added::default(), later())
             .await
             .expect("response");
         let error = text(response).await.expect_err("cut short");
         assert_eq!(error.to_string(), "invalid response: response body ended early");
     }
-    let error = send(home.clone(), get(&home, Method::GET), later())
+    let error = send(home.clone(), get(&home, Method::GET), &Added::default(), later())
         .await
         .expect_err("invalid");
     assert!(
@@ -515,7 +517,7 @@ async fn a_refused_connection_is_a_connect_error() {
         authority: address.to_string().parse().expect("authority"),
         max_idle: 4,
     };
-    let error = send(home.clone(), get(&home, Method::GET), later())
+    let error = send(home.clone(), get(&home, Method::GET), &Added::default(), later())
         .await
         .expect_err("refused");
     assert!(matches!(error, PoolError::Connect(_)), "{error:?}");
@@ -529,7 +531,7 @@ async fn a_head_later_than_its_deadline_times_out_on_new_and_reused_connections(
     let answered = |deadline: Instant| {
         let home = home.clone();
         async move {
-            let response = send(home.clone(), get(&home, Method::GET), deadline)
+            let response = send(home.clone(), get(&home, Method::GET), &Added::default(), deadline)
                 .await
                 .expect("response");
             assert_eq!(text(response).await.expect("body"), "ok");
@@ -540,7 +542,7 @@ async fn a_head_later_than_its_deadline_times_out_on_new_and_reused_connections(
         let home = home.clone();
         async move {
             let started = Instant::now();
-            let error = send(home.clone(), get(&home, Method::GET), started + wait)
+            let error = send(home.clone(), get(&home, Method::GET), &Added::default(), started + wait)
                 .await
                 .expect_err("silent backend");
             let waited = started.elapsed();
