@@ -152,6 +152,24 @@ fn header_policy(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // What the inline client runs: the policy with its added headers written as head lines.
+    group.bench_function("upstream_request_apart", |b| {
+        b.iter_batched_ref(
+            || (template.clone(), Vec::with_capacity(512)),
+            |(headers, head)| {
+                let forwarding = Forwarding {
+                    peer: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)),
+                    scheme: "https",
+                    host: host.clone(),
+                    original_path: "/odata/v4/service16/Orders(42)",
+                    set_x_forwarded: true,
+                    correlation_id: &correlation_id,
+                };
+                headers::upstream_request_apart(headers, &forwarding).write_to(head);
+            },
+            BatchSize::SmallInput,
+        )
+    });
     group.bench_function("strip_cookies", |b| {
         b.iter_batched_ref(
             || template.clone(),

@@ -228,6 +228,8 @@ pub fn upstream_request_apart<'a>(headers: &mut HeaderMap, forwarding: &Forwardi
             false => None,
         };
         match existing {
+            // A chain (a client behind another proxy, rare) is rebuilt in the map; our peer alone
+            // is added apart.
             Some(existing) if !existing.trim().is_empty() => {
                 let existing = existing.as_bytes();
                 let mut chain = Vec::with_capacity(existing.len() + 2 + peer.len);
