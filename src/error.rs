@@ -42,7 +42,7 @@ impl GatewayError {
             GatewayError::Routing(R::RouteNotFound) => StatusCode::NOT_FOUND,
             GatewayError::Routing(R::MethodNotAllowed { .. }) => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Routing(R::UnknownDestination(_)) => StatusCode::NOT_FOUND,
-            GatewayError::Routing(R::PathTraversal) => StatusCode::BAD_REQUEST,
+            GatewayError::Routing(R::PathTraversal | R::EncodedSlash | R::NestedEncoding) => StatusCode::BAD_REQUEST,
             GatewayError::Proxy(P::UpstreamTimeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Proxy(P::InvalidUpstreamUri(_)) => StatusCode::BAD_REQUEST,
             GatewayError::Proxy(_) => StatusCode::BAD_GATEWAY,

@@ -198,7 +198,9 @@ where
     B::Error: Into<BoxError>,
 {
     let config = &snapshot.config;
-    check(&request, config)?;
+    let mut request = request;
+    check(&request)?;
+    normalize(&mut request, config, ctx)?;
     let (parts, incoming) = request.into_parts();
     let origin = Origin {
         scheme: ctx.connection.scheme,
@@ -503,7 +505,7 @@ fn strip_sap_idp(url: &str) -> (std::borrow::Cow<'_, str>, Option<String>) {
 }
 
 /// Refuses requests that are malformed in ways a proxy must not pass on.
-fn check<B>(request: &Request<B>, config: &Config) -> Result<(), GatewayError> {
+fn check<B>(request: &Request<B>) -> Result<(), GatewayError> {
     // One pass over the fields (each value of a repeated name) instead of three lookups.
     let (mut coded, mut lengths) = (false, 0);
     for (name, _) in request.headers() {
@@ -518,6 +520,32 @@ fn check<B>(request: &Request<B>, config: &Config) -> Result<(), GatewayError> {
     }
     if request.uri().path_and_query().is_none() || !request.uri().path().starts_with('/') {
         return Err(GatewayError::BadRequest("request target must be a path"));
+    }
+    Ok(())
+}
+
+/// Gives the request the one path that the route table, the scope check and the backend all see
+/// ([`routing::normalize_path`]: slashes merged, unreserved characters decoded, encoded slashes and
+/// nested encodings refused), then refuses traversals in it.
+fn normalize<B>(request: &mut Request<B>, config: &Config, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+    let Some(target) = request.uri().path_and_query() else {
+        return Ok(());
+    };
+    if let std::borrow::Cow::Owned(mut normal) =
+        routing::normalize_path(target.path(), config.server.allow_encoded_slash)?
+    {
+        if let Some(query) = target.query() {
+            normal.push('?');
+            normal.push_str(query);
+        }
+        let invalid = |_| GatewayError::BadRequest("request target is not a valid path");
+        let target = http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(normal)).map_err(invalid)?;
+        // Scheme and authority (absolute-form, HTTP/2) stay; only the path changes.
+        let mut uri = std::mem::take(request.uri_mut()).into_parts();
+        uri.path_and_query = Some(target.clone());
+        *request.uri_mut() =
+            http::Uri::from_parts(uri).map_err(|_| GatewayError::BadRequest("request target is not a valid path"))?;
+        ctx.target = Some(target);
     }
     if config.server.path_validation {
         routing::validate_path(request.uri().path())?;

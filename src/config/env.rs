@@ -397,6 +397,7 @@ pub fn server_settings(env: &Env, errors: &mut Error) -> ServerSettings {
         backend_max_idle,
         ca_cert_paths,
         path_validation: env.flag("DISABLE_PATHNAME_VALIDATION", errors) != Some(true),
+        allow_encoded_slash: env.flag("ALLOW_ENCODED_SLASH", errors) == Some(true),
         tls: tls_files(env, errors),
         admin: admin_address(env, errors),
         max_connections: limit(env, "MAX_CONNECTIONS", Some(DEFAULT_MAX_CONNECTIONS), errors).map(|n| n as usize),

@@ -192,6 +192,8 @@ pub struct ServerSettings {
     pub ca_cert_paths: Vec<PathBuf>,
     /// `DISABLE_PATHNAME_VALIDATION`.
     pub path_validation: bool,
+    /// `ALLOW_ENCODED_SLASH` (default false): a `%2F` in the path is kept encoded instead of refused.
+    pub allow_encoded_slash: bool,
     /// `TLS_CERT_PATH` + `TLS_KEY_PATH`: serve HTTPS instead of plain HTTP.
     pub tls: Option<TlsFiles>,
     /// `ADMIN_ADDRESS` (default `127.0.0.1:9090`; `off` disables): health and metrics listener.

@@ -64,9 +64,11 @@ pub fn forward<'d>(
     }))
 }
 
-/// `trimEnd(url, '/') + '/' + trimStart(path, '/')`, as the reference joins them.
+/// The destination's path, one `/`, and the routed URL without its own leading `/`. Only that one
+/// slash goes: the reference trims every leading slash, which let `//admin` match one route and
+/// reach the backend as `/admin`.
 fn upstream_uri(destination: &Destination, url: &str) -> Result<Uri, Error> {
-    let url = url.trim_start_matches('/');
+    let url = url.strip_prefix('/').unwrap_or(url);
     let mut path = String::with_capacity(destination.base_path.len() + 1 + url.len());
     path.push_str(&destination.base_path);
     path.push('/');

@@ -7,6 +7,10 @@ use http::Method;
 
 use crate::config::{Config, Destination, DestinationRef, Route, RouteKind};
 
+mod normalize;
+
+pub use normalize::normalize_path;
+
 /// Why a request cannot be routed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
@@ -25,6 +29,12 @@ pub enum Error {
     /// The decoded path leaves its root or hides a traversal.
     #[error("path traversal or malformed path")]
     PathTraversal,
+    /// The path holds an encoded slash (`%2F`), which `ALLOW_ENCODED_SLASH` does not allow.
+    #[error("encoded slash in the path")]
+    EncodedSlash,
+    /// The path holds an encoding of an encoding (`%2561`), one decode away from another path.
+    #[error("nested percent-encoding in the path")]
+    NestedEncoding,
 }
 
 /// The route chosen for a request: borrowed from the configuration (`'c`) and from the request's
@@ -49,43 +59,69 @@ impl<'c> RouteMatch<'c, '_> {
     }
 }
 
-/// Finds the first route for `method` and `url` (path with query, as received).
+/// Finds the first route for `method` and `url` (normalised path with query).
+///
+/// Sources match the URL with its query, as in the reference; a route whose source matches the path
+/// alone is taken too, at its place in the table. So a query never moves a request past the first
+/// route its path reaches (`/secret?x=1` still finds `^/secret$`), and tables that match on queries
+/// keep working.
 ///
 /// # Errors
 /// [`Error::RouteNotFound`], [`Error::MethodNotAllowed`] or [`Error::UnknownDestination`].
 pub fn match_route<'c, 'u>(config: &'c Config, method: &Method, url: &'u str) -> Result<RouteMatch<'c, 'u>, Error> {
     let mut path_matched: Option<Vec<Method>> = None;
+    // The path alone, when there is a query to leave out.
+    let path = url.find('?').map(|end| &url[..end]);
     // A `^literal(.*)$` source answers an ASCII URL (every URL that arrives percent-encoded) without
     // the regex engine.
     let ascii = url.is_ascii();
+    let matches = |route: &Route, text: &str| match (&route.prefix, ascii) {
+        (Some(prefix), true) => prefix.rest(text).is_some(),
+        _ => route.source.is_match(text),
+    };
     let found = match &config.route_set {
-        // Large tables: one pass finds every route whose source matches, in order.
-        Some(set) => set
-            .matches(url)
-            .iter()
-            .filter_map(|index| config.routes.get(index))
-            .find(|route| allowed(route, method, &mut path_matched)),
+        // Large tables: one pass (two with a query) finds every route whose source matches.
+        Some(set) => {
+            let by_url = set.matches(url);
+            let by_path = path.map(|path| set.matches(path));
+            (0..config.routes.len())
+                .filter(|&index| by_url.matched(index) || by_path.as_ref().is_some_and(|m| m.matched(index)))
+                .filter_map(|index| Some((config.routes.get(index)?, by_url.matched(index))))
+                .find(|(route, _)| allowed(route, method, &mut path_matched))
+        }
         None => config
             .routes
             .iter()
-            .filter(|route| match (&route.prefix, ascii) {
-                (Some(prefix), true) => prefix.rest(url).is_some(),
-                _ => route.source.is_match(url),
+            .filter_map(|route| {
+                if matches(route, url) {
+                    Some((route, true))
+                } else {
+                    path.filter(|path| matches(route, path)).map(|_| (route, false))
+                }
             })
-            .find(|route| allowed(route, method, &mut path_matched)),
+            .find(|(route, _)| allowed(route, method, &mut path_matched)),
     };
-    if let Some(route) = found {
+    if let Some((route, by_url)) = found {
+        // What the source matched: the URL, or the path with the query kept aside.
+        let (subject, query) = match (by_url, path) {
+            (false, Some(path)) => (path, &url[path.len()..]),
+            _ => (url, ""),
+        };
         // One capture pass serves both the rewrite and a `$N` destination.
         let groups = match (&route.target, &route.kind) {
             (Some(_), _) | (_, RouteKind::Destination(DestinationRef::Capture(_))) => match (&route.prefix, ascii) {
-                (Some(prefix), true) => prefix.rest(url).map(|rest| Groups::Prefix { url, rest }),
-                _ => route.source.captures(url).map(Groups::Regex),
+                (Some(prefix), true) => prefix.rest(subject).map(|rest| Groups::Prefix { url: subject, rest }),
+                _ => route.source.captures(subject).map(Groups::Regex),
             },
             _ => None,
         };
         let rewritten = match (&route.target, &groups) {
             // As `String.replace`: the first match is replaced, the text around it stays.
-            (Some(target), Some(groups)) => Cow::Owned(target.rewrite(url, groups.whole(), |group| groups.get(group))),
+            (Some(target), Some(groups)) => {
+                let mut rewritten = target.rewrite(subject, groups.whole(), |group| groups.get(group));
+                rewritten.push_str(query);
+                Cow::Owned(rewritten)
+            }
             _ => Cow::Borrowed(url),
         };
         let destination = match &route.kind {
