@@ -185,6 +185,24 @@ fn cases(dev: &DevXsuaa) -> Vec<Case> {
                 &["config   xs-app.json: routes[0].source", "credential type x509", "check failed"],
             )
         },
+        Case {
+            xs_app: json!({"routes": [
+                {"source": "^/secret$", "destination": "backend"},
+                {"source": "^/report\\?format=csv$", "destination": "backend", "authenticationType": "none"},
+                {"source": "^/api/(.*)$", "destination": "backend"},
+                {"source": "^/(.*)$", "destination": "backend", "authenticationType": "none"}
+            ]}),
+            ..Case::new(
+                "a table whose routes depend on the query string",
+                Binding::Files(dev.credentials()),
+                0,
+                &[
+                    "warning  routes[1].source: matches the query string",
+                    "warning  routes: routes[0] end with `$`",
+                    "check passed (2 warnings)",
+                ],
+            )
+        },
         Case::new(
             "expired certificate",
             Binding::Files(expired),

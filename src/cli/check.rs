@@ -174,6 +174,7 @@ fn check_config(options: &CheckOptions, report: &mut Report) -> (Option<XsuaaCre
                     if config.destinations.len() == 1 { "" } else { "s" },
                 ),
             );
+            check_query_matching(&config, report);
             match crate::tls::root_store(&config.server.ca_cert_paths, &[]) {
                 Ok(roots) => report.push(Severity::Ok, "trust roots", format!("{} certificates", roots.len())),
                 Err(error) => report.push(Severity::Failure, "XS_CACERT_PATH", error.to_string()),
@@ -191,6 +192,55 @@ fn check_config(options: &CheckOptions, report: &mut Report) -> (Option<XsuaaCre
             (config::find_xsuaa(&env, &mut ignored), DEFAULT_EXPIRY_WARNING)
         }
     }
+}
+
+/// Routes whose meaning depends on the query string. The reference matches sources against the URL
+/// with its query; the router also takes a route whose source matches the path alone, at its place
+/// in the table, so that a query cannot move a request past it. Tables where that differs, or where
+/// a client picks a route by its query, are worth a look.
+fn check_query_matching(config: &config::Config, report: &mut Report) {
+    let mut anchored = Vec::new();
+    for (index, route) in config.routes.iter().enumerate() {
+        let source = route.source.as_str();
+        if matches_query(source) {
+            report.push(
+                Severity::Warning,
+                format!("routes[{index}].source"),
+                "matches the query string, which the client chooses: a client takes or avoids this route by \
+                 its query, so it must not be what separates public from protected requests",
+            );
+        } else if index + 1 < config.routes.len() && query_defeats(source) {
+            anchored.push(format!("routes[{index}]"));
+        }
+    }
+    if !anchored.is_empty() {
+        report.push(
+            Severity::Warning,
+            "routes",
+            format!(
+                "{} end with `$`: for a URL with a query string the Node.js router skips such a route for a later \
+                 one; approuter takes it when the path alone matches, so these requests route differently (and \
+                 safely) here",
+                anchored.join(", ")
+            ),
+        );
+    }
+}
+
+/// True when a source names the query: an escaped `?` (`\?`) or `[?]`.
+fn matches_query(source: &str) -> bool {
+    source.contains("\\?") || source.contains("[?]")
+}
+
+/// True when a query string keeps a source from matching: it ends with an unescaped `$` that
+/// nothing like `.*` (which takes the query too) comes before.
+fn query_defeats(source: &str) -> bool {
+    let Some(rest) = source.strip_suffix('$') else {
+        return false;
+    };
+    let backslashes = rest.bytes().rev().take_while(|&b| b == b'\\').count();
+    let open_end = rest.trim_end_matches(')').trim_end_matches('?');
+    backslashes % 2 == 0 && !open_end.ends_with(".*") && !open_end.ends_with(".+")
 }
 
 fn check_binding(credentials: &XsuaaCredentials, now_unix: i64, warning: Duration, report: &mut Report) {
