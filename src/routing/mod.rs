@@ -328,6 +328,10 @@ mod tests {
             "/q?a=1",
             "/dyn/a",
             "/only-delete",
+            "/only-delete?x=1",
+            "/alt?y",
+            "/case/x?",
+            "/flags/Exact?a=1",
             "/nothing",
             "/",
         ];
@@ -356,6 +360,31 @@ mod tests {
             }
         }
         assert!(matched > 20, "the table exercises matches too ({matched})");
+    }
+
+    /// A query never moves a request past the first route its path reaches; sources that match on
+    /// the query still get their requests, and the rewrite keeps the query.
+    #[test]
+    fn a_route_is_taken_when_its_source_matches_the_url_or_the_path() {
+        let xs_app = r#"{"authenticationMethod":"none","routes":[
+            {"source":"^/report\\?format=csv$","target":"/csv","destination":"backend"},
+            {"source":"^/secret$","target":"/s","destination":"backend"},
+            {"source":"^/(.*)$","destination":"backend"}
+        ]}"#;
+        let env =
+            crate::config::Env::from_pairs([("destinations", r#"[{"name":"backend","url":"http://127.0.0.1:1"}]"#)]);
+        let config = Config::load(xs_app, &env, std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).expect("valid");
+        for (url, route, rewritten) in [
+            ("/secret", 1, "/s"),
+            ("/secret?x=1", 1, "/s?x=1"),
+            ("/secret?", 1, "/s?"),
+            ("/secret/x?y", 2, "/secret/x?y"),
+            ("/report?format=csv", 0, "/csv"),
+            ("/report?format=pdf", 2, "/report?format=pdf"),
+        ] {
+            let matched = match_route(&config, &Method::GET, url).expect(url);
+            assert_eq!((matched.route.index, &*matched.url), (route, rewritten), "{url}");
+        }
     }
 
     #[test]
