@@ -107,6 +107,7 @@ fn match_route(c: &mut Criterion) {
         ("middle", "/odata/v4/service16/Orders(42)?$expand=items"),
         ("last", "/ui/app29/index.html"),
         ("miss", "/nowhere/at/all"),
+        ("last_with_query", "/ui/app29/index.html?sap-language=EN"),
     ];
     let mut group = c.benchmark_group("routing/match_route");
     for (name, url) in cases {
@@ -126,6 +127,21 @@ fn validate_path(c: &mut Criterion) {
     let mut group = c.benchmark_group("routing/validate_path");
     for (name, path) in cases {
         group.bench_function(name, |b| b.iter(|| routing::validate_path(black_box(path)).is_ok()));
+    }
+    group.finish();
+}
+
+fn normalize_path(c: &mut Criterion) {
+    let cases = [
+        ("plain", "/odata/v4/service16/Orders/items/index.html"),
+        ("escaped", "/ui/app02/some%20file%2Bname.json"),
+        ("merged", "//ui//app02/%61pp/index.html"),
+    ];
+    let mut group = c.benchmark_group("routing/normalize_path");
+    for (name, path) in cases {
+        group.bench_function(name, |b| {
+            b.iter(|| routing::normalize_path(black_box(path), false).is_ok())
+        });
     }
     group.finish();
 }
@@ -190,6 +206,6 @@ fn short() -> Criterion {
 criterion_group! {
     name = benches;
     config = short();
-    targets = config_load, match_route, validate_path, header_policy
+    targets = config_load, match_route, validate_path, normalize_path, header_policy
 }
 criterion_main!(benches);
