@@ -72,8 +72,13 @@ impl Upstream {
         let strict_tls = crate::tls::client_config(roots, None, alpn)?;
         let insecure_tls = crate::tls::insecure_client_config(alpn);
         let max_idle = config.server.backend_max_idle;
-        let strict = UpstreamClient::Direct(Pool::direct(https(http_connector(), strict_tls.clone()), max_idle));
-        let insecure = UpstreamClient::Direct(Pool::direct(https(http_connector(), insecure_tls.clone()), max_idle));
+        // `HTTP_FAST_PATHS=false`: hyper's client for every request, no inline client.
+        let direct = |tls: &rustls::ClientConfig| match config.server.fast_paths {
+            true => Pool::direct(https(http_connector(), tls.clone()), max_idle),
+            false => Pool::new(https(http_connector(), tls.clone()), max_idle),
+        };
+        let strict = UpstreamClient::Direct(direct(&strict_tls));
+        let insecure = UpstreamClient::Direct(direct(&insecure_tls));
         let mut proxied = HashMap::new();
         for destination in config.destinations.values() {
             if let Some((host, port)) = &destination.proxy {
