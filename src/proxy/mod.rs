@@ -127,7 +127,7 @@ impl Upstream {
             UpstreamClient::Direct(pool) => Either::Left(pool.send(request, added, deadline)),
             UpstreamClient::Tunnel(pool) => Either::Right(pool.send(request, added, deadline)),
         };
-        sent.map(move |sent| match sent {
+        sent.map(move |sent| match sent.and_then(forwardable) {
             Err(PoolError::TimedOut) => Err(Error::UpstreamTimeout(destination.name.clone())),
             Err(source) => Err(Error::UpstreamConnect {
                 destination: destination.name.clone(),
@@ -149,6 +149,28 @@ impl Upstream {
             &self.insecure
         }
     }
+}
+
+/// Refuses a response no client may get, from any of the pool's clients alike: a `101` (no
+/// upgrade was asked for: websockets have their own connections) and a bodiless response with
+/// conflicting `Content-Length` values (hyper's client passes them on `HEAD`, and hyper's server
+/// then drops the client connection without an answer).
+fn forwardable(response: http::Response<Body>) -> Result<http::Response<Body>, PoolError> {
+    use http_body::Body as _;
+    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        return Err(PoolError::InvalidResponse("unexpected 101 response"));
+    }
+    // Only a body that is already over can carry a length nobody checked: a length that frames a
+    // body was checked by the client that read it.
+    if response.body().is_end_stream() {
+        let mut lengths = response.headers().get_all(http::header::CONTENT_LENGTH).iter();
+        if let Some(first) = lengths.next() {
+            if lengths.any(|other| other != first) {
+                return Err(PoolError::InvalidResponse("conflicting content-length"));
+            }
+        }
+    }
+    Ok(response)
 }
 
 fn http_connector() -> HttpConnector {
