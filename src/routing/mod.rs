@@ -228,6 +228,9 @@ fn check_segments(path: &str) -> Result<(), Error> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
