@@ -455,3 +455,54 @@ async fn logged_in_websocket_gets_the_bearer_token_and_closes_when_the_session_e
     }
     assert!(matches!(backend.next().await, Event::Closed(Some(1008))));
 }
+
+/// A websocket upgrade the destination refuses (nothing listens) or never answers counts as an
+/// upstream error of its kind, as a forwarded request's does.
+#[tokio::test]
+async fn failed_websocket_upgrades_count_as_upstream_errors() {
+    let dead = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    // Accepts and reads, never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let router = gateway(json!({
+        "websockets": {"enabled": true},
+        "routes": [
+            {"source": "^/dead/(.*)$", "target": "/$1", "destination": "dead", "authenticationType": "none"},
+            {"source": "^/silent/(.*)$", "target": "/$1", "destination": "silent", "authenticationType": "none"}
+        ]
+    }))
+    .destination_entries(json!([
+        {"name": "dead", "url": format!("ws://{dead}")},
+        {"name": "silent", "url": format!("ws://{silent_addr}"), "timeout": 300}
+    ]))
+    .start()
+    .await;
+    let origin = own_origin(&router);
+    let counted = |kind: &str| {
+        let series = format!("approuter_upstream_errors_total{{kind=\"{kind}\"}}");
+        router.state.metrics.encode().lines().find_map(|line| {
+            line.strip_prefix(series.as_str())?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+
+    let refused = connect(&ws_url(&router, "/dead/x"), &[("origin", &origin)]).await;
+    assert_eq!(refused.err(), Some(502));
+    assert_eq!(counted("connect"), Some(1.0));
+
+    let unanswered = connect(&ws_url(&router, "/silent/x"), &[("origin", &origin)]).await;
+    assert_eq!(unanswered.err(), Some(504));
+    assert_eq!(counted("timeout"), Some(1.0));
+    held.abort();
+}

@@ -419,6 +419,7 @@ pub fn server_settings(env: &Env, errors: &mut Error) -> ServerSettings {
         },
         metrics: env.flag("METRICS", errors) != Some(false),
         access_log: env.flag("ACCESS_LOG", errors) != Some(false),
+        fast_paths: env.flag("HTTP_FAST_PATHS", errors) != Some(false),
     }
 }
 

@@ -213,6 +213,10 @@ pub struct ServerSettings {
     pub metrics: bool,
     /// `ACCESS_LOG` (default true): one log line per request (target `access`).
     pub access_log: bool,
+    /// `HTTP_FAST_PATHS` (default true): the HTTP/1.1 fast lane of client connections and the
+    /// inline upstream client. Off, hyper serves every client connection and sends every upstream
+    /// request.
+    pub fast_paths: bool,
 }
 
 /// The certificate and key files of the HTTPS listener.

@@ -513,7 +513,9 @@ pub fn js_replacement(target: &str, source: &Regex) -> Result<Target, String> {
             Some(b'`') | Some(b'\'') => {
                 return Err("the replacement patterns $` and $' are not supported".into());
             }
-            Some(b'<') => match target[i + 2..].find('>') {
+            // As JavaScript: `$<` names a group only when `source` has named groups; otherwise it
+            // is text.
+            Some(b'<') if source.capture_names().flatten().next().is_some() => match target[i + 2..].find('>') {
                 Some(end) => {
                     let name = &target[i + 2..i + 2 + end];
                     let index = source.capture_names().position(|candidate| candidate == Some(name));
@@ -556,6 +558,9 @@ pub fn js_replacement(target: &str, source: &Regex) -> Result<Target, String> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -573,6 +578,7 @@ mod tests {
             ("^/(?<rest>.*)$", "/n/$<rest>", "/q", "/n/q"),
             ("^/(?<rest>.*)$", "/n/$<other>!", "/q", "/n/!"),
             ("^/(?<rest>.*)$", "/n/$<rest", "/q", "/n/$<rest"),
+            ("^/(.*)$", "/n/$<rest>", "/q", "/n/$<rest>"),
             // An optional group that did not take part adds nothing.
             ("^/a(/b)?(.*)$", "/[$1][$2]", "/a/c", "/[][/c]"),
             // Two digits name group 12 when there is one, else group 1 and a digit.

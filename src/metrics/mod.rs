@@ -155,7 +155,7 @@ impl Metrics {
         );
         registry.register(
             "upstream_errors",
-            "Forwarded requests that failed, by kind (connect, timeout, tls)",
+            "Forwarded requests and websocket upgrades that failed at the destination, by kind (connect, timeout, tls)",
             upstream_errors.clone(),
         );
         registry.register(
@@ -334,17 +334,29 @@ impl Metrics {
         }
     }
 
-    /// Counts what a failed request says about the system: destination failures by kind, store
-    /// outages, bodies over the limit.
+    /// Counts what a failed request says about the system: destination failures by kind (forwarded
+    /// requests and websocket upgrades alike), store outages, bodies over the limit.
+    ///
+    /// Every variant is named, none matched by a wildcard: a new error does not compile until it
+    /// is classified here. Errors without a counter of their own are the client's (counted by
+    /// status class in `requests`) or are counted where they happen (token requests, key fetches,
+    /// shed requests, login rate limits).
     pub fn request_error(&self, error: &GatewayError) {
+        use crate::auth::Error as A;
+        use crate::cors::Error as C;
+        use crate::proxy::websocket::Error as W;
+        use crate::proxy::Error as P;
+        use crate::routing::Error as R;
+        use crate::static_files::Error as S;
         if !self.enabled {
             return;
         }
         match error {
-            GatewayError::Proxy(crate::proxy::Error::UpstreamTimeout(_)) => {
+            GatewayError::Proxy(P::UpstreamTimeout(_)) | GatewayError::Websocket(W::UpstreamTimeout(_)) => {
                 self.upstream_error(UpstreamErrorKind::Timeout);
             }
-            GatewayError::Proxy(crate::proxy::Error::UpstreamConnect { source, .. }) => {
+            GatewayError::Proxy(P::UpstreamConnect { source, .. })
+            | GatewayError::Websocket(W::UpstreamConnect { source, .. }) => {
                 let kind = if is_tls_failure(source.as_ref()) {
                     UpstreamErrorKind::Tls
                 } else {
@@ -352,9 +364,53 @@ impl Metrics {
                 };
                 self.upstream_error(kind);
             }
-            GatewayError::Auth(crate::auth::Error::Store(_)) => self.store_error(),
+            GatewayError::Proxy(P::InvalidUpstreamUri(_)) => {}
+            GatewayError::Websocket(
+                W::Disabled
+                | W::OriginMissing
+                | W::OriginNotAllowed
+                | W::OwnOrigin(_)
+                | W::NotUpgradable
+                | W::InvalidUpstreamUri(_),
+            ) => {}
+            GatewayError::Auth(A::Store(_)) => self.store_error(),
+            // The token endpoint and key fetches are counted by `token_requests` and
+            // `jwks_fetches`, the login rate limit by `requests_refused`.
+            GatewayError::Auth(
+                A::Unauthenticated
+                | A::NotConfigured
+                | A::StateMissing
+                | A::StateInvalid
+                | A::StateMismatch
+                | A::CodeMissing
+                | A::LoginRefused { .. }
+                | A::TokenExchange(_)
+                | A::TokenInvalid(_)
+                | A::BadForwardedHeaders(_)
+                | A::MissingScope
+                | A::Csrf(_)
+                | A::BasicChallenge
+                | A::LogoutMethod
+                | A::UnknownUserApiResource
+                | A::UserInfo(_)
+                | A::TooManyLogins { .. },
+            ) => {}
             GatewayError::PayloadTooLarge => self.shed(Shed::BodyTooLarge),
-            _ => {}
+            // Counted as `in_flight` where the request is refused, before the pipeline.
+            GatewayError::Overloaded => {}
+            GatewayError::Routing(
+                R::RouteNotFound | R::MethodNotAllowed { .. } | R::UnknownDestination(_) | R::PathTraversal,
+            ) => {}
+            GatewayError::Static(
+                S::NotFound
+                | S::MethodNotAllowed
+                | S::Forbidden
+                | S::PreconditionFailed
+                | S::RangeNotSatisfiable { .. }
+                | S::Io(_),
+            ) => {}
+            GatewayError::Cors(C::MalformedOrigin | C::OriginNotAllowed | C::MethodNotAllowed | C::OwnOrigin(_)) => {}
+            GatewayError::BadRequest(_) => {}
         }
     }
 

@@ -545,6 +545,9 @@ fn new_traceparent() -> [u8; TRACEPARENT_LEN] {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     #[test]
     fn addresses_are_written_as_display_writes_them() {

@@ -72,8 +72,13 @@ impl Upstream {
         let strict_tls = crate::tls::client_config(roots, None, alpn)?;
         let insecure_tls = crate::tls::insecure_client_config(alpn);
         let max_idle = config.server.backend_max_idle;
-        let strict = UpstreamClient::Direct(Pool::direct(https(http_connector(), strict_tls.clone()), max_idle));
-        let insecure = UpstreamClient::Direct(Pool::direct(https(http_connector(), insecure_tls.clone()), max_idle));
+        // `HTTP_FAST_PATHS=false`: hyper's client for every request, no inline client.
+        let direct = |tls: &rustls::ClientConfig| match config.server.fast_paths {
+            true => Pool::direct(https(http_connector(), tls.clone()), max_idle),
+            false => Pool::new(https(http_connector(), tls.clone()), max_idle),
+        };
+        let strict = UpstreamClient::Direct(direct(&strict_tls));
+        let insecure = UpstreamClient::Direct(direct(&insecure_tls));
         let mut proxied = HashMap::new();
         for destination in config.destinations.values() {
             if let Some((host, port)) = &destination.proxy {
@@ -122,7 +127,7 @@ impl Upstream {
             UpstreamClient::Direct(pool) => Either::Left(pool.send(request, added, deadline)),
             UpstreamClient::Tunnel(pool) => Either::Right(pool.send(request, added, deadline)),
         };
-        sent.map(move |sent| match sent {
+        sent.map(move |sent| match sent.and_then(forwardable) {
             Err(PoolError::TimedOut) => Err(Error::UpstreamTimeout(destination.name.clone())),
             Err(source) => Err(Error::UpstreamConnect {
                 destination: destination.name.clone(),
@@ -144,6 +149,28 @@ impl Upstream {
             &self.insecure
         }
     }
+}
+
+/// Refuses a response no client may get, from any of the pool's clients alike: a `101` (no
+/// upgrade was asked for: websockets have their own connections) and a bodiless response with
+/// conflicting `Content-Length` values (hyper's client passes them on `HEAD`, and hyper's server
+/// then drops the client connection without an answer).
+fn forwardable(response: http::Response<Body>) -> Result<http::Response<Body>, PoolError> {
+    use http_body::Body as _;
+    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        return Err(PoolError::InvalidResponse("unexpected 101 response"));
+    }
+    // Only a body that is already over can carry a length nobody checked: a length that frames a
+    // body was checked by the client that read it.
+    if response.body().is_end_stream() {
+        let mut lengths = response.headers().get_all(http::header::CONTENT_LENGTH).iter();
+        if let Some(first) = lengths.next() {
+            if lengths.any(|other| other != first) {
+                return Err(PoolError::InvalidResponse("conflicting content-length"));
+            }
+        }
+    }
+    Ok(response)
 }
 
 fn http_connector() -> HttpConnector {

@@ -264,6 +264,9 @@ fn check_segments(path: &str) -> Result<(), Error> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -650,4 +650,6 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

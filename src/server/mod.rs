@@ -163,6 +163,8 @@ pub struct Server {
     /// The request head size past which hyper answers 431.
     max_head: usize,
     idle_timeout: Option<Duration>,
+    /// `HTTP_FAST_PATHS`: HTTP/1.1 connections start in the fast lane (`h1`).
+    fast_paths: bool,
     connection_limit: Option<Arc<Semaphore>>,
     in_flight: Option<Arc<crate::util::Gate>>,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -204,6 +206,7 @@ impl Server {
             header_read_timeout: settings.header_read_timeout,
             max_head: settings.max_header_bytes.max(8192),
             idle_timeout: settings.connection_idle_timeout,
+            fast_paths: settings.fast_paths,
             connection_limit: settings.max_connections.map(|max| Arc::new(Semaphore::new(max))),
             in_flight,
             builder: Arc::new(connection_builder(&settings)),
@@ -283,6 +286,7 @@ impl Server {
         let open = self.state.metrics.connection();
         let head_timeout = self.header_read_timeout;
         let idle_timeout = self.idle_timeout;
+        let fast_paths = self.fast_paths;
         tokio::spawn(async move {
             let _permit = permit;
             let _open = open;
@@ -308,7 +312,7 @@ impl Server {
             };
             // HTTP/1.1 requests are read by the fast lane until one needs hyper (see `h1`); a TLS
             // connection that negotiated HTTP/2 goes to hyper at once.
-            let prefix = if negotiated_h2(&io) {
+            let prefix = if !fast_paths || negotiated_h2(&io) {
                 bytes::Bytes::new()
             } else {
                 let mut respond = |request| service.respond(request);

@@ -156,3 +156,6 @@ fn chunk_size(line: &[u8]) -> Result<u64, &'static str> {
         Some(_) => Err("invalid chunk size"),
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -727,4 +727,6 @@ impl HttpBody for InlineBody {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
