@@ -399,7 +399,12 @@ impl Metrics {
             // Counted as `in_flight` where the request is refused, before the pipeline.
             GatewayError::Overloaded => {}
             GatewayError::Routing(
-                R::RouteNotFound | R::MethodNotAllowed { .. } | R::UnknownDestination(_) | R::PathTraversal,
+                R::RouteNotFound
+                | R::MethodNotAllowed { .. }
+                | R::UnknownDestination(_)
+                | R::PathTraversal
+                | R::EncodedSlash
+                | R::NestedEncoding,
             ) => {}
             GatewayError::Static(
                 S::NotFound
