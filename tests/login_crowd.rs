@@ -183,6 +183,50 @@ async fn only_failed_callbacks_count_against_an_address() {
     assert_eq!(token_requests(&dev), 11);
 }
 
+/// A forged code with a real state (the attacker's own login) costs exactly one token request, and
+/// the refusal counts against the address like any other failure.
+#[tokio::test]
+async fn a_refused_code_costs_one_token_request_and_counts_as_a_failure() {
+    let dev = dev_xsuaa().await;
+    let backend = backend().await;
+    let router = router(&dev, &backend, &[("LOGIN_RATE_LIMIT", "1")]).await;
+    let browser = Browser::new(&dev);
+    let page = browser
+        .client
+        .get(router.url("/api/x"))
+        .send()
+        .await
+        .expect("login page");
+    let authorize = browser
+        .client
+        .get(login_page_target(&page.text().await.expect("page")))
+        .send()
+        .await
+        .expect("authorize");
+    let callback = authorize.headers()["location"].to_str().unwrap().to_string();
+    let mut forged = reqwest::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = forged
+        .query_pairs()
+        .map(|(key, value)| {
+            let value = if key == "code" { "forged".into() } else { value };
+            (key.into_owned(), value.into_owned())
+        })
+        .collect();
+    forged.query_pairs_mut().clear().extend_pairs(pairs);
+
+    let answer = browser.client.get(forged).send().await.expect("callback");
+    assert_eq!(answer.status(), 502);
+    assert_eq!(token_requests(&dev), 1);
+    assert_eq!(dev.stats().token_requests_refused, 1);
+    let again = browser.client.get(router.url("/api/x")).send().await.expect("start");
+    assert_eq!(
+        again.status(),
+        429,
+        "the refused code used up the address's one failure"
+    );
+    assert_eq!(token_requests(&dev), 1);
+}
+
 /// Resident memory of this process (router, development XSUAA and clients), in KiB.
 fn resident_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
