@@ -285,6 +285,24 @@ mod tests {
         assert_eq!(limiter.check(client), Err(61), "the debt is at most a minute");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_full_table_never_refuses_a_new_address() {
+        let limiter = RateLimiter::new(1);
+        for index in 0..MAX_TRACKED as u32 {
+            limiter.charge(IpAddr::V4((0x0a00_0000 + index).into()));
+        }
+        assert_eq!(limiter.tracked(), MAX_TRACKED);
+        let newcomer: IpAddr = "192.0.2.1".parse().unwrap();
+        limiter.charge(newcomer);
+        assert_eq!(limiter.check(newcomer), Ok(()), "unrecorded, not refused");
+        assert_eq!(limiter.tracked(), MAX_TRACKED);
+        // Once the buckets have refilled, the next rescan forgets them.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        limiter.charge(newcomer);
+        assert_eq!(limiter.tracked(), 1);
+        assert!(limiter.check(newcomer).is_err());
+    }
+
     #[test]
     fn ipv6_clients_share_their_64_block() {
         let limiter = RateLimiter::new(1);
