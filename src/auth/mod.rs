@@ -857,8 +857,9 @@ impl Auth {
 
 /// True for the callback failures a client can cause, and so the ones `LOGIN_RATE_LIMIT` counts:
 /// a missing, unknown, replayed or foreign state, a refusal by the identity provider, a code it
-/// does not accept. An identity provider or session store that cannot answer, or a token that
-/// fails our checks, is not the client's doing and does not count against its address.
+/// does not accept. An identity provider or session store that cannot answer, our client
+/// credentials refused, or a token that fails our checks, is not the client's doing and does not
+/// count against its address.
 fn is_client_failure(error: &Error) -> bool {
     match error {
         Error::StateMissing
@@ -866,8 +867,9 @@ fn is_client_failure(error: &Error) -> bool {
         | Error::StateMismatch
         | Error::CodeMissing
         | Error::LoginRefused { .. } => true,
+        // 400 (`invalid_grant`): the code; a 401 would be our own client credentials.
         Error::TokenExchange(exchange) => {
-            matches!(exchange, IdpError::Refused { status, .. } if status.is_client_error())
+            matches!(exchange, IdpError::Refused { status, .. } if *status == StatusCode::BAD_REQUEST)
         }
         _ => false,
     }
@@ -885,5 +887,60 @@ fn login_failure(error: &Error) -> &'static str {
         Error::TokenInvalid(_) => "token_invalid",
         Error::Store(_) => "store",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failures_a_client_can_cause_count_against_its_address() {
+        let refused = |status: StatusCode| {
+            Error::TokenExchange(IdpError::Refused {
+                status,
+                error: "e".into(),
+                description: String::new(),
+            })
+        };
+        let cases: Vec<(&str, Error, bool)> = vec![
+            ("no state", Error::StateMissing, true),
+            ("unknown or replayed state", Error::StateInvalid, true),
+            ("another browser's state", Error::StateMismatch, true),
+            ("no code", Error::CodeMissing, true),
+            (
+                "refused by the IdP",
+                Error::LoginRefused {
+                    error: "access_denied".into(),
+                },
+                true,
+            ),
+            ("a code the IdP does not accept", refused(StatusCode::BAD_REQUEST), true),
+            (
+                "our client credentials refused",
+                refused(StatusCode::UNAUTHORIZED),
+                false,
+            ),
+            ("IdP failing", refused(StatusCode::INTERNAL_SERVER_ERROR), false),
+            (
+                "IdP too slow",
+                Error::TokenExchange(IdpError::Timeout(std::time::Duration::from_secs(1))),
+                false,
+            ),
+            (
+                "IdP answer garbled",
+                Error::TokenExchange(IdpError::BadAnswer("x".into())),
+                false,
+            ),
+            (
+                "store down",
+                Error::Store(StoreError::Unavailable("down".into())),
+                false,
+            ),
+            ("already limited", Error::TooManyLogins { retry_after: 1 }, false),
+        ];
+        for (case, error, counts) in cases {
+            assert_eq!(is_client_failure(&error), counts, "{case}");
+        }
     }
 }
