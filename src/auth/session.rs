@@ -348,17 +348,17 @@ impl Attempts {
                     .is_some_and(|(key, _)| Arc::ptr_eq(key, state))
             });
         }
+        // Removed first, so that the map's key is the one queued below (an insert keeps the old key).
+        self.take(state);
         let state: Arc<str> = Arc::from(state);
-        if let Some(replaced) = self.by_state.insert(
+        self.by_state.insert(
             state.clone(),
             Pending {
                 attempt,
                 deadline,
                 size,
             },
-        ) {
-            self.bytes -= replaced.size;
-        }
+        );
         self.bytes += size;
         self.order.push_back(state);
     }
@@ -749,8 +749,11 @@ mod tests {
             store.take_attempt("a").await.unwrap().is_some(),
             "nothing taken was evicted in its place"
         );
-        // A state stored again after a take is one attempt, whatever its old queue slot says.
+        // A state stored again after a take, or over itself, is one attempt, whatever its old queue
+        // slots say.
         store.put_attempt("b", attempt("/again")).await.unwrap();
+        store.put_attempt("b", attempt("/again")).await.unwrap();
+        assert_eq!(store.attempts_held().0, 1);
         store.put_attempt("c", attempt("/")).await.unwrap();
         store.put_attempt("d", attempt("/")).await.unwrap();
         assert_eq!(store.attempts_held().0, 2);
