@@ -1,5 +1,4 @@
-//! Protection and tracing on real sockets: the login rate limit per client address (callback and
-//! login start), the request body limit (declared and streamed), load shedding past
+//! Protection and tracing on real sockets: the limit on failed logins per client address, the request body limit (declared and streamed), load shedding past
 //! `MAX_IN_FLIGHT`, the connection cap, W3C trace context towards destinations, and the
 //! configuration errors of these settings.
 
@@ -102,31 +101,36 @@ async fn callback_floods_are_limited_per_client_address() {
 }
 
 #[tokio::test]
-async fn login_starts_beyond_the_limit_store_no_state() {
+async fn login_starts_cost_nothing_until_the_address_fails_too_often() {
     let dev = dev_xsuaa().await;
     let backend = backend().await;
     let router = router(&dev, &backend, &[("LOGIN_RATE_LIMIT", "2")]).await;
     let http = client();
+    let status = |url: String| {
+        let http = &http;
+        async move { http.get(url).send().await.expect("request").status().as_u16() }
+    };
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        statuses.push(
-            http.get(router.url("/api/x"))
-                .send()
-                .await
-                .expect("request")
-                .status()
-                .as_u16(),
-        );
+        statuses.push(status(router.url("/api/x")).await);
     }
-    assert_eq!(statuses, [200, 200, 429, 429], "login page twice, then refused");
-    assert_eq!(metric(&router, "approuter_logins_started_total"), Some(2.0));
+    for _ in 0..2 {
+        statuses.push(status(router.url("/login/callback?state=forged&code=x")).await);
+    }
+    statuses.push(status(router.url("/api/x")).await);
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 401, 401, 429],
+        "starts are free; two failures use up the limit and the next start is refused"
+    );
+    assert_eq!(metric(&router, "approuter_logins_started_total"), Some(4.0));
     // A browser that already has a session is not affected by the limit on logins.
     let fresh = router_with_session(&dev, &backend).await;
     assert_eq!(fresh, 200);
 }
 
-/// A browser that logs in within `LOGIN_RATE_LIMIT=2` (the start and the callback take one token
-/// each), then sends requests with its session, which take none; returns the last status.
+/// A browser that logs in under `LOGIN_RATE_LIMIT=2`, then sends requests with its session;
+/// returns the last status.
 async fn router_with_session(dev: &DevXsuaa, backend: &Backend) -> u16 {
     let router = router(dev, backend, &[("LOGIN_RATE_LIMIT", "2")]).await;
     let browser = Browser::new(dev);

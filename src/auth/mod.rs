@@ -75,8 +75,8 @@ pub enum Error {
     /// The user info could not be fetched for `/attributes`.
     #[error("user info: {0}")]
     UserInfo(#[source] IdpError),
-    /// Too many login starts or callbacks from one client address (`LOGIN_RATE_LIMIT`).
-    #[error("login rate limit reached; retry in {retry_after} s")]
+    /// Too many failed login callbacks from one client address (`LOGIN_RATE_LIMIT`).
+    #[error("too many failed logins from this address; retry in {retry_after} s")]
     TooManyLogins { retry_after: u64 },
 }
 
@@ -116,7 +116,7 @@ impl Error {
             }
             Error::Store(_) | Error::NotConfigured => "Sign-in is temporarily unavailable. Please try again later.",
             Error::MissingScope => "You do not have the required scopes to access this resource.",
-            Error::TooManyLogins { .. } => "Too many sign-in attempts from your network. Please wait a minute and try again.",
+            Error::TooManyLogins { .. } => "Too many failed sign-in attempts from your network. Please wait a minute and try again.",
             _ => return None,
         })
     }
@@ -213,7 +213,7 @@ pub struct Auth {
     login_callback: String,
     /// Logins, token requests and key fetches are counted here.
     pub metrics: Arc<Metrics>,
-    /// `LOGIN_RATE_LIMIT` per client address, and how to find the client's address.
+    /// `LOGIN_RATE_LIMIT`: failed logins per client address, and how to find the client's address.
     login_limit: Option<(RateLimiter, usize)>,
 }
 
@@ -266,25 +266,42 @@ impl Auth {
         self
     }
 
-    /// Allows `per_minute` login starts and callbacks per client address (`None`: unlimited);
-    /// `forwarded_hops` trusted proxies in front say who the client is (see
-    /// [`limits::client_addr`]).
+    /// Allows `per_minute` failed login callbacks per client address (`None`: unlimited); an
+    /// address past it gets 429 for its login starts and callbacks until its budget refills.
+    /// Successful logins and login starts cost nothing. `forwarded_hops` trusted proxies in front
+    /// say who the client is (see [`limits::client_addr`]).
     pub fn with_login_rate_limit(mut self, per_minute: Option<u32>, forwarded_hops: usize) -> Auth {
         self.login_limit = per_minute.map(|limit| (RateLimiter::new(limit), forwarded_hops));
         self
     }
 
-    /// Takes a token from the client's login bucket; the peer comes from the connection (absent: not
-    /// limited, e.g. a request built in-process).
-    fn check_login_rate(&self, parts: &Parts, origin: &Origin<'_>) -> Result<(), Error> {
-        let (Some((limiter, hops)), Some(peer)) = (&self.login_limit, &origin.peer) else {
+    /// The client address the login limit counts against; `None` when there is no limit or no peer
+    /// (a request built in-process).
+    fn login_client(&self, parts: &Parts, origin: &Origin<'_>) -> Option<std::net::IpAddr> {
+        let (Some((_, hops)), Some(peer)) = (&self.login_limit, origin.peer) else {
+            return None;
+        };
+        Some(limits::client_addr(peer, &parts.headers, *hops))
+    }
+
+    /// Refuses a client that has failed too many logins lately; takes nothing.
+    fn check_login_rate(&self, client: Option<std::net::IpAddr>) -> Result<(), Error> {
+        let (Some((limiter, _)), Some(client)) = (&self.login_limit, client) else {
             return Ok(());
         };
-        let client = limits::client_addr(*peer, &parts.headers, *hops);
         limiter.check(client).map_err(|retry_after| {
             self.metrics.shed(Shed::LoginRateLimit);
             Error::TooManyLogins { retry_after }
         })
+    }
+
+    /// Counts a failed callback against the client, when the failure is one a client can cause.
+    fn charge_failed_login(&self, client: Option<std::net::IpAddr>, error: &Error) {
+        if let (Some((limiter, _)), Some(client)) = (&self.login_limit, client) {
+            if is_client_failure(error) {
+                limiter.charge(client);
+            }
+        }
     }
 
     /// One token endpoint request, counted by grant and outcome and timed.
@@ -603,8 +620,9 @@ impl Auth {
         idp: Option<&str>,
         origin: &Origin<'_>,
     ) -> Result<Response<Body>, Error> {
-        // Before anything is stored: a flood of login starts must not fill the state store.
-        self.check_login_rate(parts, origin)?;
+        // A start costs the address nothing (a crowd behind one address must be able to log in);
+        // only an address that keeps failing callbacks is turned away before anything is stored.
+        self.check_login_rate(self.login_client(parts, origin))?;
         let binding_name = login::binding_cookie(&self.settings.session_cookie);
         // Reuse the browser's binding nonce so that several tabs can log in at once.
         let binding = cookie(&parts.headers, &binding_name)
@@ -662,11 +680,16 @@ impl Auth {
     /// # Errors
     /// One [`Error`] per failed check; never a redirect back to the login (no loops).
     pub async fn callback(&self, parts: &Parts, origin: &Origin<'_>) -> Result<Response<Body>, Error> {
-        self.check_login_rate(parts, origin)?;
+        let client = self.login_client(parts, origin);
+        // Before the state is taken: a refused callback leaves the attempt usable after the wait.
+        self.check_login_rate(client)?;
         let result = self.complete_login(parts, origin).await;
         match &result {
             Ok(_) => self.metrics.login_completed(),
-            Err(error) => self.metrics.login_failed(login_failure(error)),
+            Err(error) => {
+                self.metrics.login_failed(login_failure(error));
+                self.charge_failed_login(client, error);
+            }
         }
         result
     }
@@ -832,6 +855,26 @@ impl Auth {
     }
 }
 
+/// True for the callback failures a client can cause, and so the ones `LOGIN_RATE_LIMIT` counts:
+/// a missing, unknown, replayed or foreign state, a refusal by the identity provider, a code it
+/// does not accept. An identity provider or session store that cannot answer, our client
+/// credentials refused, or a token that fails our checks, is not the client's doing and does not
+/// count against its address.
+fn is_client_failure(error: &Error) -> bool {
+    match error {
+        Error::StateMissing
+        | Error::StateInvalid
+        | Error::StateMismatch
+        | Error::CodeMissing
+        | Error::LoginRefused { .. } => true,
+        // 400 (`invalid_grant`): the code; a 401 would be our own client credentials.
+        Error::TokenExchange(exchange) => {
+            matches!(exchange, IdpError::Refused { status, .. } if *status == StatusCode::BAD_REQUEST)
+        }
+        _ => false,
+    }
+}
+
 /// The `reason` label of a failed login callback.
 fn login_failure(error: &Error) -> &'static str {
     match error {
@@ -844,5 +887,60 @@ fn login_failure(error: &Error) -> &'static str {
         Error::TokenInvalid(_) => "token_invalid",
         Error::Store(_) => "store",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failures_a_client_can_cause_count_against_its_address() {
+        let refused = |status: StatusCode| {
+            Error::TokenExchange(IdpError::Refused {
+                status,
+                error: "e".into(),
+                description: String::new(),
+            })
+        };
+        let cases: Vec<(&str, Error, bool)> = vec![
+            ("no state", Error::StateMissing, true),
+            ("unknown or replayed state", Error::StateInvalid, true),
+            ("another browser's state", Error::StateMismatch, true),
+            ("no code", Error::CodeMissing, true),
+            (
+                "refused by the IdP",
+                Error::LoginRefused {
+                    error: "access_denied".into(),
+                },
+                true,
+            ),
+            ("a code the IdP does not accept", refused(StatusCode::BAD_REQUEST), true),
+            (
+                "our client credentials refused",
+                refused(StatusCode::UNAUTHORIZED),
+                false,
+            ),
+            ("IdP failing", refused(StatusCode::INTERNAL_SERVER_ERROR), false),
+            (
+                "IdP too slow",
+                Error::TokenExchange(IdpError::Timeout(std::time::Duration::from_secs(1))),
+                false,
+            ),
+            (
+                "IdP answer garbled",
+                Error::TokenExchange(IdpError::BadAnswer("x".into())),
+                false,
+            ),
+            (
+                "store down",
+                Error::Store(StoreError::Unavailable("down".into())),
+                false,
+            ),
+            ("already limited", Error::TooManyLogins { retry_after: 1 }, false),
+        ];
+        for (case, error, counts) in cases {
+            assert_eq!(is_client_failure(&error), counts, "{case}");
+        }
     }
 }

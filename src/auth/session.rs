@@ -1,7 +1,7 @@
 //! Sessions: what the server keeps for a logged-in browser, the [`SessionStore`] trait, and the
 //! in-memory store (the default). The browser only ever holds the opaque session id.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
@@ -185,8 +185,6 @@ impl std::fmt::Debug for LoginAttempt {
 pub enum StoreError {
     #[error("session store unavailable: {0}")]
     Unavailable(String),
-    #[error("too many logins in progress")]
-    Full,
 }
 
 /// A boxed future, so stores can be chosen at run time.
@@ -262,6 +260,10 @@ pub trait SessionStore: Send + Sync + 'static {
     fn session_count(&self) -> Option<usize> {
         None
     }
+    /// The number of login attempts this process holds, when the store keeps them in it.
+    fn attempt_count(&self) -> Option<usize> {
+        None
+    }
 }
 
 const SHARDS: usize = 32;
@@ -287,8 +289,117 @@ impl Hasher for IdHasher {
 }
 
 type IdHash = std::hash::BuildHasherDefault<IdHasher>;
-/// Bounds memory under a flood of login starts; each attempt lives `login_ttl` at most.
+/// Bounds memory under a flood of login starts, by count and by size (a return path may be long);
+/// past either the oldest attempts are dropped, so a flood can only push out attempts older than
+/// itself instead of refusing every new login. Each attempt lives `login_ttl` at most.
 const MAX_ATTEMPTS: usize = 200_000;
+const MAX_ATTEMPT_BYTES: usize = 64 << 20;
+/// What an attempt costs beside its strings: the strings' headers, the map slot, the queue entry.
+const ATTEMPT_OVERHEAD: usize = 256;
+
+/// Pending login attempts by `state`, and their order of arrival, which is also the order of their
+/// deadlines (one TTL for all): the oldest is always at the front of `order`.
+struct Attempts {
+    by_state: HashMap<Arc<str>, Pending>,
+    /// Every state stored and not yet reached the front; a state taken since is skipped there.
+    order: VecDeque<Arc<str>>,
+    bytes: usize,
+    max_count: usize,
+    max_bytes: usize,
+}
+
+struct Pending {
+    attempt: LoginAttempt,
+    deadline: u64,
+    size: usize,
+}
+
+impl Attempts {
+    fn new(max_count: usize, max_bytes: usize) -> Attempts {
+        Attempts {
+            by_state: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            max_count: max_count.max(1),
+            max_bytes,
+        }
+    }
+
+    fn insert(&mut self, state: &str, attempt: LoginAttempt, deadline: u64, now: u64) {
+        let size = ATTEMPT_OVERHEAD
+            + state.len()
+            + attempt.browser_binding.len()
+            + attempt.code_verifier.len()
+            + attempt.redirect_uri.len()
+            + attempt.return_to.len();
+        self.drop_expired(now);
+        while !self.by_state.is_empty() && (self.by_state.len() >= self.max_count || self.bytes + size > self.max_bytes)
+        {
+            if !self.pop_oldest() {
+                break;
+            }
+        }
+        // Taken states wait in `order` until they reach the front; compact when they pile up.
+        if self.order.len() >= 2 * self.max_count {
+            let by_state = &self.by_state;
+            self.order.retain(|state| {
+                by_state
+                    .get_key_value(&**state)
+                    .is_some_and(|(key, _)| Arc::ptr_eq(key, state))
+            });
+        }
+        // Removed first, so that the map's key is the one queued below (an insert keeps the old key).
+        self.take(state);
+        let state: Arc<str> = Arc::from(state);
+        self.by_state.insert(
+            state.clone(),
+            Pending {
+                attempt,
+                deadline,
+                size,
+            },
+        );
+        self.bytes += size;
+        self.order.push_back(state);
+    }
+
+    fn take(&mut self, state: &str) -> Option<Pending> {
+        let pending = self.by_state.remove(state)?;
+        self.bytes -= pending.size;
+        Some(pending)
+    }
+
+    /// Removes the front of `order` and the attempt it names, if that one is still held; false
+    /// when `order` is empty.
+    fn pop_oldest(&mut self) -> bool {
+        let Some(state) = self.order.pop_front() else {
+            return false;
+        };
+        // The same text may have been stored again after a take: only the entry this queue slot
+        // was made for goes.
+        let current = self
+            .by_state
+            .get_key_value(&*state)
+            .is_some_and(|(key, _)| Arc::ptr_eq(key, &state));
+        if current {
+            self.take(&state);
+        }
+        true
+    }
+
+    fn drop_expired(&mut self, now: u64) {
+        while let Some(state) = self.order.front() {
+            let deadline = match self.by_state.get_key_value(&**state) {
+                Some((key, pending)) if Arc::ptr_eq(key, state) => pending.deadline,
+                _ => 0,
+            };
+            if deadline >= now {
+                break;
+            }
+            self.pop_oldest();
+        }
+    }
+}
 
 struct Entry {
     session: Arc<Session>,
@@ -300,7 +411,7 @@ struct Entry {
 /// checks the idle time, and [`MemoryStore::sweep`] drops what nobody asked for.
 pub struct MemoryStore {
     shards: Box<[Mutex<HashMap<SessionId, Entry, IdHash>>]>,
-    attempts: Mutex<HashMap<String, (LoginAttempt, u64)>>,
+    attempts: Mutex<Attempts>,
     origin: Instant,
     idle_ms: u64,
     login_ttl_ms: u64,
@@ -311,11 +422,28 @@ impl MemoryStore {
     pub fn new(idle: Duration, login_ttl: Duration) -> MemoryStore {
         MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::default())).collect(),
-            attempts: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(Attempts::new(MAX_ATTEMPTS, MAX_ATTEMPT_BYTES)),
             origin: Instant::now(),
             idle_ms: idle.as_millis() as u64,
             login_ttl_ms: login_ttl.as_millis() as u64,
         }
+    }
+
+    /// Holds at most `count` login attempts and about `bytes` of them; past either the oldest go.
+    pub fn with_attempt_limits(self, count: usize, bytes: usize) -> MemoryStore {
+        MemoryStore {
+            attempts: Mutex::new(Attempts::new(count, bytes)),
+            ..self
+        }
+    }
+
+    /// Number of login attempts held (including expired ones not yet swept), and their
+    /// approximate size in bytes.
+    pub fn attempts_held(&self) -> (usize, usize) {
+        self.attempts
+            .lock()
+            .map(|attempts| (attempts.by_state.len(), attempts.bytes))
+            .unwrap_or((0, 0))
     }
 
     fn load_sync(&self, id: &SessionId) -> Result<Option<Arc<Session>>, StoreError> {
@@ -371,7 +499,7 @@ impl MemoryStore {
             });
         }
         if let Ok(mut attempts) = self.attempts.lock() {
-            attempts.retain(|_, (_, deadline)| *deadline >= now);
+            attempts.drop_expired(now);
         }
         ended
     }
@@ -388,6 +516,10 @@ fn poisoned() -> StoreError {
 impl SessionStore for MemoryStore {
     fn session_count(&self) -> Option<usize> {
         Some(self.len())
+    }
+
+    fn attempt_count(&self) -> Option<usize> {
+        Some(self.attempts_held().0)
     }
 
     fn peek<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<Session>>> {
@@ -449,26 +581,21 @@ impl SessionStore for MemoryStore {
     }
 
     fn put_attempt<'a>(&'a self, state: &'a str, attempt: LoginAttempt) -> StoreFuture<'a, ()> {
-        let deadline = self.now_ms() + self.login_ttl_ms;
-        let result = self.attempts.lock().map_err(|_| poisoned()).and_then(|mut attempts| {
-            if attempts.len() >= MAX_ATTEMPTS {
-                let now = self.now_ms();
-                attempts.retain(|_, (_, deadline)| *deadline >= now);
-                if attempts.len() >= MAX_ATTEMPTS {
-                    return Err(StoreError::Full);
-                }
-            }
-            attempts.insert(state.to_string(), (attempt, deadline));
-            Ok(())
-        });
+        let now = self.now_ms();
+        let deadline = now + self.login_ttl_ms;
+        let result = self
+            .attempts
+            .lock()
+            .map_err(|_| poisoned())
+            .map(|mut attempts| attempts.insert(state, attempt, deadline, now));
         ready(result)
     }
 
     fn take_attempt<'a>(&'a self, state: &'a str) -> StoreFuture<'a, Option<LoginAttempt>> {
         let now = self.now_ms();
         let result = self.attempts.lock().map_err(|_| poisoned()).map(|mut attempts| {
-            let (attempt, deadline) = attempts.remove(state)?;
-            (deadline >= now).then_some(attempt)
+            let pending = attempts.take(state)?;
+            (pending.deadline >= now).then_some(pending.attempt)
         });
         ready(result)
     }
@@ -569,5 +696,101 @@ mod tests {
         assert!(store.take_attempt("s1").await.unwrap().is_none());
         tokio::time::advance(Duration::from_secs(181)).await;
         assert!(store.take_attempt("s2").await.unwrap().is_none());
+    }
+
+    fn attempt(return_to: &str) -> LoginAttempt {
+        LoginAttempt {
+            browser_binding: "b".into(),
+            code_verifier: "v".into(),
+            redirect_uri: "r".into(),
+            return_to: return_to.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_login_attempts_evicts_the_oldest_and_never_refuses() {
+        let store = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(180)).with_attempt_limits(3, 1 << 20);
+        for state in ["s1", "s2", "s3", "s4", "s5"] {
+            store.put_attempt(state, attempt("/")).await.expect("never refused");
+        }
+        assert_eq!(store.attempts_held().0, 3);
+        for (state, held) in [("s1", false), ("s2", false), ("s3", true), ("s4", true), ("s5", true)] {
+            assert_eq!(store.take_attempt(state).await.unwrap().is_some(), held, "{state}");
+        }
+        assert_eq!(store.attempts_held(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn the_default_cap_evicts_instead_of_refusing() {
+        let store = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(180));
+        for index in 0..MAX_ATTEMPTS {
+            store.put_attempt(&format!("s{index}"), attempt("/")).await.unwrap();
+        }
+        store
+            .put_attempt("newest", attempt("/"))
+            .await
+            .expect("a flood never refuses a new login");
+        assert_eq!(store.attempts_held().0, MAX_ATTEMPTS);
+        assert!(store.take_attempt("s0").await.unwrap().is_none(), "the oldest went");
+        assert!(store.take_attempt("newest").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn taken_attempts_do_not_count_towards_the_cap() {
+        let store = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(180)).with_attempt_limits(2, 1 << 20);
+        for round in 0..100 {
+            let state = format!("s{round}");
+            store.put_attempt(&state, attempt("/")).await.unwrap();
+            assert!(store.take_attempt(&state).await.unwrap().is_some());
+        }
+        store.put_attempt("a", attempt("/")).await.unwrap();
+        store.put_attempt("b", attempt("/")).await.unwrap();
+        assert!(
+            store.take_attempt("a").await.unwrap().is_some(),
+            "nothing taken was evicted in its place"
+        );
+        // A state stored again after a take, or over itself, is one attempt, whatever its old queue
+        // slots say.
+        store.put_attempt("b", attempt("/again")).await.unwrap();
+        store.put_attempt("b", attempt("/again")).await.unwrap();
+        assert_eq!(store.attempts_held().0, 1);
+        store.put_attempt("c", attempt("/")).await.unwrap();
+        store.put_attempt("d", attempt("/")).await.unwrap();
+        assert_eq!(store.attempts_held().0, 2);
+        assert!(
+            store.take_attempt("b").await.unwrap().is_none(),
+            "the oldest went first"
+        );
+    }
+
+    #[tokio::test]
+    async fn long_return_paths_are_bounded_by_size() {
+        let per_attempt = ATTEMPT_OVERHEAD + 3 + 3 + 4096;
+        let store = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(180))
+            .with_attempt_limits(1_000, 10 * per_attempt);
+        let long = format!("/{}", "x".repeat(4095));
+        for index in 0..100 {
+            store
+                .put_attempt(&format!("s{index:02}"), attempt(&long))
+                .await
+                .unwrap();
+        }
+        let (count, bytes) = store.attempts_held();
+        assert_eq!(count, 10);
+        assert!(bytes <= 10 * per_attempt, "{bytes}");
+        assert!(store.take_attempt("s99").await.unwrap().is_some());
+        assert!(store.take_attempt("s89").await.unwrap().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_attempts_leave_on_the_next_store_or_sweep() {
+        let store = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(180));
+        store.put_attempt("old", attempt("/")).await.unwrap();
+        tokio::time::advance(Duration::from_secs(181)).await;
+        store.put_attempt("new", attempt("/")).await.unwrap();
+        assert_eq!(store.attempts_held().0, 1);
+        tokio::time::advance(Duration::from_secs(181)).await;
+        store.sweep();
+        assert_eq!(store.attempts_held(), (0, 0));
     }
 }

@@ -425,7 +425,9 @@ pub fn server_settings(env: &Env, errors: &mut Error) -> ServerSettings {
 
 const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
 const DEFAULT_MAX_IN_FLIGHT: u64 = 10_000;
-const DEFAULT_LOGIN_RATE_LIMIT: u64 = 30;
+/// Failed logins, not logins: a crowd behind one address logs in freely, and a failure costs at
+/// most one token request.
+const DEFAULT_LOGIN_RATE_LIMIT: u64 = 60;
 
 /// A limit variable: a whole number ≥ 1, or `off`/`0` for none; `default` when unset.
 fn limit(env: &Env, name: &str, default: Option<u64>, errors: &mut Error) -> Option<u64> {

@@ -204,7 +204,8 @@ pub struct ServerSettings {
     pub max_in_flight: Option<usize>,
     /// `MAX_REQUEST_BODY`: bytes a request body may have (declared or streamed); beyond it 413.
     pub max_request_body: Option<u64>,
-    /// `LOGIN_RATE_LIMIT`: login starts and callbacks per minute and client address; `None` is off.
+    /// `LOGIN_RATE_LIMIT`: failed login callbacks per minute and client address, past which the
+    /// address's login starts and callbacks get 429; `None` is off.
     pub login_rate_limit: Option<u32>,
     /// `CLIENT_IP_FORWARDED_HOPS`: how many trusted proxies in front append to `X-Forwarded-For`
     /// (0: the TCP peer is the client).

@@ -1,5 +1,5 @@
 //! Protection against floods: the request body limit (declared and streamed), the client address
-//! behind trusted proxies, and the per-address token bucket for the login endpoints.
+//! behind trusted proxies, and the per-address token bucket for failed logins.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -87,16 +87,28 @@ fn parse_addr(entry: &str) -> Option<IpAddr> {
         .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|addr| addr.ip()))
 }
 
-/// At most this many addresses are tracked; beyond it, addresses whose bucket has refilled are
-/// forgotten, and if none has, new addresses are refused (the flood is what the limit is for).
+/// At most this many addresses are tracked. Beyond it, addresses whose bucket has refilled are
+/// forgotten (at most once a second, so a flood from many addresses does not rescan the table on
+/// every request); if none has, a new address's failure goes unrecorded rather than anyone being
+/// refused: a per-address limit means nothing against that many addresses anyway.
 const MAX_TRACKED: usize = 100_000;
 
-/// A token bucket per client address: `per_minute` requests in a burst, refilled evenly over a
-/// minute. IPv6 addresses count per /64, the block one host usually controls.
+/// How often a full table may be rescanned for refilled buckets.
+const PRUNE_INTERVAL_MS: u64 = 1_000;
+
+/// A token bucket per client address for the failures it causes: `per_minute` failures in a burst,
+/// refilled evenly over a minute. Only [`RateLimiter::charge`] takes tokens; [`RateLimiter::check`]
+/// only looks, so an address that never fails is never tracked and never refused. IPv6 addresses
+/// count per /64, the block one host usually controls.
 pub struct RateLimiter {
     per_minute: u32,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    table: Mutex<Table>,
     origin: Instant,
+}
+
+struct Table {
+    buckets: HashMap<IpAddr, Bucket>,
+    pruned_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy)]
@@ -106,44 +118,87 @@ struct Bucket {
 }
 
 impl RateLimiter {
-    /// A limiter allowing `per_minute` requests per minute and address.
+    /// A limiter allowing `per_minute` failures per minute and address.
     pub fn new(per_minute: u32) -> RateLimiter {
         RateLimiter {
             per_minute: per_minute.max(1),
-            buckets: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table {
+                buckets: HashMap::new(),
+                pruned_ms: None,
+            }),
             origin: Instant::now(),
         }
     }
 
-    /// Takes one token for `addr`: `Ok(())`, or `Err(seconds)` until the next token.
+    fn capacity(&self) -> f64 {
+        f64::from(self.per_minute)
+    }
+
+    fn per_ms(&self) -> f64 {
+        self.capacity() / 60_000.0
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    /// Whether `addr` may go on: `Ok(())` while it has a token left, else `Err(seconds)` until it
+    /// has one again. Takes nothing.
     ///
     /// # Errors
     /// The number of seconds the client should wait (for `Retry-After`).
     pub fn check(&self, addr: IpAddr) -> Result<(), u64> {
-        let key = bucket_key(addr);
-        let now = self.origin.elapsed().as_millis() as u64;
-        let capacity = f64::from(self.per_minute);
-        let per_ms = capacity / 60_000.0;
-        let Ok(mut buckets) = self.buckets.lock() else {
+        let now = self.now_ms();
+        let Ok(table) = self.table.lock() else {
             return Err(60);
         };
-        if !buckets.contains_key(&key) && buckets.len() >= MAX_TRACKED {
-            buckets.retain(|_, bucket| refill(*bucket, now, per_ms, capacity).tokens < capacity);
-            if buckets.len() >= MAX_TRACKED {
-                return Err(60);
+        let Some(bucket) = table.buckets.get(&bucket_key(addr)) else {
+            return Ok(());
+        };
+        let bucket = refill(*bucket, now, self.per_ms(), self.capacity());
+        if bucket.tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(((1.0 - bucket.tokens) / self.per_ms() / 1000.0).ceil().max(1.0) as u64)
+        }
+    }
+
+    /// Takes one token from `addr` for a failure it caused. Failures that were let through at the
+    /// same time may drive the bucket below zero, down to one minute's worth: a burst of parallel
+    /// failures waits longer instead of slipping past the limit.
+    pub fn charge(&self, addr: IpAddr) {
+        let key = bucket_key(addr);
+        let now = self.now_ms();
+        let (capacity, per_ms) = (self.capacity(), self.per_ms());
+        let Ok(mut table) = self.table.lock() else {
+            return;
+        };
+        if !table.buckets.contains_key(&key) && table.buckets.len() >= MAX_TRACKED {
+            let due = table
+                .pruned_ms
+                .is_none_or(|pruned| now.saturating_sub(pruned) >= PRUNE_INTERVAL_MS);
+            if !due {
+                return;
+            }
+            table.pruned_ms = Some(now);
+            table
+                .buckets
+                .retain(|_, bucket| refill(*bucket, now, per_ms, capacity).tokens < capacity);
+            if table.buckets.len() >= MAX_TRACKED {
+                return;
             }
         }
-        let bucket = buckets.entry(key).or_insert(Bucket {
+        let bucket = table.buckets.entry(key).or_insert(Bucket {
             tokens: capacity,
             updated_ms: now,
         });
         *bucket = refill(*bucket, now, per_ms, capacity);
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - bucket.tokens) / per_ms / 1000.0).ceil().max(1.0) as u64)
-        }
+        bucket.tokens = (bucket.tokens - 1.0).max(-capacity);
+    }
+
+    /// The number of addresses tracked (those with a recent failure).
+    pub fn tracked(&self) -> usize {
+        self.table.lock().map(|table| table.buckets.len()).unwrap_or(0)
     }
 }
 
@@ -186,24 +241,72 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn bucket_allows_a_burst_then_refills_over_the_minute() {
+    async fn failures_empty_the_bucket_which_refills_over_the_minute() {
         let limiter = RateLimiter::new(30);
         let client: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..30 {
             assert_eq!(limiter.check(client), Ok(()));
+            limiter.charge(client);
         }
         assert_eq!(limiter.check(client), Err(2), "one token every two seconds");
+        assert_eq!(limiter.check(client), Err(2), "a refused check takes nothing");
         assert_eq!(limiter.check(other), Ok(()), "buckets are per address");
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(limiter.check(client), Ok(()));
+        limiter.charge(client);
         assert!(limiter.check(client).is_err());
+    }
+
+    #[test]
+    fn checks_alone_never_refuse_nor_track() {
+        let limiter = RateLimiter::new(1);
+        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..1_000 {
+            assert_eq!(limiter.check(client), Ok(()));
+        }
+        assert_eq!(limiter.tracked(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn parallel_failures_beyond_the_limit_are_paid_back() {
+        let limiter = RateLimiter::new(60);
+        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        // Let through together, failed together: 90 failures against a limit of 60.
+        for _ in 0..90 {
+            limiter.charge(client);
+        }
+        assert_eq!(limiter.check(client), Err(31), "30 failures over, one token a second");
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert_eq!(limiter.check(client), Ok(()));
+        for _ in 0..1_000 {
+            limiter.charge(client);
+        }
+        assert_eq!(limiter.check(client), Err(61), "the debt is at most a minute");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_table_never_refuses_a_new_address() {
+        let limiter = RateLimiter::new(1);
+        for index in 0..MAX_TRACKED as u32 {
+            limiter.charge(IpAddr::V4((0x0a00_0000 + index).into()));
+        }
+        assert_eq!(limiter.tracked(), MAX_TRACKED);
+        let newcomer: IpAddr = "192.0.2.1".parse().unwrap();
+        limiter.charge(newcomer);
+        assert_eq!(limiter.check(newcomer), Ok(()), "unrecorded, not refused");
+        assert_eq!(limiter.tracked(), MAX_TRACKED);
+        // Once the buckets have refilled, the next rescan forgets them.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        limiter.charge(newcomer);
+        assert_eq!(limiter.tracked(), 1);
+        assert!(limiter.check(newcomer).is_err());
     }
 
     #[test]
     fn ipv6_clients_share_their_64_block() {
         let limiter = RateLimiter::new(1);
-        assert_eq!(limiter.check("2001:db8:1:2::1".parse().unwrap()), Ok(()));
+        limiter.charge("2001:db8:1:2::1".parse().unwrap());
         assert!(limiter.check("2001:db8:1:2::ffff".parse().unwrap()).is_err());
         assert_eq!(limiter.check("2001:db8:1:3::1".parse().unwrap()), Ok(()));
     }
