@@ -1,0 +1,191 @@
+//! A Redis restart costs no request: two routers share one real `redis-server` (alone, a
+//! one-node Cluster, or a Sentinel-watched master); Redis is killed (after a snapshot) and started
+//! again on its port; the instance that stayed idle through the outage logs the browser out with
+//! its first request, and the busy one then refuses the session. Neither instance answers an
+//! error once Redis has been back for a second.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::idp::{dev_xsuaa, Browser};
+use support::redis::{RedisServer, SentinelGroup, MASTER_NAME};
+use support::{backend, client, gateway, Backend, Gateway};
+use tokio::time::Instant;
+use xsuaa_dev::DevXsuaa;
+
+const SECRET: &str = "restart-session-secret-0123456789";
+
+/// How long Redis has been back before no request may fail.
+const GRACE: Duration = Duration::from_secs(1);
+
+fn app() -> Value {
+    json!({
+        "logout": {"logoutEndpoint": "/logout"},
+        "routes": [
+            {"source": "^/api/(.*)$", "target": "/$1", "destination": "backend"}
+        ]
+    })
+}
+
+/// Where the routers find Redis.
+enum Store<'a> {
+    Server(&'a RedisServer),
+    Cluster(&'a RedisServer),
+    Sentinel(&'a SentinelGroup),
+}
+
+async fn router(dev: &DevXsuaa, backend: &Backend, store: &Store<'_>) -> Gateway {
+    let builder = gateway(app())
+        .destination_entries(json!([{"name": "backend", "url": backend.url(), "forwardAuthToken": true}]))
+        .xsuaa(dev, &dev.credentials())
+        .env("SESSION_SECRET", SECRET);
+    let builder = match store {
+        Store::Server(redis) => builder.env("REDIS_URL", redis.url()),
+        Store::Cluster(redis) => {
+            let mut vcap: Value = serde_json::from_str(&dev.vcap_services(&dev.credentials())).unwrap();
+            vcap["redis-cache"] = json!([{
+                "name": "sessions", "label": "redis-cache",
+                "credentials": {"hostname": "127.0.0.1", "port": redis.port, "tls": false, "cluster_mode": true}
+            }]);
+            builder.env("VCAP_SERVICES", vcap.to_string()).env(
+                "EXT_SESSION_MGT",
+                json!({"instanceName": "sessions", "storageType": "redis", "sessionSecret": SECRET}).to_string(),
+            )
+        }
+        Store::Sentinel(group) => builder.env(
+            "REDIS_URL",
+            format!(
+                "redis+sentinel://:{}@127.0.0.1:{}/{MASTER_NAME}",
+                group.password, group.sentinel.port
+            ),
+        ),
+    };
+    builder.start().await
+}
+
+/// An API call (401 instead of a login redirect) with the session cookie `cookie`.
+async fn api(router: &Gateway, cookie: &str, path: &str) -> u16 {
+    client()
+        .get(router.url(path))
+        .header("cookie", format!("JSESSIONID={cookie}"))
+        .header("x-requested-with", "XMLHttpRequest")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Two routers, a login on A, and one request of the session on B, so that B holds a connection
+/// to Redis that the outage breaks. Returns the browser and its session cookie.
+async fn two_routers_and_a_session(dev: &DevXsuaa, a: &Gateway, b: &Gateway) -> (Browser, String) {
+    let browser = Browser::new(dev);
+    let (response, visited) = browser.navigate(&a.url("/api/login")).await;
+    assert_eq!(response.status(), 200, "{visited:?}");
+    let cookie = browser.cookie(&a.url("/"), "JSESSIONID").expect("session cookie");
+    assert_eq!(api(b, &cookie, "/api/on-b").await, 200);
+    (browser, cookie)
+}
+
+/// B (idle through the outage) logs out with its first request after Redis is `back`; A (busy
+/// through it) then refuses the session. Only A may answer 503, and only to a request that
+/// started within [`GRACE`] of `back`.
+async fn logout_on_the_idle_instance(a: &Gateway, b: &Gateway, browser: &Browser, cookie: &str, back: Instant) {
+    let logout = browser.client.get(b.url("/logout")).send().await.unwrap();
+    assert_eq!(
+        logout.status(),
+        302,
+        "the idle instance's first request after the restart: {:?}",
+        logout.text().await
+    );
+    assert_eq!(api(b, cookie, "/api/after-logout").await, 401, "ended on B");
+    let mut answered = 0;
+    while answered < 3 {
+        let started = back.elapsed();
+        match api(a, cookie, "/api/on-a").await {
+            401 => answered += 1,
+            503 if started < GRACE && answered == 0 => {}
+            other => panic!("A answered {other} {started:?} after Redis was back (answered {answered})"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_idle_instance_logs_out_at_once_after_a_redis_restart() {
+    let dev = dev_xsuaa().await;
+    let backend = backend().await;
+    let mut redis = RedisServer::start().await;
+    let a = router(&dev, &backend, &Store::Server(&redis)).await;
+    let b = router(&dev, &backend, &Store::Server(&redis)).await;
+    let (browser, cookie) = two_routers_and_a_session(&dev, &a, &b).await;
+
+    redis.crash().await;
+    assert_eq!(api(&a, &cookie, "/api/down").await, 503, "busy through the outage");
+    redis.restart().await;
+    logout_on_the_idle_instance(&a, &b, &browser, &cookie, Instant::now()).await;
+    assert!(redis.dump("approuter:session:*").await.is_empty());
+}
+
+#[tokio::test]
+async fn an_idle_instance_logs_out_at_once_after_a_redis_cluster_node_restart() {
+    let dev = dev_xsuaa().await;
+    let backend = backend().await;
+    let mut redis = RedisServer::start_cluster().await;
+    let a = router(&dev, &backend, &Store::Cluster(&redis)).await;
+    let b = router(&dev, &backend, &Store::Cluster(&redis)).await;
+    let (browser, cookie) = two_routers_and_a_session(&dev, &a, &b).await;
+
+    redis.crash().await;
+    assert_eq!(api(&a, &cookie, "/api/down").await, 503, "busy through the outage");
+    // A restarted cluster node refuses commands until it calls its cluster state ok (about two
+    // seconds, by design); it is back from then.
+    redis.restart().await;
+    logout_on_the_idle_instance(&a, &b, &browser, &cookie, Instant::now()).await;
+    assert!(redis.dump("approuter:session:*").await.is_empty());
+}
+
+#[tokio::test]
+async fn an_idle_instance_logs_out_at_once_after_the_sentinels_master_restarts() {
+    let dev = dev_xsuaa().await;
+    let backend = backend().await;
+    let mut group = SentinelGroup::start().await;
+    let a = router(&dev, &backend, &Store::Sentinel(&group)).await;
+    let b = router(&dev, &backend, &Store::Sentinel(&group)).await;
+    let (browser, cookie) = two_routers_and_a_session(&dev, &a, &b).await;
+
+    // The replica goes first, so that the sentinel has nothing to promote: the master comes back
+    // on its port, as the master.
+    group.replica.crash().await;
+    group.master.crash().await;
+    assert_eq!(api(&a, &cookie, "/api/down").await, 503, "busy through the outage");
+    group.master.restart().await;
+    logout_on_the_idle_instance(&a, &b, &browser, &cookie, Instant::now()).await;
+    assert!(group.master.dump("approuter:session:*").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_logout_that_cannot_reach_redis_answers_503_and_the_session_lives_on() {
+    let dev = dev_xsuaa().await;
+    let backend = backend().await;
+    let redis = RedisServer::start().await;
+    let a = router(&dev, &backend, &Store::Server(&redis)).await;
+    let b = router(&dev, &backend, &Store::Server(&redis)).await;
+    let (browser, cookie) = two_routers_and_a_session(&dev, &a, &b).await;
+
+    // Frozen: the delete gets no answer, so the logout must not claim to have ended the session.
+    redis.freeze();
+    let logout = browser.client.get(b.url("/logout")).send().await.unwrap();
+    assert_eq!(logout.status(), 503);
+    assert!(logout.headers().get("location").is_none());
+    redis.thaw();
+    assert_eq!(
+        api(&a, &cookie, "/api/still-there").await,
+        200,
+        "the session was not ended"
+    );
+    let logout = browser.client.get(b.url("/logout")).send().await.unwrap();
+    assert_eq!(logout.status(), 302);
+    assert_eq!(api(&a, &cookie, "/api/after-logout").await, 401);
+}
