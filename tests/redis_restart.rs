@@ -100,6 +100,7 @@ async fn logout_on_the_idle_instance(a: &Gateway, b: &Gateway, browser: &Browser
         "the idle instance's first request after the restart: {:?}",
         logout.text().await
     );
+    let logged_out = back.elapsed();
     assert_eq!(api(b, cookie, "/api/after-logout").await, 401, "ended on B");
     let mut answered = 0;
     while answered < 3 {
@@ -110,6 +111,11 @@ async fn logout_on_the_idle_instance(a: &Gateway, b: &Gateway, browser: &Browser
             other => panic!("A answered {other} {started:?} after Redis was back (answered {answered})"),
         }
     }
+    eprintln!(
+        "idle instance logged out {} ms after Redis was back; busy instance answered within {} ms",
+        logged_out.as_millis(),
+        back.elapsed().as_millis()
+    );
 }
 
 #[tokio::test]
