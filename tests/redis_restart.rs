@@ -6,7 +6,10 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use approuter::app::Options;
+use approuter::auth::Clock;
 
 use serde_json::{json, Value};
 use support::idp::{dev_xsuaa, Browser};
@@ -37,7 +40,12 @@ enum Store<'a> {
 }
 
 async fn router(dev: &DevXsuaa, backend: &Backend, store: &Store<'_>) -> Gateway {
+    router_with(dev, backend, store, Options::default()).await
+}
+
+async fn router_with(dev: &DevXsuaa, backend: &Backend, store: &Store<'_>, options: Options) -> Gateway {
     let builder = gateway(app())
+        .options(options)
         .destination_entries(json!([{"name": "backend", "url": backend.url(), "forwardAuthToken": true}]))
         .xsuaa(dev, &dev.credentials())
         .env("SESSION_SECRET", SECRET);
@@ -194,4 +202,52 @@ async fn a_logout_that_cannot_reach_redis_answers_503_and_the_session_lives_on()
     let logout = browser.client.get(b.url("/logout")).send().await.unwrap();
     assert_eq!(logout.status(), 302);
     assert_eq!(api(&a, &cookie, "/api/after-logout").await, 401);
+}
+
+#[tokio::test]
+async fn an_idle_instance_refreshes_a_token_with_its_first_request_after_a_redis_restart() {
+    // 600 s tokens refresh 300 s before expiry; B's clock runs 400 s ahead, so B finds the
+    // session due for refresh and takes the refresh lock (a script, which a restarted Redis no
+    // longer knows) on the connection the restart broke.
+    let dev = DevXsuaa::builder()
+        .access_token_lifetime(Duration::from_secs(600))
+        .start()
+        .await
+        .unwrap();
+    let backend = backend().await;
+    let mut redis = RedisServer::start().await;
+    let a = router(&dev, &backend, &Store::Server(&redis)).await;
+    let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let ahead = Options {
+        clock: Clock::Tokio {
+            start_unix: unix_now + 400,
+            origin: Instant::now(),
+        },
+        ..Options::default()
+    };
+    let b = router_with(&dev, &backend, &Store::Server(&redis), ahead).await;
+    let browser = Browser::new(&dev);
+    let (response, visited) = browser.navigate(&a.url("/api/login")).await;
+    assert_eq!(response.status(), 200, "{visited:?}");
+    let cookie = browser.cookie(&a.url("/"), "JSESSIONID").expect("session cookie");
+    // B reads the store once (a public call would not), without a refresh: the ping of readiness.
+    b.state.auth.as_ref().expect("auth").store.ping().await.expect("ping");
+    let refreshes = || {
+        dev.stats()
+            .token_requests_by_grant
+            .get("refresh_token")
+            .copied()
+            .unwrap_or(0)
+    };
+
+    redis.crash().await;
+    redis.restart().await;
+    assert_eq!(api(&b, &cookie, "/api/refreshed").await, 200);
+    assert_eq!(
+        refreshes(),
+        1,
+        "refreshed under the lock, not served with the old token"
+    );
+    assert_eq!(api(&a, &cookie, "/api/on-a").await, 200);
+    assert_eq!(refreshes(), 1);
 }

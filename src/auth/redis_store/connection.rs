@@ -38,16 +38,17 @@ impl ConnectionLike for Connection {
     // both tries together (see `RedisStore::run`).
     //
     // A command whose connection broke may or may not have run, so every command the store sends
-    // must be safe to run twice:
-    // - GET, EXISTS, ZRANGEBYSCORE, PING, ROLE: reads.
-    // - SET PX (with or without XX), PEXPIRE, ZADD: the same value, TTL or score again (a touch
-    //   may move a few milliseconds later).
-    // - DEL, ZREM, GETDEL: the key ends up gone either way; a second try may find nothing, so a
+    // must be safe to run twice (the second try sends the same bytes):
+    // - GET, EXISTS, ZRANGEBYSCORE, PING: reads.
+    // - SET PX (with or without XX), PEXPIRE, ZADD, SCRIPT LOAD: the same value, TTL, score or
+    //   script again; a TTL then counts from the second try.
+    // - DEL, ZREM, GETDEL: the key ends up gone either way, but a second try may find nothing. A
     //   GETDEL whose first reply was lost reads as absent: a login attempt fails closed (the
-    //   browser logs in again), a logout skips the backend logout calls, a sweep's claim leaves
-    //   the backend call to nobody (as when no instance sweeps in time).
-    // - The refresh lock: taking it is a script that also answers "held" to the holder of the
-    //   same token, renewing and releasing compare the token, so a second try changes nothing.
+    //   browser logs in again), a logout ends the session but skips the backend logout calls. A
+    //   sweep's ZREM claim whose reply was lost leaves the backend call to nobody, as when no
+    //   instance sweeps in time.
+    // - The refresh lock: taking it is a script that also answers "taken" to the holder of the
+    //   same token; renewing and releasing compare the token, so a second try changes nothing.
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Connection::Single(connection) => Box::pin(async move {
