@@ -2,10 +2,14 @@
 //! one-node Cluster, or a Sentinel-watched master); Redis is killed (after a snapshot) and started
 //! again on its port; the instance that stayed idle through the outage logs the browser out with
 //! its first request, and the busy one then refuses the session. Neither instance answers an
-//! error once Redis has been back for a second.
+//! error once Redis has been back for a second. A command is sent again only after its connection
+//! broke, so it may have run: a relay that loses a reply shows that the refresh lock stays with
+//! the instance that took it.
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use approuter::app::Options;
@@ -15,6 +19,7 @@ use serde_json::{json, Value};
 use support::idp::{dev_xsuaa, Browser};
 use support::redis::{RedisServer, SentinelGroup, MASTER_NAME};
 use support::{backend, client, gateway, Backend, Gateway};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use xsuaa_dev::DevXsuaa;
 
@@ -250,4 +255,88 @@ async fn an_idle_instance_refreshes_a_token_with_its_first_request_after_a_redis
     );
     assert_eq!(api(&a, &cookie, "/api/on-a").await, 200);
     assert_eq!(refreshes(), 1);
+}
+
+/// A loopback relay in front of Redis that, once armed, cuts the next connection whose reply it
+/// is about to pass on, without passing it: a command that ran but whose answer was lost.
+struct LosingRelay {
+    port: u16,
+    armed: Arc<AtomicBool>,
+}
+
+impl LosingRelay {
+    async fn start(redis: &RedisServer) -> LosingRelay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(AtomicBool::new(false));
+        let upstream_port = redis.port;
+        let relay_armed = Arc::clone(&armed);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(upstream) = tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await else {
+                    continue;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut upstream_read, mut upstream_write) = upstream.into_split();
+                tokio::spawn(async move { tokio::io::copy(&mut client_read, &mut upstream_write).await });
+                let armed = Arc::clone(&relay_armed);
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 16 * 1024];
+                    loop {
+                        let read = match upstream_read.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => read,
+                        };
+                        // Dropping the write half closes the client's side: it reads end of stream.
+                        if armed.swap(false, Ordering::SeqCst) {
+                            return;
+                        }
+                        if client_write.write_all(&buffer[..read]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        LosingRelay { port, armed }
+    }
+
+    fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_lock_whose_reply_was_lost_is_still_held_by_its_taker() {
+    use approuter::auth::redis_store::RedisStore;
+    use approuter::auth::session::{SessionId, SessionStore};
+
+    let redis = RedisServer::start().await;
+    let relay = LosingRelay::start(&redis).await;
+    let settings = approuter::config::RedisSettings {
+        url: format!("redis://127.0.0.1:{}", relay.port),
+        cluster: false,
+        sentinel: None,
+        secrets: vec![SECRET.to_string()],
+        reconnect_min_delay: Duration::from_millis(50),
+        reconnect_max_delay: Duration::from_millis(500),
+        command_timeout: Duration::from_secs(1),
+        origin: "test".to_string(),
+    };
+    let idle = Duration::from_secs(60);
+    let store = RedisStore::new(&settings, "app", idle, idle, &[]).unwrap();
+    let other = RedisStore::new(&settings, "app", idle, idle, &[]).unwrap();
+    // Taken once elsewhere (and held, so that its release sends nothing), so that the server
+    // knows the lock's script before the cut.
+    let _first = store.lock_refresh(&SessionId::generate()).await.unwrap();
+
+    let id = SessionId::generate();
+    relay.arm();
+    let held = store.lock_refresh(&id).await.unwrap();
+    assert!(held.is_some(), "the second try finds the lock its first try took");
+    assert!(!relay.armed.load(Ordering::SeqCst), "a reply was lost");
+    assert!(
+        other.lock_refresh(&id).await.unwrap().is_none(),
+        "and nobody else holds it"
+    );
 }
