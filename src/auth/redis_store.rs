@@ -26,9 +26,10 @@
 //!   `ZREM` decides which instance calls the backends. If no instance sweeps within the grace
 //!   period, the call is skipped.
 //! - Faults: one connection manager (multiplexed, reconnects by itself), or with Redis Sentinel our
-//!   own equivalent that asks the sentinels for the master again after a failover; every operation
-//!   is bounded by the command timeout and fails as [`StoreError::Unavailable`], which the caller
-//!   answers 503.
+//!   own equivalent that asks the sentinels for the master again after a failover; a command whose
+//!   connection broke is sent once more on a fresh one (every command here is safe to repeat, see
+//!   `connection`); every operation is bounded by the command timeout and fails as
+//!   [`StoreError::Unavailable`], which the caller answers 503.
 
 mod connection;
 mod keyring;
@@ -81,6 +82,11 @@ const CLOCK_SKEW: Duration = Duration::from_secs(5);
 /// Expired sessions handled per sweep; the rest wait for the next one.
 const SWEEP_BATCH: isize = 500;
 
+/// `SET NX PX`, but also 1 for the holder of the same token: a try repeated after its reply was
+/// lost does not read the lock it took as taken by another instance.
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new("if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 elseif redis.call('GET', KEYS[1]) == ARGV[1] then return 1 else return 0 end")
+});
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end")
 });
@@ -491,15 +497,10 @@ impl SessionStore for RedisStore {
             let name = self.keyring.name(0, Kind::Refresh, &self.namespace, id.as_bytes()).text;
             let token = hex(&random_bytes::<16>());
             let mut connection = self.connection.clone();
-            let command = redis::cmd("SET")
-                .arg(&name)
-                .arg(&token)
-                .arg("NX")
-                .arg("PX")
-                .arg(millis(LOCK_LEASE))
-                .to_owned();
-            let acquired: Option<String> = self.run(command.query_async(&mut connection)).await?;
-            if acquired.is_none() {
+            let mut acquire = ACQUIRE.key(&name);
+            acquire.arg(&token).arg(millis(LOCK_LEASE));
+            let acquired: i64 = self.run(acquire.invoke_async(&mut connection)).await?;
+            if acquired != 1 {
                 return Ok(None);
             }
             let (release_tx, release_rx) = oneshot::channel::<()>();

@@ -101,20 +101,28 @@ impl RedisServer {
             .query_async(&mut connection)
             .await
             .expect("CLUSTER ADDSLOTSRANGE");
-        // The cluster state turns ok on the server's next cron tick; there is no event to wait
-        // for, so this is a bounded retry with a short pause (the last resort).
-        for _ in 0..200 {
-            let info: String = redis::cmd("CLUSTER")
-                .arg("INFO")
-                .query_async(&mut connection)
-                .await
-                .expect("INFO");
-            if info.contains("cluster_state:ok") {
-                return server;
+        server.wait_for_cluster().await;
+        server
+    }
+
+    /// Returns once a cluster node calls its cluster state ok. The state turns ok on the server's
+    /// cron ticks (after a restart, no sooner than two seconds: a rebooted master waits before it
+    /// takes writes again); there is no event to wait for, so this is a bounded retry with a
+    /// short pause (the last resort).
+    async fn wait_for_cluster(&self) {
+        let connection = self.connection().await;
+        poll("the cluster state to turn ok", || {
+            let mut connection = connection.clone();
+            async move {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut connection)
+                    .await
+                    .expect("INFO");
+                info.contains("cluster_state:ok")
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("the one-node cluster did not become ready");
+        })
+        .await;
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -208,10 +216,14 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port and folder; it loads the last snapshot.
+    /// Starts the server again on the same port and folder; it loads the last snapshot. Returns
+    /// once it accepts connections, and for a cluster node once its cluster state is ok.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "still running");
         self.spawn().await;
+        if self.args.iter().any(|arg| arg == "--cluster-enabled") {
+            self.wait_for_cluster().await;
+        }
     }
 
     /// A plain client connection, for looking at what the router stored.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 use super::sentinel::{Access, SentinelConnection, Timing};
 use super::{millis, Error};
@@ -31,9 +31,32 @@ impl Connection {
 }
 
 impl ConnectionLike for Connection {
+    // Single and Sentinel connections notice a broken connection only when a command fails on it
+    // (an instance idle through a Redis restart holds a dead one), so the command that met the
+    // break is sent once more, on the fresh connection that failure started. The cluster client
+    // does this itself (reconnect and retry, within its retry budget). The command timeout bounds
+    // both tries together (see `RedisStore::run`).
+    //
+    // A command whose connection broke may or may not have run, so every command the store sends
+    // must be safe to run twice (the second try sends the same bytes):
+    // - GET, EXISTS, ZRANGEBYSCORE, PING: reads.
+    // - SET PX (with or without XX), PEXPIRE, ZADD, SCRIPT LOAD: the same value, TTL, score or
+    //   script again; a TTL then counts from the second try.
+    // - DEL, ZREM, GETDEL: the key ends up gone either way, but a second try may find nothing. A
+    //   GETDEL whose first reply was lost reads as absent: a login attempt fails closed (the
+    //   browser logs in again), a logout ends the session but skips the backend logout calls. A
+    //   sweep's ZREM claim whose reply was lost leaves the backend call to nobody, as when no
+    //   instance sweeps in time.
+    // - The refresh lock: taking it is a script that also answers "taken" to the holder of the
+    //   same token; renewing and releasing compare the token, so a second try changes nothing.
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Connection::Single(connection) => connection.req_packed_command(cmd),
+            Connection::Single(connection) => Box::pin(async move {
+                match connection.send_packed_command(cmd).await {
+                    Err(error) if broke(&error) => connection.send_packed_command(cmd).await,
+                    result => result,
+                }
+            }),
             Connection::Cluster(connection) => connection.req_packed_command(cmd),
             Connection::Sentinel(connection) => connection.req_packed_command(cmd),
         }
@@ -46,7 +69,12 @@ impl ConnectionLike for Connection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Connection::Single(connection) => connection.req_packed_commands(cmd, offset, count),
+            Connection::Single(connection) => Box::pin(async move {
+                match connection.send_packed_commands(cmd, offset, count).await {
+                    Err(error) if broke(&error) => connection.send_packed_commands(cmd, offset, count).await,
+                    result => result,
+                }
+            }),
             Connection::Cluster(connection) => connection.req_packed_commands(cmd, offset, count),
             Connection::Sentinel(connection) => connection.req_packed_commands(cmd, offset, count),
         }
@@ -59,6 +87,13 @@ impl ConnectionLike for Connection {
             Connection::Sentinel(connection) => connection.get_db(),
         }
     }
+}
+
+/// The connection broke (closed, reset, refused): the command may be sent again on a new one. A
+/// timeout is not a break: the server may still be working on it, and a new connection would not
+/// answer sooner.
+pub(super) fn broke(error: &RedisError) -> bool {
+    error.is_connection_dropped() && !error.is_timeout()
 }
 
 pub(super) fn connect(settings: &RedisSettings, ca_files: &[PathBuf]) -> Result<Connection, Error> {

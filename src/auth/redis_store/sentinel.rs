@@ -9,7 +9,9 @@
 //!   command timeout, so they fail closed (503) while no master is reachable.
 //! - A new attempt starts after a connection error, a `READONLY` reply (the server was demoted)
 //!   or a command timeout (a master cut off from us, while the sentinels may have promoted
-//!   another). The request that met the fault fails; the following ones use the new master.
+//!   another). A request whose connection broke is sent once more on the new connection (an
+//!   instance idle through a restart of the master holds a dead one); after a `READONLY` reply or
+//!   a timeout the request fails and the following ones use the new master.
 //! - Each sentinel is also asked to announce failovers (`+switch-master`, as Jedis and ioredis
 //!   listen for): the old master may still be up and take writes (a manual failover, a healed
 //!   partition) until the sentinels demote it, which can take them twenty seconds. On the
@@ -30,6 +32,7 @@ use redis::{
 };
 use tokio::sync::watch;
 
+use super::connection::broke;
 use crate::util::random_bytes;
 
 /// A connection attempt shared by every request that waits for it; `None` once the store is gone
@@ -206,7 +209,16 @@ impl ConnectionLike for SentinelConnection {
             let (seen, mut connection) = self.current().await?;
             let result = connection.req_packed_command(cmd).await;
             self.check(&seen, &result, is_read_only_reply);
-            result
+            match result {
+                // `check` has started a new connection; see `Connection` for why a second try is safe.
+                Err(error) if broke(&error) => {
+                    let (seen, mut connection) = self.current().await?;
+                    let result = connection.req_packed_command(cmd).await;
+                    self.check(&seen, &result, is_read_only_reply);
+                    result
+                }
+                result => result,
+            }
         })
     }
 
@@ -217,12 +229,19 @@ impl ConnectionLike for SentinelConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
+            let read_only = |replies: &Vec<Value>| replies.iter().any(is_read_only_reply);
             let (seen, mut connection) = self.current().await?;
             let result = connection.req_packed_commands(cmd, offset, count).await;
-            self.check(&seen, &result, |replies: &Vec<Value>| {
-                replies.iter().any(is_read_only_reply)
-            });
-            result
+            self.check(&seen, &result, read_only);
+            match result {
+                Err(error) if broke(&error) => {
+                    let (seen, mut connection) = self.current().await?;
+                    let result = connection.req_packed_commands(cmd, offset, count).await;
+                    self.check(&seen, &result, read_only);
+                    result
+                }
+                result => result,
+            }
         })
     }
 
