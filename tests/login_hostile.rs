@@ -429,10 +429,11 @@ async fn return_urls_stay_on_this_origin() {
     let backend = backend().await;
     let router = router(&dev, &backend, &[]).await;
 
+    // Repeated slashes are merged before anything sees the path, so the return path is the one
+    // path the request was for, on this origin; an encoded `//` never gets this far (400).
     for (target, expected) in [
-        ("//evil.example/x", "/"),
-        ("///evil.example/x", "/"),
-        ("/%2F%2Fevil.example", "/%2F%2Fevil.example"),
+        ("//evil.example/x", "/evil.example/x"),
+        ("///evil.example/x", "/evil.example/x"),
         ("/api/a?next=//evil.example", "/api/a?next=//evil.example"),
     ] {
         let browser = Browser::new(&dev);
