@@ -210,7 +210,7 @@ fn case() -> impl Strategy<Value = Case> {
             method,
             target,
             version,
-            headers: headers.into_iter().map(|(name, value)| (name, value)).collect(),
+            headers,
             crlf,
             fold,
             answer,
