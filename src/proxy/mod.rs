@@ -151,24 +151,51 @@ impl Upstream {
     }
 }
 
-/// Refuses a response no client may get, from any of the pool's clients alike: a `101` (no
-/// upgrade was asked for: websockets have their own connections) and a bodiless response with
-/// conflicting `Content-Length` values (hyper's client passes them on `HEAD`, and hyper's server
-/// then drops the client connection without an answer).
-fn forwardable(response: http::Response<Body>) -> Result<http::Response<Body>, PoolError> {
-    use http_body::Body as _;
+/// Refuses a response no client may get, from any of the pool's clients alike, and puts its
+/// framing fields in the one form every client-side writer (the fast lane, hyper's HTTP/1.1 and
+/// HTTP/2 servers) frames alike:
+/// - a `101` is refused (no upgrade was asked for: websockets have their own connections);
+/// - a `Content-Length` beside a `Transfer-Encoding` goes (RFC 9112 §6.3): the coding framed the
+///   body, and the length would frame it again for the client, wrongly;
+/// - a `Content-Length` given more than once or as a list becomes its one value; values that
+///   differ (which hyper's client passes on a bodiless answer) are refused.
+fn forwardable(mut response: http::Response<Body>) -> Result<http::Response<Body>, PoolError> {
+    use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
     if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         return Err(PoolError::InvalidResponse("unexpected 101 response"));
     }
-    // Only a body that is already over can carry a length nobody checked: a length that frames a
-    // body was checked by the client that read it.
-    if response.body().is_end_stream() {
-        let mut lengths = response.headers().get_all(http::header::CONTENT_LENGTH).iter();
-        if let Some(first) = lengths.next() {
-            if lengths.any(|other| other != first) {
-                return Err(PoolError::InvalidResponse("conflicting content-length"));
-            }
+    let headers = response.headers_mut();
+    // The inline client has already removed the coding; hyper's client keeps what was sent.
+    if headers.contains_key(TRANSFER_ENCODING) {
+        headers.remove(CONTENT_LENGTH);
+        return Ok(response);
+    }
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    let plain = match (lengths.next(), lengths.next()) {
+        (None, _) => true,
+        (Some(only), None) => !only.as_bytes().contains(&b','),
+        (Some(_), Some(_)) => false,
+    };
+    if plain {
+        return Ok(response);
+    }
+    let mut length: Option<u64> = None;
+    for part in headers
+        .get_all(CONTENT_LENGTH)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
+    {
+        let parsed = std::str::from_utf8(part.trim_ascii())
+            .ok()
+            .and_then(|text| text.parse::<u64>().ok())
+            .ok_or(PoolError::InvalidResponse("invalid content-length"))?;
+        if length.is_some_and(|length| length != parsed) {
+            return Err(PoolError::InvalidResponse("conflicting content-length"));
         }
+        length = Some(parsed);
+    }
+    if let Some(length) = length {
+        headers.insert(CONTENT_LENGTH, http::HeaderValue::from(length));
     }
     Ok(response)
 }

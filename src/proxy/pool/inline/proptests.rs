@@ -80,7 +80,7 @@ fn check(input: &[u8], is_head: bool) -> Result<(), TestCaseError> {
                 prop_assert!(is_hop_by_hop(name) || name == "content-length", "{} was dropped", name);
             }
             let value_of = |wanted: &'static str| fields.iter().filter(move |(name, _)| name == wanted);
-            let coding = value_of("transfer-encoding").last();
+            let coding = value_of("transfer-encoding").next_back();
             let expected_framing = if is_head || code == 204 || code == 304 {
                 Framing::Empty
             } else if let Some((_, coding)) = coding {
