@@ -1176,3 +1176,98 @@ async fn expect_100_continue_gets_the_body_to_the_backend() {
     let next = client.exchange(&get("/next")).await;
     assert_eq!(next.text(), "/next");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Strict framing: what the router refuses (as nginx and the reference's parser do)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn content_length_with_transfer_encoding_is_400_and_the_connection_closes() {
+    let backend = echo_target_backend().await;
+    let router = router(&backend).await;
+    let heads = [
+        "POST /smuggle HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST /smuggle HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        "GET /smuggle HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ];
+    for head in heads {
+        // After a request the fast lane answered, and as a connection's first request.
+        for warm in [true, false] {
+            let mut client = Client::connect(router.addr).await;
+            if warm {
+                assert_eq!(client.exchange(&get("/warm")).await.status, 200);
+            }
+            let smuggled = format!("{head}0\r\n\r\nGET /hidden HTTP/1.1\r\nHost: localhost\r\n\r\n");
+            let response = client.exchange(smuggled.as_bytes()).await;
+            assert_eq!(response.status, 400, "{head:?}");
+            assert_eq!(response.header("connection").as_deref(), Some("close"), "{head:?}");
+            assert!(client.closes().await, "the connection must close: {head:?}");
+        }
+    }
+    let seen: Vec<String> = backend
+        .drain()
+        .await
+        .iter()
+        .map(|seen| seen.target().to_string())
+        .collect();
+    assert!(seen.iter().all(|target| target == "/warm"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn http11_needs_exactly_one_host_and_http10_may_have_none() {
+    let backend = echo_target_backend().await;
+    let router = router(&backend).await;
+    let refused = [
+        "GET /none HTTP/1.1\r\n\r\n",
+        "GET /two HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n",
+        "HTTP/1.0 two",
+        // hyper's path (a body) applies the same rule.
+        "POST /none HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
+        "POST /two HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nHost: b\r\n\r\nhi",
+    ];
+    for request in refused {
+        let request = match request {
+            "HTTP/1.0 two" => "GET /two HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+            other => other,
+        };
+        let mut client = Client::connect(router.addr).await;
+        let response = client.exchange(request.as_bytes()).await;
+        assert_eq!(response.status, 400, "{request:?}");
+    }
+    let mut client = Client::connect(router.addr).await;
+    let response = client.exchange(b"GET /old HTTP/1.0\r\n\r\n").await;
+    assert_eq!((response.status, response.text().as_str()), (200, "/old"));
+    let seen: Vec<String> = backend
+        .drain()
+        .await
+        .iter()
+        .map(|seen| seen.target().to_string())
+        .collect();
+    assert_eq!(seen, ["/old"]);
+}
+
+#[tokio::test]
+async fn an_http2_preface_after_an_http11_request_is_400_not_a_protocol_switch() {
+    let backend = echo_target_backend().await;
+    let router = router(&backend).await;
+    // After a request of the fast lane, and after one hyper served (a body).
+    // hyper's HTTP/1 parser closes on the preface without an answer.
+    let first_requests: [(&[u8], bool); 2] = [
+        (b"GET /one HTTP/1.1\r\nHost: localhost\r\n\r\n", true),
+        (
+            b"POST /one HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi",
+            false,
+        ),
+    ];
+    for (first, answered) in first_requests {
+        let mut client = Client::connect(router.addr).await;
+        assert_eq!(client.exchange(first).await.status, 200);
+        client.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+        // An HTTP/2 server would answer with a SETTINGS frame, which is no status line.
+        match client.read(false).await {
+            Some(response) => assert_eq!(response.status, 400, "{response:?}"),
+            None => assert!(!answered, "no answer to the preface"),
+        }
+        assert!(client.closes().await, "the connection must close");
+    }
+}
