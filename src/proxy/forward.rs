@@ -45,6 +45,7 @@ pub fn forward<'d>(
     parts.uri = uri;
     // The upstream connection picks its own protocol (ALPN); hyper wants HTTP/1.1 semantics here.
     parts.version = Version::HTTP_11;
+    let is_head = parts.method == http::Method::HEAD;
     let added = headers::upstream_request_apart(&mut parts.headers, &request.forwarding);
     if !destination.preserve_host_header || !parts.headers.contains_key(header::HOST) {
         parts.headers.insert(header::HOST, destination.host_header.clone());
@@ -55,11 +56,18 @@ pub fn forward<'d>(
         added,
         request.started,
     );
-    Either::Right(sent.map(|response| {
+    Either::Right(sent.map(move |response| {
         let (mut parts, body) = response?.into_parts();
         // The client's connection has its own protocol; an HTTP/1.0 backend must not downgrade it.
         parts.version = Version::HTTP_11;
-        headers::downstream_response(&mut parts.headers);
+        let coded = headers::downstream_response(&mut parts.headers);
+        // hyper's client decodes by the coding but keeps a `Content-Length` sent beside it; the
+        // client would be told a length the body does not have (the inline client drops it too).
+        let bodiless =
+            is_head || parts.status == http::StatusCode::NO_CONTENT || parts.status == http::StatusCode::NOT_MODIFIED;
+        if coded && !bodiless {
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
         Ok(Response::from_parts(parts, body))
     }))
 }

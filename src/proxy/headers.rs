@@ -359,9 +359,20 @@ impl Added<'_> {
     }
 }
 
-/// Applies the response policy to the headers that go back to the client.
-pub fn downstream_response(headers: &mut HeaderMap) {
-    remove_hop_by_hop(headers);
+/// Applies the response policy to the headers that go back to the client. Returns whether the
+/// response came with `Transfer-Encoding` (removed here): its body was decoded, so a
+/// `Content-Length` beside it does not describe what the client gets.
+pub fn downstream_response(headers: &mut HeaderMap) -> bool {
+    let coded = std::cell::Cell::new(false);
+    remove_matching(
+        headers,
+        |name| {
+            coded.set(coded.get() || name == "transfer-encoding");
+            is_hop_by_hop(name)
+        },
+        |_| {},
+    );
+    coded.get()
 }
 
 /// Removes the cookies for which `strip` is true from every `Cookie` header; drops the header when
