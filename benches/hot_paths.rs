@@ -147,7 +147,7 @@ fn header_policy(c: &mut Criterion) {
                     set_x_forwarded: true,
                     correlation_id: &correlation_id,
                 };
-                headers::upstream_request(headers, &forwarding);
+                headers::upstream_request(headers, &forwarding, headers::Policy::default());
             },
             BatchSize::SmallInput,
         )
@@ -165,7 +165,7 @@ fn header_policy(c: &mut Criterion) {
                     set_x_forwarded: true,
                     correlation_id: &correlation_id,
                 };
-                headers::upstream_request_apart(headers, &forwarding).write_to(head);
+                headers::upstream_request_apart(headers, &forwarding, headers::Policy::default()).write_to(head);
             },
             BatchSize::SmallInput,
         )

@@ -1291,3 +1291,66 @@ async fn a_backend_answer_with_length_and_chunking_reaches_the_client_whole_on_e
         assert_ne!(response.header("content-length").as_deref(), Some("3"), "{response:?}");
     }
 }
+
+/// A router with destination `b` at `backend` and the environment `env`.
+async fn router_with(backend: &RawBackend, env: &[(&str, &str)]) -> Gateway {
+    let mut builder = gateway(public_routes()).destinations(&[("b", &backend.url())]);
+    for (name, value) in env {
+        builder = builder.env(name, *value);
+    }
+    builder.start().await
+}
+
+#[tokio::test]
+async fn underscore_header_names_never_reach_a_backend_unless_allowed() {
+    let backend = echo_target_backend().await;
+    let request = "GET /u HTTP/1.1\r\nHost: localhost\r\ntransfer_encoding: chunked\r\ncontent_length: 40\r\n\
+                   x_forwarded_for: 6.6.6.6\r\nX_Forwarded_Host: evil.example\r\nx_approuter_authorization: Bearer x\r\n\
+                   cookie: a=b\r\nkeep_alive: 1\r\nx_custom_app: yes\r\nX-Plain: yes\r\n\r\n";
+    // (environment, the custom underscore header arrives)
+    for (env, custom) in [
+        (&[][..], false),
+        (&[("ALLOW_UNDERSCORES_IN_HEADERS", "true")][..], true),
+    ] {
+        let router = router_with(&backend, env).await;
+        let mut client = Client::connect(router.addr).await;
+        // The fast lane, then hyper's path (a body).
+        let with_body = request.replacen("GET /u HTTP/1.1\r\n", "POST /u HTTP/1.1\r\nContent-Length: 2\r\n", 1) + "hi";
+        for bytes in [request.to_string(), with_body] {
+            let response = client.exchange(bytes.as_bytes()).await;
+            assert_eq!(response.status, 200, "{env:?}");
+            let seen = backend.next().await;
+            let underscored: Vec<&str> = seen
+                .headers
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .filter(|name| name.contains('_'))
+                .collect();
+            let expected: &[&str] = if custom { &["x_custom_app"] } else { &[] };
+            assert_eq!(underscored, expected, "{env:?}: {:?}", seen.headers);
+            assert_eq!(seen.header("x-plain"), Some("yes"));
+            assert_eq!(seen.header("cookie"), Some("a=b"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn client_forwarded_host_proto_and_path_count_only_behind_a_trusted_proxy() {
+    let backend = echo_target_backend().await;
+    let request = b"GET /real?q=1 HTTP/1.1\r\nHost: app.example\r\nX-Forwarded-Host: evil.example\r\n\
+                    X-Forwarded-Proto: https\r\nX-Forwarded-Path: /evil\r\n\r\n";
+    // (CLIENT_IP_FORWARDED_HOPS, host, proto, path the backend sees)
+    let rows = [
+        ("0", "app.example", "http", "/real"),
+        ("1", "evil.example", "https", "/evil"),
+    ];
+    for (hops, host, proto, path) in rows {
+        let router = router_with(&backend, &[("CLIENT_IP_FORWARDED_HOPS", hops)]).await;
+        let mut client = Client::connect(router.addr).await;
+        assert_eq!(client.exchange(request).await.status, 200);
+        let seen = backend.next().await;
+        assert_eq!(seen.all("x-forwarded-host"), [host], "hops {hops}");
+        assert_eq!(seen.all("x-forwarded-proto"), [proto], "hops {hops}");
+        assert_eq!(seen.all("x-forwarded-path"), [path], "hops {hops}");
+    }
+}
