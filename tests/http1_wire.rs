@@ -1354,3 +1354,52 @@ async fn client_forwarded_host_proto_and_path_count_only_behind_a_trusted_proxy(
         assert_eq!(seen.all("x-forwarded-path"), [path], "hops {hops}");
     }
 }
+
+#[tokio::test]
+async fn stray_bytes_after_a_bodiless_answer_retire_the_upstream_connection() {
+    const STRAY: &str = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL";
+    let backend = RawBackend::start(|request| match request.target() {
+        "/no-content" => Reply::keep(format!("HTTP/1.1 204 No Content\r\n\r\n{STRAY}")),
+        "/not-modified" => Reply::keep(format!("HTTP/1.1 304 Not Modified\r\n\r\n{STRAY}")),
+        "/head" => Reply::keep(format!("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{STRAY}")),
+        target => Reply::keep(length_reply(target)),
+    })
+    .await;
+    let router = router(&backend).await;
+    // (request, status): bodiless requests take the inline client, those with a body hyper's.
+    let rows: [(&str, u16); 6] = [
+        ("GET /no-content HTTP/1.1\r\nHost: localhost\r\n\r\n", 204),
+        ("GET /not-modified HTTP/1.1\r\nHost: localhost\r\n\r\n", 304),
+        ("HEAD /head HTTP/1.1\r\nHost: localhost\r\n\r\n", 200),
+        (
+            "POST /no-content HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi",
+            204,
+        ),
+        (
+            "POST /not-modified HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi",
+            304,
+        ),
+        (
+            "POST /next HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi",
+            200,
+        ),
+    ];
+    for (request, status) in rows {
+        let mut client = Client::connect(router.addr).await;
+        client.send(request.as_bytes()).await;
+        let answer = client.read(request.starts_with("HEAD")).await.expect("an answer");
+        assert_eq!(answer.status, status, "{request:?}");
+        // The next request, bodiless and with a body, must not get the stray answer.
+        for next in [
+            get("/next"),
+            b"POST /next HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi".to_vec(),
+        ] {
+            let response = client.exchange(&next).await;
+            assert_eq!(
+                (response.status, response.text().as_str()),
+                (200, "/next"),
+                "after {request:?}"
+            );
+        }
+    }
+}
