@@ -6,6 +6,11 @@
 //! the edges (error answers, bodies, upgrades, HTTP/2) stays exactly as it was, and the common
 //! request skips hyper's dispatcher: one task, one read and one write per request.
 //!
+//! Two heads are the fast lane's although hyper would serve them: one with both `Content-Length`
+//! and `Transfer-Encoding` (hyper drops the length; here the pipeline refuses it and the
+//! connection closes), and an HTTP/2 preface after a request (400 and closed: a connection never
+//! changes protocol; a later handover goes to an HTTP/1-only hyper connection).
+//!
 //! What a request sees is the same on both paths: the same [`http::Request`] goes through the same
 //! service, and the answer is framed as hyper frames it (`content-length` when the body's length is
 //! known, chunked otherwise, nothing for `HEAD`, 204 and 304, a `date` header, `connection: close`
