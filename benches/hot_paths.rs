@@ -163,7 +163,7 @@ fn header_policy(c: &mut Criterion) {
                     set_x_forwarded: true,
                     correlation_id: &correlation_id,
                 };
-                headers::upstream_request(headers, &forwarding);
+                headers::upstream_request(headers, &forwarding, headers::Policy::default());
             },
             BatchSize::SmallInput,
         )
@@ -181,7 +181,7 @@ fn header_policy(c: &mut Criterion) {
                     set_x_forwarded: true,
                     correlation_id: &correlation_id,
                 };
-                headers::upstream_request_apart(headers, &forwarding).write_to(head);
+                headers::upstream_request_apart(headers, &forwarding, headers::Policy::default()).write_to(head);
             },
             BatchSize::SmallInput,
         )

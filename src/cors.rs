@@ -97,7 +97,14 @@ pub fn check(config: &Config, parts: &Parts, scheme: &str) -> Result<Decision, E
         .ok()
         .and_then(WebOrigin::parse)
         .ok_or(Error::MalformedOrigin)?;
-    if origin == own_origin(&parts.headers, scheme, config.auth.external_url.as_deref())? {
+    if origin
+        == own_origin(
+            &parts.headers,
+            scheme,
+            config.auth.external_url.as_deref(),
+            config.auth.trust_forwarded_headers,
+        )?
+    {
         return pass();
     }
     if !rule.allowed_origins.matches(&origin) {

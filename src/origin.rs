@@ -69,19 +69,28 @@ pub enum OwnOriginError {
 }
 
 /// The router's origin as the browser sees it: `APPROUTER_URL` (or the application URI) when
-/// configured, else `X-Forwarded-Proto`/`X-Forwarded-Host` or the connection's scheme and `Host`,
+/// configured, else `X-Forwarded-Proto`/`X-Forwarded-Host` when `trust_forwarded` (a trusted proxy
+/// in front, `CLIENT_IP_FORWARDED_HOPS` ≥ 1, set them), else the connection's scheme and `Host`;
 /// the same sources the login redirect URI is built from.
 ///
 /// # Errors
 /// An `X-Forwarded-Proto` other than http/https, or no usable host.
-pub fn own_origin(headers: &HeaderMap, scheme: &str, external_url: Option<&str>) -> Result<WebOrigin, OwnOriginError> {
+pub fn own_origin(
+    headers: &HeaderMap,
+    scheme: &str,
+    external_url: Option<&str>,
+    trust_forwarded: bool,
+) -> Result<WebOrigin, OwnOriginError> {
     if let Some(url) = external_url {
         // Checked at start-up; a value that does not parse leaves only the request to go by.
         if let Some(origin) = url::Url::parse(url).ok().as_ref().and_then(WebOrigin::of_url) {
             return Ok(origin);
         }
     }
-    let scheme = match headers.get("x-forwarded-proto") {
+    // Without a trusted proxy in front, these are the client's word: it must not choose the host
+    // the router believes it serves.
+    let forwarded = |name: &str| headers.get(name).filter(|_| trust_forwarded);
+    let scheme = match forwarded("x-forwarded-proto") {
         Some(value) => {
             let first = value.to_str().map_err(|_| OwnOriginError::ForwardedProto)?;
             match first
@@ -99,8 +108,7 @@ pub fn own_origin(headers: &HeaderMap, scheme: &str, external_url: Option<&str>)
         }
         None => scheme,
     };
-    let host = headers
-        .get("x-forwarded-host")
+    let host = forwarded("x-forwarded-host")
         .or_else(|| headers.get(header::HOST))
         .and_then(|v| v.to_str().ok())
         .map(|h| h.split(',').next().unwrap_or("").trim())
@@ -261,20 +269,26 @@ mod tests {
     fn own_origin_follows_forwarded_headers_and_the_external_url() {
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:5000"));
-        let direct = own_origin(&headers, "http", None).unwrap();
+        let direct = own_origin(&headers, "http", None, true).unwrap();
         assert_eq!(direct.to_string(), "http://127.0.0.1:5000");
         headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         headers.insert("x-forwarded-host", HeaderValue::from_static("App.example"));
+        // Without a trusted proxy in front, the client's forwarded headers count for nothing.
+        let untrusted = own_origin(&headers, "http", None, false).unwrap();
+        assert_eq!(untrusted.to_string(), "http://127.0.0.1:5000");
         assert_eq!(
-            own_origin(&headers, "http", None).unwrap().to_string(),
+            own_origin(&headers, "http", None, true).unwrap().to_string(),
             "https://app.example"
         );
-        let configured = own_origin(&headers, "http", Some("https://router.example:8443/base")).unwrap();
+        let configured = own_origin(&headers, "http", Some("https://router.example:8443/base"), true).unwrap();
         assert_eq!(configured.to_string(), "https://router.example:8443");
         headers.insert("x-forwarded-proto", HeaderValue::from_static("gopher"));
-        assert_eq!(own_origin(&headers, "http", None), Err(OwnOriginError::ForwardedProto));
+        assert_eq!(
+            own_origin(&headers, "http", None, true),
+            Err(OwnOriginError::ForwardedProto)
+        );
         let mut no_host = HeaderMap::new();
         no_host.insert(header::HOST, HeaderValue::from_static("a b"));
-        assert_eq!(own_origin(&no_host, "http", None), Err(OwnOriginError::Host));
+        assert_eq!(own_origin(&no_host, "http", None, true), Err(OwnOriginError::Host));
     }
 }

@@ -506,17 +506,27 @@ fn strip_sap_idp(url: &str) -> (std::borrow::Cow<'_, str>, Option<String>) {
 
 /// Refuses requests that are malformed in ways a proxy must not pass on.
 fn check<B>(request: &Request<B>) -> Result<(), GatewayError> {
-    // One pass over the fields (each value of a repeated name) instead of three lookups.
-    let (mut coded, mut lengths) = (false, 0);
+    // One pass over the fields (each value of a repeated name) instead of a lookup each.
+    let (mut coded, mut lengths, mut hosts) = (false, 0, 0);
     for (name, _) in request.headers() {
         coded |= name == header::TRANSFER_ENCODING;
         lengths += usize::from(name == header::CONTENT_LENGTH);
+        hosts += usize::from(name == header::HOST);
     }
     if coded && lengths > 0 {
         return Err(GatewayError::BadRequest("both Transfer-Encoding and Content-Length"));
     }
     if lengths > 1 {
         return Err(GatewayError::BadRequest("several Content-Length headers"));
+    }
+    // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host; HTTP/1.0 may have none, and
+    // HTTP/2 names its authority in `:authority`.
+    let http1 = request.version() <= http::Version::HTTP_11;
+    if http1 && hosts > 1 {
+        return Err(GatewayError::BadRequest("several Host headers"));
+    }
+    if hosts == 0 && request.version() == http::Version::HTTP_11 {
+        return Err(GatewayError::BadRequest("no Host header"));
     }
     if request.uri().path_and_query().is_none() || !request.uri().path().starts_with('/') {
         return Err(GatewayError::BadRequest("request target must be a path"));

@@ -57,6 +57,8 @@ async fn cors_rules_table() {
         ])
         .to_string(),
     )
+    // Behind a trusted proxy: its X-Forwarded-Proto is read (and must be valid).
+    .env("CLIENT_IP_FORWARDED_HOPS", "1")
     .start()
     .await;
 

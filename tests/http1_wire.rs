@@ -1176,3 +1176,230 @@ async fn expect_100_continue_gets_the_body_to_the_backend() {
     let next = client.exchange(&get("/next")).await;
     assert_eq!(next.text(), "/next");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Strict framing: what the router refuses (as nginx and the reference's parser do)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn content_length_with_transfer_encoding_is_400_and_the_connection_closes() {
+    let backend = echo_target_backend().await;
+    let router = router(&backend).await;
+    let heads = [
+        "POST /smuggle HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST /smuggle HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        "GET /smuggle HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ];
+    for head in heads {
+        // After a request the fast lane answered, and as a connection's first request.
+        for warm in [true, false] {
+            let mut client = Client::connect(router.addr).await;
+            if warm {
+                assert_eq!(client.exchange(&get("/warm")).await.status, 200);
+            }
+            let smuggled = format!("{head}0\r\n\r\nGET /hidden HTTP/1.1\r\nHost: localhost\r\n\r\n");
+            let response = client.exchange(smuggled.as_bytes()).await;
+            assert_eq!(response.status, 400, "{head:?}");
+            assert_eq!(response.header("connection").as_deref(), Some("close"), "{head:?}");
+            assert!(client.closes().await, "the connection must close: {head:?}");
+        }
+    }
+    let seen: Vec<String> = backend
+        .drain()
+        .await
+        .iter()
+        .map(|seen| seen.target().to_string())
+        .collect();
+    assert!(seen.iter().all(|target| target == "/warm"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn http11_needs_exactly_one_host_and_http10_may_have_none() {
+    let backend = echo_target_backend().await;
+    let router = router(&backend).await;
+    let refused = [
+        "GET /none HTTP/1.1\r\n\r\n",
+        "GET /two HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n",
+        "HTTP/1.0 two",
+        // hyper's path (a body) applies the same rule.
+        "POST /none HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
+        "POST /two HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nHost: b\r\n\r\nhi",
+    ];
+    for request in refused {
+        let request = match request {
+            "HTTP/1.0 two" => "GET /two HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+            other => other,
+        };
+        let mut client = Client::connect(router.addr).await;
+        let response = client.exchange(request.as_bytes()).await;
+        assert_eq!(response.status, 400, "{request:?}");
+    }
+    let mut client = Client::connect(router.addr).await;
+    let response = client.exchange(b"GET /old HTTP/1.0\r\n\r\n").await;
+    assert_eq!((response.status, response.text().as_str()), (200, "/old"));
+    let seen: Vec<String> = backend
+        .drain()
+        .await
+        .iter()
+        .map(|seen| seen.target().to_string())
+        .collect();
+    assert_eq!(seen, ["/old"]);
+}
+
+#[tokio::test]
+async fn an_http2_preface_after_an_http11_request_is_400_not_a_protocol_switch() {
+    let backend = echo_target_backend().await;
+    let router = router(&backend).await;
+    // After a request of the fast lane, and after one hyper served (a body).
+    // hyper's HTTP/1 parser closes on the preface without an answer.
+    let first_requests: [(&[u8], bool); 2] = [
+        (b"GET /one HTTP/1.1\r\nHost: localhost\r\n\r\n", true),
+        (
+            b"POST /one HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi",
+            false,
+        ),
+    ];
+    for (first, answered) in first_requests {
+        let mut client = Client::connect(router.addr).await;
+        assert_eq!(client.exchange(first).await.status, 200);
+        client.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+        // An HTTP/2 server would answer with a SETTINGS frame, which is no status line.
+        match client.read(false).await {
+            Some(response) => assert_eq!(response.status, 400, "{response:?}"),
+            None => assert!(!answered, "no answer to the preface"),
+        }
+        assert!(client.closes().await, "the connection must close");
+    }
+}
+
+#[tokio::test]
+async fn a_backend_answer_with_length_and_chunking_reaches_the_client_whole_on_every_client_path() {
+    let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let backend = RawBackend::start(|_| Reply::keep(&reply[..])).await;
+    let router = router(&backend).await;
+    let mut client = Client::connect(router.addr).await;
+    // A bodiless GET goes through the inline client, a POST with a body through hyper's.
+    let requests: [&[u8]; 2] = [
+        b"GET /inline HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"POST /hyper HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi",
+    ];
+    for request in requests {
+        let response = client.exchange(request).await;
+        assert_eq!(response.status, 200);
+        assert!(response.complete, "{response:?}");
+        assert_eq!(response.text(), "hello", "{response:?}");
+        assert_ne!(response.header("content-length").as_deref(), Some("3"), "{response:?}");
+    }
+}
+
+/// A router with destination `b` at `backend` and the environment `env`.
+async fn router_with(backend: &RawBackend, env: &[(&str, &str)]) -> Gateway {
+    let mut builder = gateway(public_routes()).destinations(&[("b", &backend.url())]);
+    for (name, value) in env {
+        builder = builder.env(name, *value);
+    }
+    builder.start().await
+}
+
+#[tokio::test]
+async fn underscore_header_names_never_reach_a_backend_unless_allowed() {
+    let backend = echo_target_backend().await;
+    let request = "GET /u HTTP/1.1\r\nHost: localhost\r\ntransfer_encoding: chunked\r\ncontent_length: 40\r\n\
+                   x_forwarded_for: 6.6.6.6\r\nX_Forwarded_Host: evil.example\r\nx_approuter_authorization: Bearer x\r\n\
+                   cookie: a=b\r\nkeep_alive: 1\r\nx_custom_app: yes\r\nX-Plain: yes\r\n\r\n";
+    // (environment, the custom underscore header arrives)
+    for (env, custom) in [
+        (&[][..], false),
+        (&[("ALLOW_UNDERSCORES_IN_HEADERS", "true")][..], true),
+    ] {
+        let router = router_with(&backend, env).await;
+        let mut client = Client::connect(router.addr).await;
+        // The fast lane, then hyper's path (a body).
+        let with_body = request.replacen("GET /u HTTP/1.1\r\n", "POST /u HTTP/1.1\r\nContent-Length: 2\r\n", 1) + "hi";
+        for bytes in [request.to_string(), with_body] {
+            let response = client.exchange(bytes.as_bytes()).await;
+            assert_eq!(response.status, 200, "{env:?}");
+            let seen = backend.next().await;
+            let underscored: Vec<&str> = seen
+                .headers
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .filter(|name| name.contains('_'))
+                .collect();
+            let expected: &[&str] = if custom { &["x_custom_app"] } else { &[] };
+            assert_eq!(underscored, expected, "{env:?}: {:?}", seen.headers);
+            assert_eq!(seen.header("x-plain"), Some("yes"));
+            assert_eq!(seen.header("cookie"), Some("a=b"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn client_forwarded_host_proto_and_path_count_only_behind_a_trusted_proxy() {
+    let backend = echo_target_backend().await;
+    let request = b"GET /real?q=1 HTTP/1.1\r\nHost: app.example\r\nX-Forwarded-Host: evil.example\r\n\
+                    X-Forwarded-Proto: https\r\nX-Forwarded-Path: /evil\r\n\r\n";
+    // (CLIENT_IP_FORWARDED_HOPS, host, proto, path the backend sees)
+    let rows = [
+        ("0", "app.example", "http", "/real"),
+        ("1", "evil.example", "https", "/evil"),
+    ];
+    for (hops, host, proto, path) in rows {
+        let router = router_with(&backend, &[("CLIENT_IP_FORWARDED_HOPS", hops)]).await;
+        let mut client = Client::connect(router.addr).await;
+        assert_eq!(client.exchange(request).await.status, 200);
+        let seen = backend.next().await;
+        assert_eq!(seen.all("x-forwarded-host"), [host], "hops {hops}");
+        assert_eq!(seen.all("x-forwarded-proto"), [proto], "hops {hops}");
+        assert_eq!(seen.all("x-forwarded-path"), [path], "hops {hops}");
+    }
+}
+
+#[tokio::test]
+async fn stray_bytes_after_a_bodiless_answer_retire_the_upstream_connection() {
+    const STRAY: &str = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL";
+    let backend = RawBackend::start(|request| match request.target() {
+        "/no-content" => Reply::keep(format!("HTTP/1.1 204 No Content\r\n\r\n{STRAY}")),
+        "/not-modified" => Reply::keep(format!("HTTP/1.1 304 Not Modified\r\n\r\n{STRAY}")),
+        "/head" => Reply::keep(format!("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{STRAY}")),
+        target => Reply::keep(length_reply(target)),
+    })
+    .await;
+    let router = router(&backend).await;
+    // (request, status): bodiless requests take the inline client, those with a body hyper's.
+    let rows: [(&str, u16); 6] = [
+        ("GET /no-content HTTP/1.1\r\nHost: localhost\r\n\r\n", 204),
+        ("GET /not-modified HTTP/1.1\r\nHost: localhost\r\n\r\n", 304),
+        ("HEAD /head HTTP/1.1\r\nHost: localhost\r\n\r\n", 200),
+        (
+            "POST /no-content HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi",
+            204,
+        ),
+        (
+            "POST /not-modified HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi",
+            304,
+        ),
+        (
+            "POST /next HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi",
+            200,
+        ),
+    ];
+    for (request, status) in rows {
+        let mut client = Client::connect(router.addr).await;
+        client.send(request.as_bytes()).await;
+        let answer = client.read(request.starts_with("HEAD")).await.expect("an answer");
+        assert_eq!(answer.status, status, "{request:?}");
+        // The next request, bodiless and with a body, must not get the stray answer.
+        for next in [
+            get("/next"),
+            b"POST /next HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi".to_vec(),
+        ] {
+            let response = client.exchange(&next).await;
+            assert_eq!(
+                (response.status, response.text().as_str()),
+                (200, "/next"),
+                "after {request:?}"
+            );
+        }
+    }
+}

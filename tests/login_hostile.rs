@@ -565,7 +565,13 @@ async fn session_cookie_flags_and_a_new_id_at_every_login() {
 async fn cookies_are_secure_behind_https() {
     let dev = dev_xsuaa().await;
     let backend = backend().await;
-    let router = router(&dev, &backend, &[("PRESERVE_FRAGMENT", "false")]).await;
+    // Behind a trusted proxy that terminates TLS.
+    let router = router(
+        &dev,
+        &backend,
+        &[("PRESERVE_FRAGMENT", "false"), ("CLIENT_IP_FORWARDED_HOPS", "1")],
+    )
+    .await;
     let client = support::client();
     let https = ("x-forwarded-proto", "https");
 
@@ -665,5 +671,23 @@ async fn tokens_never_reach_the_browser() {
             !cookies.contains("JSESSIONID"),
             "the session cookie reached the backend: {cookies}"
         );
+    }
+}
+
+#[tokio::test]
+async fn the_redirect_uri_follows_forwarded_headers_only_from_a_trusted_proxy() {
+    let dev = dev_xsuaa().await;
+    let backend = backend().await;
+    let client = support::client();
+    let forged = [("x-forwarded-host", "evil.example"), ("x-forwarded-proto", "https")];
+    for (hops, expected_origin) in [("0", None), ("1", Some("https://evil.example"))] {
+        let env = [("PRESERVE_FRAGMENT", "false"), ("CLIENT_IP_FORWARDED_HOPS", hops)];
+        let router = router(&dev, &backend, &env).await;
+        let login = get(&client, &router.url("/api/status/200"), &forged).await;
+        assert_eq!(login.status, 302, "{login:?}");
+        let redirect_uri = param(&login.authorize_target(), "redirect_uri").unwrap();
+        let own = format!("http://127.0.0.1:{}", router.addr.port());
+        let origin = expected_origin.unwrap_or(&own);
+        assert_eq!(redirect_uri, format!("{origin}/login/callback"), "hops {hops}");
     }
 }

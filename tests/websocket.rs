@@ -287,7 +287,10 @@ async fn upgrades_are_admitted_by_origin_and_setting() {
     ];
     for case in cases {
         let mut backend = echo_backend().await;
-        let mut builder = public_app(case.enabled).destinations(&[("echo", &backend.url())]);
+        // Behind a trusted proxy: its forwarded headers say the origin.
+        let mut builder = public_app(case.enabled)
+            .destinations(&[("echo", &backend.url())])
+            .env("CLIENT_IP_FORWARDED_HOPS", "1");
         if let Some(allowed) = case.allowed {
             builder = builder.env("WS_ALLOWED_ORIGINS", allowed);
         }

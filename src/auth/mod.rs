@@ -666,12 +666,14 @@ impl Auth {
         if let Some(url) = &self.settings.external_url {
             return Ok(format!("{url}{}", self.login_callback));
         }
-        let own = crate::origin::own_origin(headers, origin.scheme, None).map_err(|error| match error {
-            crate::origin::OwnOriginError::ForwardedProto => {
-                Error::BadForwardedHeaders("x-forwarded-proto must be http or https")
-            }
-            crate::origin::OwnOriginError::Host => Error::BadForwardedHeaders("invalid host"),
-        })?;
+        let trust_forwarded = self.settings.trust_forwarded_headers;
+        let own =
+            crate::origin::own_origin(headers, origin.scheme, None, trust_forwarded).map_err(|error| match error {
+                crate::origin::OwnOriginError::ForwardedProto => {
+                    Error::BadForwardedHeaders("x-forwarded-proto must be http or https")
+                }
+                crate::origin::OwnOriginError::Host => Error::BadForwardedHeaders("invalid host"),
+            })?;
         Ok(format!("{own}{}", self.login_callback))
     }
 

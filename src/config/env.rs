@@ -407,19 +407,25 @@ pub fn server_settings(env: &Env, errors: &mut Error) -> ServerSettings {
             .map(|n| n.min(u64::from(u32::MAX)) as u32),
         // Behind Cloud Foundry's router every client arrives from the router's address; its own
         // X-Forwarded-For entry is the one to trust.
-        forwarded_hops: match env.get("CLIENT_IP_FORWARDED_HOPS") {
-            Some(text) => text.trim().parse::<usize>().unwrap_or_else(|_| {
-                errors.push(
-                    "CLIENT_IP_FORWARDED_HOPS",
-                    format!("must be a whole number, got {text:?}"),
-                );
-                0
-            }),
-            None => usize::from(env.get("VCAP_APPLICATION").is_some()),
-        },
+        forwarded_hops: forwarded_hops(env).unwrap_or_else(|text| {
+            errors.push(
+                "CLIENT_IP_FORWARDED_HOPS",
+                format!("must be a whole number, got {text:?}"),
+            );
+            0
+        }),
+        allow_underscores_in_headers: env.flag("ALLOW_UNDERSCORES_IN_HEADERS", errors) == Some(true),
         metrics: env.flag("METRICS", errors) != Some(false),
         access_log: env.flag("ACCESS_LOG", errors) != Some(false),
         fast_paths: env.flag("HTTP_FAST_PATHS", errors) != Some(false),
+    }
+}
+
+/// `CLIENT_IP_FORWARDED_HOPS`, or its text when that is not a whole number.
+fn forwarded_hops(env: &Env) -> Result<usize, &str> {
+    match env.get("CLIENT_IP_FORWARDED_HOPS") {
+        Some(text) => text.trim().parse::<usize>().map_err(|_| text),
+        None => Ok(usize::from(env.get("VCAP_APPLICATION").is_some())),
     }
 }
 
@@ -568,6 +574,8 @@ pub fn auth_settings(env: &Env, errors: &mut Error) -> AuthSettings {
         secure_cookie,
         external_url,
         idp_timeout,
+        // A value that is not a number is reported with the server settings.
+        trust_forwarded_headers: forwarded_hops(env).unwrap_or(0) > 0,
         csrf_origin_check: env.flag("CSRF_ORIGIN_CHECK", errors) != Some(false),
         dynamic_identity_provider: env.flag("DYNAMIC_IDENTITY_PROVIDER", errors) == Some(true),
         binding_poll_interval: Duration::from_millis(

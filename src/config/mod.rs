@@ -102,6 +102,9 @@ pub struct AuthSettings {
     pub external_url: Option<String>,
     /// Timeout of requests to the identity provider (`OUTGOING_REQUEST_OPTIONS.xsuaa`).
     pub idp_timeout: Duration,
+    /// Whether `X-Forwarded-Host`/`-Proto`/`-Path` from the client are believed: only when a
+    /// trusted proxy is in front (`CLIENT_IP_FORWARDED_HOPS` ≥ 1, the default on Cloud Foundry).
+    pub trust_forwarded_headers: bool,
     /// `CSRF_ORIGIN_CHECK` (default true): refuse state-changing requests from other origins.
     pub csrf_origin_check: bool,
     /// `DYNAMIC_IDENTITY_PROVIDER`: `?sap_idp=` chooses the identity provider on every route.
@@ -208,8 +211,12 @@ pub struct ServerSettings {
     /// address's login starts and callbacks get 429; `None` is off.
     pub login_rate_limit: Option<u32>,
     /// `CLIENT_IP_FORWARDED_HOPS`: how many trusted proxies in front append to `X-Forwarded-For`
-    /// (0: the TCP peer is the client).
+    /// (0: the TCP peer is the client, and the client's `X-Forwarded-Host`/`-Proto`/`-Path` are
+    /// replaced by what the router sees).
     pub forwarded_hops: usize,
+    /// `ALLOW_UNDERSCORES_IN_HEADERS` (default false): request headers with `_` in their name
+    /// reach backends (except look-alikes of the headers the router manages).
+    pub allow_underscores_in_headers: bool,
     /// `METRICS` (default true): record metrics.
     pub metrics: bool,
     /// `ACCESS_LOG` (default true): one log line per request (target `access`).

@@ -45,7 +45,7 @@ pub fn forward<'d>(
     parts.uri = uri;
     // The upstream connection picks its own protocol (ALPN); hyper wants HTTP/1.1 semantics here.
     parts.version = Version::HTTP_11;
-    let added = headers::upstream_request_apart(&mut parts.headers, &request.forwarding);
+    let added = headers::upstream_request_apart(&mut parts.headers, &request.forwarding, upstream.header_policy);
     if !destination.preserve_host_header || !parts.headers.contains_key(header::HOST) {
         parts.headers.insert(header::HOST, destination.host_header.clone());
     }

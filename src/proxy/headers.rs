@@ -47,6 +47,62 @@ fn is_internal(name: &str) -> bool {
     )
 }
 
+/// Whether `name` (lower case, with `_`) is a header the router manages spelt with `_` for `-`:
+/// a backend that maps `_` to `-` (CGI-style servers do) would take it for the real one.
+fn is_managed_look_alike(name: &str) -> bool {
+    let mut dashed = [0u8; 40];
+    let Some(slot) = dashed.get_mut(..name.len()) else {
+        // Longer than every managed name.
+        return false;
+    };
+    for (to, from) in slot.iter_mut().zip(name.bytes()) {
+        *to = if from == b'_' { b'-' } else { from };
+    }
+    let Ok(dashed) = std::str::from_utf8(slot) else {
+        return false;
+    };
+    is_hop_by_hop(dashed)
+        || is_internal(dashed)
+        || matches!(
+            dashed,
+            "host"
+                | "content-length"
+                | "authorization"
+                | "cookie"
+                | "forwarded"
+                | "x-forwarded-for"
+                | "x-forwarded-host"
+                | "x-forwarded-proto"
+                | "x-forwarded-path"
+                | "x-correlationid"
+                | "x-correlation-id"
+                | "x-request-id"
+                | "x-vcap-request-id"
+                | "traceparent"
+                | "tracestate"
+                | "sap-connectivity-scc-location-id"
+        )
+}
+
+/// What the request policy does beyond the fixed rules: settings of the router.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy {
+    /// A trusted proxy is in front (`CLIENT_IP_FORWARDED_HOPS` ≥ 1): the `X-Forwarded-Host`,
+    /// `-Proto` and `-Path` it sent are kept; otherwise they are the client's and are replaced.
+    pub trust_forwarded: bool,
+    /// `ALLOW_UNDERSCORES_IN_HEADERS`: names with `_` pass, except look-alikes of managed headers.
+    pub allow_underscores: bool,
+}
+
+impl Policy {
+    /// Whether the client's header `name` is dropped for this policy.
+    fn drops(self, name: &str) -> bool {
+        // One byte scan per name; the rest only for the rare name with `_`.
+        (memchr::memchr(b'_', name.as_bytes()).is_some() && (!self.allow_underscores || is_managed_look_alike(name)))
+            || (!self.trust_forwarded && matches!(name, "x-forwarded-host" | "x-forwarded-proto" | "x-forwarded-path"))
+    }
+}
+
 /// Removes hop-by-hop headers, including every header named in `Connection:`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     remove_matching(headers, is_hop_by_hop, |_| {});
@@ -187,20 +243,20 @@ pub struct Forwarding<'a> {
 }
 
 /// Applies the request policy to the headers that go to a destination.
-pub fn upstream_request(headers: &mut HeaderMap, forwarding: &Forwarding<'_>) {
-    upstream_request_apart(headers, forwarding).insert_into(headers);
+pub fn upstream_request(headers: &mut HeaderMap, forwarding: &Forwarding<'_>, policy: Policy) {
+    upstream_request_apart(headers, forwarding, policy).insert_into(headers);
 }
 
 /// Applies the request policy to `headers` except for the headers it adds, which it returns: the
 /// inline client writes them straight into the request head ([`Added::write_to`]), without a hash
 /// and an allocation per header; every other client puts them into the map ([`Added::insert_into`]).
-pub fn upstream_request_apart<'a>(headers: &mut HeaderMap, forwarding: &Forwarding<'a>) -> Added<'a> {
+pub fn upstream_request_apart<'a>(headers: &mut HeaderMap, forwarding: &Forwarding<'a>, policy: Policy) -> Added<'a> {
     // Which of the headers read below are there, noted in the policy's pass over the names
     // instead of a lookup each (mostly they are not).
     let mut present = Present::default();
     remove_matching(
         headers,
-        |name| is_hop_by_hop(name) || is_internal(name),
+        |name| is_hop_by_hop(name) || is_internal(name) || policy.drops(name),
         |name| match name {
             "traceparent" => present.traceparent = true,
             "tracestate" => present.tracestate = true,
@@ -247,7 +303,7 @@ pub fn upstream_request_apart<'a>(headers: &mut HeaderMap, forwarding: &Forwardi
                 added.forwarded_for = Some(peer);
             }
         }
-        // What the client sent is kept.
+        // What a trusted proxy sent is kept (the policy removed the client's own).
         if !present.forwarded_host {
             added.forwarded_host = forwarding.host.clone();
         }
@@ -359,7 +415,8 @@ impl Added<'_> {
     }
 }
 
-/// Applies the response policy to the headers that go back to the client.
+/// Applies the response policy to the headers that go back to the client. A `Content-Length`
+/// beside `Transfer-Encoding` is already gone (`proxy::forwardable`, every client path).
 pub fn downstream_response(headers: &mut HeaderMap) {
     remove_hop_by_hop(headers);
 }
@@ -629,8 +686,14 @@ mod tests {
             set_x_forwarded: true,
             correlation_id: &correlation_id,
         };
-        upstream_request(headers, &forwarding);
+        upstream_request(headers, &forwarding, TRUSTED);
     }
+
+    /// Behind a trusted proxy, as the older rows were written.
+    const TRUSTED: Policy = Policy {
+        trust_forwarded: true,
+        allow_underscores: false,
+    };
 
     use super::*;
 
@@ -712,9 +775,9 @@ mod tests {
                 correlation_id: &correlation_id,
             };
             let mut inserted = client.clone();
-            upstream_request(&mut inserted, &forwarding);
+            upstream_request(&mut inserted, &forwarding, TRUSTED);
             let mut apart = client.clone();
-            let added = upstream_request_apart(&mut apart, &forwarding);
+            let added = upstream_request_apart(&mut apart, &forwarding, TRUSTED);
             let mut written = Vec::new();
             added.write_to(&mut written);
             assert_eq!(written.len(), added.encoded_len(), "row {index}");
@@ -735,6 +798,7 @@ mod tests {
                 set_x_forwarded: true,
                 correlation_id: &correlation_id,
             },
+            TRUSTED,
         );
         assert_eq!(headers["x-forwarded-host"], "app.example.com");
         assert_eq!(headers["x-forwarded-for"], "10.0.0.7");

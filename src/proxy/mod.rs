@@ -59,6 +59,8 @@ pub struct Upstream {
     proxied: HashMap<(String, u16, bool), UpstreamClient>,
     /// Websocket upgrades get their own HTTP/1.1 connections.
     websocket: websocket::Connectors,
+    /// The request header policy's settings.
+    header_policy: headers::Policy,
 }
 
 impl Upstream {
@@ -104,6 +106,10 @@ impl Upstream {
             insecure,
             proxied,
             websocket,
+            header_policy: headers::Policy {
+                trust_forwarded: config.server.forwarded_hops > 0,
+                allow_underscores: config.server.allow_underscores_in_headers,
+            },
         })
     }
 

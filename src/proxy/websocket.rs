@@ -115,7 +115,14 @@ pub fn admit(config: &Config, parts: &Parts, scheme: &str) -> Result<bool, Error
     if config.ws_allowed_origins.matches(&origin) {
         return Ok(true);
     }
-    if origin == own_origin(&parts.headers, scheme, config.auth.external_url.as_deref())? {
+    if origin
+        == own_origin(
+            &parts.headers,
+            scheme,
+            config.auth.external_url.as_deref(),
+            config.auth.trust_forwarded_headers,
+        )?
+    {
         Ok(true)
     } else {
         Err(Error::OriginNotAllowed)
@@ -195,7 +202,7 @@ pub async fn proxy(
     parts.uri = path;
     parts.version = Version::HTTP_11;
     parts.extensions = http::Extensions::new();
-    headers::upstream_request(&mut parts.headers, &request.forwarding);
+    headers::upstream_request(&mut parts.headers, &request.forwarding, upstream.header_policy);
     if !destination.preserve_host_header || !parts.headers.contains_key(header::HOST) {
         parts.headers.insert(header::HOST, destination.host_header.clone());
     }

@@ -6,6 +6,11 @@
 //! the edges (error answers, bodies, upgrades, HTTP/2) stays exactly as it was, and the common
 //! request skips hyper's dispatcher: one task, one read and one write per request.
 //!
+//! Two heads are the fast lane's although hyper would serve them: one with both `Content-Length`
+//! and `Transfer-Encoding` (hyper drops the length; here the pipeline refuses it and the
+//! connection closes), and an HTTP/2 preface after a request (400 and closed: a connection never
+//! changes protocol; a later handover goes to an HTTP/1-only hyper connection).
+//!
 //! What a request sees is the same on both paths: the same [`http::Request`] goes through the same
 //! service, and the answer is framed as hyper frames it (`content-length` when the body's length is
 //! known, chunked otherwise, nothing for `HEAD`, 204 and 304, a `date` header, `connection: close`
@@ -41,8 +46,17 @@ pub(super) enum Next {
     Close,
     /// A request the fast lane does not take: hyper serves the connection from here, starting
     /// with the bytes in the buffer.
-    Handover(Bytes),
+    Handover {
+        prefix: Bytes,
+        /// No request has been answered on the connection yet: it may still turn out to be
+        /// HTTP/2 by prior knowledge. After a request, it stays HTTP/1.
+        fresh: bool,
+    },
 }
+
+/// The first bytes of the HTTP/2 connection preface (RFC 9113 3.4), as far as they tell it from
+/// an HTTP/1 request line.
+const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2";
 
 /// The connection's settings for the fast lane.
 pub(super) struct Limits {
@@ -78,12 +92,29 @@ where
         let _ = watcher.wait_for(|stop| *stop).await;
     };
     tokio::pin!(stopped);
+    let mut fresh = true;
     loop {
         let head = match read_head(io, &mut buf, limits, timer.as_mut(), stopped.as_mut()).await {
             Read::Head(head) => head,
             Read::Close => return Next::Close,
-            Read::Handover => return Next::Handover(buf.freeze()),
+            // A connection never changes its protocol after a request: an HTTP/2 preface now is
+            // refused (400, as hyper answers a head it cannot parse), not served as HTTP/2.
+            Read::Handover if !fresh && buf.starts_with(H2_PREFACE_START) => {
+                tracing::debug!("HTTP/2 preface after an HTTP/1.1 request; closing");
+                let mut refused = Response::new(crate::body::empty());
+                *refused.status_mut() = StatusCode::BAD_REQUEST;
+                let _ = write_response(io, &mut out, refused, false, true).await;
+                let _ = io.shutdown().await;
+                return Next::Close;
+            }
+            Read::Handover => {
+                return Next::Handover {
+                    prefix: buf.freeze(),
+                    fresh,
+                }
+            }
         };
+        fresh = false;
         let Head {
             request,
             close: client_close,
@@ -198,7 +229,7 @@ enum Parsed {
 fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
-    let length = match parsed.parse_with_uninit_headers(buf, &mut fields) {
+    let head_length = match parsed.parse_with_uninit_headers(buf, &mut fields) {
         Ok(httparse::Status::Complete(length)) if length <= max_head => length,
         Ok(httparse::Status::Complete(_)) => return Parsed::Other,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
@@ -224,25 +255,26 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
     let offset = |slice: &[u8]| slice.as_ptr() as usize - base;
     let path_range = offset(path.as_bytes())..offset(path.as_bytes()) + path.len();
     let mut close = false;
+    // A head hyper would serve: noted, not returned at once, because a head with both
+    // `Content-Length` and `Transfer-Encoding` is refused here (hyper drops the length and
+    // serves the request, so the pipeline's check would never see the conflict).
+    let mut other = false;
+    let (mut length, mut coded) = (false, false);
     // Name and value of each field as offsets, on the stack (no allocation per request).
     let mut spans = [[0u32; 4]; MAX_HEADERS];
     let count = parsed.headers.len();
     for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
         let name = field.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
+            length = true;
             // `Content-Length: 0` is a bodiless request; any other length has a body.
-            if field.value != b"0" {
-                return Parsed::Other;
-            }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
-            || name.eq_ignore_ascii_case(b"expect")
-            || name.eq_ignore_ascii_case(b"upgrade")
-        {
-            return Parsed::Other;
+            other |= field.value != b"0";
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            coded = true;
+        } else if name.eq_ignore_ascii_case(b"expect") || name.eq_ignore_ascii_case(b"upgrade") {
+            other = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
-            if has_token(field.value, b"upgrade") {
-                return Parsed::Other;
-            }
+            other |= has_token(field.value, b"upgrade");
             close |= has_token(field.value, b"close");
         }
         // Offsets fit: a head past `max_head` (far below 4 GiB) was left to hyper above.
@@ -253,7 +285,15 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
             field.value.len() as u32,
         ];
     }
-    let head = buf.split_to(length).freeze();
+    let conflict = length && coded;
+    if conflict {
+        // Answered here (the pipeline refuses it) and the connection closed: where the body
+        // ends is unknowable, so nothing after this head can be read as a request.
+        close = true;
+    } else if other || coded {
+        return Parsed::Other;
+    }
+    let head = buf.split_to(head_length).freeze();
     match request(&head, method, path_range, &spans[..count]) {
         Some(request) => Parsed::Head(Head { request, close }),
         None => {

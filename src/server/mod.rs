@@ -168,6 +168,8 @@ pub struct Server {
     connection_limit: Option<Arc<Semaphore>>,
     in_flight: Option<Arc<crate::util::Gate>>,
     builder: Arc<auto::Builder<TokioExecutor>>,
+    /// The same settings for HTTP/1 only: a connection that has carried a request.
+    builder_h1: Arc<auto::Builder<TokioExecutor>>,
 }
 
 impl Server {
@@ -210,6 +212,7 @@ impl Server {
             connection_limit: settings.max_connections.map(|max| Arc::new(Semaphore::new(max))),
             in_flight,
             builder: Arc::new(connection_builder(&settings)),
+            builder_h1: Arc::new(connection_builder(&settings).http1_only()),
             state,
         }))
     }
@@ -278,6 +281,7 @@ impl Server {
             compression: self.compression,
         };
         let builder = self.builder.clone();
+        let builder_h1 = self.builder_h1.clone();
         let limits = h1::Limits {
             header_read_timeout: self.header_read_timeout,
             max_head: self.max_head,
@@ -312,16 +316,19 @@ impl Server {
             };
             // HTTP/1.1 requests are read by the fast lane until one needs hyper (see `h1`); a TLS
             // connection that negotiated HTTP/2 goes to hyper at once.
-            let prefix = if !fast_paths || negotiated_h2(&io) {
-                bytes::Bytes::new()
+            let (prefix, fresh) = if !fast_paths || negotiated_h2(&io) {
+                (bytes::Bytes::new(), true)
             } else {
                 let mut respond = |request| service.respond(request);
                 match h1::serve(&mut io, &mut respond, &limits, &mut stop).await {
                     h1::Next::Close => return,
-                    h1::Next::Handover(prefix) => prefix,
+                    h1::Next::Handover { prefix, fresh } => (prefix, fresh),
                 }
             };
             let io = h1::Prefixed::new(prefix, io);
+            // After a request the connection is HTTP/1 for good: an HTTP/2 preface is no longer
+            // looked for (hyper's HTTP/1 parser refuses it).
+            let builder = if fresh { &*builder } else { &*builder_h1 };
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
                 .into_owned();

@@ -270,9 +270,12 @@ fn checkout(home: &Home) -> Option<Conn> {
 }
 
 /// Whether an idle connection has nothing to read: neither the server's close nor stray bytes.
-/// No system call unless the socket became readable since its last read drained it.
+/// The socket itself is asked (a non-blocking peek, one system call), not tokio's cached
+/// readiness: a read shorter than its buffer marks the socket drained until the reactor's next
+/// turn, so bytes that arrived since would otherwise be read as the next request's answer.
 fn is_quiet(stream: &TcpStream) -> bool {
-    matches!(stream.try_read(&mut [0; 1]), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    matches!(socket2::SockRef::from(stream).peek(&mut byte), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// Puts a connection whose last response was read to its end on this thread's idle list.

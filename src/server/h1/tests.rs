@@ -57,6 +57,22 @@ fn the_fast_lane_takes_complete_bodiless_http11_heads_only() {
 }
 
 #[test]
+fn a_head_with_length_and_transfer_encoding_is_taken_to_be_refused_and_closed() {
+    for raw in [
+        "POST /x HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n0\r\n\r\n",
+    ] {
+        let (parsed, _) = parsed(raw);
+        let Parsed::Head(Head { request, close }) = parsed else {
+            panic!("left to hyper, which drops the length: {raw:?}");
+        };
+        assert!(close, "{raw:?}");
+        assert!(request.headers().contains_key("content-length"));
+        assert!(request.headers().contains_key("transfer-encoding"));
+    }
+}
+
+#[test]
 fn a_head_longer_than_the_limit_is_hypers() {
     let raw = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(200));
     for (limit, fast) in [(raw.len(), true), (raw.len() - 1, false)] {

@@ -562,3 +562,28 @@ async fn a_head_later_than_its_deadline_times_out_on_new_and_reused_connections(
     times_out_after(Duration::from_millis(900)).await;
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
+
+// === idle checks ===
+
+#[tokio::test]
+async fn an_idle_connection_with_bytes_not_yet_seen_by_the_reactor_is_not_quiet() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let client = TcpStream::connect(addr).await.expect("connect");
+    let (mut server, _) = listener.accept().await.expect("accept");
+    let mut client = client;
+    server
+        .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+        .await
+        .expect("write");
+    // A read shorter than the buffer: tokio takes the socket for drained until the reactor says
+    // otherwise, as after a response read to its end.
+    let mut buf = BytesMut::with_capacity(1024);
+    client.read_buf(&mut buf).await.expect("read");
+    assert!(is_quiet(&client), "nothing more was sent");
+    // Delivered at once on loopback; the reactor has not turned since (no await in between).
+    server.write_all(b"HTTP/1.1 200 OK\r\n").await.expect("write");
+    assert!(!is_quiet(&client), "stray bytes must retire the connection");
+    drop(server);
+    assert!(!is_quiet(&client), "a closed connection must not be reused");
+}
