@@ -40,6 +40,8 @@ struct ReferenceHead {
 impl ReferenceHead {
     /// Whether hyper takes this head as it is and it is the fast lane's kind of request:
     /// HTTP/1.1, origin form, no body, no expectation, no upgrade, every field valid for `http`.
+    /// A head with both framing fields is the fast lane's too, whatever else it has: it is refused
+    /// there (hyper would drop the length and serve it).
     fn is_fast(&self) -> bool {
         let method = Method::from_bytes(self.method.as_bytes());
         self.version == 1
@@ -47,15 +49,21 @@ impl ReferenceHead {
             && method.is_ok_and(|method| method != Method::CONNECT)
             && Uri::from_maybe_shared(Bytes::copy_from_slice(self.path.as_bytes())).is_ok()
             && self.headers.iter().all(|(name, value)| {
-                HeaderName::from_bytes(name.as_bytes()).is_ok()
-                    && HeaderValue::from_bytes(value).is_ok()
-                    && match name.as_str() {
-                        "content-length" => value == b"0",
-                        "transfer-encoding" | "expect" | "upgrade" => false,
-                        "connection" => !has_token(value, b"upgrade"),
-                        _ => true,
-                    }
+                HeaderName::from_bytes(name.as_bytes()).is_ok() && HeaderValue::from_bytes(value).is_ok()
             })
+            && (self.frames_twice()
+                || self.headers.iter().all(|(name, value)| match name.as_str() {
+                    "content-length" => value == b"0",
+                    "transfer-encoding" | "expect" | "upgrade" => false,
+                    "connection" => !has_token(value, b"upgrade"),
+                    _ => true,
+                }))
+    }
+
+    /// Both `Content-Length` and `Transfer-Encoding`.
+    fn frames_twice(&self) -> bool {
+        let has = |wanted: &str| self.headers.iter().any(|(name, _)| name == wanted);
+        has("content-length") && has("transfer-encoding")
     }
 }
 
@@ -88,7 +96,8 @@ fn check(input: &[u8]) -> Result<(), TestCaseError> {
                 .headers
                 .iter()
                 .any(|(name, value)| name == "connection" && has_token(value, b"close"));
-            prop_assert_eq!(close, asked_close);
+            // A head with both framing fields closes the connection: its body's end is unknowable.
+            prop_assert_eq!(close, asked_close || head.frames_twice());
         }
         Parsed::Partial => {
             prop_assert_eq!(&buf[..], input, "a partial head stays in the buffer");
