@@ -29,7 +29,7 @@ use super::headers;
 use super::ForwardRequest;
 use crate::body::{self, Body, BoxError};
 use crate::config::{Config, Destination};
-use crate::origin::{own_origin, OwnOriginError, WebOrigin};
+use crate::origin::{configured_own_origin, OwnOriginError, WebOrigin};
 
 /// Why a websocket cannot be opened.
 #[derive(Debug, thiserror::Error)]
@@ -115,14 +115,7 @@ pub fn admit(config: &Config, parts: &Parts, scheme: &str) -> Result<bool, Error
     if config.ws_allowed_origins.matches(&origin) {
         return Ok(true);
     }
-    if origin
-        == own_origin(
-            &parts.headers,
-            scheme,
-            config.auth.external_url.as_deref(),
-            config.auth.trust_forwarded_headers,
-        )?
-    {
+    if origin == configured_own_origin(config, &parts.headers, scheme)? {
         Ok(true)
     } else {
         Err(Error::OriginNotAllowed)
