@@ -56,6 +56,9 @@ struct Conn {
     timer: Pin<Box<Sleep>>,
     /// Empty between responses.
     buf: BytesMut,
+    /// The last answer had no body (`HEAD`, 204, 304): the socket itself is asked for stray bytes
+    /// before reuse ([`is_quiet`]).
+    bodiless: bool,
 }
 
 /// Whether the inline client takes `request`: plain `http`, no body, no upgrade, no framing or
@@ -153,7 +156,7 @@ async fn exchange(
     deadline: Instant,
 ) -> Result<Response<Body>, Failure> {
     conn.timer.as_mut().reset(deadline);
-    let Conn { stream, timer, buf } = &mut conn;
+    let Conn { stream, timer, buf, .. } = &mut conn;
     let head = tokio::select! {
         biased;
         head = read_head(stream, buf, request, is_head) => head?,
@@ -226,6 +229,7 @@ fn respond(head: Head, mut conn: Conn, home: &Home) -> Response<Body> {
                 if conn.buf.capacity() > HEAD_BUFFER {
                     conn.buf = BytesMut::new();
                 }
+                conn.bodiless = matches!(head.framing, Framing::Empty);
                 checkin(home, conn);
             }
             if data.is_empty() {
@@ -261,7 +265,7 @@ fn checkout(home: &Home) -> Option<Conn> {
     with_origin(home, |origin| {
         let now = Instant::now();
         while let Some(idle) = origin.plain.pop() {
-            if now.duration_since(idle.since) < IDLE_TIMEOUT && is_quiet(&idle.conn.stream) {
+            if now.duration_since(idle.since) < IDLE_TIMEOUT && is_quiet(&idle.conn.stream, idle.conn.bodiless) {
                 return Some(idle.conn);
             }
         }
@@ -270,12 +274,22 @@ fn checkout(home: &Home) -> Option<Conn> {
 }
 
 /// Whether an idle connection has nothing to read: neither the server's close nor stray bytes.
-/// The socket itself is asked (a non-blocking peek, one system call), not tokio's cached
-/// readiness: a read shorter than its buffer marks the socket drained until the reactor's next
-/// turn, so bytes that arrived since would otherwise be read as the next request's answer.
-fn is_quiet(stream: &TcpStream) -> bool {
-    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-    matches!(socket2::SockRef::from(stream).peek(&mut byte), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
+///
+/// After a bodiless answer the socket itself is asked (a non-blocking peek, one system call), not
+/// tokio's cached readiness: a read shorter than its buffer marks the socket drained until the
+/// reactor's next turn, and a body that a server wrongly sent after a `HEAD`, 204 or 304 head,
+/// arriving since, would be read as the next request's answer. After an answer framed by its
+/// length or chunks, the cached readiness is asked (no system call unless the socket became
+/// readable): the framing said where the answer ended, and this is the path most requests take.
+fn is_quiet(stream: &TcpStream, bodiless: bool) -> bool {
+    let would_block =
+        |result: io::Result<usize>| matches!(result, Err(error) if error.kind() == io::ErrorKind::WouldBlock);
+    if bodiless {
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        would_block(socket2::SockRef::from(stream).peek(&mut byte))
+    } else {
+        would_block(stream.try_read(&mut [0; 1]))
+    }
 }
 
 /// Puts a connection whose last response was read to its end on this thread's idle list.
@@ -327,6 +341,7 @@ async fn connect(authority: &Authority, deadline: Instant) -> Result<Conn, PoolE
         stream,
         timer: Box::pin(tokio::time::sleep_until(deadline)),
         buf: BytesMut::new(),
+        bodiless: false,
     })
 }
 
@@ -625,8 +640,9 @@ impl InlineBody {
         let conn = self.conn.take();
         // The body's buffer, grown for the body, is not kept: the connection reads its next
         // head into a new one.
-        if let (Some(home), Some(conn)) = (self.home.take(), conn) {
+        if let (Some(home), Some(mut conn)) = (self.home.take(), conn) {
             if self.buf.is_empty() {
+                conn.bodiless = false;
                 checkin(&home, conn);
             }
         }
