@@ -13,6 +13,8 @@
 //! - [`cli`]: the `check` and `binding-params` subcommands (reports, no serving).
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
+// Library code never unwraps: a panic on a request path would drop the connection (tests may).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;
 pub mod auth;

@@ -229,9 +229,12 @@ mod tests {
 
     use super::*;
 
+    /// An origin's text, and its scheme, host and port when it parses.
+    type ParseCase<'a> = (&'a str, Option<(&'a str, &'a str, u16)>);
+
     #[test]
     fn origins_parse_strictly() {
-        let cases: &[(&str, Option<(&str, &str, u16)>)] = &[
+        let cases: &[ParseCase<'_>] = &[
             ("https://App.Example.com", Some(("https", "app.example.com", 443))),
             ("http://127.0.0.1:8080", Some(("http", "127.0.0.1", 8080))),
             ("http://a.example:80/", Some(("http", "a.example", 80))),
@@ -253,9 +256,12 @@ mod tests {
         }
     }
 
+    /// An allowlist entry (protocol, host, port), an origin, and whether it matches.
+    type AllowCase<'a> = (Option<&'a str>, &'a str, Option<u16>, &'a str, bool);
+
     #[test]
     fn allowlist_entries_match_by_the_parts_they_name() {
-        let cases: &[(Option<&str>, &str, Option<u16>, &str, bool)] = &[
+        let cases: &[AllowCase<'_>] = &[
             (None, "app.example", None, "https://app.example", true),
             (None, "app.example", None, "http://app.example:8080", true),
             (Some("https"), "app.example", None, "http://app.example", false),

@@ -111,7 +111,9 @@ async fn csrf_token_is_required_for_state_changing_requests() {
         "token removed before the backend"
     );
 
-    let rows: Vec<(&str, Vec<(&'static str, String)>, &'static str)> = vec![
+    // Name, request headers, path.
+    type Row<'a> = (&'a str, Vec<(&'static str, String)>, &'static str);
+    let rows: Vec<Row<'_>> = vec![
         ("missing", vec![], "/api/a"),
         ("wrong", vec![("x-csrf-token", "nope".into())], "/api/a"),
         ("query string only", vec![], "/api/a?x-csrf-token=TOKEN"),

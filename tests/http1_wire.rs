@@ -13,7 +13,7 @@ mod support;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use support::gateway;
@@ -843,7 +843,7 @@ async fn silent_backend_is_504_after_the_destination_timeout() {
         .start()
         .await;
     let mut client = Client::connect(router.addr).await;
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let response = client.exchange(&get("/silent")).await;
     let elapsed = started.elapsed();
     assert_eq!(response.status, 504, "{response:?}");

@@ -210,15 +210,18 @@ mod tests {
         }
     }
 
+    /// Method, request headers, session, and the decision expected.
+    type TableRow<'a> = (
+        Method,
+        &'a [(&'static str, &'static str)],
+        &'a Session,
+        Result<bool, CsrfError>,
+    );
+
     #[test]
     fn table() {
         let with = session(Some("tok"));
-        let rows: &[(
-            Method,
-            &[(&'static str, &'static str)],
-            &Session,
-            Result<bool, CsrfError>,
-        )] = &[
+        let rows: &[TableRow<'_>] = &[
             (Method::GET, &[], &with, Ok(false)),
             (Method::GET, &[("x-csrf-token", "Fetch")], &with, Ok(true)),
             (Method::POST, &[("x-csrf-token", "tok")], &with, Ok(false)),

@@ -5,7 +5,7 @@
 //! - Keys: `approuter:{session,login,refresh,ended}:<hex>`, where `<hex>` is HMAC-SHA256 (under a
 //!   key derived from the session secret) of the app's client id and the session id or login
 //!   `state`. The cookie value itself never reaches Redis.
-//! - Values: serde_json sealed by [`keyring`], with the Redis key as associated data, so a value
+//! - Values: serde_json sealed by `keyring`, with the Redis key as associated data, so a value
 //!   copied to another key does not open. A value that does not open is no session (log in again)
 //!   and a warning.
 //! - Secrets, newest first: seal with the first, open with any. A key name made under an older

@@ -42,7 +42,7 @@ pub struct Config {
     pub session_timeout: Duration,
     /// Routes in the order they are tried.
     pub routes: Vec<Route>,
-    /// All routes' sources in one set, for large route tables ([`routes::route_set`]).
+    /// All routes' sources in one set, for large route tables (`routes::route_set`).
     pub route_set: Option<regex::RegexSet>,
     /// `login.callbackEndpoint`.
     pub login_callback: String,

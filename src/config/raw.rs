@@ -228,7 +228,8 @@ pub struct Replace {
 pub enum Scope {
     One(String),
     Many(Vec<String>),
-    PerMethod(ScopePerMethod),
+    // Boxed: the per-method form is far larger than the others.
+    PerMethod(Box<ScopePerMethod>),
 }
 
 #[derive(Debug, Deserialize)]

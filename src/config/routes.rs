@@ -409,6 +409,7 @@ fn scope_rule(scope: raw::Scope) -> ScopeRule {
             default: Some(many),
         },
         raw::Scope::PerMethod(per) => {
+            let per = *per;
             let entries = [
                 (Method::GET, per.get),
                 (Method::POST, per.post),

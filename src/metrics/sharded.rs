@@ -33,7 +33,7 @@ fn shard() -> usize {
 #[repr(align(128))]
 struct CounterSlot(AtomicU64);
 
-/// A counter with one slot per [`shard`].
+/// A counter with one slot per `shard`.
 #[derive(Clone)]
 pub struct ShardedCounter(Arc<[CounterSlot; SHARDS]>);
 
@@ -86,7 +86,7 @@ struct HistogramSlot {
     sum_micros: AtomicU64,
 }
 
-/// A histogram of durations with atomic buckets, one slot per [`shard`]: observing takes no lock
+/// A histogram of durations with atomic buckets, one slot per `shard`: observing takes no lock
 /// (prometheus-client's own histogram takes a mutex on every observation, which every request
 /// would contend for).
 #[derive(Clone)]

@@ -722,7 +722,9 @@ mod tests {
     fn headers_added_apart_are_those_the_map_would_get() {
         let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let correlation_id = HeaderValue::from_static("3f2b8c9e-5d1a");
-        let table: &[(&[(&str, &str)], bool, &str)] = &[
+        // Client headers, `setXForwardedHeaders`, the original path.
+        type Row<'a, 'b> = (&'a [(&'b str, &'b str)], bool, &'b str);
+        let table: &[Row<'_, '_>] = &[
             (&[("host", "app.example.com")], true, "/a/b"),
             (
                 &[

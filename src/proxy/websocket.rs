@@ -3,7 +3,7 @@
 //! the admission check (`websockets.enabled`, `Origin` equal to the router's own origin or allowed
 //! by `WS_ALLOWED_ORIGINS`, else 403), the upgrade handshake with the destination over a fresh
 //! HTTP/1.1 connection with the HTTP header policy and bearer token, and then the relay, which
-//! copies bytes both ways without parsing payloads (see [`relay`]).
+//! copies bytes both ways without parsing payloads (see `relay`).
 //!
 //! Websockets over HTTP/2 (RFC 8441 extended CONNECT) are not supported: the server does not
 //! announce `SETTINGS_ENABLE_CONNECT_PROTOCOL`, so browsers open websockets over HTTP/1.1, and a
@@ -327,7 +327,9 @@ mod tests {
 
     #[test]
     fn upgrade_detection() {
-        let cases: &[(Method, &[(&str, &str)], bool)] = &[
+        // Method, headers, and whether it asks for a websocket.
+        type Case<'a> = (Method, &'a [(&'a str, &'a str)], bool);
+        let cases: &[Case<'_>] = &[
             (
                 Method::GET,
                 &[("connection", "Upgrade"), ("upgrade", "websocket")],

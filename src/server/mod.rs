@@ -218,7 +218,7 @@ impl Server {
     }
 
     /// Accepts from `listener` on the current runtime until `shutdown` completes, then waits for
-    /// the connections it accepted to finish (at most [`SHUTDOWN_GRACE`]).
+    /// the connections it accepted to finish (at most `SHUTDOWN_GRACE`).
     ///
     /// # Errors
     /// None yet; accept errors are logged and retried.

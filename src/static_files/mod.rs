@@ -1,5 +1,5 @@
 //! `localDir` routes: files streamed from disk with ETag/Last-Modified, conditional requests,
-//! single byte ranges ([`range`]), `index.html` for folders, traversal refused, GET/HEAD only.
+//! single byte ranges (`range`), `index.html` for folders, traversal refused, GET/HEAD only.
 
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;

@@ -21,7 +21,7 @@ pub struct User {
     pub origin: String,
     /// Password for the password grant.
     pub password: String,
-    /// local scope names, e.g. "Display"; tokens carry "<xsappname>.Display"
+    /// local scope names, e.g. "Display"; tokens carry "`<xsappname>.Display`"
     pub scopes: Vec<String>,
 }
 
