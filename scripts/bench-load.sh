@@ -15,7 +15,8 @@
 #   ACCESS_LOG    true (default): approuter and the nginx proxy both log each request to a file;
 #                 false: neither does
 #   WORKERS       approuter tokio workers = nginx proxy workers (default: number of cores)
-#   SCENARIOS     which rows to run, in order (default "direct approuter nginx nginx_fwd approuter_auth");
+#   SCENARIOS     which rows to run, in order (default "direct approuter approuter_hyper nginx nginx_fwd
+#                 approuter_auth"); approuter_hyper is approuter with HTTP_FAST_PATHS=false;
 #                 nginx_fwd is the nginx proxy doing the header work approuter does on a public
 #                 route (X-Forwarded-*, a correlation id up, X-Frame-Options and a request id down)
 #   SKIP_BUILD=1  use the existing target/release/approuter
@@ -33,7 +34,7 @@ CONNECTIONS=${CONNECTIONS:-50}
 ROUNDS=${ROUNDS:-1}
 # Both proxies write one access-log line per request to a file, or neither does.
 ACCESS_LOG=${ACCESS_LOG:-true}
-SCENARIOS=${SCENARIOS:-"direct approuter nginx nginx_fwd approuter_auth"}
+SCENARIOS=${SCENARIOS:-"direct approuter approuter_hyper nginx nginx_fwd approuter_auth"}
 REPORT="$ROOT/target/bench-load.txt"
 BODY='hello from backend'   # plus a newline: 19 bytes
 # Approuter runs one tokio worker per core by default; it and the reference proxy get WORKERS each
@@ -172,30 +173,31 @@ EOF
     wait_ready backend "$BACKEND_PID" "http://127.0.0.1:$BACKEND_PORT/plain"
 }
 
-start_approuter() {
-    APPROUTER_PORT=$(free_port)
-    ADMIN_PORT=$(free_port)
-    local dir="$WORK/approuter"
+# A public approuter (one catch-all route to the backend) in $WORK/<folder>, with HTTP_FAST_PATHS
+# set to `fast_paths`; sets <var>_PORT and <var>_PID.
+start_public_approuter() {
+    local var=$1 dir="$WORK/$2" fast_paths=$3 port admin_port pid
+    port=$(free_port)
+    admin_port=$(free_port)
     mkdir -p "$dir"
     cat >"$dir/xs-app.json" <<'EOF'
 {"authenticationMethod":"none","routes":[{"source":"^/(.*)$","destination":"backend"}]}
 EOF
     # The admin listener gets a free port too, so that runs never collide on its default port.
-    TOKIO_WORKER_THREADS=$WORKERS PORT=$APPROUTER_PORT XS_BIND_ADDRESS=127.0.0.1 \
-        ADMIN_ADDRESS=127.0.0.1:$ADMIN_PORT ACCESS_LOG=$ACCESS_LOG \
+    TOKIO_WORKER_THREADS=$WORKERS PORT=$port XS_BIND_ADDRESS=127.0.0.1 \
+        ADMIN_ADDRESS=127.0.0.1:$admin_port ACCESS_LOG=$ACCESS_LOG HTTP_FAST_PATHS=$fast_paths \
         destinations="[{\"name\":\"backend\",\"url\":\"http://127.0.0.1:$BACKEND_PORT\"}]" \
         "$ROOT/target/release/approuter" --dir "$dir" >"$dir/stdout.log" 2>"$dir/stderr.log" &
-    APPROUTER_PID=$!
-    PIDS+=("$APPROUTER_PID")
-    for _ in $(seq 100); do
-        if grep -q '^approuter listening on ' "$dir/stdout.log"; then
-            IDLE_RSS_KIB=$(rss_kib "$APPROUTER_PID")
-            return 0
-        fi
-        kill -0 "$APPROUTER_PID" 2>/dev/null || fail "approuter exited during start-up: $(cat "$dir/stderr.log")"
-        sleep 0.1
-    done
-    fail "approuter did not print its listening line within 10 s"
+    pid=$!
+    PIDS+=("$pid")
+    printf -v "${var}_PORT" '%s' "$port"
+    printf -v "${var}_PID" '%s' "$pid"
+    wait_line "$2" "$pid" "$dir" '^approuter listening on '
+}
+
+start_approuter() {
+    start_public_approuter APPROUTER approuter true
+    IDLE_RSS_KIB=$(rss_kib "$APPROUTER_PID")
 }
 
 # Waits until `dir`/stdout.log has a line matching `pattern`; fails after ~10 s or when `pid` exits.
@@ -334,6 +336,14 @@ scenario_approuter() {
     WRK_ARGS=()
 }
 
+# The same public route with HTTP_FAST_PATHS=false: hyper serves the client connection and sends
+# the upstream request; this row against the one above is what the fast lane and the inline
+# client buy.
+scenario_approuter_hyper() {
+    URL="http://127.0.0.1:$APPROUTER_HYPER_PORT/plain"
+    WRK_ARGS=()
+}
+
 scenario_nginx() {
     URL="http://127.0.0.1:$PROXY_PORT/plain"
     WRK_ARGS=()
@@ -379,6 +389,7 @@ scenario_pid() {
     case $1 in
         direct) echo "$BACKEND_PID" ;;
         approuter) echo "$APPROUTER_PID" ;;
+        approuter_hyper) echo "$APPROUTER_HYPER_PID" ;;
         nginx | nginx_fwd) echo "$PROXY_PID" ;;
         approuter_auth) echo "$APPROUTER_AUTH_PID" ;;
     esac
@@ -457,6 +468,10 @@ fi
 
 start_backend
 start_approuter
+if [[ " $SCENARIOS " == *" approuter_hyper "* ]]; then
+    start_public_approuter APPROUTER_HYPER approuter-hyper false
+    wait_ready "approuter (hyper only)" "$APPROUTER_HYPER_PID" "http://127.0.0.1:$APPROUTER_HYPER_PORT/plain"
+fi
 start_nginx_proxy
 wait_ready approuter "$APPROUTER_PID" "http://127.0.0.1:$APPROUTER_PORT/plain"
 if (( WITH_AUTH )); then
@@ -534,6 +549,12 @@ if [[ -s $WORK/result-approuter-$CONNECTIONS && -s $WORK/result-nginx-$CONNECTIO
         <(awk '{ print $1 }' "$WORK/result-nginx-$CONNECTIONS") |
         awk '$2 > 0 { printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $2 }')
     say "$(printf '%-48s %10s' "  the same, round by round" "$per_round")"
+fi
+if [[ -n $(result approuter_hyper "$CONNECTIONS" 0) ]]; then
+    say "$(printf '%-48s %10s' "approuter / approuter hyper only, req/s (c=$CONNECTIONS)" \
+        "$(ratio "$(result approuter "$CONNECTIONS" 0)" "$(result approuter_hyper "$CONNECTIONS" 0)")")"
+    say "$(printf '%-48s %10s' "  the same, CPU per request" \
+        "$(ratio "$(result approuter "$CONNECTIONS" 4)" "$(result approuter_hyper "$CONNECTIONS" 4)")")"
 fi
 if [[ -n $(result nginx_fwd "$CONNECTIONS" 0) ]]; then
     say "$(printf '%-48s %10s' "approuter / nginx with the same headers, req/s (c=$CONNECTIONS)" \

@@ -67,9 +67,10 @@ pub fn normalize_path(path: &str, allow_encoded_slash: bool) -> Result<Cow<'_, s
     if out.len() == bytes.len() {
         return Ok(Cow::Borrowed(path));
     }
-    // A decoded character can complete an escape with a stray `%` before it (`%%34%31` is `%41`
-    // once decoded, `%a%61` is `%aa`): a backend would decode what the route table saw as text.
-    if stray.iter().any(|&at| escaped(&out, at).is_some()) {
+    // A decoded character can complete an escape with what is before it: a stray `%` (`%%34%31`
+    // is `%41` once decoded, `%a%61` is `%aa`) or a kept `%25` (`%255%61` is `%255a`, which is `Z`
+    // twice decoded). A backend would decode what the route table saw as text.
+    if stray.iter().any(|&at| escaped(&out, at).is_some()) || still_changes(&out, allow_encoded_slash) {
         return Err(Error::NestedEncoding);
     }
     // Only ASCII bytes were replaced, by ASCII bytes: the text is still UTF-8.
@@ -91,6 +92,16 @@ fn first_change(bytes: &[u8]) -> Option<usize> {
         }
     }
     None
+}
+
+/// True when `bytes` holds an escape that [`normalize_path`] would decode or refuse.
+fn still_changes(bytes: &[u8], allow_encoded_slash: bool) -> bool {
+    memchr::memchr_iter(b'%', bytes).any(|index| match escaped(bytes, index) {
+        Some(decoded) if is_unreserved(decoded) => true,
+        Some(b'/') => !allow_encoded_slash,
+        Some(b'%') => hex_pair(bytes, index + 3).is_some_and(|next| is_unreserved(next) || matches!(next, b'/' | b'%')),
+        _ => false,
+    })
 }
 
 /// The byte that `%XX` at `index` encodes, if `bytes` has a valid escape there.
