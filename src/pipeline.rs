@@ -548,13 +548,14 @@ fn normalize<B>(request: &mut Request<B>, config: &Config, ctx: &mut RequestCtx)
             normal.push('?');
             normal.push_str(query);
         }
-        let invalid = |_| GatewayError::BadRequest("request target is not a valid path");
+        fn invalid<E>(_: E) -> GatewayError {
+            GatewayError::BadRequest("request target is not a valid path")
+        }
         let target = http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(normal)).map_err(invalid)?;
         // Scheme and authority (absolute-form, HTTP/2) stay; only the path changes.
         let mut uri = std::mem::take(request.uri_mut()).into_parts();
         uri.path_and_query = Some(target.clone());
-        *request.uri_mut() =
-            http::Uri::from_parts(uri).map_err(|_| GatewayError::BadRequest("request target is not a valid path"))?;
+        *request.uri_mut() = http::Uri::from_parts(uri).map_err(invalid)?;
         ctx.target = Some(target);
     }
     if config.server.path_validation {

@@ -41,12 +41,7 @@ pub fn normalize_path(path: &str, allow_encoded_slash: bool) -> Result<Cow<'_, s
                 }
                 Some(b'/') if !allow_encoded_slash => return Err(Error::EncodedSlash),
                 // `%2561`: once decoded, `%61`; twice, `a`.
-                Some(b'%')
-                    if hex_pair(bytes, index + 3)
-                        .is_some_and(|next| is_unreserved(next) || matches!(next, b'/' | b'%')) =>
-                {
-                    return Err(Error::NestedEncoding)
-                }
+                Some(b'%') if encodes_an_escape(bytes, index) => return Err(Error::NestedEncoding),
                 Some(_) => {
                     out.push(byte);
                     index += 1;
@@ -99,9 +94,15 @@ fn still_changes(bytes: &[u8], allow_encoded_slash: bool) -> bool {
     memchr::memchr_iter(b'%', bytes).any(|index| match escaped(bytes, index) {
         Some(decoded) if is_unreserved(decoded) => true,
         Some(b'/') => !allow_encoded_slash,
-        Some(b'%') => hex_pair(bytes, index + 3).is_some_and(|next| is_unreserved(next) || matches!(next, b'/' | b'%')),
+        Some(b'%') => encodes_an_escape(bytes, index),
         _ => false,
     })
+}
+
+/// True when the `%25` at `index` is followed by two hex digits that, decoded once more, are
+/// something normalisation decodes or refuses: an unreserved character, a `/` or a `%`.
+fn encodes_an_escape(bytes: &[u8], index: usize) -> bool {
+    hex_pair(bytes, index + 3).is_some_and(|next| is_unreserved(next) || matches!(next, b'/' | b'%'))
 }
 
 /// The byte that `%XX` at `index` encodes, if `bytes` has a valid escape there.
