@@ -8,7 +8,7 @@ use http::{Method, Response};
 
 use crate::body::{self, Body};
 use crate::config::{Config, CorsRule};
-use crate::origin::{configured_own_origin, OwnOriginError, WebOrigin};
+use crate::origin::{OwnOriginError, WebOrigin};
 
 /// Why a cross-origin request is refused.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +97,7 @@ pub fn check(config: &Config, parts: &Parts, scheme: &str) -> Result<Decision, E
         .ok()
         .and_then(WebOrigin::parse)
         .ok_or(Error::MalformedOrigin)?;
-    if origin == configured_own_origin(config, &parts.headers, scheme)? {
+    if origin == config.own_origin(&parts.headers, scheme)? {
         return pass();
     }
     if !rule.allowed_origins.matches(&origin) {

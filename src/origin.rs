@@ -68,24 +68,6 @@ pub enum OwnOriginError {
     Host,
 }
 
-/// [`own_origin`] from the router's settings: what the CORS and websocket origin checks compare
-/// a request's `Origin` with.
-///
-/// # Errors
-/// As [`own_origin`].
-pub fn configured_own_origin(
-    config: &crate::config::Config,
-    headers: &HeaderMap,
-    scheme: &str,
-) -> Result<WebOrigin, OwnOriginError> {
-    own_origin(
-        headers,
-        scheme,
-        config.auth.external_url.as_deref(),
-        config.auth.trust_forwarded_headers,
-    )
-}
-
 /// The router's origin as the browser sees it: `APPROUTER_URL` (or the application URI) when
 /// configured, else `X-Forwarded-Proto`/`X-Forwarded-Host` when `trust_forwarded` (a trusted proxy
 /// in front, `CLIENT_IP_FORWARDED_HOPS` ≥ 1, set them), else the connection's scheme and `Host`;

@@ -250,6 +250,25 @@ const DEFAULT_SESSION_TIMEOUT_MINUTES: u64 = 15;
 const DEFAULT_DESTINATION_TIMEOUT: Duration = Duration::from_millis(30_000);
 
 impl Config {
+    /// The router's own origin for a request, from its settings (`APPROUTER_URL`, whether
+    /// forwarded headers are trusted): what the CORS and websocket origin checks compare a
+    /// request's `Origin` with (see [`crate::origin::own_origin`]).
+    ///
+    /// # Errors
+    /// As [`crate::origin::own_origin`].
+    pub fn own_origin(
+        &self,
+        headers: &http::HeaderMap,
+        scheme: &str,
+    ) -> Result<crate::origin::WebOrigin, crate::origin::OwnOriginError> {
+        crate::origin::own_origin(
+            headers,
+            scheme,
+            self.auth.external_url.as_deref(),
+            self.auth.trust_forwarded_headers,
+        )
+    }
+
     /// Checks `xs-app.json` (its text) together with the environment.
     ///
     /// # Errors

@@ -29,7 +29,7 @@ use super::headers;
 use super::ForwardRequest;
 use crate::body::{self, Body, BoxError};
 use crate::config::{Config, Destination};
-use crate::origin::{configured_own_origin, OwnOriginError, WebOrigin};
+use crate::origin::{OwnOriginError, WebOrigin};
 
 /// Why a websocket cannot be opened.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +115,7 @@ pub fn admit(config: &Config, parts: &Parts, scheme: &str) -> Result<bool, Error
     if config.ws_allowed_origins.matches(&origin) {
         return Ok(true);
     }
-    if origin == configured_own_origin(config, &parts.headers, scheme)? {
+    if origin == config.own_origin(&parts.headers, scheme)? {
         Ok(true)
     } else {
         Err(Error::OriginNotAllowed)
