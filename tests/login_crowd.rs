@@ -61,6 +61,23 @@ async fn jump(by: Duration) {
     tokio::time::resume();
 }
 
+/// Starts a login at `url` with `headers` and follows it to the identity provider; returns the
+/// callback URL the provider sends the browser back to (not yet visited).
+async fn start_login(browser: &Browser, url: &str, headers: &[(&str, &str)]) -> String {
+    let mut request = browser.client.get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let page = request.send().await.expect("login page");
+    let authorize = browser
+        .client
+        .get(login_page_target(&page.text().await.expect("page")))
+        .send()
+        .await
+        .expect("authorize");
+    authorize.headers()["location"].to_str().expect("location").to_string()
+}
+
 #[tokio::test]
 async fn eighty_logins_from_one_address_within_a_minute_all_pass_by_default() {
     let dev = dev_xsuaa().await;
@@ -108,20 +125,7 @@ async fn only_failed_callbacks_count_against_an_address() {
     // last X-Forwarded-For entry names the client).
     let victim = Browser::new(&dev);
     let forwarded = [("x-forwarded-for", "203.0.113.5")];
-    let page = victim
-        .client
-        .get(router.url("/api/victim"))
-        .header(forwarded[0].0, forwarded[0].1)
-        .send()
-        .await
-        .expect("login page");
-    let authorize = victim
-        .client
-        .get(login_page_target(&page.text().await.expect("page")))
-        .send()
-        .await
-        .expect("authorize");
-    let callback = authorize.headers()["location"].to_str().unwrap().to_string();
+    let callback = start_login(&victim, &router.url("/api/victim"), &forwarded).await;
 
     let forged = |state: &str| router.url(&format!("/login/callback?code=forged&state={state}"));
     for attempt in 0..3 {
@@ -191,19 +195,7 @@ async fn a_refused_code_costs_one_token_request_and_counts_as_a_failure() {
     let backend = backend().await;
     let router = router(&dev, &backend, &[("LOGIN_RATE_LIMIT", "1")]).await;
     let browser = Browser::new(&dev);
-    let page = browser
-        .client
-        .get(router.url("/api/x"))
-        .send()
-        .await
-        .expect("login page");
-    let authorize = browser
-        .client
-        .get(login_page_target(&page.text().await.expect("page")))
-        .send()
-        .await
-        .expect("authorize");
-    let callback = authorize.headers()["location"].to_str().unwrap().to_string();
+    let callback = start_login(&browser, &router.url("/api/x"), &[]).await;
     let mut forged = reqwest::Url::parse(&callback).unwrap();
     let pairs: Vec<(String, String)> = forged
         .query_pairs()
