@@ -83,11 +83,17 @@ pub fn match_route<'c, 'u>(config: &'c Config, method: &Method, url: &'u str) ->
         // Large tables: one pass (two with a query) finds every route whose source matches.
         Some(set) => {
             let by_url = set.matches(url);
-            let by_path = path.map(|path| set.matches(path));
-            (0..config.routes.len())
-                .filter(|&index| by_url.matched(index) || by_path.as_ref().is_some_and(|m| m.matched(index)))
-                .filter_map(|index| Some((config.routes.get(index)?, by_url.matched(index))))
-                .find(|(route, _)| allowed(route, method, &mut path_matched))
+            let mut allowed_at = |index: usize, by_url: bool| {
+                let route = config.routes.get(index)?;
+                allowed(route, method, &mut path_matched).then_some((route, by_url))
+            };
+            match path.map(|path| set.matches(path)) {
+                // Without a query only the URL's matches are visited.
+                None => by_url.iter().find_map(|index| allowed_at(index, true)),
+                Some(by_path) => (0..config.routes.len())
+                    .filter(|&index| by_url.matched(index) || by_path.matched(index))
+                    .find_map(|index| allowed_at(index, by_url.matched(index))),
+            }
         }
         None => config
             .routes
