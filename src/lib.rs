@@ -22,6 +22,7 @@ pub mod body;
 pub mod cli;
 pub mod clickjacking;
 pub mod config;
+pub mod connect;
 pub mod cors;
 pub mod error;
 pub mod logging;

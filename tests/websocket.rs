@@ -509,3 +509,32 @@ async fn failed_websocket_upgrades_count_as_upstream_errors() {
     assert_eq!(counted("timeout"), Some(1.0));
     held.abort();
 }
+
+#[tokio::test]
+async fn websocket_to_a_destination_behind_a_proxy_goes_through_its_tunnel() {
+    let mut backend = echo_backend().await;
+    let mut proxy = support::tunnel::connect_proxy().await;
+    let router = public_app(true)
+        .destination_entries(json!([{
+            "name": "echo",
+            "url": backend.url(),
+            "proxyHost": "127.0.0.1",
+            "proxyPort": proxy.addr.port(),
+        }]))
+        .start()
+        .await;
+    let origin = own_origin(&router);
+    let (mut client, _) = connect(&ws_url(&router, "/ws/tunnelled"), &[("origin", &origin)])
+        .await
+        .expect("upgrade accepted");
+    assert_eq!(
+        proxy.next_request().await,
+        format!("CONNECT 127.0.0.1:{} HTTP/1.1", backend.addr.port())
+    );
+    let Event::Opened(path, _) = backend.next().await else {
+        panic!("expected the handshake first")
+    };
+    assert_eq!(path, "/tunnelled");
+    client.send(Message::text("through the tunnel")).await.unwrap();
+    assert_eq!(next_message(&mut client).await, Message::text("through the tunnel"));
+}

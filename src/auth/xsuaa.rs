@@ -10,8 +10,6 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
@@ -20,6 +18,7 @@ use serde::Deserialize;
 use super::rotation::{certificate, CredentialStatus, Rotation, Trigger};
 use crate::body::{self, Body};
 use crate::config::XsuaaCredentials;
+use crate::connect::{Connector, Protocols, Trust};
 
 /// Answers larger than this from the identity provider are refused.
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
@@ -80,7 +79,7 @@ impl std::fmt::Debug for TokenResponse {
     }
 }
 
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
+type HttpsClient = Client<Connector, Body>;
 
 /// The token endpoint for one set of credentials; replaced whole when credentials rotate.
 struct TokenEndpoint {
@@ -112,10 +111,10 @@ impl IdpClient {
         roots: Arc<RootCertStore>,
         timeout: Duration,
     ) -> Result<IdpClient, IdpError> {
-        let plain_tls = crate::tls::client_config(roots.clone(), None, &[])?;
+        let plain = Connector::new(Trust::Roots(roots.clone()), None, Protocols::Http1)?;
         Ok(IdpClient {
             token: ArcSwap::from_pointee(token_endpoint(credentials, &roots)?),
-            plain: build(plain_tls),
+            plain: build(plain),
             roots,
             timeout,
             status: Arc::new(CredentialStatus::new(certificate_info(credentials))),
@@ -305,13 +304,13 @@ fn token_endpoint(credentials: &XsuaaCredentials, roots: &Arc<RootCertStore>) ->
         }
         _ => None,
     };
-    let tls = crate::tls::client_config(roots.clone(), identity, &[])?;
+    let connector = Connector::new(Trust::Roots(roots.clone()), identity, Protocols::Http1)?;
     let url = credentials
         .token_url()
         .parse::<Uri>()
         .map_err(|error| IdpError::BadAnswer(format!("token URL: {error}")))?;
     Ok(TokenEndpoint {
-        client: build(tls),
+        client: build(connector),
         url,
         clientid: credentials.clientid.clone(),
         clientsecret: credentials.clientsecret.clone(),
@@ -319,16 +318,8 @@ fn token_endpoint(credentials: &XsuaaCredentials, roots: &Arc<RootCertStore>) ->
     })
 }
 
-fn build(tls: rustls::ClientConfig) -> HttpsClient {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(5)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+fn build(connector: Connector) -> HttpsClient {
+    let https = connector.with_connect_timeout(Duration::from_secs(5));
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())

@@ -6,21 +6,18 @@ pub mod headers;
 mod pool;
 pub mod websocket;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use futures_util::future::{Either, FutureExt};
+use futures_util::future::FutureExt;
 
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::proxy::Tunnel;
-use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::RootCertStore;
 
 pub use self::forward::{forward, ForwardRequest};
 use self::pool::{Pool, PoolError};
 use crate::body::{Body, BoxError};
 use crate::config::{Config, Destination};
+use crate::connect::{Connector, PerDestination, Protocols};
 
 /// Why a request could not be forwarded.
 #[derive(Debug, thiserror::Error)]
@@ -40,25 +37,14 @@ pub enum Error {
     InvalidUpstreamUri(String),
 }
 
-type DirectPool = Pool<HttpsConnector<HttpConnector>>;
-type TunnelPool = Pool<HttpsConnector<Tunnel<HttpConnector>>>;
-
-/// One pool per kind of connection a destination needs.
-#[derive(Clone)]
-enum UpstreamClient {
-    Direct(DirectPool),
-    Tunnel(TunnelPool),
-}
-
 /// The upstream clients of one configuration: pooled keep-alive connections, HTTP/1.1 and (over TLS
 /// with ALPN) HTTP/2.
 #[derive(Clone)]
 pub struct Upstream {
-    strict: UpstreamClient,
-    insecure: UpstreamClient,
-    proxied: HashMap<(String, u16, bool), UpstreamClient>,
-    /// Websocket upgrades get their own HTTP/1.1 connections.
-    websocket: websocket::Connectors,
+    /// One pool per kind of connection a destination needs (TLS trust, proxy).
+    pools: PerDestination<Pool<Connector>>,
+    /// Websocket upgrades get their own HTTP/1.1 connections, never pooled.
+    websocket: PerDestination<Connector>,
     /// The request header policy's settings.
     header_policy: headers::Policy,
 }
@@ -69,42 +55,17 @@ impl Upstream {
     /// # Errors
     /// When the trust roots cannot be loaded.
     pub fn new(config: &Config, roots: Arc<RootCertStore>) -> Result<Upstream, crate::tls::Error> {
-        // hyper-rustls sets ALPN itself from the enabled protocols.
-        let alpn: &[&[u8]] = &[];
-        let strict_tls = crate::tls::client_config(roots, None, alpn)?;
-        let insecure_tls = crate::tls::insecure_client_config(alpn);
         let max_idle = config.server.backend_max_idle;
-        // `HTTP_FAST_PATHS=false`: hyper's client for every request, no inline client.
-        let direct = |tls: &rustls::ClientConfig| match config.server.fast_paths {
-            true => Pool::direct(https(http_connector(), tls.clone()), max_idle),
-            false => Pool::new(https(http_connector(), tls.clone()), max_idle),
-        };
-        let strict = UpstreamClient::Direct(direct(&strict_tls));
-        let insecure = UpstreamClient::Direct(direct(&insecure_tls));
-        let mut proxied = HashMap::new();
-        for destination in config.destinations.values() {
-            if let Some((host, port)) = &destination.proxy {
-                let key = (host.clone(), *port, destination.strict_ssl);
-                if proxied.contains_key(&key) {
-                    continue;
-                }
-                let proxy_uri = format!("http://{host}:{port}")
-                    .parse::<http::Uri>()
-                    .map_err(|error| crate::tls::Error::Root(format!("proxy {host}:{port}: {error}")))?;
-                let tunnel = Tunnel::new(proxy_uri, http_connector());
-                let tls = if destination.strict_ssl {
-                    strict_tls.clone()
-                } else {
-                    insecure_tls.clone()
-                };
-                proxied.insert(key, UpstreamClient::Tunnel(Pool::new(https(tunnel, tls), max_idle)));
-            }
-        }
-        let websocket = websocket::Connectors::new(config, &strict_tls, &insecure_tls)?;
+        let connectors = PerDestination::connectors(config, roots.clone(), Protocols::Http1AndH2)?;
+        // `HTTP_FAST_PATHS=false`: hyper's client for every request, no inline client. The
+        // inline client opens its own TCP connections, so never for a pool behind a proxy.
+        let pools = connectors.map(|connector, proxied| match config.server.fast_paths && !proxied {
+            true => Pool::direct(connector.clone(), max_idle),
+            false => Pool::new(connector.clone(), max_idle),
+        });
+        let websocket = PerDestination::connectors(config, roots, Protocols::Http1)?;
         Ok(Upstream {
-            strict,
-            insecure,
-            proxied,
+            pools,
             websocket,
             header_policy: headers::Policy {
                 trust_forwarded: config.server.forwarded_hops > 0,
@@ -129,10 +90,7 @@ impl Upstream {
     ) -> impl Future<Output = Result<http::Response<Body>, Error>> + Send + 'a {
         let deadline = started + destination.timeout;
         // The pool enforces the deadline: its inline client without a timer per request.
-        let sent = match self.client_for(destination) {
-            UpstreamClient::Direct(pool) => Either::Left(pool.send(request, added, deadline)),
-            UpstreamClient::Tunnel(pool) => Either::Right(pool.send(request, added, deadline)),
-        };
+        let sent = self.pools.get(destination).send(request, added, deadline);
         sent.map(move |sent| match sent.and_then(forwardable) {
             Err(PoolError::TimedOut) => Err(Error::UpstreamTimeout(destination.name.clone())),
             Err(source) => Err(Error::UpstreamConnect {
@@ -141,19 +99,6 @@ impl Upstream {
             }),
             Ok(response) => Ok(response),
         })
-    }
-
-    fn client_for(&self, destination: &Destination) -> &UpstreamClient {
-        if let Some((host, port)) = &destination.proxy {
-            if let Some(client) = self.proxied.get(&(host.clone(), *port, destination.strict_ssl)) {
-                return client;
-            }
-        }
-        if destination.strict_ssl {
-            &self.strict
-        } else {
-            &self.insecure
-        }
     }
 }
 
@@ -204,21 +149,4 @@ fn forwardable(mut response: http::Response<Body>) -> Result<http::Response<Body
         headers.insert(CONTENT_LENGTH, http::HeaderValue::from(length));
     }
     Ok(response)
-}
-
-fn http_connector() -> HttpConnector {
-    let mut connector = HttpConnector::new();
-    connector.enforce_http(false);
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
-    connector
-}
-
-fn https<C>(connector: C, tls: rustls::ClientConfig) -> HttpsConnector<C> {
-    hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(connector)
 }

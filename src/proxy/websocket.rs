@@ -11,24 +11,19 @@
 
 mod relay;
 
-use std::collections::HashMap;
-
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::proxy::Tunnel;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
-use tower::ServiceExt;
 
 pub use self::relay::SessionWatch;
 use super::headers;
 use super::ForwardRequest;
 use crate::body::{self, Body, BoxError};
 use crate::config::{Config, Destination};
+use crate::connect::Connector;
 use crate::origin::{OwnOriginError, WebOrigin};
 
 /// Why a websocket cannot be opened.
@@ -122,59 +117,6 @@ pub fn admit(config: &Config, parts: &Parts, scheme: &str) -> Result<bool, Error
     }
 }
 
-type DirectConnector = HttpsConnector<HttpConnector>;
-type TunnelConnector = HttpsConnector<Tunnel<HttpConnector>>;
-
-/// Connectors for websocket upgrades: HTTP/1.1 only (an upgrade needs it, so TLS offers no ALPN
-/// `h2`), one connection per websocket, never pooled.
-#[derive(Clone)]
-pub(super) struct Connectors {
-    strict: DirectConnector,
-    insecure: DirectConnector,
-    proxied: HashMap<(String, u16, bool), TunnelConnector>,
-}
-
-impl Connectors {
-    /// Connectors with the same trust as the HTTP clients.
-    pub(super) fn new(
-        config: &Config,
-        strict_tls: &rustls::ClientConfig,
-        insecure_tls: &rustls::ClientConfig,
-    ) -> Result<Connectors, crate::tls::Error> {
-        let mut proxied = HashMap::new();
-        for destination in config.destinations.values() {
-            if let Some((host, port)) = &destination.proxy {
-                let key = (host.clone(), *port, destination.strict_ssl);
-                if proxied.contains_key(&key) {
-                    continue;
-                }
-                let proxy_uri = format!("http://{host}:{port}")
-                    .parse::<Uri>()
-                    .map_err(|error| crate::tls::Error::Root(format!("proxy {host}:{port}: {error}")))?;
-                let tls = if destination.strict_ssl {
-                    strict_tls
-                } else {
-                    insecure_tls
-                };
-                proxied.insert(key, http1_only(Tunnel::new(proxy_uri, super::http_connector()), tls));
-            }
-        }
-        Ok(Connectors {
-            strict: http1_only(super::http_connector(), strict_tls),
-            insecure: http1_only(super::http_connector(), insecure_tls),
-            proxied,
-        })
-    }
-}
-
-fn http1_only<C>(connector: C, tls: &rustls::ClientConfig) -> HttpsConnector<C> {
-    hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls.clone())
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(connector)
-}
-
 /// Opens the websocket at the destination and answers the client: 101 with the destination's
 /// `Sec-WebSocket-*` answer, after which a spawned task relays bytes until either side closes or
 /// `session` ends. A destination that refuses the upgrade has its response passed on.
@@ -208,20 +150,10 @@ pub async fn proxy(
         .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     let outgoing = Request::from_parts(parts, body::empty());
 
-    let connectors = &upstream.websocket;
-    let handshake = async {
-        if let Some((host, port)) = &destination.proxy {
-            if let Some(connector) = connectors.proxied.get(&(host.clone(), *port, destination.strict_ssl)) {
-                return handshake(connector.clone(), target, outgoing, destination).await;
-            }
-        }
-        let connector = if destination.strict_ssl {
-            &connectors.strict
-        } else {
-            &connectors.insecure
-        };
-        handshake(connector.clone(), target, outgoing, destination).await
-    };
+    // HTTP/1.1 only (an upgrade needs it, so TLS offers no ALPN `h2`), one connection per
+    // websocket, never pooled.
+    let connector = upstream.websocket.get(destination);
+    let handshake = handshake(connector, target, outgoing, destination);
     let (response, sender) = tokio::time::timeout(destination.timeout, handshake)
         .await
         .map_err(|_| Error::UpstreamTimeout(destination.name.clone()))??;
@@ -268,22 +200,17 @@ pub async fn proxy(
 }
 
 /// Connects, performs the HTTP/1.1 handshake, and sends the upgrade request.
-async fn handshake<C>(
-    connector: C,
+async fn handshake(
+    connector: &Connector,
     target: Uri,
     request: Request<Body>,
     destination: &Destination,
-) -> Result<(Response<Incoming>, hyper::client::conn::http1::SendRequest<Body>), Error>
-where
-    C: tower::Service<Uri>,
-    C::Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    C::Error: Into<BoxError>,
-{
+) -> Result<(Response<Incoming>, hyper::client::conn::http1::SendRequest<Body>), Error> {
     let failed = |source: BoxError| Error::UpstreamConnect {
         destination: destination.name.clone(),
         source,
     };
-    let io = connector.oneshot(target).await.map_err(|error| failed(error.into()))?;
+    let io = connector.connect(&target).await.map_err(|error| failed(error.into()))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Body>(io)
         .await
         .map_err(|error| failed(error.into()))?;

@@ -1,17 +1,16 @@
-//! TLS material: PEM loading, trust roots, and rustls client configurations (with or without a
-//! client identity). The aws-lc-rs provider is the only one compiled in. [`server`]: the HTTPS
-//! listener's reloading certificate.
+//! TLS material: PEM loading and trust roots. The aws-lc-rs provider is the only one compiled in.
+//! [`server`]: the HTTPS listener's reloading certificate; the client configurations are
+//! [`crate::connect`]'s.
 
 pub mod server;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Why TLS material could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -102,97 +101,4 @@ fn add_pem_roots(roots: &mut RootCertStore, pem: &str) -> Result<(), Error> {
         roots.add(cert).map_err(|error| Error::Root(error.to_string()))?;
     }
     Ok(())
-}
-
-/// A client configuration that verifies servers against `roots`, optionally presenting a client
-/// certificate chain and key (mutual TLS), with ALPN for h2 and http/1.1.
-///
-/// # Errors
-/// [`Error::Identity`] when the key does not fit the certificate.
-pub fn client_config(
-    roots: Arc<RootCertStore>,
-    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-    alpn: &[&[u8]],
-) -> Result<ClientConfig, Error> {
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(Error::Identity)?
-        .with_root_certificates(roots);
-    let mut config = match identity {
-        Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(Error::Identity)?,
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(config)
-}
-
-/// A client configuration that accepts any server certificate: a destination's `strictSSL: false`.
-pub fn insecure_client_config(alpn: &[&[u8]]) -> ClientConfig {
-    let provider = provider();
-    let verifier = Arc::new(AcceptAnyServer {
-        provider: provider.clone(),
-    });
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map(|builder| {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(verifier)
-                .with_no_client_auth()
-        })
-        .unwrap_or_else(|_| unreachable_config());
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    config
-}
-
-fn unreachable_config() -> ClientConfig {
-    // The default protocol versions are always supported by the aws-lc-rs provider.
-    ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map(|builder| {
-            builder
-                .with_root_certificates(RootCertStore::empty())
-                .with_no_client_auth()
-        })
-        .unwrap_or_else(|_| panic!("aws-lc-rs supports TLS 1.3"))
-}
-
-#[derive(Debug)]
-struct AcceptAnyServer {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AcceptAnyServer {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
 }

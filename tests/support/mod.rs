@@ -8,6 +8,7 @@ pub mod idp;
 pub mod pki;
 pub mod raw;
 pub mod redis;
+pub mod tunnel;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -107,7 +107,8 @@ pub fn check_key(certificate_pem: &str, key_pem: &str) -> Result<(), CredentialE
         .load_private_key(key.clone_key())
         .map_err(|error| CredentialError::Key(error.to_string()))?;
     // rustls compares the key's public half with the leaf's SubjectPublicKeyInfo here.
-    crate::tls::client_config(Arc::new(RootCertStore::empty()), Some((chain, key)), &[])?;
+    let trust = crate::connect::Trust::Roots(Arc::new(RootCertStore::empty()));
+    crate::connect::client_config(&trust, Some((chain, key)), crate::connect::Protocols::Http1)?;
     Ok(())
 }
 

@@ -1,0 +1,630 @@
+//! Outbound connections: the rustls client configurations (trust, ALPN, client identity), TCP
+//! options and connect timeouts, and tunnels through an HTTP proxy (`CONNECT`). Every client of
+//! the router (upstream pool, websocket handshakes, identity provider) connects through it.
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::uri::{Authority, Scheme};
+use http::Uri;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::config::{Config, Destination};
+
+/// How long opening a connection (name lookup, TCP, and a proxy's tunnel) may take unless set.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest answer head a proxy may send to `CONNECT`.
+const MAX_TUNNEL_HEAD: usize = 8 * 1024;
+const MAX_TUNNEL_HEADERS: usize = 64;
+
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The URI has no host, or a scheme other than `http` and `https`.
+    #[error("cannot connect to {0}: not an http or https URL with a host")]
+    InvalidUri(String),
+    /// The host name does not resolve.
+    #[error("cannot resolve {host}")]
+    Resolve {
+        host: String,
+        #[source]
+        source: io::Error,
+    },
+    /// No address of the host (or of the proxy) accepted a TCP connection.
+    #[error("cannot connect to {host}")]
+    Tcp {
+        host: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Name lookup, TCP connect and tunnel took longer than the connect timeout.
+    #[error("connecting timed out after {0:?}")]
+    TimedOut(Duration),
+    /// The proxy answered `CONNECT` with a status other than 2xx.
+    #[error("proxy {proxy} refused the tunnel with status {status}")]
+    TunnelRefused { proxy: String, status: u16 },
+    /// The proxy's answer to `CONNECT` is not HTTP, too large, or followed by stray bytes.
+    #[error("proxy {proxy} sent an invalid answer to CONNECT: {reason}")]
+    TunnelInvalid { proxy: String, reason: &'static str },
+    /// The proxy closed or broke the connection before the tunnel was open.
+    #[error("proxy {proxy} closed the tunnel before it was open")]
+    TunnelIo {
+        proxy: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The host is not usable as a TLS server name.
+    #[error("{0} is not a valid TLS server name")]
+    ServerName(String),
+    /// The TLS handshake failed (untrusted certificate, alert from the server, …).
+    #[error("TLS handshake with {host} failed")]
+    Tls {
+        host: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+// === TLS configurations ===
+
+/// How servers are verified.
+#[derive(Clone, Debug)]
+pub enum Trust {
+    /// Against these roots (the system's plus `XS_CACERT_PATH`).
+    Roots(Arc<RootCertStore>),
+    /// Any certificate is accepted: a destination's `strictSSL: false`.
+    AnyServer,
+}
+
+/// The application protocols offered with ALPN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocols {
+    /// `http/1.1` only: websocket upgrades and the identity provider.
+    Http1,
+    /// `h2` and `http/1.1`: the upstream pool.
+    Http1AndH2,
+}
+
+impl Protocols {
+    fn alpn(self) -> Vec<Vec<u8>> {
+        match self {
+            Protocols::Http1 => vec![b"http/1.1".to_vec()],
+            Protocols::Http1AndH2 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        }
+    }
+}
+
+/// A client certificate chain (leaf first) and its private key, for mutual TLS.
+pub type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// A rustls client configuration verifying servers by `trust`, presenting `identity` if any, and
+/// offering `protocols`.
+///
+/// # Errors
+/// [`crate::tls::Error::Identity`] when the key does not fit the certificate.
+pub fn client_config(
+    trust: &Trust,
+    identity: Option<Identity>,
+    protocols: Protocols,
+) -> Result<ClientConfig, crate::tls::Error> {
+    let provider = crate::tls::provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(crate::tls::Error::Identity)?;
+    let builder = match trust {
+        Trust::Roots(roots) => builder.with_root_certificates(roots.clone()),
+        Trust::AnyServer => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyServer { provider })),
+    };
+    let mut config = match identity {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(crate::tls::Error::Identity)?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = protocols.alpn();
+    Ok(config)
+}
+
+#[derive(Debug)]
+struct AcceptAnyServer {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for AcceptAnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+// === impl Connector ===
+
+/// Opens connections to `http` and `https` URIs: TCP with `TCP_NODELAY` within a connect
+/// timeout, through a proxy's `CONNECT` tunnel when it has one, then TLS for `https`. Cloning is
+/// shallow: clones share the TLS configuration, so [`Connector::set_identity`] reaches them all.
+#[derive(Clone)]
+pub struct Connector {
+    tls: Arc<Tls>,
+    /// The HTTP proxy that tunnels every connection.
+    proxy: Option<Authority>,
+    connect_timeout: Duration,
+}
+
+struct Tls {
+    trust: Trust,
+    protocols: Protocols,
+    config: ArcSwap<ClientConfig>,
+}
+
+impl Connector {
+    /// A direct connector verifying servers by `trust`, presenting `identity` if any, offering
+    /// `protocols`, with [`CONNECT_TIMEOUT`].
+    ///
+    /// # Errors
+    /// [`crate::tls::Error::Identity`] when the key does not fit the certificate.
+    pub fn new(trust: Trust, identity: Option<Identity>, protocols: Protocols) -> Result<Connector, crate::tls::Error> {
+        let config = client_config(&trust, identity, protocols)?;
+        Ok(Connector {
+            tls: Arc::new(Tls {
+                trust,
+                protocols,
+                config: ArcSwap::from_pointee(config),
+            }),
+            proxy: None,
+            connect_timeout: CONNECT_TIMEOUT,
+        })
+    }
+
+    /// This connector, tunnelling through the HTTP proxy at `host:port`; the TLS configuration
+    /// stays shared with `self`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUri`] when `host` is not a host name or IP address.
+    pub fn through_proxy(&self, host: &str, port: u16) -> Result<Connector, Error> {
+        let address = match host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+            _ => format!("{host}:{port}"),
+        };
+        let proxy = address.parse::<Authority>().map_err(|_| Error::InvalidUri(address))?;
+        Ok(Connector {
+            proxy: Some(proxy),
+            ..self.clone()
+        })
+    }
+
+    /// This connector with another limit for opening a connection.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Connector {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Presents `identity` (a rotated client certificate) on the connections opened from now on,
+    /// by this connector and its clones; open connections keep the one they were opened with.
+    ///
+    /// # Errors
+    /// [`crate::tls::Error::Identity`] when the key does not fit the certificate; the previous
+    /// identity stays.
+    pub fn set_identity(&self, identity: Option<Identity>) -> Result<(), crate::tls::Error> {
+        let config = client_config(&self.tls.trust, identity, self.tls.protocols)?;
+        self.tls.config.store(Arc::new(config));
+        Ok(())
+    }
+
+    /// Opens a connection to `uri`'s origin (`http`: port 80, `https`: 443 and TLS).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn connect(&self, uri: &Uri) -> Result<Stream, Error> {
+        let invalid = || Error::InvalidUri(uri.to_string());
+        let tls = match uri.scheme() {
+            Some(scheme) if *scheme == Scheme::HTTPS => true,
+            Some(scheme) if *scheme == Scheme::HTTP => false,
+            _ => return Err(invalid()),
+        };
+        let authority = uri.authority().ok_or_else(invalid)?;
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let opening = async {
+            match &self.proxy {
+                Some(proxy) => {
+                    let mut stream = tcp_to(proxy.host(), proxy.port_u16().unwrap_or(80)).await?;
+                    tunnel(&mut stream, proxy, authority, port).await?;
+                    Ok(stream)
+                }
+                None => tcp_to(authority.host(), port).await,
+            }
+        };
+        let stream = tokio::time::timeout(self.connect_timeout, opening)
+            .await
+            .map_err(|_elapsed| Error::TimedOut(self.connect_timeout))??;
+        if !tls {
+            return Ok(Stream::plain(stream));
+        }
+        let host = bare_host(authority);
+        let server_name = ServerName::try_from(host.to_string()).map_err(|_| Error::ServerName(host.to_string()))?;
+        let stream = TlsConnector::from(self.tls.config.load_full())
+            .connect(server_name, stream)
+            .await
+            .map_err(|source| Error::Tls {
+                host: host.to_string(),
+                source,
+            })?;
+        Ok(Stream {
+            io: TokioIo::new(Transport::Tls(stream)),
+        })
+    }
+}
+
+impl tower::Service<Uri> for Connector {
+    type Response = Stream;
+    type Error = Error;
+    // Boxed like hyper's own connectors: connecting is rare next to reusing a connection.
+    type Future = Pin<Box<dyn Future<Output = Result<Stream, Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connector = self.clone();
+        Box::pin(async move { connector.connect(&uri).await })
+    }
+}
+
+/// A host without the brackets of an IPv6 literal.
+fn bare_host(authority: &Authority) -> &str {
+    let host = authority.host();
+    host.strip_prefix('[')
+        .and_then(|host| host.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// A TCP connection with `TCP_NODELAY` to the first address of `host` that accepts one.
+async fn tcp_to(host: &str, port: u16) -> Result<TcpStream, Error> {
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|host| host.strip_suffix(']'))
+        .unwrap_or(host);
+    let failed = |source| Error::Tcp {
+        host: format!("{host}:{port}"),
+        source,
+    };
+    let stream = match literal.parse::<IpAddr>() {
+        Ok(ip) => TcpStream::connect((ip, port)).await.map_err(failed)?,
+        Err(_) => {
+            let addresses = tokio::net::lookup_host((literal, port))
+                .await
+                .map_err(|source| Error::Resolve {
+                    host: literal.to_string(),
+                    source,
+                })?;
+            let mut last = io::Error::new(io::ErrorKind::NotFound, "host has no address");
+            let mut connected = None;
+            for address in addresses {
+                match TcpStream::connect(address).await {
+                    Ok(stream) => {
+                        connected = Some(stream);
+                        break;
+                    }
+                    Err(error) => last = error,
+                }
+            }
+            connected.ok_or_else(|| failed(last))?
+        }
+    };
+    stream.set_nodelay(true).map_err(failed)?;
+    Ok(stream)
+}
+
+/// Asks the proxy on `stream` for a tunnel to `authority`'s host at `port` and reads its answer.
+async fn tunnel(stream: &mut TcpStream, proxy: &Authority, authority: &Authority, port: u16) -> Result<(), Error> {
+    let broken = |source| Error::TunnelIo {
+        proxy: proxy.to_string(),
+        source,
+    };
+    let invalid = |reason| Error::TunnelInvalid {
+        proxy: proxy.to_string(),
+        reason,
+    };
+    let target = format!("{}:{port}", authority.host());
+    let request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.map_err(broken)?;
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if buf.len() >= MAX_TUNNEL_HEAD {
+            return Err(invalid("answer head too large"));
+        }
+        let read = (&mut *stream)
+            .take((MAX_TUNNEL_HEAD - buf.len()) as u64)
+            .read_buf(&mut buf)
+            .await
+            .map_err(broken)?;
+        if read == 0 {
+            return Err(broken(io::ErrorKind::UnexpectedEof.into()));
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_TUNNEL_HEADERS];
+        let mut answer = httparse::Response::new(&mut headers);
+        match answer.parse(&buf) {
+            Ok(httparse::Status::Partial) => continue,
+            Ok(httparse::Status::Complete(end)) => {
+                let status = answer.code.unwrap_or(0);
+                if !(200..300).contains(&status) {
+                    return Err(Error::TunnelRefused {
+                        proxy: proxy.to_string(),
+                        status,
+                    });
+                }
+                // The origin speaks only after the router did, so nothing may follow yet.
+                if end != buf.len() {
+                    return Err(invalid("bytes after the answer"));
+                }
+                return Ok(());
+            }
+            Err(_) => return Err(invalid("not an HTTP/1.1 answer")),
+        }
+    }
+}
+
+// === impl Stream ===
+
+/// An open connection, plain or TLS, for hyper (`hyper::rt::Read`/`Write`, and
+/// [`Connection`] telling hyper-util's client whether `h2` was negotiated).
+pub struct Stream {
+    io: TokioIo<Transport>,
+}
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per connection, which is mostly TLS: boxing would add an allocation to it"
+)]
+enum Transport {
+    Plain(TcpStream),
+    Tls(TlsStream<TcpStream>),
+}
+
+impl Stream {
+    fn plain(stream: TcpStream) -> Stream {
+        Stream {
+            io: TokioIo::new(Transport::Plain(stream)),
+        }
+    }
+
+    /// The protocol the server chose with ALPN (`h2`, `http/1.1`), if TLS negotiated one.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        match self.io.inner() {
+            Transport::Plain(_) => None,
+            Transport::Tls(stream) => stream.get_ref().1.alpn_protocol(),
+        }
+    }
+
+    /// Whether the connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.io.inner(), Transport::Tls(_))
+    }
+}
+
+impl Connection for Stream {
+    fn connected(&self) -> Connected {
+        let connected = Connected::new();
+        match self.alpn() {
+            Some(b"h2") => connected.negotiated_h2(),
+            _ => connected,
+        }
+    }
+}
+
+impl hyper::rt::Read for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Transport::Tls(stream) => Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Transport::Tls(stream) => Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Transport::Tls(stream) => Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Transport::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Transport::Tls(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Transport::Plain(stream) => stream.is_write_vectored(),
+            Transport::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+}
+
+// === impl PerDestination ===
+
+/// One value per kind of connection a configuration's destinations need: strict or insecure
+/// TLS, direct or through each destination's proxy.
+#[derive(Clone)]
+pub struct PerDestination<T> {
+    strict: T,
+    insecure: T,
+    /// By proxy host, port and `strictSSL`; a handful at most, so a scan beats hashing (and
+    /// finds a destination's entry without building a key).
+    proxied: Vec<((String, u16, bool), T)>,
+}
+
+impl PerDestination<Connector> {
+    /// The connectors for `config`'s destinations, verifying servers against `roots` (or not, for
+    /// `strictSSL: false`) and offering `protocols`.
+    ///
+    /// # Errors
+    /// When a TLS configuration cannot be built.
+    pub fn connectors(
+        config: &Config,
+        roots: Arc<RootCertStore>,
+        protocols: Protocols,
+    ) -> Result<PerDestination<Connector>, crate::tls::Error> {
+        let strict = Connector::new(Trust::Roots(roots), None, protocols)?;
+        let insecure = Connector::new(Trust::AnyServer, None, protocols)?;
+        let mut proxied: Vec<((String, u16, bool), Connector)> = Vec::new();
+        let mut seen = HashMap::new();
+        for destination in config.destinations.values() {
+            if let Some((host, port)) = &destination.proxy {
+                let key = (host.clone(), *port, destination.strict_ssl);
+                if seen.insert(key.clone(), ()).is_some() {
+                    continue;
+                }
+                let direct = if destination.strict_ssl { &strict } else { &insecure };
+                let connector = direct
+                    .through_proxy(host, *port)
+                    .map_err(|error| crate::tls::Error::Root(format!("proxy {host}:{port}: {error}")))?;
+                proxied.push((key, connector));
+            }
+        }
+        Ok(PerDestination {
+            strict,
+            insecure,
+            proxied,
+        })
+    }
+}
+
+impl<T> PerDestination<T> {
+    /// The value for `destination`'s connections.
+    pub fn get(&self, destination: &Destination) -> &T {
+        if let Some((host, port)) = &destination.proxy {
+            let found = self.proxied.iter().find(|((proxy_host, proxy_port, strict), _)| {
+                proxy_port == port && *strict == destination.strict_ssl && proxy_host == host
+            });
+            if let Some((_, value)) = found {
+                return value;
+            }
+        }
+        if destination.strict_ssl {
+            &self.strict
+        } else {
+            &self.insecure
+        }
+    }
+
+    /// Each value turned into another by `f`, which is told whether the value goes through a
+    /// proxy.
+    pub fn map<U>(&self, mut f: impl FnMut(&T, bool) -> U) -> PerDestination<U> {
+        PerDestination {
+            strict: f(&self.strict, false),
+            insecure: f(&self.insecure, false),
+            proxied: self
+                .proxied
+                .iter()
+                .map(|(key, value)| (key.clone(), f(value, true)))
+                .collect(),
+        }
+    }
+}
