@@ -241,6 +241,11 @@ impl Connector {
         })
     }
 
+    /// Whether connections go straight to the origin (not through a proxy).
+    pub fn is_direct(&self) -> bool {
+        self.proxy.is_none()
+    }
+
     /// This connector with another limit for opening a connection.
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Connector {
         self.connect_timeout = timeout;
@@ -614,16 +619,15 @@ impl<T> PerDestination<T> {
         }
     }
 
-    /// Each value turned into another by `f`, which is told whether the value goes through a
-    /// proxy.
-    pub fn map<U>(&self, mut f: impl FnMut(&T, bool) -> U) -> PerDestination<U> {
+    /// Each value turned into another by `f`.
+    pub fn map<U>(&self, mut f: impl FnMut(&T) -> U) -> PerDestination<U> {
         PerDestination {
-            strict: f(&self.strict, false),
-            insecure: f(&self.insecure, false),
+            strict: f(&self.strict),
+            insecure: f(&self.insecure),
             proxied: self
                 .proxied
                 .iter()
-                .map(|(key, value)| (key.clone(), f(value, true)))
+                .map(|(key, value)| (key.clone(), f(value)))
                 .collect(),
         }
     }

@@ -42,7 +42,7 @@ pub enum Error {
 #[derive(Clone)]
 pub struct Upstream {
     /// One pool per kind of connection a destination needs (TLS trust, proxy).
-    pools: PerDestination<Pool<Connector>>,
+    pools: PerDestination<Pool>,
     /// Websocket upgrades get their own HTTP/1.1 connections, never pooled.
     websocket: PerDestination<Connector>,
     /// The request header policy's settings.
@@ -57,9 +57,8 @@ impl Upstream {
     pub fn new(config: &Config, roots: Arc<RootCertStore>) -> Result<Upstream, crate::tls::Error> {
         let max_idle = config.server.backend_max_idle;
         let connectors = PerDestination::connectors(config, roots.clone(), Protocols::Http1AndH2)?;
-        // `HTTP_FAST_PATHS=false`: hyper's client for every request, no inline client. The
-        // inline client opens its own TCP connections, so never for a pool behind a proxy.
-        let pools = connectors.map(|connector, proxied| match config.server.fast_paths && !proxied {
+        // `HTTP_FAST_PATHS=false`: hyper's client for every request, no inline client.
+        let pools = connectors.map(|connector| match config.server.fast_paths {
             true => Pool::direct(connector.clone(), max_idle),
             false => Pool::new(connector.clone(), max_idle),
         });

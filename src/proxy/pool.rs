@@ -27,9 +27,9 @@ use hyper_util::client::legacy::connect::Connection;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tower::ServiceExt;
 
 use crate::body::{Body, BoxError};
+use crate::connect::Connector;
 
 /// How long a connection may sit idle and still be reused; an older one is closed when a checkout
 /// meets it (nothing sweeps idle lists). Below nginx's 75 s keep-alive; a server that closes
@@ -62,8 +62,9 @@ pub enum PoolError {
 }
 
 /// A pool over one connector (direct or through a proxy tunnel, with its TLS settings).
-pub struct Pool<C> {
-    connector: C,
+#[derive(Clone)]
+pub struct Pool {
+    connector: Connector,
     /// Identifies this pool in the per-thread idle lists; dropped with the pool, so lists of
     /// dropped pools are recognised and removed.
     token: Arc<()>,
@@ -71,17 +72,6 @@ pub struct Pool<C> {
     /// Bodiless `http` requests take the [`inline`] client: only for a pool whose connector opens
     /// plain TCP connections to the origin itself (not through a proxy).
     inline: bool,
-}
-
-impl<C: Clone> Clone for Pool<C> {
-    fn clone(&self) -> Self {
-        Pool {
-            connector: self.connector.clone(),
-            token: self.token.clone(),
-            max_idle: self.max_idle,
-            inline: self.inline,
-        }
-    }
 }
 
 enum Sender {
@@ -184,10 +174,10 @@ fn with_origin<R>(home: &Home, f: impl FnOnce(&mut Origin) -> R) -> R {
     })
 }
 
-impl<C> Pool<C> {
+impl Pool {
     /// A pool that opens connections with `connector` and keeps up to `max_idle` idle HTTP/1.1
     /// connections per origin and thread.
-    pub fn new(connector: C, max_idle: usize) -> Pool<C> {
+    pub fn new(connector: Connector, max_idle: usize) -> Pool {
         Pool {
             connector,
             token: Arc::new(()),
@@ -197,23 +187,15 @@ impl<C> Pool<C> {
     }
 
     /// A pool like [`Pool::new`] whose bodiless requests to `http` origins go through the inline
-    /// client. Only for a connector that connects straight to the origin: the inline client opens
-    /// its own TCP connections.
-    pub fn direct(connector: C, max_idle: usize) -> Pool<C> {
+    /// client, unless `connector` goes through a proxy: the inline client opens its own TCP
+    /// connections to the origin.
+    pub fn direct(connector: Connector, max_idle: usize) -> Pool {
         Pool {
-            inline: true,
+            inline: connector.is_direct(),
             ..Pool::new(connector, max_idle)
         }
     }
-}
 
-impl<C> Pool<C>
-where
-    C: tower::Service<Uri> + Clone + Send + Sync + 'static,
-    C::Response: hyper::rt::Read + hyper::rt::Write + Connection + Unpin + Send + 'static,
-    C::Future: Send,
-    C::Error: Into<BoxError>,
-{
     /// Sends `request` (absolute URI) with the headers `added` on an idle connection of this
     /// thread or a new one. A request
     /// that a reused connection closed on before taking it is sent once more on a new connection.
@@ -293,8 +275,7 @@ where
         });
         let io = self
             .connector
-            .clone()
-            .oneshot(uri)
+            .connect(&uri)
             .await
             .map_err(|error| PoolError::Connect(error.into()))?;
         if io.connected().is_negotiated_h2() {
