@@ -280,11 +280,11 @@ impl Connector {
         let opening = async {
             match &self.proxy {
                 Some(proxy) => {
-                    let mut stream = tcp_to(proxy.host(), proxy.port_u16().unwrap_or(80)).await?;
+                    let mut stream = tcp_to(proxy.host(), proxy.port_u16().unwrap_or(80), self.connect_timeout).await?;
                     tunnel(&mut stream, proxy, authority, port).await?;
                     Ok(stream)
                 }
-                None => tcp_to(authority.host(), port).await,
+                None => tcp_to(authority.host(), port, self.connect_timeout).await,
             }
         };
         let stream = tokio::time::timeout(self.connect_timeout, opening)
@@ -332,8 +332,9 @@ fn bare_host(authority: &Authority) -> &str {
         .unwrap_or(host)
 }
 
-/// A TCP connection with `TCP_NODELAY` to the first address of `host` that accepts one.
-async fn tcp_to(host: &str, port: u16) -> Result<TcpStream, Error> {
+/// A TCP connection with `TCP_NODELAY` to the first address of `host` that accepts one, each of
+/// several addresses tried for its share of `timeout`.
+async fn tcp_to(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, Error> {
     let literal = host
         .strip_prefix('[')
         .and_then(|host| host.strip_suffix(']'))
@@ -351,15 +352,20 @@ async fn tcp_to(host: &str, port: u16) -> Result<TcpStream, Error> {
                     host: literal.to_string(),
                     source,
                 })?;
+            let addresses: Vec<_> = addresses.collect();
+            // Each address gets its share of the time, as in hyper-util's connector: an address
+            // that swallows packets (a broken IPv6 route) leaves time for the next one.
+            let share = timeout / u32::try_from(addresses.len()).unwrap_or(u32::MAX).max(1);
             let mut last = io::Error::new(io::ErrorKind::NotFound, "host has no address");
             let mut connected = None;
             for address in addresses {
-                match TcpStream::connect(address).await {
-                    Ok(stream) => {
+                match tokio::time::timeout(share, TcpStream::connect(address)).await {
+                    Ok(Ok(stream)) => {
                         connected = Some(stream);
                         break;
                     }
-                    Err(error) => last = error,
+                    Ok(Err(error)) => last = error,
+                    Err(_elapsed) => last = io::ErrorKind::TimedOut.into(),
                 }
             }
             connected.ok_or_else(|| failed(last))?

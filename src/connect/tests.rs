@@ -374,3 +374,15 @@ async fn hyper_util_client_connects_through_it() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"ok");
 }
+
+#[tokio::test]
+async fn host_names_are_resolved_and_each_address_tried() {
+    // `localhost` may resolve to `::1` first, where nothing listens: the next address is tried.
+    let addr = plain_server().await;
+    let connector = Connector::new(Trust::AnyServer, None, Protocols::Http1).unwrap();
+    let stream = connector
+        .connect(&uri(&format!("http://localhost:{}/", addr.port())))
+        .await
+        .unwrap();
+    assert_eq!(read_all(stream).await, b"hello");
+}
