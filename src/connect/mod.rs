@@ -2,8 +2,11 @@
 //! options and connect timeouts, and tunnels through an HTTP proxy (`CONNECT`). Every client of
 //! the router (upstream pool, websocket handshakes, identity provider) connects through it.
 
+mod stream;
 #[cfg(test)]
 mod tests;
+mod tls_config;
+mod tunnel;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,24 +20,17 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::uri::{Authority, Scheme};
 use http::Uri;
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+pub use self::stream::Stream;
+pub use self::tls_config::{client_config, Identity, Protocols, Trust};
 use crate::config::{Config, Destination};
 
 /// How long opening a connection (name lookup, TCP, and a proxy's tunnel) may take unless set.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest answer head a proxy may send to `CONNECT`.
-const MAX_TUNNEL_HEAD: usize = 8 * 1024;
-const MAX_TUNNEL_HEADERS: usize = 64;
 
 /// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -82,108 +78,6 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-}
-
-// === TLS configurations ===
-
-/// How servers are verified.
-#[derive(Clone, Debug)]
-pub enum Trust {
-    /// Against these roots (the system's plus `XS_CACERT_PATH`).
-    Roots(Arc<RootCertStore>),
-    /// Any certificate is accepted: a destination's `strictSSL: false`.
-    AnyServer,
-}
-
-/// The application protocols offered with ALPN.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocols {
-    /// `http/1.1` only: websocket upgrades and the identity provider.
-    Http1,
-    /// `h2` and `http/1.1`: the upstream pool.
-    Http1AndH2,
-}
-
-impl Protocols {
-    fn alpn(self) -> Vec<Vec<u8>> {
-        match self {
-            Protocols::Http1 => vec![b"http/1.1".to_vec()],
-            Protocols::Http1AndH2 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-        }
-    }
-}
-
-/// A client certificate chain (leaf first) and its private key, for mutual TLS.
-pub type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
-
-/// A rustls client configuration verifying servers by `trust`, presenting `identity` if any, and
-/// offering `protocols`.
-///
-/// # Errors
-/// [`crate::tls::Error::Identity`] when the key does not fit the certificate.
-pub fn client_config(
-    trust: &Trust,
-    identity: Option<Identity>,
-    protocols: Protocols,
-) -> Result<ClientConfig, crate::tls::Error> {
-    let provider = crate::tls::provider();
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(crate::tls::Error::Identity)?;
-    let builder = match trust {
-        Trust::Roots(roots) => builder.with_root_certificates(roots.clone()),
-        Trust::AnyServer => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyServer { provider })),
-    };
-    let mut config = match identity {
-        Some((chain, key)) => builder
-            .with_client_auth_cert(chain, key)
-            .map_err(crate::tls::Error::Identity)?,
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = protocols.alpn();
-    Ok(config)
-}
-
-#[derive(Debug)]
-struct AcceptAnyServer {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AcceptAnyServer {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 // === impl Connector ===
@@ -281,7 +175,7 @@ impl Connector {
             match &self.proxy {
                 Some(proxy) => {
                     let mut stream = tcp_to(proxy.host(), proxy.port_u16().unwrap_or(80), self.connect_timeout).await?;
-                    tunnel(&mut stream, proxy, authority, port).await?;
+                    tunnel::tunnel(&mut stream, proxy, authority, port).await?;
                     Ok(stream)
                 }
                 None => tcp_to(authority.host(), port, self.connect_timeout).await,
@@ -302,9 +196,7 @@ impl Connector {
                 host: host.to_string(),
                 source,
             })?;
-        Ok(Stream {
-            io: TokioIo::new(Transport::Tls(stream)),
-        })
+        Ok(Stream::tls(stream))
     }
 }
 
@@ -373,189 +265,6 @@ async fn tcp_to(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, E
     };
     stream.set_nodelay(true).map_err(failed)?;
     Ok(stream)
-}
-
-/// Asks the proxy on `stream` for a tunnel to `authority`'s host at `port` and reads its answer.
-async fn tunnel(stream: &mut TcpStream, proxy: &Authority, authority: &Authority, port: u16) -> Result<(), Error> {
-    let broken = |source| Error::TunnelIo {
-        proxy: proxy.to_string(),
-        source,
-    };
-    let invalid = |reason| Error::TunnelInvalid {
-        proxy: proxy.to_string(),
-        reason,
-    };
-    let target = format!("{}:{port}", authority.host());
-    let request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.map_err(broken)?;
-    let mut buf = Vec::with_capacity(1024);
-    loop {
-        if buf.len() >= MAX_TUNNEL_HEAD {
-            return Err(invalid("answer head too large"));
-        }
-        let read = (&mut *stream)
-            .take((MAX_TUNNEL_HEAD - buf.len()) as u64)
-            .read_buf(&mut buf)
-            .await
-            .map_err(broken)?;
-        if read == 0 {
-            return Err(broken(io::ErrorKind::UnexpectedEof.into()));
-        }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_TUNNEL_HEADERS];
-        let mut answer = httparse::Response::new(&mut headers);
-        match answer.parse(&buf) {
-            Ok(httparse::Status::Partial) => continue,
-            Ok(httparse::Status::Complete(end)) => {
-                let status = answer.code.unwrap_or(0);
-                if !(200..300).contains(&status) {
-                    return Err(Error::TunnelRefused {
-                        proxy: proxy.to_string(),
-                        status,
-                    });
-                }
-                // The origin speaks only after the router did, so nothing may follow yet.
-                if end != buf.len() {
-                    return Err(invalid("bytes after the answer"));
-                }
-                return Ok(());
-            }
-            Err(_) => return Err(invalid("not an HTTP/1.1 answer")),
-        }
-    }
-}
-
-// === impl Stream ===
-
-/// An open connection, plain or TLS, for hyper (`hyper::rt::Read`/`Write`, and
-/// [`Connection`] telling hyper-util's client whether `h2` was negotiated).
-pub struct Stream {
-    io: TokioIo<Transport>,
-}
-
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per connection, which is mostly TLS: boxing would add an allocation to it"
-)]
-enum Transport {
-    Plain(TcpStream),
-    Tls(TlsStream<TcpStream>),
-}
-
-impl Stream {
-    fn plain(stream: TcpStream) -> Stream {
-        Stream {
-            io: TokioIo::new(Transport::Plain(stream)),
-        }
-    }
-
-    /// The protocol the server chose with ALPN (`h2`, `http/1.1`), if TLS negotiated one.
-    pub fn alpn(&self) -> Option<&[u8]> {
-        match self.io.inner() {
-            Transport::Plain(_) => None,
-            Transport::Tls(stream) => stream.get_ref().1.alpn_protocol(),
-        }
-    }
-
-    /// Whether the connection is TLS.
-    pub fn is_tls(&self) -> bool {
-        matches!(self.io.inner(), Transport::Tls(_))
-    }
-}
-
-impl Connection for Stream {
-    fn connected(&self) -> Connected {
-        let connected = Connected::new();
-        match self.alpn() {
-            Some(b"h2") => connected.negotiated_h2(),
-            _ => connected,
-        }
-    }
-}
-
-impl hyper::rt::Read for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-}
-
-impl AsyncRead for Transport {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
-            Transport::Tls(stream) => Pin::new(stream).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Transport {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
-            Transport::Tls(stream) => Pin::new(stream).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(stream) => Pin::new(stream).poll_flush(cx),
-            Transport::Tls(stream) => Pin::new(stream).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
-            Transport::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-            Transport::Tls(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Transport::Plain(stream) => stream.is_write_vectored(),
-            Transport::Tls(stream) => stream.is_write_vectored(),
-        }
-    }
 }
 
 // === impl PerDestination ===
