@@ -187,7 +187,7 @@ impl Connector {
         if !tls {
             return Ok(Stream::plain(stream));
         }
-        let host = bare_host(authority);
+        let host = unbracketed(authority.host());
         let server_name = ServerName::try_from(host.to_string()).map_err(|_| Error::ServerName(host.to_string()))?;
         let stream = TlsConnector::from(self.tls.config.load_full())
             .connect(server_name, stream)
@@ -217,8 +217,7 @@ impl tower::Service<Uri> for Connector {
 }
 
 /// A host without the brackets of an IPv6 literal.
-fn bare_host(authority: &Authority) -> &str {
-    let host = authority.host();
+fn unbracketed(host: &str) -> &str {
     host.strip_prefix('[')
         .and_then(|host| host.strip_suffix(']'))
         .unwrap_or(host)
@@ -227,10 +226,7 @@ fn bare_host(authority: &Authority) -> &str {
 /// A TCP connection with `TCP_NODELAY` to the first address of `host` that accepts one, each of
 /// several addresses tried for its share of `timeout`.
 async fn tcp_to(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, Error> {
-    let literal = host
-        .strip_prefix('[')
-        .and_then(|host| host.strip_suffix(']'))
-        .unwrap_or(host);
+    let literal = unbracketed(host);
     let failed = |source| Error::Tcp {
         host: format!("{host}:{port}"),
         source,
