@@ -9,7 +9,6 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response};
 use tokio::time::Instant;
 
-use crate::auth::session::Session;
 use crate::auth::{self, Origin, Outcome};
 use crate::body::{self, Body, BoxError};
 use crate::config::{Config, Destination, RouteKind};
@@ -18,6 +17,7 @@ use crate::logging;
 use crate::proxy::headers::{self, Forwarding};
 use crate::proxy::{self, ForwardRequest};
 use crate::server::limits;
+use crate::session::Session;
 use crate::state::{AppState, Snapshot};
 use crate::{routing, static_files};
 
@@ -92,7 +92,7 @@ where
                 // The same field names and types as the access log line, for one JSON schema.
                 let correlation_id = ctx.correlation_id.to_str().unwrap_or("-");
                 if status.is_server_error() {
-                    tracing::error!(correlation_id, route = ctx.route_index, status = status.as_u16(), error = %crate::auth::xsuaa::error_chain(&error), "request failed");
+                    tracing::error!(correlation_id, route = ctx.route_index, status = status.as_u16(), error = %crate::idp::xsuaa::error_chain(&error), "request failed");
                 } else {
                     tracing::info!(correlation_id, route = ctx.route_index, status = status.as_u16(), error = %error, "request refused");
                 }

@@ -6,7 +6,7 @@ use http::header::{HeaderMap, HeaderName};
 use http::Method;
 
 use super::login::random_token;
-use super::session::Session;
+use crate::session::Session;
 
 /// How many names [`METHOD_OVERRIDES`] has.
 const OVERRIDES: usize = 3;
@@ -147,7 +147,7 @@ fn check_origin(headers: &HeaderMap, own_origin: Option<&str>) -> Result<(), Csr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::session::User;
+    use crate::session::User;
     use http::HeaderValue;
 
     fn session(token: Option<&str>) -> Session {

@@ -549,7 +549,7 @@ fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
         }
         current = cause.source();
     }
-    let text = crate::auth::xsuaa::error_chain(error).to_ascii_lowercase();
+    let text = crate::idp::xsuaa::error_chain(error).to_ascii_lowercase();
     text.contains("certificate") || text.contains("handshake") || text.contains("tls")
 }
 
