@@ -228,8 +228,9 @@ impl Rotation {
     }
 
     /// Re-reads the binding and, when it holds new credentials that pass every check, swaps them
-    /// into `idp`. Reloads run one at a time.
-    pub async fn reload(&self, idp: &IdpClient, trigger: Trigger) -> Reload {
+    /// into `idp`, the client that owns this rotation (see [`IdpClient::reload`]). Reloads run one
+    /// at a time.
+    pub(super) async fn reload(&self, idp: &IdpClient, trigger: Trigger) -> Reload {
         let reads_before = self.reads.load(Ordering::Acquire);
         let mut seen = self.seen.lock().await;
         if trigger == Trigger::Rejected && self.reads.load(Ordering::Acquire) != reads_before {

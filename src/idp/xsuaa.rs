@@ -148,7 +148,8 @@ impl IdpClient {
         self.rotation.as_ref()
     }
 
-    /// Re-reads the binding and swaps verified new credentials in (see [`Rotation::reload`]).
+    /// Re-reads the binding (credentials from files only) and, when it holds new credentials that
+    /// pass every check, swaps them in; reloads run one at a time.
     pub async fn reload(&self, trigger: Trigger) -> Reload {
         match &self.rotation {
             Some(rotation) => rotation.reload(self, trigger).await,
