@@ -17,7 +17,6 @@ use crate::error::{self, GatewayError};
 use crate::logging;
 use crate::proxy::headers::{self, Forwarding};
 use crate::proxy::{self, ForwardRequest};
-use crate::server::limits;
 use crate::state::{AppState, Snapshot};
 use crate::{routing, static_files};
 
@@ -86,8 +85,10 @@ where
         let mut response = match answer {
             Ok(response) => response,
             Err(error) => {
-                let error = limits::reclassify(error);
-                state.metrics.request_error(&error);
+                let error = error.reclassify();
+                if let Some(kind) = error.metric() {
+                    state.metrics.request_error(kind);
+                }
                 let status = error.status();
                 // The same field names and types as the access log line, for one JSON schema.
                 let correlation_id = ctx.correlation_id.to_str().unwrap_or("-");
@@ -455,7 +456,7 @@ where
         set_x_forwarded: destination.set_x_forwarded_headers,
         correlation_id: &ctx.correlation_id,
     };
-    let body = limits::request_body(incoming, &parts.headers, config.server.max_request_body)?;
+    let body = request_body(incoming, &parts.headers, config.server.max_request_body)?;
     let request = ForwardRequest {
         destination,
         url,
@@ -463,6 +464,28 @@ where
         started: Instant::now(),
     };
     Ok((parts, body, request))
+}
+
+/// The request body with `MAX_REQUEST_BODY` applied: a declared `Content-Length` above the limit
+/// is refused at once; a streamed body fails when it passes the limit
+/// ([`error::is_body_too_large`]).
+fn request_body<B>(incoming: B, headers: &http::HeaderMap, max: Option<u64>) -> Result<Body, GatewayError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let Some(max) = max else {
+        return Ok(body::boxed(incoming));
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max) {
+        return Err(GatewayError::PayloadTooLarge);
+    }
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    Ok(body::boxed(http_body_util::Limited::new(incoming, max)))
 }
 
 /// True when the request is for `logout.logoutEndpoint`.
