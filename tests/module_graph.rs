@@ -18,6 +18,13 @@ fn top_level_modules_form_no_cycle() {
     let mut report = String::new();
     for cycle in &cycles {
         report.push_str(&format!("cycle between {}; its edges:\n", cycle.join(", ")));
+        if let Some(shortest) = cycle
+            .iter()
+            .filter_map(|start| shortest_cycle(&graph, start))
+            .min_by_key(Vec::len)
+        {
+            report.push_str(&format!("  shortest: {}\n", shortest.join(" -> ")));
+        }
         for from in cycle {
             for (to, places) in &graph[from] {
                 if cycle.contains(to) {
@@ -54,9 +61,14 @@ fn graph(src: &Path) -> Graph {
     let mut graph = Graph::new();
     for file in rust_files(src) {
         let relative = file.strip_prefix(src).unwrap_or(&file);
-        let mut components = relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned());
+        let mut components = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned());
         let Some(first) = components.next() else { continue };
-        let file_name = relative.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let file_name = relative
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if matches!(first.as_str(), "lib.rs" | "main.rs") || matches!(file_name.as_str(), "tests.rs" | "proptests.rs") {
             continue;
         }
@@ -132,8 +144,7 @@ fn references(code: &str, super_is_crate: bool) -> Vec<(String, usize)> {
 fn group_heads(group: &str) -> Vec<String> {
     let mut heads = Vec::new();
     let (mut depth, mut expect_head) = (0usize, true);
-    let mut chars = group.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
+    for (i, c) in group.char_indices() {
         match c {
             '{' => {
                 depth += 1;
@@ -150,7 +161,6 @@ fn group_heads(group: &str) -> Vec<String> {
             }
             _ => {}
         }
-        let _ = chars.peek();
     }
     heads
 }
@@ -189,7 +199,9 @@ fn strip_comments_and_strings(code: &str) -> String {
                     last = c;
                 }
             }
-            'r' if matches!(chars.peek(), Some('#') | Some('"')) && !out.ends_with(|c: char| c.is_alphanumeric() || c == '_') => {
+            'r' if matches!(chars.peek(), Some('#') | Some('"'))
+                && !out.ends_with(|c: char| c.is_alphanumeric() || c == '_') =>
+            {
                 let mut hashes = 0;
                 while chars.peek() == Some(&'#') {
                     chars.next();
@@ -284,6 +296,32 @@ fn strip_tests(code: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The shortest path from `start` back to itself (breadth first), as the modules it passes.
+fn shortest_cycle(graph: &Graph, start: &str) -> Option<Vec<String>> {
+    let mut came_from: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(node) = queue.pop_front() {
+        for to in graph[node].keys() {
+            if to == start {
+                let mut path = vec![start.to_string()];
+                let mut at = node;
+                while at != start {
+                    path.push(at.to_string());
+                    at = came_from[at];
+                }
+                path[1..].reverse();
+                path.push(start.to_string());
+                return Some(path);
+            }
+            if !came_from.contains_key(to.as_str()) {
+                came_from.insert(to, node);
+                queue.push_back(to);
+            }
+        }
+    }
+    None
 }
 
 /// The strongly connected components of `graph` (Tarjan), each sorted.
