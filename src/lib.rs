@@ -24,6 +24,7 @@ pub mod clickjacking;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod http1;
 pub mod logging;
 pub mod metrics;
 pub mod origin;

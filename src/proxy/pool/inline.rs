@@ -6,26 +6,25 @@
 
 use std::future::Future;
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName};
 use http::uri::{Authority, PathAndQuery, Scheme};
-
-use crate::proxy::headers::Added;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use super::chunked::Chunked;
 use super::{keep_idle, with_origin, Home, PoolError, IDLE_TIMEOUT};
 use crate::body::{self, Body};
+use crate::http1::common::{write_field, write_request_line};
+use crate::http1::{content_length_list, response_has_no_body, tokens, ChunkedDecoder, Framing, Span, MAX_HEADERS};
+use crate::proxy::headers::Added;
 
 /// As the hyper path's connector: a dead address fails in time for the destination's timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,7 +32,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const HEAD_BUFFER: usize = 8 * 1024;
 /// The largest response head accepted (hyper's client allows ~400 KiB; nothing real comes near).
 const MAX_HEAD: usize = 64 * 1024;
-const MAX_HEADERS: usize = 100;
 /// Body reads start at this size and double while they fill the buffer, up to `READ_MAX`.
 const READ_MIN: usize = 16 * 1024;
 const READ_MAX: usize = 64 * 1024;
@@ -243,7 +241,7 @@ fn respond(head: Head, mut conn: Conn, home: &Home) -> Response<Body> {
             conn: Some(conn),
             reading: match head.framing {
                 Framing::Length(length) => Reading::Length(length),
-                Framing::Chunked => Reading::Chunked(Chunked::new()),
+                Framing::Chunked => Reading::Chunked(ChunkedDecoder::new()),
                 Framing::Empty | Framing::Close => Reading::Close,
             },
             home: head.keep_alive.then(|| home.clone()),
@@ -375,23 +373,12 @@ fn encode_head(request: &Request<Body>, added: &Added<'_>) -> Vec<u8> {
         + added.encoded_len()
         + if zero_length { 20 } else { 0 };
     let mut head = Vec::with_capacity(size);
-    head.extend_from_slice(method.as_bytes());
-    head.push(b' ');
-    if !path.starts_with('/') {
-        head.push(b'/');
-    }
-    head.extend_from_slice(path.as_bytes());
-    head.extend_from_slice(b" HTTP/1.1\r\n");
+    write_request_line(&mut head, method, path);
     if let Some(host) = host {
-        head.extend_from_slice(b"host: ");
-        head.extend_from_slice(host.as_str().as_bytes());
-        head.extend_from_slice(b"\r\n");
+        write_field(&mut head, b"host", host.as_str().as_bytes());
     }
     for (name, value) in headers {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
+        write_field(&mut head, name.as_str().as_bytes(), value.as_bytes());
     }
     added.write_to(&mut head);
     if zero_length {
@@ -413,16 +400,6 @@ struct Head {
     keep_alive: bool,
 }
 
-/// How the body's end is found (RFC 9112 §6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Empty,
-    Length(u64),
-    Chunked,
-    /// Until the server closes the connection.
-    Close,
-}
-
 /// Parses the response head at the front of `buf` and removes it; interim (1xx) heads before it
 /// are removed and skipped. `None`: the head is not complete yet.
 ///
@@ -431,8 +408,7 @@ enum Framing {
 /// asked for), `Transfer-Encoding` in an HTTP/1.0 response.
 fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, &'static str> {
     loop {
-        // Uninitialised slots: a hundred headers would otherwise be written before every parse.
-        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut slots = crate::http1::common::fields();
         let mut parsed = httparse::Response::new(&mut []);
         let length =
             match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, buf, &mut slots) {
@@ -452,37 +428,20 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, &'stati
         }
         let status = StatusCode::from_u16(code).map_err(|_| "invalid status code")?;
         let http10 = parsed.version == Some(0);
-        // Where each name and value sits in the head (offsets fit in u16: the head is at most
-        // 64 KiB), so that the values can share its bytes once it is split off.
+        // Where each name and value sits in the head, so that the values can share its bytes once
+        // it is split off.
         let base = buf.as_ptr() as usize;
-        let mut spans = [[0u16; 4]; MAX_HEADERS];
+        let mut spans = [Span::default(); MAX_HEADERS];
         let count = parsed.headers.len();
         for (span, header) in spans.iter_mut().zip(parsed.headers.iter()) {
-            let at = |bytes: &[u8]| (bytes.as_ptr() as usize).wrapping_sub(base) as u16;
-            *span = [
-                at(header.name.as_bytes()),
-                header.name.len() as u16,
-                at(header.value),
-                header.value.len() as u16,
-            ];
+            *span = Span::of(base, header);
         }
         let head = buf.split_to(length).freeze();
         // Room for the response headers the router adds (security headers, request id).
         let mut headers = crate::util::spare_headers::take(count + 6);
         let mut seen = Seen::new(http10);
         for span in &spans[..count] {
-            let [name_at, name_length, value_at, value_length] = span.map(usize::from);
-            let name = head
-                .get(name_at..name_at + name_length)
-                .and_then(|name| HeaderName::from_bytes(name).ok())
-                .ok_or("invalid header name")?;
-            let value = match value_length {
-                0 => HeaderValue::from_static(""),
-                _ => head
-                    .get(value_at..value_at + value_length)
-                    .and_then(|_| HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_length)).ok())
-                    .ok_or("invalid header value")?,
-            };
+            let (name, value) = span.field(&head)?;
             seen.header(&name, value.as_bytes());
             // Hop-by-hop headers end here (the connection's own are read above); a `Connection`
             // that names other headers stays for the response policy, which removes them.
@@ -500,8 +459,7 @@ fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, &'stati
 /// Whether a `Connection` value names only hop-by-hop headers and `close`: nothing left for the
 /// response policy to remove.
 fn names_only_hop_by_hop(value: &[u8]) -> bool {
-    value.split(|byte| *byte == b',').all(|option| {
-        let option = option.trim_ascii();
+    tokens(value).all(|option| {
         let mut lower = [0u8; 24];
         let Some(slot) = lower.get_mut(..option.len()) else {
             return false;
@@ -541,13 +499,12 @@ impl Seen {
 
     fn header(&mut self, name: &HeaderName, value: &[u8]) {
         if *name == header::CONTENT_LENGTH {
-            self.length = self.length.and_then(|length| content_length(length, value));
+            self.length = self.length.and_then(|length| content_length_list(length, value));
         } else if *name == header::TRANSFER_ENCODING {
             let last = value.rsplit(|byte| *byte == b',').next().unwrap_or_default();
             self.coding = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if *name == header::CONNECTION {
-            for token in value.split(|byte| *byte == b',') {
-                let token = token.trim_ascii();
+            for token in tokens(value) {
                 self.close |= token.eq_ignore_ascii_case(b"close");
                 self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
@@ -559,7 +516,7 @@ impl Seen {
 /// HTTP/1.1 stays open unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
 fn framed(status: StatusCode, mut headers: HeaderMap, seen: Seen, is_head: bool) -> Result<Head, &'static str> {
     let mut keep_alive = !seen.close && (seen.keep_alive || !seen.http10);
-    let framing = if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+    let framing = if response_has_no_body(is_head, status) {
         Framing::Empty
     } else if let Some(chunked) = seen.coding {
         if seen.http10 {
@@ -593,23 +550,6 @@ fn framed(status: StatusCode, mut headers: HeaderMap, seen: Seen, is_head: bool)
     })
 }
 
-/// The length `value` gives, which must equal the `previous` one.
-fn content_length(previous: Option<u64>, value: &[u8]) -> Result<Option<u64>, &'static str> {
-    let mut length = previous;
-    for part in value.split(|byte| *byte == b',') {
-        let part = part.trim_ascii();
-        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-            return Err("invalid content-length");
-        }
-        let parsed = part.iter().fold(0u64, |sum, digit| sum * 10 + u64::from(digit - b'0'));
-        if length.is_some_and(|length| length != parsed) {
-            return Err("conflicting content-length");
-        }
-        length = Some(parsed);
-    }
-    Ok(length)
-}
-
 // === impl InlineBody ===
 
 /// A response body read from its connection as it is polled. Read to its end, it puts the
@@ -629,7 +569,7 @@ struct InlineBody {
 enum Reading {
     /// This many bytes not yet yielded.
     Length(u64),
-    Chunked(Chunked),
+    Chunked(ChunkedDecoder),
     Close,
     Done,
 }

@@ -3,6 +3,7 @@
 //! (status, fields, what is left in the buffer), framed by RFC 9112 §6.3; a plain head is never
 //! refused; and it holds no more than it was given.
 
+use http::header::HeaderValue;
 use proptest::prelude::*;
 
 use super::*;

@@ -1,5 +1,6 @@
-//! The chunked transfer coding of a response body (RFC 9112 §7.1), decoded in place from the read
-//! buffer: chunk data is split off as frames without copying, the framing and trailers are dropped.
+//! The chunked transfer coding (RFC 9112 §7.1): decoded in place from the read buffer (chunk data
+//! is split off as frames without copying, the framing and trailers are dropped), and encoded as
+//! a size line before each piece of data and the last chunk after them.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -11,7 +12,7 @@ const MAX_TRAILERS: usize = 64 * 1024;
 
 /// Where the decoder is in the body.
 #[derive(Debug)]
-pub(super) struct Chunked {
+pub struct ChunkedDecoder {
     state: State,
 }
 
@@ -29,13 +30,14 @@ enum State {
     Done,
 }
 
-impl Chunked {
-    pub(super) fn new() -> Chunked {
-        Chunked { state: State::Size }
+impl ChunkedDecoder {
+    /// A decoder at the start of a body.
+    pub fn new() -> ChunkedDecoder {
+        ChunkedDecoder { state: State::Size }
     }
 
     /// Whether the body has been read to its end (trailers included).
-    pub(super) fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         self.state == State::Done
     }
 
@@ -45,7 +47,7 @@ impl Chunked {
     ///
     /// # Errors
     /// A malformed or oversized chunk-size line, a missing CRLF, oversized trailers.
-    pub(super) fn advance(&mut self, buf: &mut BytesMut) -> Result<(), &'static str> {
+    pub fn advance(&mut self, buf: &mut BytesMut) -> Result<(), &'static str> {
         loop {
             match self.state {
                 State::Size => {
@@ -94,8 +96,8 @@ impl Chunked {
     }
 
     /// Splits the next piece of chunk data off the front of `buf`, when the decoder is inside a
-    /// chunk and `buf` holds some of it. Call [`Chunked::advance`] first.
-    pub(super) fn data(&mut self, buf: &mut BytesMut) -> Option<Bytes> {
+    /// chunk and `buf` holds some of it. Call [`ChunkedDecoder::advance`] first.
+    pub fn data(&mut self, buf: &mut BytesMut) -> Option<Bytes> {
         let State::Data(remaining) = self.state else {
             return None;
         };
@@ -157,5 +159,37 @@ fn chunk_size(line: &[u8]) -> Result<u64, &'static str> {
     }
 }
 
+impl Default for ChunkedDecoder {
+    fn default() -> ChunkedDecoder {
+        ChunkedDecoder::new()
+    }
+}
+
+// === encoding ===
+
+/// The last chunk and the empty trailer section: the end of a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// `size` in lowercase hex and CRLF: the size line before a chunk's data (which is followed by
+/// CRLF).
+pub fn write_chunk_size(out: &mut Vec<u8>, size: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut rest = size;
+    loop {
+        at -= 1;
+        digits[at] = DIGITS[rest & 0xf];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
+}
+
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod tests;
