@@ -23,7 +23,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as HttpBody;
 use http_body_util::Empty;
@@ -31,8 +30,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 
 use crate::body::Body;
-use crate::http1::common::{write_content_length, write_field, write_status_line};
-use crate::http1::{has_token, status_has_no_body, write_chunk_size, Framing, Span, LAST_CHUNK, MAX_HEADERS};
+use crate::http1::common::encode_response_head;
+use crate::http1::{has_token, write_chunk_size, Framing, Span, LAST_CHUNK, MAX_HEADERS};
 
 /// The read buffer's first size; it grows up to the header limit.
 const READ_BUFFER: usize = 8 * 1024;
@@ -368,9 +367,8 @@ where
     Ok(!close)
 }
 
-/// The status line and the headers, with the framing hyper would choose, and whether the
-/// response's own `Connection` says `close`. When `close` is set, the head says `connection:
-/// close` (once).
+/// The status line and the headers as [`encode_response_head`] frames them for `body`, with this
+/// thread's `date` of the current second.
 fn encode_head(
     out: &mut Vec<u8>,
     parts: &http::response::Parts,
@@ -378,86 +376,14 @@ fn encode_head(
     is_head: bool,
     close: bool,
 ) -> (Framing, bool) {
-    let status = parts.status;
-    write_status_line(out, status);
-    let no_body = status_has_no_body(status);
     let known = if body.is_end_stream() {
         Some(0)
     } else {
         body.size_hint().exact()
     };
-    let mut framing = None;
-    let mut wrote_date = false;
-    let mut close_listed = false;
-    let headers = &parts.headers;
-    for (name, value) in headers.iter() {
-        if *name == header::CONTENT_LENGTH {
-            if no_body || framing.is_some() {
-                continue;
-            }
-            let declared = crate::http1::content_length(value.as_bytes());
-            match (known, declared) {
-                // As hyper: a length header with an empty body is dropped, except for HEAD.
-                (Some(0), _) if !is_head => continue,
-                (_, Some(length)) => framing = Some(Framing::Length(length)),
-                (_, None) => continue,
-            }
-        } else if *name == header::TRANSFER_ENCODING {
-            // Our responses never carry one (the header policy removes it); hyper would frame by it.
-            if no_body || framing.is_some() {
-                continue;
-            }
-            framing = Some(Framing::Chunked);
-            if !value.as_bytes().ends_with(b"chunked") {
-                out.extend_from_slice(b"transfer-encoding: ");
-                out.extend_from_slice(value.as_bytes());
-                out.extend_from_slice(b", chunked\r\n");
-                continue;
-            }
-        } else if *name == header::DATE {
-            wrote_date = true;
-        } else if *name == header::CONNECTION {
-            close_listed |= has_token(value.as_bytes(), b"close");
-        }
-        write_field(out, name.as_str().as_bytes(), value.as_bytes());
-    }
-    if close && !close_listed {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    let framing = match framing {
-        Some(framing) => framing,
-        None => match known {
-            Some(0) => {
-                if !no_body && !is_head {
-                    out.extend_from_slice(b"content-length: 0\r\n");
-                }
-                Framing::Length(0)
-            }
-            Some(length) => {
-                if !no_body {
-                    write_content_length(out, length);
-                }
-                Framing::Length(length)
-            }
-            None if no_body => Framing::Empty,
-            None => {
-                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-                Framing::Chunked
-            }
-        },
-    };
-    if !wrote_date {
-        out.extend_from_slice(b"date: ");
-        with_date(|date| out.extend_from_slice(date));
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    let framing = if no_body || is_head || framing == Framing::Length(0) {
-        Framing::Empty
-    } else {
-        framing
-    };
-    (framing, close_listed)
+    encode_response_head(out, parts, known, is_head, close, |out| {
+        with_date(|date| out.extend_from_slice(date))
+    })
 }
 
 /// Streams `body` after the head in `out`: exactly `length` bytes, or chunked. Returns whether the

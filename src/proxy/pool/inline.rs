@@ -11,10 +11,10 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName};
+use bytes::{Bytes, BytesMut};
+use http::header;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,8 +22,8 @@ use tokio::time::{Instant, Sleep};
 
 use super::{keep_idle, with_origin, Home, PoolError, IDLE_TIMEOUT};
 use crate::body::{self, Body};
-use crate::http1::common::{write_field, write_request_line};
-use crate::http1::{content_length_list, response_has_no_body, tokens, ChunkedDecoder, Framing, Span, MAX_HEADERS};
+use crate::http1::common::{parse_response_head, write_field, write_request_line, ResponseHead as Head};
+use crate::http1::{tokens, ChunkedDecoder, Framing};
 use crate::proxy::headers::Added;
 
 /// As the hyper path's connector: a dead address fails in time for the destination's timeout.
@@ -390,70 +390,14 @@ fn encode_head(request: &Request<Body>, added: &Added<'_>) -> Vec<u8> {
 
 // === impl response head ===
 
-/// A final response head and how its body is framed.
-#[derive(Debug)]
-struct Head {
-    status: StatusCode,
-    headers: HeaderMap,
-    framing: Framing,
-    /// The connection may carry another request once the body has been read.
-    keep_alive: bool,
-}
-
-/// Parses the response head at the front of `buf` and removes it; interim (1xx) heads before it
-/// are removed and skipped. `None`: the head is not complete yet.
-///
-/// # Errors
-/// A malformed or oversized head, an invalid header or `Content-Length`, a `101` (no upgrade was
-/// asked for), `Transfer-Encoding` in an HTTP/1.0 response.
+/// The final response head at the front of `buf` (see [`parse_response_head`]). Hop-by-hop
+/// fields end here (the connection's own were read for the framing); a `Connection` that names
+/// other fields stays for the response policy, which removes them.
 fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, &'static str> {
-    loop {
-        let mut slots = crate::http1::common::fields();
-        let mut parsed = httparse::Response::new(&mut []);
-        let length =
-            match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, buf, &mut slots) {
-                Ok(httparse::Status::Complete(length)) if length <= MAX_HEAD => length,
-                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
-                Ok(_) => return Err("response head too large"),
-                Err(httparse::Error::TooManyHeaders) => return Err("too many response headers"),
-                Err(_) => return Err("malformed response head"),
-            };
-        let code = parsed.code.unwrap_or_default();
-        if code == 101 {
-            return Err("unexpected 101 response");
-        }
-        if (100..200).contains(&code) {
-            buf.advance(length);
-            continue;
-        }
-        let status = StatusCode::from_u16(code).map_err(|_| "invalid status code")?;
-        let http10 = parsed.version == Some(0);
-        // Where each name and value sits in the head, so that the values can share its bytes once
-        // it is split off.
-        let base = buf.as_ptr() as usize;
-        let mut spans = [Span::default(); MAX_HEADERS];
-        let count = parsed.headers.len();
-        for (span, header) in spans.iter_mut().zip(parsed.headers.iter()) {
-            *span = Span::of(base, header);
-        }
-        let head = buf.split_to(length).freeze();
-        // Room for the response headers the router adds (security headers, request id).
-        let mut headers = crate::util::spare_headers::take(count + 6);
-        let mut seen = Seen::new(http10);
-        for span in &spans[..count] {
-            let (name, value) = span.field(&head)?;
-            seen.header(&name, value.as_bytes());
-            // Hop-by-hop headers end here (the connection's own are read above); a `Connection`
-            // that names other headers stays for the response policy, which removes them.
-            if crate::proxy::headers::is_hop_by_hop(name.as_str())
-                && (name != header::CONNECTION || names_only_hop_by_hop(value.as_bytes()))
-            {
-                continue;
-            }
-            headers.append(name, value);
-        }
-        return framed(status, headers, seen, is_head).map(Some);
-    }
+    parse_response_head(buf, is_head, MAX_HEAD, |name, value| {
+        !(crate::proxy::headers::is_hop_by_hop(name.as_str())
+            && (name != header::CONNECTION || names_only_hop_by_hop(value.as_bytes())))
+    })
 }
 
 /// Whether a `Connection` value names only hop-by-hop headers and `close`: nothing left for the
@@ -470,83 +414,6 @@ fn names_only_hop_by_hop(value: &[u8]) -> bool {
             Ok(name) => name.is_empty() || name == "close" || crate::proxy::headers::is_hop_by_hop(name),
             Err(_) => false,
         }
-    })
-}
-
-/// What the framing and connection headers say, gathered as the headers are read (no lookups
-/// afterwards).
-struct Seen {
-    http10: bool,
-    /// `Transfer-Encoding` is present; whether its last coding is `chunked`.
-    coding: Option<bool>,
-    /// The `Content-Length`: one value, or the same value repeated (in several headers or a
-    /// list); an error only matters when it frames the body.
-    length: Result<Option<u64>, &'static str>,
-    close: bool,
-    keep_alive: bool,
-}
-
-impl Seen {
-    fn new(http10: bool) -> Seen {
-        Seen {
-            http10,
-            coding: None,
-            length: Ok(None),
-            close: false,
-            keep_alive: false,
-        }
-    }
-
-    fn header(&mut self, name: &HeaderName, value: &[u8]) {
-        if *name == header::CONTENT_LENGTH {
-            self.length = self.length.and_then(|length| content_length_list(length, value));
-        } else if *name == header::TRANSFER_ENCODING {
-            let last = value.rsplit(|byte| *byte == b',').next().unwrap_or_default();
-            self.coding = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if *name == header::CONNECTION {
-            for token in tokens(value) {
-                self.close |= token.eq_ignore_ascii_case(b"close");
-                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
-        }
-    }
-}
-
-/// The body's framing and the connection's reuse from the final head (RFC 9112 §6.3, §9.3):
-/// HTTP/1.1 stays open unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
-fn framed(status: StatusCode, mut headers: HeaderMap, seen: Seen, is_head: bool) -> Result<Head, &'static str> {
-    let mut keep_alive = !seen.close && (seen.keep_alive || !seen.http10);
-    let framing = if response_has_no_body(is_head, status) {
-        Framing::Empty
-    } else if let Some(chunked) = seen.coding {
-        if seen.http10 {
-            return Err("transfer-encoding in an HTTP/1.0 response");
-        }
-        // The coding overrides a length; a message with both is suspect, so its connection goes.
-        if headers.remove(header::CONTENT_LENGTH).is_some() {
-            keep_alive = false;
-        }
-        // Decoded here; the client's side frames the body anew (`Transfer-Encoding`, hop-by-hop,
-        // was not kept).
-        if chunked {
-            Framing::Chunked
-        } else {
-            Framing::Close
-        }
-    } else {
-        match seen.length? {
-            Some(length) => Framing::Length(length),
-            None => Framing::Close,
-        }
-    };
-    if framing == Framing::Close {
-        keep_alive = false;
-    }
-    Ok(Head {
-        status,
-        headers,
-        framing,
-        keep_alive,
     })
 }
 
