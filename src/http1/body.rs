@@ -4,6 +4,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::Framing;
+
 /// Longest chunk-size line, extensions included; hyper allows a similar amount.
 const MAX_SIZE_LINE: usize = 8 * 1024;
 
@@ -162,6 +164,75 @@ fn chunk_size(line: &[u8]) -> Result<u64, &'static str> {
 impl Default for ChunkedDecoder {
     fn default() -> ChunkedDecoder {
         ChunkedDecoder::new()
+    }
+}
+
+// === reading ===
+
+/// Where a reader is in a body framed by [`Framing`]: what the read buffer holds of it is split
+/// off as data (no copy), the framing dropped.
+#[derive(Debug)]
+pub enum BodyReader {
+    /// This many bytes not yet yielded.
+    Length(u64),
+    /// A chunked body.
+    Chunked(ChunkedDecoder),
+    /// Until the connection closes.
+    Close,
+    /// The body has ended.
+    Done,
+}
+
+impl BodyReader {
+    /// A reader at the start of a body framed by `framing`; an empty body is read as one that
+    /// ends at the connection's close, which a bodiless answer's reader never waits for.
+    pub fn new(framing: Framing) -> BodyReader {
+        match framing {
+            Framing::Length(length) => BodyReader::Length(length),
+            Framing::Chunked => BodyReader::Chunked(ChunkedDecoder::new()),
+            Framing::Empty | Framing::Close => BodyReader::Close,
+        }
+    }
+
+    /// Whether the body has been read to its end (a body read until close never ends here: the
+    /// connection's end is the caller's to see).
+    pub fn is_done(&self) -> bool {
+        matches!(self, BodyReader::Done)
+    }
+
+    /// Splits what `buf` holds of the body off its front; past a chunk's data, what framing is
+    /// buffered too is consumed, so that a body whose end has arrived is done at once.
+    ///
+    /// # Errors
+    /// Malformed chunked framing.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, &'static str> {
+        match self {
+            BodyReader::Length(remaining) => {
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                let take = (*remaining).min(buf.len() as u64);
+                *remaining -= take;
+                let last = *remaining == 0;
+                // `take` fits in usize: it is at most `buf.len()`.
+                let data = buf.split_to(take as usize).freeze();
+                if last {
+                    *self = BodyReader::Done;
+                }
+                Ok(Some(data))
+            }
+            BodyReader::Chunked(decoder) => {
+                decoder.advance(buf)?;
+                let data = decoder.data(buf);
+                let _later = decoder.advance(buf);
+                if decoder.is_done() {
+                    *self = BodyReader::Done;
+                }
+                Ok(data)
+            }
+            BodyReader::Close => Ok((!buf.is_empty()).then(|| buf.split().freeze())),
+            BodyReader::Done => Ok(None),
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 pub mod body;
 pub mod common;
 
-pub use body::{write_chunk_size, ChunkedDecoder, LAST_CHUNK};
+pub use body::{write_chunk_size, BodyReader, ChunkedDecoder, LAST_CHUNK};
 pub use common::{
     content_length, content_length_list, has_token, response_has_no_body, status_has_no_body, tokens, Framing, Span,
     MAX_HEADERS,

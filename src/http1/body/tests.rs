@@ -125,3 +125,40 @@ fn decode(feed: &[&[u8]]) -> Decoded {
         |bytes: Vec<u8>| -> &'static str { Box::leak(String::from_utf8(bytes).expect("utf-8").into_boxed_str()) };
     Ok((leak(data), leak(buf.to_vec())))
 }
+
+// === body readers ===
+
+#[test]
+fn body_readers_yield_what_their_framing_covers() {
+    // (framing, reads, data yielded, bytes left, done)
+    let rows: &[(Framing, &[&str], &str, &str, bool)] = &[
+        (Framing::Length(5), &["he", "llo next"], "hello", " next", true),
+        (Framing::Length(5), &["hel"], "hel", "", false),
+        (
+            Framing::Chunked,
+            &["3\r\nabc\r\n", "0\r\n\r\nnext"],
+            "abc",
+            "next",
+            true,
+        ),
+        (Framing::Chunked, &["3\r\nab"], "ab", "", false),
+        (Framing::Close, &["any", "thing"], "anything", "", false),
+        (Framing::Empty, &[], "", "", false),
+    ];
+    for (framing, reads, data, left, done) in rows {
+        let mut reader = BodyReader::new(*framing);
+        let mut buf = BytesMut::new();
+        let mut yielded = Vec::new();
+        for read in *reads {
+            buf.extend_from_slice(read.as_bytes());
+            while let Some(piece) = reader.decode(&mut buf).expect("valid") {
+                yielded.extend_from_slice(&piece);
+            }
+        }
+        assert_eq!(yielded, data.as_bytes(), "{framing:?} {reads:?}");
+        assert_eq!(&buf[..], left.as_bytes(), "{framing:?} {reads:?}");
+        assert_eq!(reader.is_done(), *done, "{framing:?} {reads:?}");
+    }
+    let mut reader = BodyReader::new(Framing::Chunked);
+    assert!(reader.decode(&mut BytesMut::from("x\r\n")).is_err());
+}

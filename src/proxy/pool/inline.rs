@@ -23,7 +23,7 @@ use tokio::time::{Instant, Sleep};
 use super::{keep_idle, with_origin, Home, PoolError, IDLE_TIMEOUT};
 use crate::body::{self, Body};
 use crate::http1::common::{parse_response_head, write_field, write_request_line, ResponseHead as Head};
-use crate::http1::{tokens, ChunkedDecoder, Framing};
+use crate::http1::{tokens, BodyReader, Framing};
 use crate::proxy::headers::Added;
 
 /// As the hyper path's connector: a dead address fails in time for the destination's timeout.
@@ -239,11 +239,7 @@ fn respond(head: Head, mut conn: Conn, home: &Home) -> Response<Body> {
         None => body::boxed(InlineBody {
             buf: std::mem::take(&mut conn.buf),
             conn: Some(conn),
-            reading: match head.framing {
-                Framing::Length(length) => Reading::Length(length),
-                Framing::Chunked => Reading::Chunked(ChunkedDecoder::new()),
-                Framing::Empty | Framing::Close => Reading::Close,
-            },
+            reading: BodyReader::new(head.framing),
             home: head.keep_alive.then(|| home.clone()),
             read_size: READ_MIN,
         }),
@@ -427,23 +423,15 @@ struct InlineBody {
     conn: Option<Conn>,
     /// Read but not yet yielded.
     buf: BytesMut,
-    reading: Reading,
+    reading: BodyReader,
     /// Where the connection goes at the end; `None` when it must close.
     home: Option<Home>,
     read_size: usize,
 }
 
-enum Reading {
-    /// This many bytes not yet yielded.
-    Length(u64),
-    Chunked(ChunkedDecoder),
-    Close,
-    Done,
-}
-
 impl InlineBody {
     fn finish(&mut self) {
-        self.reading = Reading::Done;
+        self.reading = BodyReader::Done;
         let conn = self.conn.take();
         // The body's buffer, grown for the body, is not kept: the connection reads its next
         // head into a new one.
@@ -459,7 +447,7 @@ impl InlineBody {
         &mut self,
         error: impl Into<crate::body::BoxError>,
     ) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
-        self.reading = Reading::Done;
+        self.reading = BodyReader::Done;
         self.conn = None;
         self.home = None;
         Poll::Ready(Some(Err(error.into())))
@@ -467,35 +455,13 @@ impl InlineBody {
 
     /// What `buf` holds of the body now, ending the body when that is all of it.
     fn buffered(&mut self) -> Result<Option<Bytes>, &'static str> {
-        match &mut self.reading {
-            Reading::Length(remaining) => {
-                if self.buf.is_empty() {
-                    return Ok(None);
-                }
-                let take = (*remaining).min(self.buf.len() as u64);
-                *remaining -= take;
-                let last = *remaining == 0;
-                // `take` fits in usize: it is at most `buf.len()`.
-                let data = self.buf.split_to(take as usize).freeze();
-                if last {
-                    self.finish();
-                }
-                Ok(Some(data))
-            }
-            Reading::Chunked(decoder) => {
-                decoder.advance(&mut self.buf)?;
-                let data = decoder.data(&mut self.buf);
-                // Past the data, whatever framing is buffered too: when that is the end, the
-                // connection goes back now rather than at a poll that may never come.
-                let _later = decoder.advance(&mut self.buf);
-                if decoder.is_done() {
-                    self.finish();
-                }
-                Ok(data)
-            }
-            Reading::Close => Ok((!self.buf.is_empty()).then(|| self.buf.split().freeze())),
-            Reading::Done => Ok(None),
+        let data = self.reading.decode(&mut self.buf)?;
+        // When the body is complete the connection goes back now rather than at a poll that may
+        // never come.
+        if self.reading.is_done() && self.conn.is_some() {
+            self.finish();
         }
+        Ok(data)
     }
 }
 
@@ -517,14 +483,14 @@ impl HttpBody for InlineBody {
             let mut spare = this.buf.capacity() - this.buf.len();
             if spare < READ_MIN / 4 {
                 let wanted = match this.reading {
-                    Reading::Length(remaining) => remaining.min(this.read_size as u64) as usize,
+                    BodyReader::Length(remaining) => remaining.min(this.read_size as u64) as usize,
                     _ => this.read_size,
                 };
                 this.buf.reserve(wanted);
                 spare = this.buf.capacity() - this.buf.len();
             }
             match ready!(tokio_util::io::poll_read_buf(Pin::new(stream), cx, &mut this.buf)) {
-                Ok(0) if matches!(this.reading, Reading::Close) => {
+                Ok(0) if matches!(this.reading, BodyReader::Close) => {
                     this.finish();
                     return Poll::Ready(None);
                 }
@@ -540,14 +506,14 @@ impl HttpBody for InlineBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.reading, Reading::Done)
+        matches!(self.reading, BodyReader::Done)
     }
 
     fn size_hint(&self) -> SizeHint {
         match self.reading {
-            Reading::Length(remaining) => SizeHint::with_exact(remaining),
-            Reading::Done => SizeHint::with_exact(0),
-            Reading::Chunked(_) | Reading::Close => SizeHint::default(),
+            BodyReader::Length(remaining) => SizeHint::with_exact(remaining),
+            BodyReader::Done => SizeHint::with_exact(0),
+            BodyReader::Chunked(_) | BodyReader::Close => SizeHint::default(),
         }
     }
 }
