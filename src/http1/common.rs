@@ -47,19 +47,19 @@ pub fn response_has_no_body(is_head: bool, status: StatusCode) -> bool {
 
 // === Content-Length ===
 
-/// The length one `Content-Length` value gives: `1*DIGIT`, with optional whitespace around it.
-/// Anything else (a sign, a list, more than 19 digits, which no real body comes near) is `None`.
+/// The length one `Content-Length` value gives: `1*DIGIT`, with optional whitespace around it,
+/// as hyper reads it. Anything else (a sign, a list, a value past `u64::MAX`) is `None`.
 pub fn content_length(value: &[u8]) -> Option<u64> {
     let digits = value.trim_ascii();
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+    if digits.is_empty() {
         return None;
     }
-    // At most 19 digits: below `u64::MAX`, no overflow.
-    Some(
-        digits
-            .iter()
-            .fold(0u64, |sum, digit| sum * 10 + u64::from(digit - b'0')),
-    )
+    digits.iter().try_fold(0u64, |sum, digit| {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        sum.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    })
 }
 
 /// The length a `Content-Length` field gives when it may be a list or repeated (RFC 9110 §8.6:

@@ -9,7 +9,8 @@ fn content_length_is_digits_only() {
         (" 7\t", Some(7)),
         ("0012", Some(12)),
         ("9999999999999999999", Some(9_999_999_999_999_999_999)),
-        ("18446744073709551615", None),
+        ("18446744073709551615", Some(u64::MAX)),
+        ("18446744073709551616", None),
         ("", None),
         ("+5", None),
         ("-1", None),
@@ -23,10 +24,13 @@ fn content_length_is_digits_only() {
     }
 }
 
+/// The length a list gives, or why it gives none.
+type Listed = Result<Option<u64>, &'static str>;
+
 #[test]
 fn content_length_lists_must_agree() {
     // (previous, value, result)
-    let rows: &[(Option<u64>, &str, Result<Option<u64>, &str>)] = &[
+    let rows: &[(Option<u64>, &str, Listed)] = &[
         (None, "5", Ok(Some(5))),
         (None, "5, 5", Ok(Some(5))),
         (Some(5), "5", Ok(Some(5))),
