@@ -1,61 +1,12 @@
-//! Protection against floods: the request body limit (declared and streamed), the client address
-//! behind trusted proxies, and the per-address token bucket for failed logins.
+//! Protection against floods: the client address behind trusted proxies, and the per-address
+//! token bucket for failed logins.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 
-use http::header::{self, HeaderMap};
+use http::header::HeaderMap;
 use tokio::time::Instant;
-
-use crate::body::{self, Body, BoxError};
-use crate::error::GatewayError;
-
-/// The request body with `MAX_REQUEST_BODY` applied: a declared `Content-Length` above the limit
-/// is refused at once; a streamed body fails when it passes the limit (see [`is_body_too_large`]).
-///
-/// # Errors
-/// [`GatewayError::PayloadTooLarge`] for a declared length above `max`.
-pub fn request_body<B>(incoming: B, headers: &HeaderMap, max: Option<u64>) -> Result<Body, GatewayError>
-where
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let Some(max) = max else {
-        return Ok(body::boxed(incoming));
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| crate::http1::content_length(value.as_bytes()));
-    if declared.is_some_and(|length| length > max) {
-        return Err(GatewayError::PayloadTooLarge);
-    }
-    let max = usize::try_from(max).unwrap_or(usize::MAX);
-    Ok(body::boxed(http_body_util::Limited::new(incoming, max)))
-}
-
-/// True when `error`'s causes include the body limit tripping: the forward failed because the
-/// client sent too much, not because the destination did something wrong.
-pub fn is_body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(cause) = current {
-        if cause.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        current = cause.source();
-    }
-    false
-}
-
-/// A forward that failed because the request body passed the limit is the client's fault: 413,
-/// not a destination failure.
-pub fn reclassify(error: GatewayError) -> GatewayError {
-    if is_body_too_large(&error) {
-        GatewayError::PayloadTooLarge
-    } else {
-        error
-    }
-}
 
 /// The client's address: the TCP peer, or with `hops` trusted proxies in front, the address the
 /// outermost trusted proxy saw (the `hops`-th `X-Forwarded-For` entry from the right). Entries the
