@@ -29,6 +29,7 @@ pub mod config;
 pub mod cookies;
 pub mod cors;
 pub mod error;
+pub mod http1;
 pub mod idp;
 pub mod limits;
 pub mod logging;

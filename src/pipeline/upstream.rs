@@ -161,8 +161,7 @@ where
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.trim().parse::<u64>().ok());
+        .and_then(|value| crate::http1::content_length(value.as_bytes()));
     if declared.is_some_and(|length| length > max) {
         return Err(GatewayError::PayloadTooLarge);
     }

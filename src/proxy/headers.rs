@@ -139,21 +139,21 @@ fn remove_matching(headers: &mut HeaderMap, listed: impl Fn(&str) -> bool, mut s
     let mut doomed = Doomed::default();
     // The options of every `Connection` header: a message names one or two (`keep-alive`,
     // `close`); past the first few, the names are parsed and removed as they come.
-    let mut options: [&str; 8] = [""; 8];
+    let mut options: [&[u8]; 8] = [b""; 8];
     let mut option_count = 0;
     for (name, value) in headers.iter() {
         if name != header::CONNECTION {
             continue;
         }
         let Ok(value) = value.to_str() else { continue };
-        for option in value.split(',').map(str::trim).filter(|option| !option.is_empty()) {
+        for option in crate::http1::tokens(value.as_bytes()).filter(|option| !option.is_empty()) {
             match options.get_mut(option_count) {
                 Some(slot) => {
                     *slot = option;
                     option_count += 1;
                 }
                 None => {
-                    if let Ok(name) = HeaderName::from_bytes(option.as_bytes()) {
+                    if let Ok(name) = HeaderName::from_bytes(option) {
                         doomed.push(name);
                     }
                 }
@@ -163,7 +163,11 @@ fn remove_matching(headers: &mut HeaderMap, listed: impl Fn(&str) -> bool, mut s
     let options = &options[..option_count];
     for name in headers.keys() {
         let name_text = name.as_str();
-        if listed(name_text) || options.iter().any(|option| option.eq_ignore_ascii_case(name_text)) {
+        if listed(name_text)
+            || options
+                .iter()
+                .any(|option| option.eq_ignore_ascii_case(name_text.as_bytes()))
+        {
             doomed.push(name.clone());
         } else {
             seen(name_text);
