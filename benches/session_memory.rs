@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use approuter::auth::session::{MemoryStore, Session, SessionId, SessionStore, User};
+use approuter::session::{MemoryStore, Session, SessionId, SessionStore, User};
 
 const SESSIONS: usize = 100_000;
 const ACCESS_TOKEN_BYTES: usize = 3_000;

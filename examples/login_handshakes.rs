@@ -28,7 +28,7 @@ use reqwest::cookie::{CookieStore, Jar};
 use approuter::app::{self, Sources};
 use approuter::config::Env;
 
-/// `pool_max_idle_per_host` of the router's token client (src/auth/xsuaa.rs).
+/// `pool_max_idle_per_host` of the router's token client (src/idp/xsuaa.rs).
 const POOL_SIZE: usize = 16;
 /// The whole run is bounded, so a stuck login ends the example instead of hanging it.
 const TIME_LIMIT: Duration = Duration::from_secs(300);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load benchmark on loopback: a fixed-body nginx backend measured directly, through approuter and
 # through an nginx reverse proxy (the reference), each with wrk at many connections and at one, and
-# an authenticated route through a second approuter logged in at the development XSUAA.
+# an authenticated route through a second approuter logged in at the development XSUAA, and HTTP/2
+# over TLS (h2load) through an HTTPS approuter and an nginx `ssl http2` proxy to the same backend.
 # Prints requests/s, p50/p99 latency and the CPU time the answering process spent per request, the
 # ratios against the targets, and approuter's memory.
 # The report is also written to target/bench-load.txt.
@@ -16,13 +17,16 @@
 #                 false: neither does
 #   WORKERS       approuter tokio workers = nginx proxy workers (default: number of cores)
 #   SCENARIOS     which rows to run, in order (default "direct approuter approuter_hyper nginx nginx_fwd
-#                 approuter_auth"); approuter_hyper is approuter with HTTP_FAST_PATHS=false;
+#                 approuter_auth approuter_h2 nginx_h2"); approuter_hyper is approuter with
+#                 HTTP_FAST_PATHS=false; the _h2 rows are HTTP/2 over TLS measured with h2load;
 #                 nginx_fwd is the nginx proxy doing the header work approuter does on a public
 #                 route (X-Forwarded-*, a correlation id up, X-Frame-Options and a request id down)
+#   H2_CONNECTIONS, H2_STREAMS  h2load's -c and -m for the _h2 rows (default 32 and 10)
 #   SKIP_BUILD=1  use the existing target/release/approuter
 #   STRICT=1      exit 3 when a target is missed
 #
-# Needs: cargo, nginx (nginx-light is enough), wrk, curl, python3.
+# Needs: cargo, nginx (nginx-light is enough), wrk, curl, python3; for the _h2 rows h2load
+# (Debian's nghttp2-client) and openssl.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,7 +38,9 @@ CONNECTIONS=${CONNECTIONS:-50}
 ROUNDS=${ROUNDS:-1}
 # Both proxies write one access-log line per request to a file, or neither does.
 ACCESS_LOG=${ACCESS_LOG:-true}
-SCENARIOS=${SCENARIOS:-"direct approuter approuter_hyper nginx nginx_fwd approuter_auth"}
+SCENARIOS=${SCENARIOS:-"direct approuter approuter_hyper nginx nginx_fwd approuter_auth approuter_h2 nginx_h2"}
+H2_CONNECTIONS=${H2_CONNECTIONS:-32}
+H2_STREAMS=${H2_STREAMS:-10}
 REPORT="$ROOT/target/bench-load.txt"
 BODY='hello from backend'   # plus a newline: 19 bytes
 # Approuter runs one tokio worker per core by default; it and the reference proxy get WORKERS each
@@ -45,13 +51,14 @@ TARGET_RPS_RATIO=1.0       # approuter / nginx proxy, requests/s at CONNECTIONS
 TARGET_ADDED_P50_US=100    # approuter p50 minus direct p50 at one connection
 TARGET_IDLE_RSS_KIB=$((15 * 1024))
 TARGET_AUTH_RPS_RATIO=0.9  # approuter on an authenticated route / approuter on a public one, at CONNECTIONS
+TARGET_H2_RPS_RATIO=0.9    # approuter / nginx proxy, HTTP/2 over TLS requests/s
 
 for tool in cargo nginx wrk curl python3; do
     command -v "$tool" >/dev/null || { echo "bench-load: $tool is not installed" >&2; exit 2; }
 done
 [[ $DURATION =~ ^[0-9]+$ && $SINGLE_DURATION =~ ^[0-9]+$ && $CONNECTIONS =~ ^[0-9]+$ && $ROUNDS =~ ^[1-9][0-9]*$
-    && $WORKERS =~ ^[1-9][0-9]*$ ]] || {
-    echo "bench-load: DURATION, SINGLE_DURATION, CONNECTIONS, ROUNDS and WORKERS must be whole numbers" >&2
+    && $WORKERS =~ ^[1-9][0-9]*$ && $H2_CONNECTIONS =~ ^[1-9][0-9]*$ && $H2_STREAMS =~ ^[1-9][0-9]*$ ]] || {
+    echo "bench-load: DURATION, SINGLE_DURATION, CONNECTIONS, ROUNDS, WORKERS, H2_CONNECTIONS and H2_STREAMS must be whole numbers" >&2
     exit 2
 }
 [[ $ACCESS_LOG == true || $ACCESS_LOG == false ]] || {
@@ -111,7 +118,7 @@ wait_ready() {
     local name=$1 pid=$2 url=$3 body
     for _ in $(seq 100); do
         kill -0 "$pid" 2>/dev/null || fail "$name exited during start-up"
-        body=$(curl -s -f --max-time 1 "$url" 2>/dev/null) || body=""
+        body=$(curl -s -f -k --max-time 1 "$url" 2>/dev/null) || body=""
         if [[ $body == "$BODY" ]]; then
             return 0
         fi
@@ -174,9 +181,11 @@ EOF
 }
 
 # A public approuter (one catch-all route to the backend) in $WORK/<folder>, with HTTP_FAST_PATHS
-# set to `fast_paths`; sets <var>_PORT and <var>_PID.
+# set to `fast_paths` and any further VAR=value arguments in its environment; sets <var>_PORT and
+# <var>_PID.
 start_public_approuter() {
-    local var=$1 dir="$WORK/$2" fast_paths=$3 port admin_port pid
+    local var=$1 name=$2 dir="$WORK/$2" fast_paths=$3 port admin_port pid
+    shift 3
     port=$(free_port)
     admin_port=$(free_port)
     mkdir -p "$dir"
@@ -187,17 +196,27 @@ EOF
     TOKIO_WORKER_THREADS=$WORKERS PORT=$port XS_BIND_ADDRESS=127.0.0.1 \
         ADMIN_ADDRESS=127.0.0.1:$admin_port ACCESS_LOG=$ACCESS_LOG HTTP_FAST_PATHS=$fast_paths \
         destinations="[{\"name\":\"backend\",\"url\":\"http://127.0.0.1:$BACKEND_PORT\"}]" \
-        "$ROOT/target/release/approuter" --dir "$dir" >"$dir/stdout.log" 2>"$dir/stderr.log" &
+        env "$@" "$ROOT/target/release/approuter" --dir "$dir" >"$dir/stdout.log" 2>"$dir/stderr.log" &
     pid=$!
     PIDS+=("$pid")
     printf -v "${var}_PORT" '%s' "$port"
     printf -v "${var}_PID" '%s' "$pid"
-    wait_line "$2" "$pid" "$dir" '^approuter listening on '
+    wait_line "$name" "$pid" "$dir" '^approuter listening on '
 }
 
 start_approuter() {
     start_public_approuter APPROUTER approuter true
     IDLE_RSS_KIB=$(rss_kib "$APPROUTER_PID")
+}
+
+# A self-signed P-256 certificate for 127.0.0.1, shared by the HTTPS approuter and nginx's h2 server.
+make_tls_material() {
+    TLS_DIR="$WORK/tls"
+    mkdir -p "$TLS_DIR"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+        -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" \
+        >"$TLS_DIR/openssl.log" 2>&1 || fail "openssl could not make a certificate: $(cat "$TLS_DIR/openssl.log")"
+    chmod 644 "$TLS_DIR/key.pem"
 }
 
 # Waits until `dir`/stdout.log has a line matching `pattern`; fails after ~10 s or when `pid` exits.
@@ -267,6 +286,22 @@ login_approuter_auth() {
 start_nginx_proxy() {
     PROXY_PORT=$(free_port)
     PROXY_FWD_PORT=$(free_port)
+    PROXY_H2_PORT=$(free_port)
+    local h2_server=""
+    if (( WITH_H2 )); then
+        # The same plain proxy behind TLS with HTTP/2, as approuter's HTTPS listener offers it.
+        h2_server="server {
+        listen 127.0.0.1:$PROXY_H2_PORT ssl http2;
+        ssl_certificate $TLS_DIR/cert.pem;
+        ssl_certificate_key $TLS_DIR/key.pem;
+        http2_max_concurrent_streams 128;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }"
+    fi
     local dir="$WORK/proxy"
     mkdir -p "$dir/logs"
     local access_log=off
@@ -312,6 +347,7 @@ http {
             add_header X-Request-Id \$request_id;
         }
     }
+    $h2_server
 }
 EOF
     nginx -p "$dir" -c nginx.conf -g 'daemon off;' >"$dir/logs/stdout.log" 2>&1 &
@@ -319,6 +355,9 @@ EOF
     PIDS+=("$PROXY_PID")
     wait_ready "nginx proxy" "$PROXY_PID" "http://127.0.0.1:$PROXY_PORT/plain"
     wait_ready "nginx proxy (forwarding headers)" "$PROXY_PID" "http://127.0.0.1:$PROXY_FWD_PORT/plain"
+    if (( WITH_H2 )); then
+        wait_ready "nginx proxy (HTTP/2 over TLS)" "$PROXY_PID" "https://127.0.0.1:$PROXY_H2_PORT/plain"
+    fi
 }
 
 # === scenarios ===
@@ -361,6 +400,17 @@ scenario_approuter_auth() {
     WRK_ARGS=(-H "Cookie: $AUTH_COOKIE")
 }
 
+# HTTP/2 over TLS with h2load: H2_CONNECTIONS connections of H2_STREAMS concurrent streams each.
+scenario_approuter_h2() {
+    URL="https://127.0.0.1:$APPROUTER_H2_PORT/plain"
+    LOADGEN=h2load
+}
+
+scenario_nginx_h2() {
+    URL="https://127.0.0.1:$PROXY_H2_PORT/plain"
+    LOADGEN=h2load
+}
+
 # === measurement ===
 
 # Converts a wrk latency ("812.00us", "1.23ms", "2.00s") to microseconds.
@@ -392,6 +442,8 @@ scenario_pid() {
         approuter_hyper) echo "$APPROUTER_HYPER_PID" ;;
         nginx | nginx_fwd) echo "$PROXY_PID" ;;
         approuter_auth) echo "$APPROUTER_AUTH_PID" ;;
+        approuter_h2) echo "$APPROUTER_H2_PID" ;;
+        nginx_h2) echo "$PROXY_PID" ;;
     esac
 }
 
@@ -401,7 +453,13 @@ measure() {
     local name=$1 connections=$2 duration=$3 threads out pid ticks_before ticks_after
     threads=$(( connections < 2 ? 1 : 2 ))
     out="$WORK/wrk-$name-$connections.txt"
+    WRK_ARGS=()
+    LOADGEN=wrk
     "scenario_$name"
+    if [[ $LOADGEN == h2load ]]; then
+        measure_h2load "$name" "$connections" "$duration"
+        return
+    fi
     pid=$(scenario_pid "$name")
     ticks_before=$(cpu_ticks $pid)
     timeout $((duration + 30)) wrk -t"$threads" -c"$connections" -d"${duration}s" --latency \
@@ -420,6 +478,34 @@ measure() {
     echo "$rps $p50 $p99 $(( ${non2xx:-0} + ${socket_errors:-0} )) $cpu_us" >>"$WORK/result-$name-$connections"
 }
 
+# The h2load form of `measure`: the many-connection run is H2_CONNECTIONS x H2_STREAMS, the
+# one-connection run one stream. h2load gives no percentiles: p50 and p99 stay empty.
+measure_h2load() {
+    local name=$1 connections=$2 duration=$3 out pid ticks_before ticks_after clients=$H2_CONNECTIONS
+    local streams=$H2_STREAMS threads=2
+    if (( connections == 1 )); then clients=1 streams=1 threads=1; fi
+    out="$WORK/h2load-$name-$connections.txt"
+    pid=$(scenario_pid "$name")
+    ticks_before=$(cpu_ticks $pid)
+    timeout $((duration + 30)) h2load -t"$threads" -c"$clients" -m"$streams" -D "$duration" "$URL" >"$out" 2>&1 ||
+        fail "h2load failed for $name: $(tail -n 20 "$out")"
+    ticks_after=$(cpu_ticks $pid)
+    local rps requests failed cpu_us protocol
+    protocol=$(awk '/^Application protocol:/ { print $3 }' "$out")
+    [[ $protocol == h2 ]] || fail "h2load did not speak HTTP/2 with $name (protocol: ${protocol:-none})"
+    rps=$(awk '/^finished in/ { gsub(",", ""); printf "%.0f", $4 }' "$out")
+    # "requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout"
+    requests=$(awk '/^requests:/ { print $8 }' "$out")
+    failed=$(awk '/^requests:/ { print $10 + $12 + $14 }' "$out")
+    [[ -n $rps && -n $requests ]] || fail "cannot parse h2load output for $name: $(cat "$out")"
+    local status_2xx
+    status_2xx=$(awk '/^status codes:/ { print $3 }' "$out")
+    failed=$(( failed + requests - ${status_2xx:-0} ))
+    cpu_us=$(awk -v t=$(( ticks_after - ticks_before )) -v hz="$CLK_TCK" -v n="${requests:-0}" \
+        'BEGIN { if (n > 0 && t > 0) printf "%.1f", t * 1000000 / hz / n; else print "NaN" }')
+    echo "$rps NaN NaN $failed $cpu_us" >>"$WORK/result-$name-$connections"
+}
+
 # Field 0 (req/s), 1 (p50), 2 (p99), 3 (errors) or 4 (CPU us per request) of a scenario: the
 # median over the rounds (errors: the sum).
 result() {
@@ -431,9 +517,16 @@ result() {
         awk '$5 != "NaN" { print $5 }' "$file" | sort -g |
             awk '{ v[NR] = $1 } END { if (NR) printf "%.1f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
     else
-        awk -v f=$((field + 1)) '{ print $f }' "$file" | sort -n |
-            awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+        awk -v f=$((field + 1)) '$f != "NaN" { print $f }' "$file" | sort -n |
+            awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'
     fi
+}
+
+# A table cell: the result, or "-" where the tool gives none (h2load has no percentiles).
+cell() {
+    local value
+    value=$(result "$@")
+    echo "${value:--}"
 }
 
 ratio() {
@@ -457,6 +550,13 @@ done
 mkdir -p "$ROOT/target"
 WITH_AUTH=0
 [[ " $SCENARIOS " == *" approuter_auth "* ]] && WITH_AUTH=1
+WITH_H2=0
+[[ " $SCENARIOS " == *"_h2 "* ]] && WITH_H2=1
+if (( WITH_H2 )); then
+    for tool in h2load openssl; do
+        command -v "$tool" >/dev/null || fail "$tool is needed for the _h2 rows (SCENARIOS=$SCENARIOS)"
+    done
+fi
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     (cd "$ROOT" && cargo build --release) || fail "cargo build --release failed"
     if (( WITH_AUTH )); then
@@ -468,6 +568,12 @@ fi
 
 start_backend
 start_approuter
+if (( WITH_H2 )); then
+    make_tls_material
+    start_public_approuter APPROUTER_H2 approuter-h2 true TLS_CERT_PATH="$TLS_DIR/cert.pem" \
+        TLS_KEY_PATH="$TLS_DIR/key.pem"
+    wait_ready "approuter (HTTPS)" "$APPROUTER_H2_PID" "https://127.0.0.1:$APPROUTER_H2_PORT/plain"
+fi
 if [[ " $SCENARIOS " == *" approuter_hyper "* ]]; then
     start_public_approuter APPROUTER_HYPER approuter-hyper false
     wait_ready "approuter (hyper only)" "$APPROUTER_HYPER_PID" "http://127.0.0.1:$APPROUTER_HYPER_PORT/plain"
@@ -510,16 +616,21 @@ if awk -v l="${LOAD_BEFORE%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; 
     say "WARNING: the machine was busy before the runs (load average ${LOAD_BEFORE%% *} on $(nproc) cores);" \
         "the ratios are not reliable"
 fi
-say "wrk: -t2 -c$CONNECTIONS -d${DURATION}s and -t1 -c1 -d${SINGLE_DURATION}s, $ROUNDS round(s), medians; access logs $ACCESS_LOG; body $(( ${#BODY} + 1 )) bytes;" \
+say "wrk: -t2 -c$CONNECTIONS -d${DURATION}s and -t1 -c1 -d${SINGLE_DURATION}s (_h2 rows: h2load -c$H2_CONNECTIONS -m$H2_STREAMS and -c1 -m1), $ROUNDS round(s), medians; access logs $ACCESS_LOG; body $(( ${#BODY} + 1 )) bytes;" \
     "approuter $WORKERS tokio workers, nginx proxy $WORKERS workers, backend nginx 1 worker"
 say ""
 say "$(printf '%-16s %6s %12s %10s %10s %8s %12s' scenario conns 'req/s' 'p50 us' 'p99 us' errors 'cpu us/req')"
 for name in $SCENARIOS; do
     for connections in "$CONNECTIONS" 1; do
-        say "$(printf '%-16s %6s %12s %10s %10s %8s %12s' "$name" "$connections" \
-            "$(result "$name" "$connections" 0)" "$(result "$name" "$connections" 1)" \
-            "$(result "$name" "$connections" 2)" "$(result "$name" "$connections" 3)" \
-            "$(result "$name" "$connections" 4)")"
+        label=$connections
+        if [[ $name == *_h2 ]]; then
+            label="${H2_CONNECTIONS}x$H2_STREAMS"
+            (( connections > 1 )) || label=1x1
+        fi
+        say "$(printf '%-16s %6s %12s %10s %10s %8s %12s' "$name" "$label" \
+            "$(cell "$name" "$connections" 0)" "$(cell "$name" "$connections" 1)" \
+            "$(cell "$name" "$connections" 2)" "$(cell "$name" "$connections" 3)" \
+            "$(cell "$name" "$connections" 4)")"
     done
 done
 say ""
@@ -566,6 +677,13 @@ if [[ -n $(result approuter "$CONNECTIONS" 4) && -n $(result nginx "$CONNECTIONS
     say "$(printf '%-48s %10s' "approuter / nginx proxy, CPU per request (c=$CONNECTIONS)" \
         "$(ratio "$(result approuter "$CONNECTIONS" 4)" "$(result nginx "$CONNECTIONS" 4)")")"
 fi
+h2_vs_nginx=$(ratio "$(result approuter_h2 "$CONNECTIONS" 0)" "$(result nginx_h2 "$CONNECTIONS" 0)")
+v_h2=$(verdict "$h2_vs_nginx" ge "$TARGET_H2_RPS_RATIO")
+if (( WITH_H2 )); then
+    say "$(printf '%-48s %10s   %s' "approuter / nginx, HTTP/2 over TLS req/s (-c$H2_CONNECTIONS -m$H2_STREAMS)" "$h2_vs_nginx" "target >= $TARGET_H2_RPS_RATIO: $v_h2")"
+    say "$(printf '%-48s %10s' "  the same, CPU per request" \
+        "$(ratio "$(result approuter_h2 "$CONNECTIONS" 4)" "$(result nginx_h2 "$CONNECTIONS" 4)")")"
+fi
 if (( WITH_AUTH )); then
     say "$(printf '%-48s %10s   %s' "approuter auth / approuter public, req/s (c=$CONNECTIONS)" "$auth_vs_public" "target >= $TARGET_AUTH_RPS_RATIO: $v_auth")"
 fi
@@ -577,6 +695,6 @@ say "$(printf '%-48s %10s' "approuter peak RSS (VmHWM), KiB" "$PEAK_RSS_KIB")"
 cp "$WORK/report.txt" "$REPORT"
 echo "bench-load: report written to $REPORT" >&2
 
-if [[ ${STRICT:-0} == 1 && ( $v_rps == MISSED || $v_p50 == MISSED || $v_rss == MISSED || $v_auth == MISSED ) ]]; then
+if [[ ${STRICT:-0} == 1 && ( $v_rps == MISSED || $v_p50 == MISSED || $v_rss == MISSED || $v_auth == MISSED || $v_h2 == MISSED ) ]]; then
     exit 3
 fi

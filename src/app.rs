@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::redis_store::RedisStore;
-use crate::auth::session::{MemoryStore, Session, SessionStore, StoreError};
-use crate::auth::xsuaa::IdpClient;
-use crate::auth::{Auth, Clock};
+use crate::auth::Auth;
 use crate::config::{self, Config, Env, SessionStoreConfig};
+use crate::idp::xsuaa::IdpClient;
+use crate::idp::Clock;
 use crate::metrics::Metrics;
 use crate::proxy::Upstream;
+use crate::session::redis_store::RedisStore;
+use crate::session::{MemoryStore, Session, SessionStore, StoreError};
 use crate::state::{AppState, Snapshot};
 
 /// Where the configuration comes from.
@@ -47,9 +48,9 @@ pub enum StartupError {
     #[error("outbound TLS: {0}")]
     Tls(#[from] crate::tls::Error),
     #[error("XSUAA client: {0}")]
-    Idp(#[from] crate::auth::xsuaa::IdpError),
+    Idp(#[from] crate::idp::xsuaa::IdpError),
     #[error("session store: {0}")]
-    SessionStore(#[from] crate::auth::redis_store::Error),
+    SessionStore(#[from] crate::session::redis_store::Error),
 }
 
 /// Choices that tests and embedders make; the binary uses the defaults.
@@ -174,7 +175,7 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
     }
     if let Some(auth) = &state.auth {
         // Expiry log for x509 credentials; binding files are also watched for rotation.
-        crate::auth::rotation::start(auth);
+        auth.start_rotation();
     }
     Ok(state)
 }

@@ -1,10 +1,12 @@
-//! The one place where errors become HTTP responses: one status table, generic bodies, and the
-//! `errorPage` rules of xs-app.json. Details go to the log, never to the client.
+//! The sink of errors: the one place where an error becomes an HTTP response (one status table,
+//! generic bodies, the `errorPage` rules of xs-app.json) and a metrics label. Details go to the
+//! log, never to the client.
 
 use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::{self, Body};
 use crate::config::{Config, ErrorPageTarget};
+use crate::metrics::{ErrorKind, Shed, UpstreamErrorKind};
 
 /// Everything that can end a request early, from every phase.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,139 @@ impl GatewayError {
             GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
+
+    /// What the error says about the system, for the metrics; `None` for errors that are the
+    /// client's (counted by status class) or counted where they happen (token requests, key
+    /// fetches, requests shed before the pipeline, login rate limits).
+    ///
+    /// Every variant is named, none matched by a wildcard: a new error does not compile until it
+    /// is classified here.
+    pub fn metric(&self) -> Option<ErrorKind> {
+        use crate::auth::Error as A;
+        use crate::cors::Error as C;
+        use crate::proxy::websocket::Error as W;
+        use crate::proxy::Error as P;
+        use crate::routing::Error as R;
+        use crate::static_files::Error as S;
+        match self {
+            GatewayError::Proxy(P::UpstreamTimeout(_)) | GatewayError::Websocket(W::UpstreamTimeout(_)) => {
+                Some(ErrorKind::Upstream(UpstreamErrorKind::Timeout))
+            }
+            GatewayError::Proxy(P::UpstreamConnect { source, .. })
+            | GatewayError::Websocket(W::UpstreamConnect { source, .. }) => {
+                Some(ErrorKind::Upstream(if is_tls_failure(source.as_ref()) {
+                    UpstreamErrorKind::Tls
+                } else {
+                    UpstreamErrorKind::Connect
+                }))
+            }
+            GatewayError::Proxy(P::InvalidUpstreamUri(_)) => None,
+            GatewayError::Websocket(
+                W::Disabled
+                | W::OriginMissing
+                | W::OriginNotAllowed
+                | W::OwnOrigin(_)
+                | W::NotUpgradable
+                | W::InvalidUpstreamUri(_),
+            ) => None,
+            GatewayError::Auth(A::Store(_)) => Some(ErrorKind::Store),
+            // The token endpoint and key fetches are counted by `token_requests` and
+            // `jwks_fetches`, the login rate limit by `requests_refused`.
+            GatewayError::Auth(
+                A::Unauthenticated
+                | A::NotConfigured
+                | A::StateMissing
+                | A::StateInvalid
+                | A::StateMismatch
+                | A::CodeMissing
+                | A::LoginRefused { .. }
+                | A::TokenExchange(_)
+                | A::TokenInvalid(_)
+                | A::BadForwardedHeaders(_)
+                | A::MissingScope
+                | A::Csrf(_)
+                | A::BasicChallenge
+                | A::LogoutMethod
+                | A::UnknownUserApiResource
+                | A::UserInfo(_)
+                | A::TooManyLogins { .. },
+            ) => None,
+            GatewayError::PayloadTooLarge => Some(ErrorKind::Shed(Shed::BodyTooLarge)),
+            // Counted as `in_flight` where the request is refused, before the pipeline.
+            GatewayError::Overloaded => None,
+            GatewayError::Routing(
+                R::RouteNotFound
+                | R::MethodNotAllowed { .. }
+                | R::UnknownDestination(_)
+                | R::PathTraversal
+                | R::EncodedSlash
+                | R::NestedEncoding,
+            ) => None,
+            GatewayError::Static(
+                S::NotFound
+                | S::MethodNotAllowed
+                | S::Forbidden
+                | S::PreconditionFailed
+                | S::RangeNotSatisfiable { .. }
+                | S::Io(_),
+            ) => None,
+            GatewayError::Cors(C::MalformedOrigin | C::OriginNotAllowed | C::MethodNotAllowed | C::OwnOrigin(_)) => {
+                None
+            }
+            GatewayError::BadRequest(_) => None,
+        }
+    }
+
+    /// A forward that failed because the request body passed the limit is the client's fault:
+    /// 413, not a destination failure.
+    pub fn reclassify(self) -> GatewayError {
+        if is_body_too_large(&self) {
+            GatewayError::PayloadTooLarge
+        } else {
+            self
+        }
+    }
+}
+
+/// True when `error`'s causes include the body limit tripping: the forward failed because the
+/// client sent too much, not because the destination did something wrong.
+pub fn is_body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(cause) = current {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        current = cause.source();
+    }
+    false
+}
+
+/// True when a connection failure was a TLS failure (handshake, certificate), not a refused or
+/// unreachable connection.
+fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(cause) = current {
+        if cause.is::<rustls::Error>() {
+            return true;
+        }
+        // io::Error's own `source` skips the error it wraps; look inside explicitly.
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+                return true;
+            }
+        }
+        current = cause.source();
+    }
+    // Errors that carry a TLS failure only in their text (a handshake refused by the peer).
+    let mut current: Option<&dyn std::error::Error> = Some(error);
+    while let Some(cause) = current {
+        let text = cause.to_string().to_ascii_lowercase();
+        if text.contains("certificate") || text.contains("handshake") || text.contains("tls") {
+            return true;
+        }
+        current = cause.source();
+    }
+    false
 }
 
 /// Builds the response for `error`, applying `errorPage` rules. `path` is the request path (for the

@@ -2,7 +2,11 @@
 //!
 //! - [`config`]: `xs-app.json` and the environment, checked into one typed `Config`.
 //! - [`routing`]: the compiled route table (no IO).
-//! - [`auth`]: login at XSUAA, sessions, tokens, CSRF and scopes.
+//! - [`auth`]: the login and authorization flow: authenticate, login and callback, logout, CSRF,
+//!   scopes, the user API; [`limits`]: the failed-login limit per client address.
+//! - [`idp`]: the identity-provider client: token requests, JWT validation, certificate rotation.
+//! - [`session`]: session storage: the store trait, the memory store, the Redis store.
+//! - [`cookies`]: the `Cookie` reader and the router's `Set-Cookie` values.
 //! - [`proxy`]: the upstream client pool, the header policy, and websockets.
 //! - [`cors`], [`clickjacking`]: CORS and the framing allowlist service; [`origin`]: web origins.
 //! - [`static_files`]: `localDir` routes.
@@ -23,8 +27,12 @@ pub mod cli;
 pub mod clickjacking;
 pub mod config;
 pub mod connect;
+pub mod cookies;
 pub mod cors;
 pub mod error;
+pub mod http1;
+pub mod idp;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod origin;
@@ -32,6 +40,7 @@ pub mod pipeline;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod session;
 pub mod state;
 pub mod static_files;
 pub mod tls;

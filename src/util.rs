@@ -107,6 +107,7 @@ impl Gate {
         self.inside.load(std::sync::atomic::Ordering::Acquire).min(self.max)
     }
 
+    #[cfg(test)]
     pub fn max(&self) -> usize {
         self.max
     }

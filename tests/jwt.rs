@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use approuter::auth::jwt::{JwtError, Validator};
-use approuter::auth::xsuaa::IdpClient;
 use approuter::config::{Env, XsuaaCredentials};
+use approuter::idp::jwt::{JwtError, Validator};
+use approuter::idp::xsuaa::IdpClient;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};

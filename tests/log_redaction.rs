@@ -11,7 +11,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use approuter::auth::session::SessionId;
+use approuter::session::SessionId;
 use serde_json::{json, Value};
 use support::idp::{param, Browser};
 use support::{backend, gateway, Gateway};

@@ -607,6 +607,58 @@ async fn cookies_are_secure_behind_https() {
     assert!(backend.seen().is_empty());
 }
 
+/// `COOKIES.Partitioned` reaches the `Set-Cookie` of every router cookie for the browsers it names
+/// (or that say their storage access is off), with the `Secure` a partitioned cookie needs.
+#[tokio::test]
+async fn partitioned_cookies_follow_the_cookies_variable() {
+    let dev = dev_xsuaa().await;
+    let backend = backend().await;
+    let cookies = r#"{"SameSite":"None","Partitioned":{"supportedPartitionAgents":"Chrome/","unsupportedPartitionAgents":"Chrome/1[01][0-9]\\."}}"#;
+    let router = router(&dev, &backend, &[("PRESERVE_FRAGMENT", "false"), ("COOKIES", cookies)]).await;
+    let client = support::client();
+    let chrome = ("user-agent", "Mozilla/5.0 Chrome/131.0.0.0 Safari/537.36");
+
+    let login = get(&client, &router.url("/api/status/200"), &[chrome]).await;
+    assert_eq!(login.status, 302, "{login:?}");
+    let binding = login.cookie_set(BINDING).expect("binding cookie");
+    assert!(
+        binding.contains("; Partitioned") && binding.contains("; Secure"),
+        "{binding}"
+    );
+
+    let browser = Browser::new(&dev);
+    let authorize = get(&browser.client, &login.authorize_target(), &[]).await;
+    let callback = authorize.location().unwrap().to_string();
+    let cookie = format!("{BINDING}={}", value_of(&binding));
+    let answer = get(&client, &callback, &[chrome, ("cookie", &cookie)]).await;
+    assert_eq!(answer.status, 302, "{answer:?}");
+    let session = answer.cookie_set("JSESSIONID").expect("session cookie");
+    for attribute in ["; Partitioned", "; Secure", "SameSite=None", "HttpOnly"] {
+        assert!(session.contains(attribute), "{attribute}: {session}");
+    }
+
+    // Browsers the variable excludes get unpartitioned cookies, unless their storage access is off.
+    let rows = [
+        ("Mozilla/5.0 Chrome/115.0.0.0", None, false),
+        ("Mozilla/5.0 Firefox/133.0", None, false),
+        ("Mozilla/5.0 Firefox/133.0", Some("inactive"), true),
+    ];
+    for (agent, access, partitioned) in rows {
+        let mut headers = vec![("user-agent", agent)];
+        headers.extend(access.map(|access| ("sec-fetch-storage-access", access)));
+        let login = get(&client, &router.url("/api/status/200"), &headers).await;
+        let binding = login.cookie_set(BINDING).expect("binding cookie");
+        assert_eq!(
+            binding.contains("Partitioned"),
+            partitioned,
+            "{agent} {access:?}: {binding}"
+        );
+        // The binding cookie is `Lax`: over plain HTTP only partitioning makes it `Secure`.
+        assert_eq!(binding.contains("; Secure"), partitioned, "{binding}");
+    }
+    assert!(backend.seen().is_empty());
+}
+
 #[tokio::test]
 async fn tokens_never_reach_the_browser() {
     let dev = dev_xsuaa().await;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use approuter::app::Options;
-use approuter::auth::Clock;
+use approuter::idp::Clock;
 
 use serde_json::{json, Value};
 use support::idp::{dev_xsuaa, Browser};
@@ -308,8 +308,8 @@ impl LosingRelay {
 
 #[tokio::test]
 async fn a_refresh_lock_whose_reply_was_lost_is_still_held_by_its_taker() {
-    use approuter::auth::redis_store::RedisStore;
-    use approuter::auth::session::{SessionId, SessionStore};
+    use approuter::session::redis_store::RedisStore;
+    use approuter::session::{SessionId, SessionStore};
 
     let redis = RedisServer::start().await;
     let relay = LosingRelay::start(&redis).await;

@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use approuter::app::Options;
-use approuter::auth::Clock;
+use approuter::idp::Clock;
 use serde_json::{json, Value};
 use support::idp::{dev_xsuaa, Browser};
 use support::redis::RedisServer;
@@ -380,8 +380,8 @@ fn settings(redis: &RedisServer) -> approuter::config::RedisSettings {
 
 #[tokio::test]
 async fn the_store_touches_locks_and_never_resurrects() {
-    use approuter::auth::redis_store::RedisStore;
-    use approuter::auth::session::{Session, SessionId, SessionStore, User};
+    use approuter::session::redis_store::RedisStore;
+    use approuter::session::{Session, SessionId, SessionStore, User};
     use std::sync::Arc;
 
     let redis = RedisServer::start().await;
@@ -563,8 +563,8 @@ async fn expire(redis: &RedisServer, key: &str) {
 
 #[tokio::test]
 async fn an_expired_session_is_reported_by_exactly_one_sweep() {
-    use approuter::auth::redis_store::RedisStore;
-    use approuter::auth::session::{Session, SessionId, SessionStore, User};
+    use approuter::session::redis_store::RedisStore;
+    use approuter::session::{Session, SessionId, SessionStore, User};
     use std::sync::Arc;
 
     let redis = RedisServer::start().await;

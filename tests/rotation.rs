@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use approuter::auth::rotation::{CredentialStatus, ReloadState};
+use approuter::idp::rotation::{CredentialStatus, ReloadState};
 use serde_json::json;
 use support::idp::Browser;
 use support::{backend, gateway, Backend, Gateway};
@@ -323,11 +323,11 @@ async fn the_certificate_in_use_is_reported() {
     assert!(certificate.subject.contains(&setup.dev.client_id()), "{certificate:?}");
     assert_eq!(certificate.chain_length, 2);
     let check = wait_for_expiry_check(auth.credential_status()).await;
-    assert_eq!(check.level, approuter::auth::rotation::ExpiryLevel::Valid);
+    assert_eq!(check.level, approuter::idp::rotation::ExpiryLevel::Valid);
     assert_binding_folder(&setup.root);
 }
 
-async fn wait_for_expiry_check(status: &CredentialStatus) -> approuter::auth::rotation::ExpiryCheck {
+async fn wait_for_expiry_check(status: &CredentialStatus) -> approuter::idp::rotation::ExpiryCheck {
     let mut checks = status.subscribe_expiry();
     let check = tokio::time::timeout(RELOAD_PATIENCE, checks.wait_for(Option::is_some))
         .await

@@ -21,7 +21,7 @@ mod support;
 use std::time::Duration;
 
 use approuter::app::Options;
-use approuter::auth::Clock;
+use approuter::idp::Clock;
 use serde_json::json;
 use support::idp::Browser;
 use support::{backend, gateway, Backend, Gateway};

@@ -4,7 +4,7 @@
 
 use http::header::{self, HeaderMap, HeaderValue};
 
-use super::session::Session;
+use crate::session::Session;
 
 /// Removes the backend's session cookies from `headers` and returns them as (name, value).
 pub fn take_session_cookies(headers: &mut HeaderMap) -> Vec<(String, String)> {

@@ -6,9 +6,9 @@ use base64::Engine;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::Response;
 
-use super::cookies::{self, CookieSpec};
-use super::session::LoginAttempt;
 use crate::body::{self, Body};
+use crate::cookies::{self, CookieFlags, CookieSpec};
+use crate::session::LoginAttempt;
 use crate::util::random_bytes;
 
 /// Name of the cookie that binds login attempts to one browser.
@@ -71,12 +71,6 @@ pub fn safe_fragment(cookie: &str) -> Option<String> {
     ok.then(|| decoded.into_owned())
 }
 
-/// Flags for the login cookies.
-pub struct CookieFlags<'a> {
-    pub secure: bool,
-    pub same_site: &'a str,
-}
-
 /// The answer that sends the browser to XSUAA: a small page that keeps the URL fragment (default),
 /// or a plain 302 (`PRESERVE_FRAGMENT=false`).
 pub fn redirect_response(
@@ -128,6 +122,7 @@ pub fn redirect_response(
             http_only: true,
             secure: flags.secure,
             same_site: "Lax",
+            partitioned: flags.partitioned,
         }
         .header(),
     );
@@ -157,6 +152,7 @@ pub fn success_response(
             http_only: true,
             secure: flags.secure,
             same_site: flags.same_site,
+            partitioned: flags.partitioned,
         }
         .header(),
     );
@@ -164,7 +160,15 @@ pub fn success_response(
     // be logging in with it, and their callbacks must not fail once this one has succeeded.
     headers.append(
         header::SET_COOKIE,
-        cookies::deletion(FRAGMENT_COOKIE, flags.secure, "Lax"),
+        // The login page set it from script, unpartitioned and `Lax`: that is the one to delete.
+        cookies::deletion(
+            FRAGMENT_COOKIE,
+            &CookieFlags {
+                same_site: "Lax",
+                partitioned: false,
+                ..*flags
+            },
+        ),
     );
     response
 }

@@ -5,13 +5,16 @@
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
 use http::Response;
 
-use super::session::Session;
+use super::{Auth, Error, Origin};
 use crate::body::{self, Body};
 use crate::config::Config;
+use crate::cookies::{cookie_bytes, deletion};
 use crate::proxy::call::call;
 use crate::proxy::Upstream;
+use crate::session::{Session, SessionId};
 
 /// Calls every `destinations.<name>.logoutPath` for `session`, concurrently, each bounded by its
 /// destination's timeout. Failures are logged; logout proceeds regardless.
@@ -108,6 +111,80 @@ pub fn respond(target: Option<&str>, post: bool, deletion: HeaderValue) -> Respo
     );
     headers.append(header::SET_COOKIE, deletion);
     response
+}
+
+impl Auth {
+    /// The logout endpoint: ends the session of this request (if any) and answers as the
+    /// reference does.
+    ///
+    /// # Errors
+    /// [`Error::LogoutMethod`], [`Error::Csrf`], [`Error::Store`].
+    pub async fn logout(
+        &self,
+        parts: &Parts,
+        origin: &Origin<'_>,
+        config: &Arc<crate::config::Config>,
+        upstream: &crate::proxy::Upstream,
+    ) -> Result<Response<Body>, Error> {
+        let Some(logout_config) = &config.logout else {
+            return Err(Error::LogoutMethod);
+        };
+        let post = logout_config.method == crate::config::LogoutMethod::Post;
+        let current = match cookie_bytes(&parts.headers, &self.settings.session_cookie).and_then(SessionId::parse) {
+            Some(id) => self.store.load(&id).await?.map(|session| (id, session)),
+            None => None,
+        };
+        let fetch = parts
+            .headers
+            .get(crate::auth::csrf::X_CSRF_TOKEN)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("fetch"));
+        match (&parts.method, post) {
+            (&http::Method::GET, false) => {}
+            (&http::Method::GET, true) if fetch => {
+                // The token fetch for a POST logout: 200, empty, with the session's token.
+                let mut response = Response::new(crate::body::empty());
+                if let Some((id, session)) = &current {
+                    if let Some(token) = self.csrf(parts, id, session, origin).await? {
+                        if let Ok(value) = HeaderValue::from_str(&token) {
+                            response.headers_mut().insert(crate::auth::csrf::X_CSRF_TOKEN, value);
+                        }
+                    }
+                }
+                return Ok(response);
+            }
+            (&http::Method::POST, true) => {
+                if logout_config.csrf_protection {
+                    if let Some((id, session)) = &current {
+                        self.csrf(parts, id, session, origin).await?;
+                    }
+                }
+            }
+            _ => return Err(Error::LogoutMethod),
+        }
+        if let Some((id, _)) = &current {
+            if let Some(session) = self.store.remove(id).await? {
+                spawn_backend_logout(config.clone(), upstream.clone(), session);
+            }
+            tracing::info!("logout: session ended");
+        }
+        let flags = self.flags(&parts.headers, origin);
+        let deletion = deletion(&self.settings.session_cookie, &flags);
+        let skip = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .any(|(key, value)| key == "skip-redirect" && (value.is_empty() || value == "true"));
+        if skip {
+            return Ok(respond(None, post, deletion));
+        }
+        let own = self.own_origin(&parts.headers, origin)?;
+        let target = idp_logout_url(
+            &self.credentials.url,
+            &self.credentials.clientid,
+            logout_config.page.as_deref(),
+            &own,
+            parts.uri.query(),
+        );
+        Ok(respond(Some(&target), post, deletion))
+    }
 }
 
 #[cfg(test)]

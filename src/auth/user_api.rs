@@ -5,8 +5,8 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::session::Session;
 use crate::body::{self, Body};
+use crate::session::Session;
 
 /// Which user API resource a path names.
 #[derive(Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::auth::rotation::certificate::{self, format_seconds, CredentialError};
+use crate::idp::rotation::certificate::{self, format_seconds, CredentialError};
 
 /// Validity the service applies when none is given.
 pub const DEFAULT_VALIDITY: u32 = 7;

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::{EXIT_CONFIG, EXIT_FAILURE};
 use crate::app::{self, Sources};
-use crate::auth::rotation::certificate::{self, format_seconds, format_unix, ExpiryLevel};
 use crate::config::{self, BindingSource, Env, XsuaaCredentials};
+use crate::idp::rotation::certificate::{self, format_seconds, format_unix, ExpiryLevel};
 
 /// Credential types `oauth2-configuration.credential-types` may list.
 const CREDENTIAL_TYPES: [&str; 3] = ["binding-secret", "instance-secret", "x509"];

@@ -13,6 +13,7 @@ use super::error::Error;
 use super::parse::parse_all;
 use super::raw;
 use super::{AuthSettings, CompressionConfig, Destination, ServerSettings, DEFAULT_DESTINATION_TIMEOUT};
+use crate::cookies::Partitioning;
 
 /// Environment variables as the router sees them. Tests build one from a map; `main` from the
 /// process environment plus `default-env.json`, so no test ever changes the process environment.
@@ -525,6 +526,7 @@ pub fn auth_settings(env: &Env, errors: &mut Error) -> AuthSettings {
         .and_then(|text| positive_integer("STATE_CACHE", text, errors))
         .unwrap_or(180);
     let mut same_site = "Lax".to_string();
+    let mut partitioned = Partitioning::Never;
     if let Some(value) = json_var(env, "COOKIES", errors) {
         match value.get("SameSite").and_then(Value::as_str) {
             Some(site @ ("None" | "Lax" | "Strict")) => same_site = site.to_string(),
@@ -533,6 +535,9 @@ pub fn auth_settings(env: &Env, errors: &mut Error) -> AuthSettings {
                 format!("must be None, Lax or Strict, got {other:?}"),
             ),
             None => {}
+        }
+        if let Some(rule) = value.get("Partitioned") {
+            partitioned = partitioning(rule, errors);
         }
     }
     let secure_cookie = match env.get("SECURE_SESSION_COOKIE").map(str::trim) {
@@ -571,6 +576,7 @@ pub fn auth_settings(env: &Env, errors: &mut Error) -> AuthSettings {
         preserve_fragment: env.flag("PRESERVE_FRAGMENT", errors) != Some(false),
         login_attempt_ttl: Duration::from_secs(login_attempt_secs),
         same_site,
+        partitioned,
         secure_cookie,
         external_url,
         idp_timeout,
@@ -589,5 +595,88 @@ pub fn auth_settings(env: &Env, errors: &mut Error) -> AuthSettings {
                 .unwrap_or(48)
                 .saturating_mul(3600),
         ),
+    }
+}
+
+/// `COOKIES.Partitioned`: `true`/`false`, or `{"supportedPartitionAgents", "unsupportedPartitionAgents"}`
+/// (regular expressions over `User-Agent`, both optional).
+fn partitioning(rule: &Value, errors: &mut Error) -> Partitioning {
+    match rule {
+        Value::Bool(true) => Partitioning::Always,
+        Value::Bool(false) | Value::Null => Partitioning::Never,
+        Value::Object(fields) => {
+            let mut agents = |key: &str| -> Option<regex::Regex> {
+                let path = format!("COOKIES.Partitioned.{key}");
+                match fields.get(key)? {
+                    Value::String(pattern) => match regex::Regex::new(pattern) {
+                        Ok(regex) => Some(regex),
+                        Err(error) => {
+                            errors.push(&path, format!("invalid regular expression: {error}"));
+                            None
+                        }
+                    },
+                    other => {
+                        errors.push(&path, format!("must be a regular expression, got {other}"));
+                        None
+                    }
+                }
+            };
+            let supported = agents("supportedPartitionAgents");
+            let unsupported = agents("unsupportedPartitionAgents");
+            for key in fields.keys() {
+                if key != "supportedPartitionAgents" && key != "unsupportedPartitionAgents" {
+                    errors.push(format!("COOKIES.Partitioned.{key}"), "unknown key");
+                }
+            }
+            Partitioning::Agents { supported, unsupported }
+        }
+        other => {
+            errors.push(
+                "COOKIES.Partitioned",
+                format!("must be true, false or an object of user-agent patterns, got {other}"),
+            );
+            Partitioning::Never
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_partitioned_is_read_or_named_in_the_errors() {
+        let rows: &[(&str, &[&str])] = &[
+            (r#"{"SameSite":"None","Partitioned":true}"#, &[]),
+            (r#"{"Partitioned":false}"#, &[]),
+            (r#"{"Partitioned":{"supportedPartitionAgents":"Chrome/"}}"#, &[]),
+            (r#"{"Partitioned":"yes"}"#, &["COOKIES.Partitioned"]),
+            (
+                r#"{"Partitioned":{"supportedPartitionAgents":"(","agents":1}}"#,
+                &[
+                    "COOKIES.Partitioned.supportedPartitionAgents",
+                    "COOKIES.Partitioned.agents",
+                ],
+            ),
+            (
+                r#"{"Partitioned":{"unsupportedPartitionAgents":3}}"#,
+                &["COOKIES.Partitioned.unsupportedPartitionAgents"],
+            ),
+        ];
+        for (value, paths) in rows {
+            let mut errors = Error::default();
+            let settings = auth_settings(&Env::from_pairs([("COOKIES", *value)]), &mut errors);
+            let found: Vec<&str> = errors.problems.iter().map(|problem| problem.path.as_str()).collect();
+            assert_eq!(&found, paths, "{value}");
+            if paths.is_empty() {
+                let agent = |agent: &'static str| {
+                    let mut headers = http::HeaderMap::new();
+                    headers.insert(http::header::USER_AGENT, HeaderValue::from_static(agent));
+                    settings.partitioned.applies(&headers)
+                };
+                let expected = !value.contains("false");
+                assert_eq!(agent("Chrome/131"), expected, "{value}");
+            }
+        }
     }
 }

@@ -95,6 +95,8 @@ pub struct AuthSettings {
     pub login_attempt_ttl: Duration,
     /// `SameSite` of our cookies (`COOKIES`), default `Lax`.
     pub same_site: String,
+    /// `COOKIES.Partitioned`: when our cookies carry `Partitioned`.
+    pub partitioned: crate::cookies::Partitioning,
     /// `SECURE_SESSION_COOKIE`: `Some(true)` forces `Secure`, `None` decides per request.
     pub secure_cookie: Option<bool>,
     /// The router's public URL for the login redirect (`APPROUTER_URL`, else

@@ -1,10 +1,11 @@
 //! Metrics in the Prometheus (OpenMetrics) text format. Every label has a small, fixed set of
 //! values — route index, status class, error kind, outcome — never a path or anything a user sent.
-//! The request path touches only pre-created counters and lock-free histograms.
+//! The request path touches only pre-created counters and lock-free histograms. A leaf: errors
+//! and the things read at scrape time reach it as label enums and closures, never as app types.
 
 mod sharded;
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -14,8 +15,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 pub use self::sharded::{Histogram, ShardedCounter};
-use crate::error::GatewayError;
-use crate::tls::server::ReloadingCert;
 
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -29,6 +28,20 @@ type Labels2 = [(&'static str, &'static str); 2];
 type RouteLabels = [(&'static str, String); 1];
 type RouteStatusLabels = [(&'static str, String); 2];
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+/// A value read when metrics are scraped, from something the metrics do not own.
+type Reader<T> = Box<dyn Fn() -> Option<T> + Send + Sync>;
+
+/// What a failed request says about the system, for the counters that have a label for it (after
+/// linkerd's inbound `ErrorKind`). The error sink (`error.rs`) names the kind of every error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A destination failed: forwarded requests and websocket upgrades alike.
+    Upstream(UpstreamErrorKind),
+    /// The session store could not answer.
+    Store,
+    /// A limit refused the request.
+    Shed(Shed),
+}
 
 /// Why a request failed on the way to or from a destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,10 +113,10 @@ pub struct Metrics {
     token_duration: HistogramFamily<Labels1>,
     jwks_fetches: Family<Labels1, Counter>,
     certificate_expiry: Family<Labels1, Gauge>,
-    /// The HTTPS listener's certificate, read when metrics are scraped.
-    server_certificate: Mutex<Option<Weak<ReloadingCert>>>,
-    /// The `MAX_IN_FLIGHT` semaphore and its size, read when metrics are scraped.
-    in_flight_limit: Mutex<Option<Weak<crate::util::Gate>>>,
+    /// `notAfter` of the HTTPS listener's certificate, read when metrics are scraped.
+    server_certificate: Mutex<Option<Reader<i64>>>,
+    /// The requests inside the `MAX_IN_FLIGHT` limit, read when metrics are scraped.
+    in_flight_limit: Mutex<Option<Reader<usize>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -270,18 +283,18 @@ impl Metrics {
         }
     }
 
-    /// Remembers the HTTPS listener's certificate for the expiry gauge.
-    pub fn watch_server_certificate(&self, certificate: &Arc<ReloadingCert>) {
+    /// Remembers how to read the HTTPS listener's certificate's `notAfter` (Unix seconds; `None`
+    /// once the listener is gone) for the expiry gauge.
+    pub fn watch_server_certificate(&self, not_after: impl Fn() -> Option<i64> + Send + Sync + 'static) {
         if let Ok(mut slot) = self.server_certificate.lock() {
-            *slot = Some(Arc::downgrade(certificate));
+            *slot = Some(Box::new(not_after));
         }
     }
 
     /// `notAfter` (Unix seconds) of the certificate the HTTPS listener serves now, if any.
     pub fn server_certificate_not_after(&self) -> Option<i64> {
         let slot = self.server_certificate.lock().ok()?;
-        let certificate = slot.as_ref()?.upgrade()?;
-        Some(certificate.not_after()).filter(|not_after| *not_after > 0)
+        slot.as_ref()?().filter(|not_after| *not_after > 0)
     }
 
     /// Metrics that record nothing.
@@ -334,88 +347,12 @@ impl Metrics {
         }
     }
 
-    /// Counts what a failed request says about the system: destination failures by kind (forwarded
-    /// requests and websocket upgrades alike), store outages, bodies over the limit.
-    ///
-    /// Every variant is named, none matched by a wildcard: a new error does not compile until it
-    /// is classified here. Errors without a counter of their own are the client's (counted by
-    /// status class in `requests`) or are counted where they happen (token requests, key fetches,
-    /// shed requests, login rate limits).
-    pub fn request_error(&self, error: &GatewayError) {
-        use crate::auth::Error as A;
-        use crate::cors::Error as C;
-        use crate::proxy::websocket::Error as W;
-        use crate::proxy::Error as P;
-        use crate::routing::Error as R;
-        use crate::static_files::Error as S;
-        if !self.enabled {
-            return;
-        }
-        match error {
-            GatewayError::Proxy(P::UpstreamTimeout(_)) | GatewayError::Websocket(W::UpstreamTimeout(_)) => {
-                self.upstream_error(UpstreamErrorKind::Timeout);
-            }
-            GatewayError::Proxy(P::UpstreamConnect { source, .. })
-            | GatewayError::Websocket(W::UpstreamConnect { source, .. }) => {
-                let kind = if is_tls_failure(source.as_ref()) {
-                    UpstreamErrorKind::Tls
-                } else {
-                    UpstreamErrorKind::Connect
-                };
-                self.upstream_error(kind);
-            }
-            GatewayError::Proxy(P::InvalidUpstreamUri(_)) => {}
-            GatewayError::Websocket(
-                W::Disabled
-                | W::OriginMissing
-                | W::OriginNotAllowed
-                | W::OwnOrigin(_)
-                | W::NotUpgradable
-                | W::InvalidUpstreamUri(_),
-            ) => {}
-            GatewayError::Auth(A::Store(_)) => self.store_error(),
-            // The token endpoint and key fetches are counted by `token_requests` and
-            // `jwks_fetches`, the login rate limit by `requests_refused`.
-            GatewayError::Auth(
-                A::Unauthenticated
-                | A::NotConfigured
-                | A::StateMissing
-                | A::StateInvalid
-                | A::StateMismatch
-                | A::CodeMissing
-                | A::LoginRefused { .. }
-                | A::TokenExchange(_)
-                | A::TokenInvalid(_)
-                | A::BadForwardedHeaders(_)
-                | A::MissingScope
-                | A::Csrf(_)
-                | A::BasicChallenge
-                | A::LogoutMethod
-                | A::UnknownUserApiResource
-                | A::UserInfo(_)
-                | A::TooManyLogins { .. },
-            ) => {}
-            GatewayError::PayloadTooLarge => self.shed(Shed::BodyTooLarge),
-            // Counted as `in_flight` where the request is refused, before the pipeline.
-            GatewayError::Overloaded => {}
-            GatewayError::Routing(
-                R::RouteNotFound
-                | R::MethodNotAllowed { .. }
-                | R::UnknownDestination(_)
-                | R::PathTraversal
-                | R::EncodedSlash
-                | R::NestedEncoding,
-            ) => {}
-            GatewayError::Static(
-                S::NotFound
-                | S::MethodNotAllowed
-                | S::Forbidden
-                | S::PreconditionFailed
-                | S::RangeNotSatisfiable { .. }
-                | S::Io(_),
-            ) => {}
-            GatewayError::Cors(C::MalformedOrigin | C::OriginNotAllowed | C::MethodNotAllowed | C::OwnOrigin(_)) => {}
-            GatewayError::BadRequest(_) => {}
+    /// Counts what a failed request says about the system (the error sink names its kind).
+    pub fn request_error(&self, kind: ErrorKind) {
+        match kind {
+            ErrorKind::Upstream(kind) => self.upstream_error(kind),
+            ErrorKind::Store => self.store_error(),
+            ErrorKind::Shed(reason) => self.shed(reason),
         }
     }
 
@@ -457,19 +394,19 @@ impl Metrics {
         GaugeGuard::up(&self.websockets_active)
     }
 
-    /// Remembers the `MAX_IN_FLIGHT` semaphore: the gauge is read from it when metrics are
-    /// scraped, so requests pay nothing extra for it.
-    pub fn watch_in_flight(&self, limit: &Arc<crate::util::Gate>) {
+    /// Remembers how to read the requests inside the `MAX_IN_FLIGHT` limit (`None` once it is
+    /// gone): the gauge is read when metrics are scraped, so requests pay nothing extra for it.
+    pub fn watch_in_flight(&self, inside: impl Fn() -> Option<usize> + Send + Sync + 'static) {
         if let Ok(mut slot) = self.in_flight_limit.lock() {
-            *slot = Some(Arc::downgrade(limit));
+            *slot = Some(Box::new(inside));
         }
     }
 
-    /// Sets the in-flight gauge from the limit's free permits.
+    /// Sets the in-flight gauge from the limit.
     pub fn refresh_in_flight(&self) {
         let Ok(slot) = self.in_flight_limit.lock() else { return };
-        if let Some(limit) = slot.as_ref().and_then(Weak::upgrade) {
-            self.in_flight.set(i64::try_from(limit.inside()).unwrap_or(i64::MAX));
+        if let Some(inside) = slot.as_ref().and_then(|read| read()) {
+            self.in_flight.set(i64::try_from(inside).unwrap_or(i64::MAX));
         }
     }
 
@@ -531,26 +468,6 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
-}
-
-/// True when a connection failure was a TLS failure (handshake, certificate), not a refused or
-/// unreachable connection.
-fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(cause) = current {
-        if cause.is::<rustls::Error>() {
-            return true;
-        }
-        // io::Error's own `source` skips the error it wraps; look inside explicitly.
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
-                return true;
-            }
-        }
-        current = cause.source();
-    }
-    let text = crate::auth::xsuaa::error_chain(error).to_ascii_lowercase();
-    text.contains("certificate") || text.contains("handshake") || text.contains("tls")
 }
 
 /// Keeps a gauge one higher while it lives.

@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+pub use crate::cookies::strip_cookies;
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -137,21 +139,21 @@ fn remove_matching(headers: &mut HeaderMap, listed: impl Fn(&str) -> bool, mut s
     let mut doomed = Doomed::default();
     // The options of every `Connection` header: a message names one or two (`keep-alive`,
     // `close`); past the first few, the names are parsed and removed as they come.
-    let mut options: [&str; 8] = [""; 8];
+    let mut options: [&[u8]; 8] = [b""; 8];
     let mut option_count = 0;
     for (name, value) in headers.iter() {
         if name != header::CONNECTION {
             continue;
         }
         let Ok(value) = value.to_str() else { continue };
-        for option in value.split(',').map(str::trim).filter(|option| !option.is_empty()) {
+        for option in crate::http1::tokens(value.as_bytes()).filter(|option| !option.is_empty()) {
             match options.get_mut(option_count) {
                 Some(slot) => {
                     *slot = option;
                     option_count += 1;
                 }
                 None => {
-                    if let Ok(name) = HeaderName::from_bytes(option.as_bytes()) {
+                    if let Ok(name) = HeaderName::from_bytes(option) {
                         doomed.push(name);
                     }
                 }
@@ -161,7 +163,11 @@ fn remove_matching(headers: &mut HeaderMap, listed: impl Fn(&str) -> bool, mut s
     let options = &options[..option_count];
     for name in headers.keys() {
         let name_text = name.as_str();
-        if listed(name_text) || options.iter().any(|option| option.eq_ignore_ascii_case(name_text)) {
+        if listed(name_text)
+            || options
+                .iter()
+                .any(|option| option.eq_ignore_ascii_case(name_text.as_bytes()))
+        {
             doomed.push(name.clone());
         } else {
             seen(name_text);
@@ -421,100 +427,6 @@ pub fn downstream_response(headers: &mut HeaderMap) {
     remove_hop_by_hop(headers);
 }
 
-/// Removes the cookies for which `strip` is true from every `Cookie` header; drops the header when
-/// nothing is left.
-///
-/// The values are read as bytes: a `Cookie` header with bytes outside visible ASCII (which
-/// `HeaderValue::to_str` refuses) still has the router's cookies taken out of it, so that a stray
-/// byte beside the session cookie cannot carry it to the backend.
-pub fn strip_cookies(headers: &mut HeaderMap, strip: impl Fn(&[u8]) -> bool) {
-    // One lookup: the entry serves the check, the rebuild and the removal.
-    let header::Entry::Occupied(mut entry) = headers.entry(header::COOKIE) else {
-        return;
-    };
-    let stripped = |pair: &[u8]| strip(cookie_split(pair).0);
-    if !entry
-        .iter()
-        .flat_map(|value| cookie_pairs(value.as_bytes()))
-        .any(stripped)
-    {
-        return;
-    }
-    let mut kept = Vec::new();
-    for pair in entry
-        .iter()
-        .flat_map(|value| cookie_pairs(value.as_bytes()))
-        .filter(|pair| !stripped(pair))
-    {
-        if !kept.is_empty() {
-            kept.extend_from_slice(b"; ");
-        }
-        kept.extend_from_slice(pair);
-    }
-    match HeaderValue::from_bytes(&kept) {
-        Ok(value) if !kept.is_empty() => {
-            entry.insert(value);
-        }
-        // Nothing left (or nothing that makes a header): the header goes.
-        _ => {
-            entry.remove();
-        }
-    }
-}
-
-/// The `name=value` pairs of one `Cookie` value, trimmed of whitespace, empty ones skipped.
-fn cookie_pairs(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = Some(value);
-    std::iter::from_fn(move || loop {
-        let text = rest?;
-        let pair = match memchr::memchr(b';', text) {
-            Some(at) => {
-                rest = Some(&text[at + 1..]);
-                &text[..at]
-            }
-            None => {
-                rest = None;
-                text
-            }
-        };
-        let pair = pair.trim_ascii();
-        if !pair.is_empty() {
-            return Some(pair);
-        }
-    })
-}
-
-/// The name and value of a `name=value` pair, trimmed; a pair without `=` is all name.
-fn cookie_split(pair: &[u8]) -> (&[u8], Option<&[u8]>) {
-    match memchr::memchr(b'=', pair) {
-        Some(at) => (pair[..at].trim_ascii(), Some(pair[at + 1..].trim_ascii())),
-        None => (pair.trim_ascii(), None),
-    }
-}
-
-/// The value of cookie `name` in the request, if present: the first occurrence whose value is
-/// text.
-pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    cookie_values(headers, name).find_map(|value| std::str::from_utf8(value).ok())
-}
-
-/// The value of cookie `name` in the request as bytes, if present (first occurrence).
-pub fn cookie_bytes<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
-    cookie_values(headers, name).next()
-}
-
-/// The values of cookie `name`, in order.
-fn cookie_values<'h, 'n>(headers: &'h HeaderMap, name: &'n str) -> impl Iterator<Item = &'h [u8]> + use<'h, 'n> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .flat_map(|value| cookie_pairs(value.as_bytes()))
-        .filter_map(move |pair| match cookie_split(pair) {
-            (key, Some(value)) if key == name.as_bytes() => Some(value),
-            _ => None,
-        })
-}
-
 /// Which of the headers [`upstream_request`] reads were present before its removals: a header a
 /// `Connection` option named is gone afterwards, so `true` means "look it up", never "it is
 /// there" (each reader handles the lookup finding nothing).
@@ -600,9 +512,6 @@ fn new_traceparent() -> [u8; TRACEPARENT_LEN] {
     // the next hop, never trusted.
     text
 }
-
-#[cfg(test)]
-mod proptests;
 
 #[cfg(test)]
 mod tests {
@@ -845,53 +754,5 @@ mod tests {
         remove_hop_by_hop(&mut headers);
         let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["x-stay"]);
-    }
-
-    #[test]
-    fn cookies_are_stripped_by_name() {
-        let mut headers = HeaderMap::new();
-        headers.append("cookie", HeaderValue::from_static("JSESSIONID=abc; a=1"));
-        headers.append("cookie", HeaderValue::from_static("b=2; JSESSIONID=def"));
-        strip_cookies(&mut headers, |name| name == b"JSESSIONID");
-        assert_eq!(headers.get("cookie").unwrap(), "a=1; b=2");
-        assert_eq!(cookie(&headers, "b"), Some("2"));
-        assert_eq!(headers.get_all("cookie").iter().count(), 1);
-        // Nothing to strip: the headers stay as they were, one per line.
-        let mut untouched = HeaderMap::new();
-        untouched.append("cookie", HeaderValue::from_static("a=1;;b=2"));
-        untouched.append("cookie", HeaderValue::from_static("c=3"));
-        strip_cookies(&mut untouched, |name| name == b"JSESSIONID");
-        let values: Vec<_> = untouched.get_all("cookie").iter().collect();
-        assert_eq!(values, ["a=1;;b=2", "c=3"]);
-        strip_cookies(&mut headers, |_| true);
-        assert!(headers.get("cookie").is_none());
-        strip_cookies(&mut headers, |_| true);
-        assert!(headers.is_empty());
-    }
-
-    #[test]
-    fn cookies_beside_bytes_outside_visible_ascii_are_still_read() {
-        // `to_str` refuses these values; the session cookie in them must still be found and taken
-        // out, and the other cookies kept byte for byte.
-        let mut headers = HeaderMap::new();
-        headers.append(
-            "cookie",
-            HeaderValue::from_bytes(b"caf\xe9=cr\xe8me; JSESSIONID=abc ;\tx=1").unwrap(),
-        );
-        assert_eq!(cookie(&headers, "JSESSIONID"), Some("abc"));
-        assert_eq!(cookie(&headers, "x"), Some("1"));
-        // A value that is not text is not returned, and a later text one is.
-        headers.append("cookie", HeaderValue::from_bytes(b"v=\xff; v=ok").unwrap());
-        assert_eq!(cookie(&headers, "v"), Some("ok"));
-        strip_cookies(&mut headers, |name| name == b"JSESSIONID");
-        let values: Vec<&[u8]> = headers.get_all("cookie").iter().map(HeaderValue::as_bytes).collect();
-        assert_eq!(values, [&b"caf\xe9=cr\xe8me; x=1; v=\xff; v=ok"[..]]);
-        // Names and values are trimmed of spaces and tabs; a pair without `=` is a name.
-        let mut headers = HeaderMap::new();
-        headers.append("cookie", HeaderValue::from_static(" JSESSIONID ; a = 1 ;; JSESSIONID"));
-        assert_eq!(cookie(&headers, "a"), Some("1"));
-        assert_eq!(cookie(&headers, "JSESSIONID"), None);
-        strip_cookies(&mut headers, |name| name == b"JSESSIONID");
-        assert_eq!(headers.get("cookie").unwrap(), "a = 1");
     }
 }

@@ -130,19 +130,8 @@ fn forwardable(mut response: http::Response<Body>) -> Result<http::Response<Body
         return Ok(response);
     }
     let mut length: Option<u64> = None;
-    for part in headers
-        .get_all(CONTENT_LENGTH)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
-    {
-        let parsed = std::str::from_utf8(part.trim_ascii())
-            .ok()
-            .and_then(|text| text.parse::<u64>().ok())
-            .ok_or(PoolError::InvalidResponse("invalid content-length"))?;
-        if length.is_some_and(|length| length != parsed) {
-            return Err(PoolError::InvalidResponse("conflicting content-length"));
-        }
-        length = Some(parsed);
+    for value in headers.get_all(CONTENT_LENGTH) {
+        length = crate::http1::content_length_list(length, value.as_bytes()).map_err(PoolError::InvalidResponse)?;
     }
     if let Some(length) = length {
         headers.insert(CONTENT_LENGTH, http::HeaderValue::from(length));

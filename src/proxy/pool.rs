@@ -7,7 +7,6 @@
 //! Bodiless requests to plain `http` origins of the direct pool skip hyper: [`inline`] writes and
 //! reads them in the request's own task, without a connection task or channels in between.
 
-mod chunked;
 mod inline;
 
 use std::cell::RefCell;

@@ -84,8 +84,7 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
         .get_all(name)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|item| item.trim().eq_ignore_ascii_case(token))
+        .any(|value| crate::http1::has_token(value.as_bytes(), token.as_bytes()))
 }
 
 /// Admission of a websocket handshake, before routing; other requests pass. Returns whether the

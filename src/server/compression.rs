@@ -103,8 +103,7 @@ impl Predicate for Rules {
             return false;
         }
         let size = length
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
+            .and_then(|v| crate::http1::content_length(v.as_bytes()))
             .or_else(|| response.body().size_hint().exact());
         if let Some(size) = size {
             if size < self.config.min_size {

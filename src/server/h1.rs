@@ -18,13 +18,11 @@
 
 use std::cell::RefCell;
 use std::future::poll_fn;
-use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as HttpBody;
 use http_body_util::Empty;
@@ -32,9 +30,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 
 use crate::body::Body;
+use crate::http1::common::encode_response_head;
+use crate::http1::{has_token, write_chunk_size, Framing, Span, LAST_CHUNK, MAX_HEADERS};
 
-/// As hyper: at most this many request header fields (more: hyper answers 431).
-const MAX_HEADERS: usize = 100;
 /// The read buffer's first size; it grows up to the header limit.
 const READ_BUFFER: usize = 8 * 1024;
 /// Body bytes gathered before a write; bigger frames are written as they come.
@@ -227,7 +225,7 @@ enum Parsed {
 /// hyper would is taken off the buffer; anything else is left for hyper, including a head longer
 /// than `max_head` (hyper answers it 431).
 fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
-    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut fields = crate::http1::common::fields();
     let mut parsed = httparse::Request::new(&mut []);
     let head_length = match parsed.parse_with_uninit_headers(buf, &mut fields) {
         Ok(httparse::Status::Complete(length)) if length <= max_head => length,
@@ -261,7 +259,7 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
     let mut other = false;
     let (mut length, mut coded) = (false, false);
     // Name and value of each field as offsets, on the stack (no allocation per request).
-    let mut spans = [[0u32; 4]; MAX_HEADERS];
+    let mut spans = [Span::default(); MAX_HEADERS];
     let count = parsed.headers.len();
     for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
         let name = field.name.as_bytes();
@@ -278,12 +276,7 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
             close |= has_token(field.value, b"close");
         }
         // Offsets fit: a head past `max_head` (far below 4 GiB) was left to hyper above.
-        *span = [
-            offset(name) as u32,
-            name.len() as u32,
-            offset(field.value) as u32,
-            field.value.len() as u32,
-        ];
+        *span = Span::of(base, field);
     }
     let conflict = length && coded;
     if conflict {
@@ -312,16 +305,14 @@ fn request(
     head: &Bytes,
     method: Method,
     path: std::ops::Range<usize>,
-    spans: &[[u32; 4]],
+    spans: &[Span],
 ) -> Option<Request<Empty<Bytes>>> {
     let uri = Uri::from_maybe_shared(head.slice(path)).ok()?;
     // Room for the headers a proxied request gains (`X-Forwarded-*`, trace and correlation ids):
     // growing the map would rehash it.
     let mut headers = crate::util::spare_headers::take(spans.len() + 8);
     for span in spans {
-        let [name_at, name_length, value_at, value_length] = span.map(|n| n as usize);
-        let name = HeaderName::from_bytes(head.get(name_at..name_at + name_length)?).ok()?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_length)).ok()?;
+        let (name, value) = span.field(head).ok()?;
         headers.append(name, value);
     }
     let mut request = Request::new(Empty::new());
@@ -330,22 +321,6 @@ fn request(
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
     Some(request)
-}
-
-/// True when the comma-separated `value` lists `token` (case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
-}
-
-/// How the body goes on the wire.
-#[derive(Clone, Copy, PartialEq)]
-enum Framing {
-    /// No body bytes are written (HEAD, 204, 304, or an empty body).
-    None,
-    Length(u64),
-    Chunked,
 }
 
 /// Writes `response`; returns whether the connection can carry another request (the body was
@@ -375,7 +350,7 @@ where
     crate::util::spare_headers::give(std::mem::take(&mut parts.headers));
     let mut close = close || close_listed;
     match framing {
-        Framing::None => {
+        Framing::Empty | Framing::Close => {
             drop(body);
             io.write_all(out).await?;
         }
@@ -392,13 +367,8 @@ where
     Ok(!close)
 }
 
-fn has_close(value: &HeaderValue) -> bool {
-    has_token(value.as_bytes(), b"close")
-}
-
-/// The status line and the headers, with the framing hyper would choose, and whether the
-/// response's own `Connection` says `close`. When `close` is set, the head says `connection:
-/// close` (once).
+/// The status line and the headers as [`encode_response_head`] frames them for `body`, with this
+/// thread's `date` of the current second.
 fn encode_head(
     out: &mut Vec<u8>,
     parts: &http::response::Parts,
@@ -406,101 +376,14 @@ fn encode_head(
     is_head: bool,
     close: bool,
 ) -> (Framing, bool) {
-    let status = parts.status;
-    if status == StatusCode::OK {
-        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-    } else {
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    let no_body = matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
     let known = if body.is_end_stream() {
         Some(0)
     } else {
         body.size_hint().exact()
     };
-    let mut framing = None;
-    let mut wrote_date = false;
-    let mut close_listed = false;
-    let headers = &parts.headers;
-    for (name, value) in headers.iter() {
-        if *name == header::CONTENT_LENGTH {
-            if no_body || framing.is_some() {
-                continue;
-            }
-            let declared = std::str::from_utf8(value.as_bytes())
-                .ok()
-                .and_then(|text| text.trim().parse::<u64>().ok());
-            match (known, declared) {
-                // As hyper: a length header with an empty body is dropped, except for HEAD.
-                (Some(0), _) if !is_head => continue,
-                (_, Some(length)) => framing = Some(Framing::Length(length)),
-                (_, None) => continue,
-            }
-        } else if *name == header::TRANSFER_ENCODING {
-            // Our responses never carry one (the header policy removes it); hyper would frame by it.
-            if no_body || framing.is_some() {
-                continue;
-            }
-            framing = Some(Framing::Chunked);
-            if !value.as_bytes().ends_with(b"chunked") {
-                out.extend_from_slice(b"transfer-encoding: ");
-                out.extend_from_slice(value.as_bytes());
-                out.extend_from_slice(b", chunked\r\n");
-                continue;
-            }
-        } else if *name == header::DATE {
-            wrote_date = true;
-        } else if *name == header::CONNECTION {
-            close_listed |= has_close(value);
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if close && !close_listed {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    let framing = match framing {
-        Some(framing) => framing,
-        None => match known {
-            Some(0) => {
-                if !no_body && !is_head {
-                    out.extend_from_slice(b"content-length: 0\r\n");
-                }
-                Framing::Length(0)
-            }
-            Some(length) => {
-                if !no_body {
-                    out.extend_from_slice(b"content-length: ");
-                    out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
-                    out.extend_from_slice(b"\r\n");
-                }
-                Framing::Length(length)
-            }
-            None if no_body => Framing::None,
-            None => {
-                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-                Framing::Chunked
-            }
-        },
-    };
-    if !wrote_date {
-        out.extend_from_slice(b"date: ");
-        with_date(|date| out.extend_from_slice(date));
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    let framing = if no_body || is_head || framing == Framing::Length(0) {
-        Framing::None
-    } else {
-        framing
-    };
-    (framing, close_listed)
+    encode_response_head(out, parts, known, is_head, close, |out| {
+        with_date(|date| out.extend_from_slice(date))
+    })
 }
 
 /// Streams `body` after the head in `out`: exactly `length` bytes, or chunked. Returns whether the
@@ -550,7 +433,7 @@ where
                         put(io, out, &data).await?;
                     }
                     None => {
-                        chunk_size(out, data.len());
+                        write_chunk_size(out, data.len());
                         put(io, out, &data).await?;
                         out.extend_from_slice(b"\r\n");
                     }
@@ -566,7 +449,7 @@ where
                 let complete = match remaining {
                     Some(left) => left == 0,
                     None => {
-                        out.extend_from_slice(b"0\r\n\r\n");
+                        out.extend_from_slice(LAST_CHUNK);
                         true
                     }
                 };
@@ -590,24 +473,6 @@ where
     io.write_all(out).await?;
     out.clear();
     io.write_all(data).await
-}
-
-/// `size` in hex and CRLF: a chunk's size line.
-fn chunk_size(out: &mut Vec<u8>, size: usize) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [0u8; 16];
-    let mut at = digits.len();
-    let mut rest = size;
-    loop {
-        at -= 1;
-        digits[at] = DIGITS[rest & 0xf];
-        rest >>= 4;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-    out.extend_from_slice(b"\r\n");
 }
 
 thread_local! {

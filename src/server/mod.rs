@@ -1,12 +1,11 @@
 //! Listeners: accept loop, HTTP/1.1 and HTTP/2 (h2c prior knowledge, or ALPN over TLS) on one port,
 //! limits, compression, and graceful shutdown that lets requests in flight finish. [`admin`]: the
-//! health and metrics listener; [`limits`]: body size, client address and login rate limits.
+//! health and metrics listener.
 
 pub mod admin;
 mod compression;
 mod h1;
 mod idle;
-pub mod limits;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -190,7 +189,10 @@ impl Server {
             Some(files) => {
                 let cert = Arc::new(ReloadingCert::load(files).map_err(std::io::Error::other)?);
                 crate::tls::server::spawn_reloader(&cert);
-                state.metrics.watch_server_certificate(&cert);
+                let served = Arc::downgrade(&cert);
+                state
+                    .metrics
+                    .watch_server_certificate(move || served.upgrade().map(|cert| cert.not_after()));
                 let config = crate::tls::server::server_config(cert).map_err(std::io::Error::other)?;
                 Some(TlsAcceptor::from(Arc::new(config)))
             }
@@ -198,7 +200,10 @@ impl Server {
         };
         let in_flight = settings.max_in_flight.map(|max| {
             let limit = Arc::new(crate::util::Gate::new(max));
-            state.metrics.watch_in_flight(&limit);
+            let gate = Arc::downgrade(&limit);
+            state
+                .metrics
+                .watch_in_flight(move || gate.upgrade().map(|gate| gate.inside()));
             limit
         });
         Ok(Arc::new(Server {

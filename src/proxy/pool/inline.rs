@@ -6,26 +6,25 @@
 
 use std::future::Future;
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use bytes::{Bytes, BytesMut};
+use http::header;
 use http::uri::{Authority, PathAndQuery, Scheme};
-
-use crate::proxy::headers::Added;
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use super::chunked::Chunked;
 use super::{keep_idle, with_origin, Home, PoolError, IDLE_TIMEOUT};
 use crate::body::{self, Body};
+use crate::http1::common::{parse_response_head, write_field, write_request_line, ResponseHead as Head};
+use crate::http1::{tokens, BodyReader, Framing};
+use crate::proxy::headers::Added;
 
 /// As the hyper path's connector: a dead address fails in time for the destination's timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,7 +32,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const HEAD_BUFFER: usize = 8 * 1024;
 /// The largest response head accepted (hyper's client allows ~400 KiB; nothing real comes near).
 const MAX_HEAD: usize = 64 * 1024;
-const MAX_HEADERS: usize = 100;
 /// Body reads start at this size and double while they fill the buffer, up to `READ_MAX`.
 const READ_MIN: usize = 16 * 1024;
 const READ_MAX: usize = 64 * 1024;
@@ -241,11 +239,7 @@ fn respond(head: Head, mut conn: Conn, home: &Home) -> Response<Body> {
         None => body::boxed(InlineBody {
             buf: std::mem::take(&mut conn.buf),
             conn: Some(conn),
-            reading: match head.framing {
-                Framing::Length(length) => Reading::Length(length),
-                Framing::Chunked => Reading::Chunked(Chunked::new()),
-                Framing::Empty | Framing::Close => Reading::Close,
-            },
+            reading: BodyReader::new(head.framing),
             home: head.keep_alive.then(|| home.clone()),
             read_size: READ_MIN,
         }),
@@ -375,23 +369,12 @@ fn encode_head(request: &Request<Body>, added: &Added<'_>) -> Vec<u8> {
         + added.encoded_len()
         + if zero_length { 20 } else { 0 };
     let mut head = Vec::with_capacity(size);
-    head.extend_from_slice(method.as_bytes());
-    head.push(b' ');
-    if !path.starts_with('/') {
-        head.push(b'/');
-    }
-    head.extend_from_slice(path.as_bytes());
-    head.extend_from_slice(b" HTTP/1.1\r\n");
+    write_request_line(&mut head, method, path);
     if let Some(host) = host {
-        head.extend_from_slice(b"host: ");
-        head.extend_from_slice(host.as_str().as_bytes());
-        head.extend_from_slice(b"\r\n");
+        write_field(&mut head, b"host", host.as_str().as_bytes());
     }
     for (name, value) in headers {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
+        write_field(&mut head, name.as_str().as_bytes(), value.as_bytes());
     }
     added.write_to(&mut head);
     if zero_length {
@@ -403,105 +386,20 @@ fn encode_head(request: &Request<Body>, added: &Added<'_>) -> Vec<u8> {
 
 // === impl response head ===
 
-/// A final response head and how its body is framed.
-#[derive(Debug)]
-struct Head {
-    status: StatusCode,
-    headers: HeaderMap,
-    framing: Framing,
-    /// The connection may carry another request once the body has been read.
-    keep_alive: bool,
-}
-
-/// How the body's end is found (RFC 9112 §6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Empty,
-    Length(u64),
-    Chunked,
-    /// Until the server closes the connection.
-    Close,
-}
-
-/// Parses the response head at the front of `buf` and removes it; interim (1xx) heads before it
-/// are removed and skipped. `None`: the head is not complete yet.
-///
-/// # Errors
-/// A malformed or oversized head, an invalid header or `Content-Length`, a `101` (no upgrade was
-/// asked for), `Transfer-Encoding` in an HTTP/1.0 response.
+/// The final response head at the front of `buf` (see [`parse_response_head`]). Hop-by-hop
+/// fields end here (the connection's own were read for the framing); a `Connection` that names
+/// other fields stays for the response policy, which removes them.
 fn parse_head(buf: &mut BytesMut, is_head: bool) -> Result<Option<Head>, &'static str> {
-    loop {
-        // Uninitialised slots: a hundred headers would otherwise be written before every parse.
-        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut []);
-        let length =
-            match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, buf, &mut slots) {
-                Ok(httparse::Status::Complete(length)) if length <= MAX_HEAD => length,
-                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
-                Ok(_) => return Err("response head too large"),
-                Err(httparse::Error::TooManyHeaders) => return Err("too many response headers"),
-                Err(_) => return Err("malformed response head"),
-            };
-        let code = parsed.code.unwrap_or_default();
-        if code == 101 {
-            return Err("unexpected 101 response");
-        }
-        if (100..200).contains(&code) {
-            buf.advance(length);
-            continue;
-        }
-        let status = StatusCode::from_u16(code).map_err(|_| "invalid status code")?;
-        let http10 = parsed.version == Some(0);
-        // Where each name and value sits in the head (offsets fit in u16: the head is at most
-        // 64 KiB), so that the values can share its bytes once it is split off.
-        let base = buf.as_ptr() as usize;
-        let mut spans = [[0u16; 4]; MAX_HEADERS];
-        let count = parsed.headers.len();
-        for (span, header) in spans.iter_mut().zip(parsed.headers.iter()) {
-            let at = |bytes: &[u8]| (bytes.as_ptr() as usize).wrapping_sub(base) as u16;
-            *span = [
-                at(header.name.as_bytes()),
-                header.name.len() as u16,
-                at(header.value),
-                header.value.len() as u16,
-            ];
-        }
-        let head = buf.split_to(length).freeze();
-        // Room for the response headers the router adds (security headers, request id).
-        let mut headers = crate::util::spare_headers::take(count + 6);
-        let mut seen = Seen::new(http10);
-        for span in &spans[..count] {
-            let [name_at, name_length, value_at, value_length] = span.map(usize::from);
-            let name = head
-                .get(name_at..name_at + name_length)
-                .and_then(|name| HeaderName::from_bytes(name).ok())
-                .ok_or("invalid header name")?;
-            let value = match value_length {
-                0 => HeaderValue::from_static(""),
-                _ => head
-                    .get(value_at..value_at + value_length)
-                    .and_then(|_| HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_length)).ok())
-                    .ok_or("invalid header value")?,
-            };
-            seen.header(&name, value.as_bytes());
-            // Hop-by-hop headers end here (the connection's own are read above); a `Connection`
-            // that names other headers stays for the response policy, which removes them.
-            if crate::proxy::headers::is_hop_by_hop(name.as_str())
-                && (name != header::CONNECTION || names_only_hop_by_hop(value.as_bytes()))
-            {
-                continue;
-            }
-            headers.append(name, value);
-        }
-        return framed(status, headers, seen, is_head).map(Some);
-    }
+    parse_response_head(buf, is_head, MAX_HEAD, |name, value| {
+        !(crate::proxy::headers::is_hop_by_hop(name.as_str())
+            && (name != header::CONNECTION || names_only_hop_by_hop(value.as_bytes())))
+    })
 }
 
 /// Whether a `Connection` value names only hop-by-hop headers and `close`: nothing left for the
 /// response policy to remove.
 fn names_only_hop_by_hop(value: &[u8]) -> bool {
-    value.split(|byte| *byte == b',').all(|option| {
-        let option = option.trim_ascii();
+    tokens(value).all(|option| {
         let mut lower = [0u8; 24];
         let Some(slot) = lower.get_mut(..option.len()) else {
             return false;
@@ -515,101 +413,6 @@ fn names_only_hop_by_hop(value: &[u8]) -> bool {
     })
 }
 
-/// What the framing and connection headers say, gathered as the headers are read (no lookups
-/// afterwards).
-struct Seen {
-    http10: bool,
-    /// `Transfer-Encoding` is present; whether its last coding is `chunked`.
-    coding: Option<bool>,
-    /// The `Content-Length`: one value, or the same value repeated (in several headers or a
-    /// list); an error only matters when it frames the body.
-    length: Result<Option<u64>, &'static str>,
-    close: bool,
-    keep_alive: bool,
-}
-
-impl Seen {
-    fn new(http10: bool) -> Seen {
-        Seen {
-            http10,
-            coding: None,
-            length: Ok(None),
-            close: false,
-            keep_alive: false,
-        }
-    }
-
-    fn header(&mut self, name: &HeaderName, value: &[u8]) {
-        if *name == header::CONTENT_LENGTH {
-            self.length = self.length.and_then(|length| content_length(length, value));
-        } else if *name == header::TRANSFER_ENCODING {
-            let last = value.rsplit(|byte| *byte == b',').next().unwrap_or_default();
-            self.coding = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if *name == header::CONNECTION {
-            for token in value.split(|byte| *byte == b',') {
-                let token = token.trim_ascii();
-                self.close |= token.eq_ignore_ascii_case(b"close");
-                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
-        }
-    }
-}
-
-/// The body's framing and the connection's reuse from the final head (RFC 9112 §6.3, §9.3):
-/// HTTP/1.1 stays open unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
-fn framed(status: StatusCode, mut headers: HeaderMap, seen: Seen, is_head: bool) -> Result<Head, &'static str> {
-    let mut keep_alive = !seen.close && (seen.keep_alive || !seen.http10);
-    let framing = if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        Framing::Empty
-    } else if let Some(chunked) = seen.coding {
-        if seen.http10 {
-            return Err("transfer-encoding in an HTTP/1.0 response");
-        }
-        // The coding overrides a length; a message with both is suspect, so its connection goes.
-        if headers.remove(header::CONTENT_LENGTH).is_some() {
-            keep_alive = false;
-        }
-        // Decoded here; the client's side frames the body anew (`Transfer-Encoding`, hop-by-hop,
-        // was not kept).
-        if chunked {
-            Framing::Chunked
-        } else {
-            Framing::Close
-        }
-    } else {
-        match seen.length? {
-            Some(length) => Framing::Length(length),
-            None => Framing::Close,
-        }
-    };
-    if framing == Framing::Close {
-        keep_alive = false;
-    }
-    Ok(Head {
-        status,
-        headers,
-        framing,
-        keep_alive,
-    })
-}
-
-/// The length `value` gives, which must equal the `previous` one.
-fn content_length(previous: Option<u64>, value: &[u8]) -> Result<Option<u64>, &'static str> {
-    let mut length = previous;
-    for part in value.split(|byte| *byte == b',') {
-        let part = part.trim_ascii();
-        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-            return Err("invalid content-length");
-        }
-        let parsed = part.iter().fold(0u64, |sum, digit| sum * 10 + u64::from(digit - b'0'));
-        if length.is_some_and(|length| length != parsed) {
-            return Err("conflicting content-length");
-        }
-        length = Some(parsed);
-    }
-    Ok(length)
-}
-
 // === impl InlineBody ===
 
 /// A response body read from its connection as it is polled. Read to its end, it puts the
@@ -620,23 +423,15 @@ struct InlineBody {
     conn: Option<Conn>,
     /// Read but not yet yielded.
     buf: BytesMut,
-    reading: Reading,
+    reading: BodyReader,
     /// Where the connection goes at the end; `None` when it must close.
     home: Option<Home>,
     read_size: usize,
 }
 
-enum Reading {
-    /// This many bytes not yet yielded.
-    Length(u64),
-    Chunked(Chunked),
-    Close,
-    Done,
-}
-
 impl InlineBody {
     fn finish(&mut self) {
-        self.reading = Reading::Done;
+        self.reading = BodyReader::Done;
         let conn = self.conn.take();
         // The body's buffer, grown for the body, is not kept: the connection reads its next
         // head into a new one.
@@ -652,7 +447,7 @@ impl InlineBody {
         &mut self,
         error: impl Into<crate::body::BoxError>,
     ) -> Poll<Option<Result<Frame<Bytes>, crate::body::BoxError>>> {
-        self.reading = Reading::Done;
+        self.reading = BodyReader::Done;
         self.conn = None;
         self.home = None;
         Poll::Ready(Some(Err(error.into())))
@@ -660,35 +455,13 @@ impl InlineBody {
 
     /// What `buf` holds of the body now, ending the body when that is all of it.
     fn buffered(&mut self) -> Result<Option<Bytes>, &'static str> {
-        match &mut self.reading {
-            Reading::Length(remaining) => {
-                if self.buf.is_empty() {
-                    return Ok(None);
-                }
-                let take = (*remaining).min(self.buf.len() as u64);
-                *remaining -= take;
-                let last = *remaining == 0;
-                // `take` fits in usize: it is at most `buf.len()`.
-                let data = self.buf.split_to(take as usize).freeze();
-                if last {
-                    self.finish();
-                }
-                Ok(Some(data))
-            }
-            Reading::Chunked(decoder) => {
-                decoder.advance(&mut self.buf)?;
-                let data = decoder.data(&mut self.buf);
-                // Past the data, whatever framing is buffered too: when that is the end, the
-                // connection goes back now rather than at a poll that may never come.
-                let _later = decoder.advance(&mut self.buf);
-                if decoder.is_done() {
-                    self.finish();
-                }
-                Ok(data)
-            }
-            Reading::Close => Ok((!self.buf.is_empty()).then(|| self.buf.split().freeze())),
-            Reading::Done => Ok(None),
+        let data = self.reading.decode(&mut self.buf)?;
+        // When the body is complete the connection goes back now rather than at a poll that may
+        // never come.
+        if self.reading.is_done() && self.conn.is_some() {
+            self.finish();
         }
+        Ok(data)
     }
 }
 
@@ -710,14 +483,14 @@ impl HttpBody for InlineBody {
             let mut spare = this.buf.capacity() - this.buf.len();
             if spare < READ_MIN / 4 {
                 let wanted = match this.reading {
-                    Reading::Length(remaining) => remaining.min(this.read_size as u64) as usize,
+                    BodyReader::Length(remaining) => remaining.min(this.read_size as u64) as usize,
                     _ => this.read_size,
                 };
                 this.buf.reserve(wanted);
                 spare = this.buf.capacity() - this.buf.len();
             }
             match ready!(tokio_util::io::poll_read_buf(Pin::new(stream), cx, &mut this.buf)) {
-                Ok(0) if matches!(this.reading, Reading::Close) => {
+                Ok(0) if matches!(this.reading, BodyReader::Close) => {
                     this.finish();
                     return Poll::Ready(None);
                 }
@@ -733,14 +506,14 @@ impl HttpBody for InlineBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.reading, Reading::Done)
+        matches!(self.reading, BodyReader::Done)
     }
 
     fn size_hint(&self) -> SizeHint {
         match self.reading {
-            Reading::Length(remaining) => SizeHint::with_exact(remaining),
-            Reading::Done => SizeHint::with_exact(0),
-            Reading::Chunked(_) | Reading::Close => SizeHint::default(),
+            BodyReader::Length(remaining) => SizeHint::with_exact(remaining),
+            BodyReader::Done => SizeHint::with_exact(0),
+            BodyReader::Chunked(_) | BodyReader::Close => SizeHint::default(),
         }
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::auth::session::{SessionId, SessionStore};
+use crate::session::{SessionId, SessionStore};
 
 /// Close code 1008 (policy violation) and the reference's reason.
 const SESSION_ENDED: (u16, &str) = (1008, "Session ended!");

@@ -3,6 +3,7 @@
 //! head is bodiless HTTP/1.1, the request it builds is the parsed head, and bytes it leaves for
 //! hyper are untouched.
 
+use http::header::{HeaderName, HeaderValue};
 use proptest::prelude::*;
 
 use super::*;

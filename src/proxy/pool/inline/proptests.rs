@@ -3,9 +3,12 @@
 //! (status, fields, what is left in the buffer), framed by RFC 9112 §6.3; a plain head is never
 //! refused; and it holds no more than it was given.
 
+use http::header::{HeaderName, HeaderValue};
+use http::StatusCode;
 use proptest::prelude::*;
 
 use super::*;
+use crate::http1::MAX_HEADERS;
 use crate::proxy::headers::is_hop_by_hop;
 
 /// A final head as `httparse` reads it, after interim (1xx) heads: (status, fields, head length

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use self::certificate::{expiry_level, format_seconds, format_unix};
 pub use self::certificate::{CertificateInfo, CredentialError, ExpiryLevel};
 use super::xsuaa::IdpClient;
-use super::{Auth, Clock};
+use super::Clock;
 use crate::config::{BindingSource, XsuaaCredentials};
 
 /// How often the certificate's details and expiry are logged when nothing changes.
@@ -218,9 +218,19 @@ impl Rotation {
         &self.folder
     }
 
+    /// The binding's name.
+    pub fn binding(&self) -> &str {
+        &self.name
+    }
+
+    pub(super) fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
     /// Re-reads the binding and, when it holds new credentials that pass every check, swaps them
-    /// into `idp`. Reloads run one at a time.
-    pub async fn reload(&self, idp: &IdpClient, trigger: Trigger) -> Reload {
+    /// into `idp`, the client that owns this rotation (see [`IdpClient::reload`]). Reloads run one
+    /// at a time.
+    pub(super) async fn reload(&self, idp: &IdpClient, trigger: Trigger) -> Reload {
         let reads_before = self.reads.load(Ordering::Acquire);
         let mut seen = self.seen.lock().await;
         if trigger == Trigger::Rejected && self.reads.load(Ordering::Acquire) != reads_before {
@@ -367,32 +377,28 @@ fn same_identity(current: &XsuaaCredentials, candidate: &XsuaaCredentials) -> Re
 
 // === tasks ===
 
-/// Starts what keeps `auth`'s client certificate current: the expiry log (x509 credentials) and,
-/// for binding files, the watcher (poll plus `SIGHUP`) and the reload-on-rejection path of the
-/// token client. Must run inside a tokio runtime; the tasks end when `auth` is dropped.
-pub fn start(auth: &Arc<Auth>) {
-    let status = auth.idp.status().clone();
-    if auth.credentials.is_x509() {
+/// Starts what keeps `idp`'s client certificate current: the expiry log (x509 credentials) and,
+/// for binding files, the watcher (poll every `poll_interval` plus `SIGHUP`). Must run inside a
+/// tokio runtime; the tasks end when `idp` is dropped.
+pub fn start(idp: &Arc<IdpClient>, clock: Clock, expiry_warning: Duration, poll_interval: Duration) {
+    if idp.is_x509() {
         tokio::spawn(monitor_expiry(
-            Arc::downgrade(&status),
-            auth.clock,
-            auth.settings.certificate_expiry_warning,
+            Arc::downgrade(idp.status()),
+            clock,
+            expiry_warning,
             EXPIRY_LOG_PERIOD,
         ));
     }
-    let Some(rotation) = Rotation::for_credentials(&auth.credentials, auth.clock) else {
+    let Some(rotation) = idp.rotation() else {
         return;
     };
-    let rotation = Arc::new(rotation);
-    auth.idp.attach_rotation(rotation.clone());
-    let interval = auth.settings.binding_poll_interval;
     tracing::info!(
-        binding = %auth.credentials.name,
+        binding = %rotation.binding(),
         folder = %rotation.folder().display(),
-        interval_ms = interval.as_millis() as u64,
+        interval_ms = poll_interval.as_millis() as u64,
         "watching the XSUAA binding for rotated credentials (SIGHUP re-reads it at once)"
     );
-    tokio::spawn(watch_binding(Arc::downgrade(auth), rotation, interval, hangup_signal()));
+    tokio::spawn(watch_binding(Arc::downgrade(idp), poll_interval, hangup_signal()));
 }
 
 #[cfg(unix)]
@@ -428,7 +434,7 @@ async fn next_hangup(signal: &mut Option<Hangup>) {
     std::future::pending::<()>().await;
 }
 
-async fn watch_binding(auth: Weak<Auth>, rotation: Arc<Rotation>, interval: Duration, mut hangup: Option<Hangup>) {
+async fn watch_binding(idp: Weak<IdpClient>, interval: Duration, mut hangup: Option<Hangup>) {
     let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -436,8 +442,8 @@ async fn watch_binding(auth: Weak<Auth>, rotation: Arc<Rotation>, interval: Dura
             _ = ticker.tick() => Trigger::Poll,
             () = next_hangup(&mut hangup) => Trigger::Signal,
         };
-        let Some(auth) = auth.upgrade() else { break };
-        rotation.reload(&auth.idp, trigger).await;
+        let Some(idp) = idp.upgrade() else { break };
+        idp.reload(trigger).await;
     }
 }
 

@@ -246,19 +246,19 @@ async fn reload_swaps_verified_credentials_and_keeps_the_old_on_refusal() {
     write_plain(folder.path(), &binding_fields(&first.cert_pem, &first.key_pem));
     let initial = credentials(folder.path(), &first.cert_pem, &first.key_pem);
     let idp = IdpClient::new(&initial, Arc::new(RootCertStore::empty()), Duration::from_secs(1)).unwrap();
-    let rotation = Rotation::for_credentials(&initial, Clock::System).unwrap();
+    assert!(idp.rotation().is_some(), "credentials from files are watched");
 
-    assert_eq!(rotation.reload(&idp, Trigger::Poll).await, Reload::Unchanged);
+    assert_eq!(idp.reload(Trigger::Poll).await, Reload::Unchanged);
     assert_eq!(idp.status().reloads().generation, 0);
 
     let second = mint_for(Duration::from_secs(14 * 24 * HOUR));
     write_plain(folder.path(), &binding_fields(&second.cert_pem, &second.key_pem));
-    assert_eq!(rotation.reload(&idp, Trigger::Poll).await, Reload::Rotated);
+    assert_eq!(idp.reload(Trigger::Poll).await, Reload::Rotated);
     let status = idp.status();
     assert_eq!(status.reloads().generation, 1);
     let expected = certificate::inspect(&second.cert_pem).unwrap();
     assert_eq!(status.not_after(), Some(expected.not_after));
-    assert_eq!(rotation.reload(&idp, Trigger::Poll).await, Reload::Unchanged);
+    assert_eq!(idp.reload(Trigger::Poll).await, Reload::Unchanged);
 
     let third = mint_for(Duration::from_secs(7 * 24 * HOUR));
     let start = SystemTime::now();
@@ -298,7 +298,7 @@ async fn reload_swaps_verified_credentials_and_keeps_the_old_on_refusal() {
             std::fs::remove_file(file.unwrap().path()).unwrap();
         }
         write_plain(folder.path(), &fields);
-        let outcome = rotation.reload(&idp, Trigger::Poll).await;
+        let outcome = idp.reload(Trigger::Poll).await;
         assert!(
             matches!(&outcome, Reload::Refused(error) if error.to_string().contains(reason)),
             "{case}: {outcome:?}"
@@ -312,17 +312,13 @@ async fn reload_swaps_verified_credentials_and_keeps_the_old_on_refusal() {
         );
         assert_eq!(status.not_after(), Some(expected.not_after), "{case}");
         // Reported once; a poll of the same content stays quiet, SIGHUP looks again.
-        assert_eq!(rotation.reload(&idp, Trigger::Poll).await, Reload::Unchanged, "{case}");
+        assert_eq!(idp.reload(Trigger::Poll).await, Reload::Unchanged, "{case}");
         assert!(
-            matches!(rotation.reload(&idp, Trigger::Signal).await, Reload::Refused(_)),
+            matches!(idp.reload(Trigger::Signal).await, Reload::Refused(_)),
             "{case}"
         );
         assert_eq!(status.reloads().refused, refused + 2, "{case}");
-        assert_eq!(
-            rotation.reload(&idp, Trigger::Rejected).await,
-            Reload::Unchanged,
-            "{case}"
-        );
+        assert_eq!(idp.reload(Trigger::Rejected).await, Reload::Unchanged, "{case}");
     }
 }
 
@@ -337,8 +333,8 @@ async fn a_key_outside_the_binding_is_kept() {
     write_plain(folder.path(), &fields);
     let initial = credentials(folder.path(), &first.cert_pem, &first.key_pem);
     let idp = IdpClient::new(&initial, Arc::new(RootCertStore::empty()), Duration::from_secs(1)).unwrap();
-    let rotation = Rotation::for_credentials(&initial, Clock::System).unwrap();
-    assert_eq!(rotation.reload(&idp, Trigger::Poll).await, Reload::Unchanged);
+    assert!(idp.rotation().is_some(), "credentials from files are watched");
+    assert_eq!(idp.reload(Trigger::Poll).await, Reload::Unchanged);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! secret) or with the client secret to `url`, and plain GETs for keys and user info. Connections
 //! are pooled, so a thousand logins cost a handful of TLS handshakes.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -15,7 +15,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
 use serde::Deserialize;
 
-use super::rotation::{certificate, CredentialStatus, Rotation, Trigger};
+use super::rotation::{certificate, CredentialStatus, Reload, Rotation, Trigger};
+use super::Clock;
 use crate::body::{self, Body};
 use crate::config::XsuaaCredentials;
 use crate::connect::{Connector, Protocols, Trust};
@@ -97,8 +98,9 @@ pub struct IdpClient {
     roots: Arc<RootCertStore>,
     timeout: Duration,
     status: Arc<CredentialStatus>,
-    /// Re-reads rotated binding files when the identity provider rejects our client.
-    rotation: OnceLock<Arc<Rotation>>,
+    /// Re-reads rotated binding files (credentials from files only): polled by the watcher
+    /// task, and at once when the identity provider rejects our client.
+    rotation: Option<Rotation>,
 }
 
 impl IdpClient {
@@ -118,7 +120,7 @@ impl IdpClient {
             roots,
             timeout,
             status: Arc::new(CredentialStatus::new(certificate_info(credentials))),
-            rotation: OnceLock::new(),
+            rotation: Rotation::for_credentials(credentials, Clock::System),
         })
     }
 
@@ -127,9 +129,31 @@ impl IdpClient {
         &self.status
     }
 
-    /// Lets a rejected token request re-read the binding through `rotation` (once per client).
-    pub fn attach_rotation(&self, rotation: Arc<Rotation>) {
-        let _ = self.rotation.set(rotation);
+    /// True when the client authenticates with a certificate (mutual TLS), not a secret.
+    pub fn is_x509(&self) -> bool {
+        self.token.load().x509
+    }
+
+    /// Checks new certificates against `clock` (tokio's in paused-time tests).
+    pub fn with_clock(mut self, clock: Clock) -> IdpClient {
+        if let Some(rotation) = &mut self.rotation {
+            rotation.set_clock(clock);
+        }
+        self
+    }
+
+    /// What re-reads the binding; `None` unless the credentials come from binding files.
+    pub fn rotation(&self) -> Option<&Rotation> {
+        self.rotation.as_ref()
+    }
+
+    /// Re-reads the binding (credentials from files only) and, when it holds new credentials that
+    /// pass every check, swaps them in; reloads run one at a time.
+    pub async fn reload(&self, trigger: Trigger) -> Reload {
+        match &self.rotation {
+            Some(rotation) => rotation.reload(self, trigger).await,
+            None => Reload::Unchanged,
+        }
     }
 
     /// Replaces the client identity (a rotated certificate); requests in flight finish on the old
@@ -194,9 +218,7 @@ impl IdpClient {
             Err(error) if error.is_client_rejected() => error,
             other => return other,
         };
-        if let Some(rotation) = self.rotation.get() {
-            rotation.reload(self, Trigger::Rejected).await;
-        }
+        self.reload(Trigger::Rejected).await;
         let current = self.token.load_full();
         if Arc::ptr_eq(&current, &endpoint) {
             return Err(error);

@@ -50,7 +50,7 @@ use tokio::time::Instant;
 use self::connection::{connect, Connection};
 use self::keyring::{hex, KeyName, Keyring, Kind};
 use self::touch::TouchMap;
-use super::session::{LoginAttempt, RefreshLock, Session, SessionId, SessionStore, StoreError, StoreFuture};
+use super::{LoginAttempt, RefreshLock, Session, SessionId, SessionStore, StoreError, StoreFuture};
 use crate::config::RedisSettings;
 use crate::util::random_bytes;
 

@@ -102,7 +102,7 @@ fn check(input: &[u8], cuts: &[usize]) -> Result<(), TestCaseError> {
     let mut cuts: Vec<usize> = cuts.iter().map(|cut| cut % (input.len() + 1)).collect();
     cuts.push(input.len());
     cuts.sort_unstable();
-    let mut decoder = Chunked::new();
+    let mut decoder = ChunkedDecoder::new();
     let mut buf = BytesMut::new();
     let mut data = Vec::new();
     let mut failed = false;

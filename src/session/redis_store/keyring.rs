@@ -164,7 +164,7 @@ pub(super) fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::session::SessionId;
+    use crate::session::SessionId;
 
     fn keyring(secrets: &[&str]) -> Keyring {
         Keyring::new(&secrets.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()

@@ -1,7 +1,10 @@
-//! The chunked transfer coding of a response body (RFC 9112 §7.1), decoded in place from the read
-//! buffer: chunk data is split off as frames without copying, the framing and trailers are dropped.
+//! The chunked transfer coding (RFC 9112 §7.1): decoded in place from the read buffer (chunk data
+//! is split off as frames without copying, the framing and trailers are dropped), and encoded as
+//! a size line before each piece of data and the last chunk after them.
 
 use bytes::{Buf, Bytes, BytesMut};
+
+use super::Framing;
 
 /// Longest chunk-size line, extensions included; hyper allows a similar amount.
 const MAX_SIZE_LINE: usize = 8 * 1024;
@@ -11,7 +14,7 @@ const MAX_TRAILERS: usize = 64 * 1024;
 
 /// Where the decoder is in the body.
 #[derive(Debug)]
-pub(super) struct Chunked {
+pub struct ChunkedDecoder {
     state: State,
 }
 
@@ -29,13 +32,14 @@ enum State {
     Done,
 }
 
-impl Chunked {
-    pub(super) fn new() -> Chunked {
-        Chunked { state: State::Size }
+impl ChunkedDecoder {
+    /// A decoder at the start of a body.
+    pub fn new() -> ChunkedDecoder {
+        ChunkedDecoder { state: State::Size }
     }
 
     /// Whether the body has been read to its end (trailers included).
-    pub(super) fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         self.state == State::Done
     }
 
@@ -45,7 +49,7 @@ impl Chunked {
     ///
     /// # Errors
     /// A malformed or oversized chunk-size line, a missing CRLF, oversized trailers.
-    pub(super) fn advance(&mut self, buf: &mut BytesMut) -> Result<(), &'static str> {
+    pub fn advance(&mut self, buf: &mut BytesMut) -> Result<(), &'static str> {
         loop {
             match self.state {
                 State::Size => {
@@ -94,8 +98,8 @@ impl Chunked {
     }
 
     /// Splits the next piece of chunk data off the front of `buf`, when the decoder is inside a
-    /// chunk and `buf` holds some of it. Call [`Chunked::advance`] first.
-    pub(super) fn data(&mut self, buf: &mut BytesMut) -> Option<Bytes> {
+    /// chunk and `buf` holds some of it. Call [`ChunkedDecoder::advance`] first.
+    pub fn data(&mut self, buf: &mut BytesMut) -> Option<Bytes> {
         let State::Data(remaining) = self.state else {
             return None;
         };
@@ -157,5 +161,106 @@ fn chunk_size(line: &[u8]) -> Result<u64, &'static str> {
     }
 }
 
+impl Default for ChunkedDecoder {
+    fn default() -> ChunkedDecoder {
+        ChunkedDecoder::new()
+    }
+}
+
+// === reading ===
+
+/// Where a reader is in a body framed by [`Framing`]: what the read buffer holds of it is split
+/// off as data (no copy), the framing dropped.
+#[derive(Debug)]
+pub enum BodyReader {
+    /// This many bytes not yet yielded.
+    Length(u64),
+    /// A chunked body.
+    Chunked(ChunkedDecoder),
+    /// Until the connection closes.
+    Close,
+    /// The body has ended.
+    Done,
+}
+
+impl BodyReader {
+    /// A reader at the start of a body framed by `framing`; an empty body is read as one that
+    /// ends at the connection's close, which a bodiless answer's reader never waits for.
+    pub fn new(framing: Framing) -> BodyReader {
+        match framing {
+            Framing::Length(length) => BodyReader::Length(length),
+            Framing::Chunked => BodyReader::Chunked(ChunkedDecoder::new()),
+            Framing::Empty | Framing::Close => BodyReader::Close,
+        }
+    }
+
+    /// Whether the body has been read to its end (a body read until close never ends here: the
+    /// connection's end is the caller's to see).
+    pub fn is_done(&self) -> bool {
+        matches!(self, BodyReader::Done)
+    }
+
+    /// Splits what `buf` holds of the body off its front; past a chunk's data, what framing is
+    /// buffered too is consumed, so that a body whose end has arrived is done at once.
+    ///
+    /// # Errors
+    /// Malformed chunked framing.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, &'static str> {
+        match self {
+            BodyReader::Length(remaining) => {
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                let take = (*remaining).min(buf.len() as u64);
+                *remaining -= take;
+                let last = *remaining == 0;
+                // `take` fits in usize: it is at most `buf.len()`.
+                let data = buf.split_to(take as usize).freeze();
+                if last {
+                    *self = BodyReader::Done;
+                }
+                Ok(Some(data))
+            }
+            BodyReader::Chunked(decoder) => {
+                decoder.advance(buf)?;
+                let data = decoder.data(buf);
+                let _later = decoder.advance(buf);
+                if decoder.is_done() {
+                    *self = BodyReader::Done;
+                }
+                Ok(data)
+            }
+            BodyReader::Close => Ok((!buf.is_empty()).then(|| buf.split().freeze())),
+            BodyReader::Done => Ok(None),
+        }
+    }
+}
+
+// === encoding ===
+
+/// The last chunk and the empty trailer section: the end of a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// `size` in lowercase hex and CRLF: the size line before a chunk's data (which is followed by
+/// CRLF).
+pub fn write_chunk_size(out: &mut Vec<u8>, size: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut rest = size;
+    loop {
+        at -= 1;
+        digits[at] = DIGITS[rest & 0xf];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
+}
+
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod tests;

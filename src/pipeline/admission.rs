@@ -1,0 +1,41 @@
+//! The phases that answer or admit a request before routing, as the reference does: CORS, the
+//! websocket admission, the framing allowlist service, and the `welcomeFile` redirect.
+
+use http::request::Parts;
+
+use super::{Flow, Phase, RequestCtx};
+use crate::body;
+
+/// CORS: a preflight is answered here; an actual cross-origin request goes on with the headers
+/// its response will carry.
+pub(super) fn cors(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> Phase {
+    match crate::cors::check(&ctx.snapshot.config, parts, ctx.connection.scheme)? {
+        crate::cors::Decision::Respond(response) => Ok(Flow::Answer(response)),
+        crate::cors::Decision::Continue(headers) => {
+            ctx.cors = headers;
+            Ok(Flow::Next)
+        }
+    }
+}
+
+/// Websocket admission: an upgrade is refused unless websockets are on and its origin is allowed.
+pub(super) fn admit_websocket(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> Phase {
+    ctx.websocket = crate::proxy::websocket::admit(&ctx.snapshot.config, parts, ctx.connection.scheme)?;
+    Ok(Flow::Next)
+}
+
+/// The framing allowlist service (`whitelistService`) answers at its endpoint.
+pub(super) fn framing(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> Phase {
+    Ok(match crate::clickjacking::respond(&ctx.snapshot.config, parts) {
+        Some(response) => Flow::Answer(response),
+        None => Flow::Next,
+    })
+}
+
+/// `welcomeFile`: a request for exactly `/` is redirected there.
+pub(super) fn welcome(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> Phase {
+    Ok(match &ctx.snapshot.config.welcome_file {
+        Some(file) if parts.uri.path() == "/" => Flow::Answer(body::found(file)),
+        _ => Flow::Next,
+    })
+}

@@ -1,0 +1,179 @@
+//! The phases toward a destination: `upstream_identity` (what the backend learns about the user),
+//! the request as the destination gets it, `forward` or `websocket`, and `keep_backend_cookies`.
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::Response;
+use tokio::time::Instant;
+
+use super::{Answer, Flow, Phase, RequestCtx};
+use crate::body::{self, Body, BoxError};
+use crate::config::Route;
+use crate::error::GatewayError;
+use crate::proxy::headers::{self, Forwarding};
+use crate::proxy::{self, ForwardRequest};
+use crate::session::Session;
+use crate::{auth, routing};
+
+/// What the backend learns about the user: the client's own credentials and our cookies are
+/// removed, the session's access token is added where the destination asks for it, and the
+/// backend cookies kept for the destination go with the request.
+pub(super) fn upstream_identity(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> Phase {
+    let (route, destination) = ctx.route.zip(ctx.destination).ok_or(routing::Error::RouteNotFound)?;
+    let session = ctx.session();
+    let headers = &mut parts.headers;
+    if let Some(auth) = &ctx.state.auth {
+        let session_cookie = auth.settings.session_cookie.as_str();
+        headers::strip_cookies(headers, |name| is_router_cookie(session_cookie, name));
+    }
+    if route.is_protected() {
+        headers.remove(header::AUTHORIZATION);
+        if let (true, Some(session)) = (destination.forward_auth_token, session) {
+            headers.insert(header::AUTHORIZATION, session.access_token.header().clone());
+        }
+    }
+    if let (true, Some(session)) = (keeps_backend_cookies(route, session), session) {
+        auth::backend_cookies::add_to_request(headers, session, &destination.name);
+    }
+    Ok(Flow::Next)
+}
+
+/// The request as the destination gets it: the body under its limit, and what the forwarding
+/// headers say.
+pub(super) fn request<'s, 'c, B>(
+    parts: &Parts,
+    incoming: B,
+    ctx: &'c RequestCtx<'s>,
+) -> Result<(Body, ForwardRequest<'s, 'c>), GatewayError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let destination = ctx.destination.ok_or(routing::Error::RouteNotFound)?;
+    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let forwarding = Forwarding {
+        peer: ctx.connection.peer.ip(),
+        scheme: ctx.connection.scheme,
+        host,
+        original_path: ctx.path(),
+        set_x_forwarded: destination.set_x_forwarded_headers,
+        correlation_id: &ctx.correlation_id,
+    };
+    let body = request_body(incoming, &parts.headers, ctx.snapshot.config.server.max_request_body)?;
+    let request = ForwardRequest {
+        destination,
+        url: std::borrow::Cow::Borrowed(ctx.url()),
+        forwarding,
+        started: Instant::now(),
+    };
+    Ok((body, request))
+}
+
+/// Forwards the request to its destination, streaming both ways.
+pub(super) async fn forward<B>(parts: Parts, incoming: B, ctx: &mut RequestCtx<'_>) -> Answer
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (body, request) = request(&parts, incoming, ctx)?;
+    let started = request.started;
+    let forwarded = proxy::forward(&ctx.snapshot.upstream, parts, body, request).await;
+    ctx.upstream = Some(started.elapsed());
+    Ok(forwarded?)
+}
+
+/// Opens the websocket tunnel to the destination; a logged-in user's websocket closes when the
+/// session ends.
+pub(super) async fn websocket<B>(parts: Parts, incoming: B, ctx: &mut RequestCtx<'_>) -> Answer
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    // The body limit applies to the upgrade request too; the body itself is not sent on.
+    let (_body, request) = request(&parts, incoming, ctx)?;
+    let started = request.started;
+    let state = ctx.state;
+    let watch = state.auth.as_ref().zip(ctx.user.as_ref()).map(|(auth, (id, _))| {
+        proxy::websocket::SessionWatch::new(auth.store.clone(), *id, ctx.snapshot.config.ws_session_check)
+    });
+    let opened = Box::pin(proxy::websocket::proxy(
+        &ctx.snapshot.upstream,
+        parts,
+        request,
+        watch,
+        state.metrics.websocket(),
+    ))
+    .await;
+    ctx.upstream = Some(started.elapsed());
+    Ok(opened?)
+}
+
+/// A logged-in user's backend session cookies stay in the session instead of reaching the browser
+/// (`setBackendSessionCookies` off).
+pub(super) async fn keep_backend_cookies(
+    response: &mut Response<Body>,
+    ctx: &mut RequestCtx<'_>,
+) -> Result<(), GatewayError> {
+    let state = ctx.state;
+    let (Some(route), Some(destination), Some(auth), Some((id, session))) =
+        (ctx.route, ctx.destination, &state.auth, &ctx.user)
+    else {
+        return Ok(());
+    };
+    if !keeps_backend_cookies(route, Some(session)) {
+        return Ok(());
+    }
+    let cookies = auth::backend_cookies::take_session_cookies(response.headers_mut());
+    if !cookies.is_empty() {
+        let updated = auth::backend_cookies::with_cookies(session, &destination.name, cookies);
+        // `update`, not `save`: a logout while the backend answered must not be undone.
+        auth.store
+            .update(id, Arc::new(updated))
+            .await
+            .map_err(auth::Error::from)?;
+    }
+    Ok(())
+}
+
+/// True when the router keeps the destination's session cookies in the user's session instead of
+/// passing them to the browser (`setBackendSessionCookies` off, a logged-in user).
+fn keeps_backend_cookies(route: &Route, session: Option<&Session>) -> bool {
+    session.is_some() && !route.set_backend_session_cookies
+}
+
+/// The request body with `MAX_REQUEST_BODY` applied: a declared `Content-Length` above the limit
+/// is refused at once; a streamed body fails when it passes the limit
+/// ([`crate::error::is_body_too_large`]).
+fn request_body<B>(incoming: B, headers: &http::HeaderMap, max: Option<u64>) -> Result<Body, GatewayError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let Some(max) = max else {
+        return Ok(body::boxed(incoming));
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| crate::http1::content_length(value.as_bytes()));
+    if declared.is_some_and(|length| length > max) {
+        return Err(GatewayError::PayloadTooLarge);
+    }
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    Ok(body::boxed(http_body_util::Limited::new(incoming, max)))
+}
+
+/// The router's own cookies, which backends never see: the session cookie, the login binding
+/// cookie (`login::binding_cookie`, recognised here without building its name) and the fragment
+/// cookie.
+pub(super) fn is_router_cookie(session_cookie: &str, name: &[u8]) -> bool {
+    name.strip_prefix(session_cookie.as_bytes())
+        .is_some_and(|rest| rest.is_empty() || rest == crate::auth::login::BINDING_SUFFIX.as_bytes())
+        || name == crate::auth::login::FRAGMENT_COOKIE.as_bytes()
+}
