@@ -71,8 +71,7 @@ async fn echo_backend() -> EchoBackend {
             let events_tx = events_tx.clone();
             tokio::spawn(async move {
                 let opened = events_tx.clone();
-                // The error type is tungstenite's, large or not.
-                #[allow(clippy::result_large_err)]
+                #[expect(clippy::result_large_err, reason = "the error type is tungstenite's")]
                 let callback = move |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
                     let _ = opened.send(Event::Opened(request.uri().to_string(), request.headers().clone()));
                     let offered = request

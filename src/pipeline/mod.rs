@@ -124,9 +124,7 @@ macro_rules! run {
 ///
 /// The request body is hyper's for requests hyper parsed, and empty for those of the HTTP/1 fast
 /// lane ([`crate::server`]).
-// A plain function returning an `async` block, not an `async fn`: an `async fn` keeps its
-// arguments twice (as arguments and as the locals they are moved into), and this future is moved
-// into place for every request.
+// A plain function returning a future (ARCHITECTURE.md, "Hot-path idioms"): this future is moved into place per request.
 pub fn handle<B>(
     state: &AppState,
     request: Request<B>,
@@ -178,7 +176,7 @@ where
                 } else {
                     tracing::info!(correlation_id, route = ctx.route_index, status = status.as_u16(), error = %error, "request refused");
                 }
-                // Boxed: rare paths stay out of the hot future's size (it is moved on every poll setup).
+                // A boxed rare path (ARCHITECTURE.md, "Hot-path idioms").
                 Box::pin(error::respond(&error, &snapshot.config, ctx.path())).await
             }
         };
@@ -217,8 +215,8 @@ enum Step<'s, 'c> {
         body: Body,
         request: ForwardRequest<'s, 'c>,
     },
-    /// The phases that wait. Boxed: their state is large and public requests would otherwise
-    /// carry and move it.
+    /// The phases that wait, boxed as a rare path (ARCHITECTURE.md, "Hot-path idioms"): public requests do not carry
+    /// their state.
     Wait(std::pin::Pin<Box<dyn std::future::Future<Output = (Answer, Upstream)> + Send + 'c>>),
 }
 

@@ -22,7 +22,7 @@ pub(super) async fn static_files(parts: &Parts, ctx: &RequestCtx<'_>) -> Answer 
         original_path: ctx.path(),
         cache_control: route.cache_control.as_ref(),
     };
-    // Boxed: its state is large and other routes would carry it.
+    // A boxed rare path (ARCHITECTURE.md, "Hot-path idioms"): other routes do not carry its state.
     Ok(Box::pin(static_files::serve(request)).await?)
 }
 

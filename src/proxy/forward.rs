@@ -27,10 +27,8 @@ pub struct ForwardRequest<'d, 'a> {
 ///
 /// # Errors
 /// [`Error::UpstreamConnect`] (502), [`Error::UpstreamTimeout`] (504), [`Error::InvalidUpstreamUri`].
-// A plain function over combinators, not an `async fn`: the request is prepared before the future
-// exists, so the future holds only the upstream call (an `async fn` would keep the request parts
-// twice beside it, and this future is moved into place for every proxied request). The future
-// borrows only the upstream and the destination, not the request's context.
+// A plain function returning a future (ARCHITECTURE.md, "Hot-path idioms"): the request is prepared before the future
+// exists, which holds only the upstream call and borrows only the upstream and the destination.
 pub fn forward<'d>(
     upstream: &'d Upstream,
     mut parts: http::request::Parts,

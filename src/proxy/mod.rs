@@ -78,8 +78,7 @@ impl Upstream {
     ///
     /// # Errors
     /// [`Error::UpstreamConnect`] (502) or [`Error::UpstreamTimeout`] (504).
-    // A plain function over combinators, not an `async fn`: an `async fn` keeps its arguments
-    // beside the future it awaits, and this future sits inside every proxied request's.
+    // A plain function returning a future (ARCHITECTURE.md, "Hot-path idioms"): it sits inside every proxied request's.
     fn send<'a>(
         &'a self,
         destination: &'a Destination,

@@ -218,8 +218,8 @@ impl Pool {
             return Either::Left(Either::Right(inline::send(home, request, &added, deadline)));
         }
         added.insert_into(request.headers_mut());
-        // Boxed: hyper's path (bodies, TLS, HTTP/2, tunnels) makes a future several times the
-        // inline one's size, which every request would otherwise carry and move.
+        // Hyper's path (bodies, TLS, HTTP/2, tunnels), boxed as a rare path (ARCHITECTURE.md, "Hot-path idioms"): its
+        // future is several times the inline one's size.
         Either::Right(Box::pin(async move {
             tokio::time::timeout_at(deadline, self.send_hyper(home, request))
                 .await
@@ -249,7 +249,7 @@ impl Pool {
                 _ => break,
             }
         }
-        // Boxed: connecting (TCP, TLS, handshake) is rare next to reuse and its future is large.
+        // Connecting is rare next to reuse: boxed (ARCHITECTURE.md, "Hot-path idioms").
         let sender = Box::pin(self.connect(&home, uri)).await?;
         match send_on(sender, request, &home).await {
             Ok(response) => Ok(response),

@@ -1,6 +1,10 @@
 //! Builders for integration tests: a real backend on loopback, the router in-process on
 //! `127.0.0.1:0`, the real binary, and a test client that never follows redirects.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    unused_imports,
+    reason = "every test crate compiles this module and uses a different part of it"
+)]
 
 pub mod backend;
 pub mod chromium;
@@ -19,7 +23,6 @@ use approuter::config::{Config, Env};
 use approuter::state::AppState;
 use tokio::sync::oneshot;
 
-#[allow(unused_imports)]
 pub use backend::{backend, Backend, Seen};
 
 /// A router running in this process.

@@ -109,7 +109,7 @@ pub(super) fn send(
                 Err(failure) => return Err(failure.error),
             }
         }
-        // Boxed: a new connection is rare next to reuse, and connecting makes a large future.
+        // A new connection is rare next to reuse: boxed (ARCHITECTURE.md, "Hot-path idioms").
         Box::pin(async {
             let conn = connect(&home.authority, deadline).await?;
             exchange(conn, &head, is_head, &home, deadline)

@@ -1,7 +1,10 @@
 //! Shared helpers for the integration tests: HTTPS clients that trust the
 //! dev CA and never follow redirects, PKCE, and a scripted login.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "every test crate compiles this module and uses a different part of it"
+)]
 
 use aws_lc_rs::digest;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
