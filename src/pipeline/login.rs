@@ -55,9 +55,9 @@ pub(super) async fn authenticate(parts: &mut Parts, ctx: &mut RequestCtx<'_>) ->
     let auth = state.auth.as_ref().ok_or(auth::Error::NotConfigured)?;
     let dynamic = route.dynamic_identity_provider || auth.settings.dynamic_identity_provider;
     let hint = ctx.idp_hint.as_deref().filter(|_| dynamic);
-    // Boxed here and below: the login, refresh and store futures are large, and requests that do
-    // not need them would otherwise carry their space.
-    match Box::pin(auth.authenticate(parts, route, &ctx.origin(), hint)).await? {
+    // Not boxed: `authenticate` boxes its own rare paths (a store across the network, the
+    // refresh, the login), so what remains is small, and this future is boxed already.
+    match auth.authenticate(parts, route, &ctx.origin(), hint).await? {
         Outcome::User {
             id,
             session,
