@@ -102,10 +102,7 @@ impl Auth {
             Err(IdpError::Refused { status, .. }) if status.is_client_error() => return Err(Error::BasicChallenge),
             Err(error) => return Err(Error::TokenExchange(error)),
         };
-        let claims = self
-            .validator
-            .validate(&self.idp, &tokens.access_token, self.clock.now())
-            .await?;
+        let claims = self.claims_of(&tokens).await?;
         let session = Arc::new(self.session_from(tokens.access_token, tokens.refresh_token, &claims, None));
         let id = SessionId::generate();
         self.store.save(&id, session.clone()).await?;
@@ -221,10 +218,7 @@ impl Auth {
             .token_request("refresh_token", self.idp.refresh(refresh_token))
             .await
             .map_err(Error::TokenExchange)?;
-        let claims = self
-            .validator
-            .validate(&self.idp, &tokens.access_token, self.clock.now())
-            .await?;
+        let claims = self.claims_of(&tokens).await?;
         let refresh_token = tokens.refresh_token.or_else(|| session.refresh_token.clone());
         let fresh = Arc::new(self.session_from(tokens.access_token, refresh_token, &claims, Some(session)));
         if !self.store.update(id, fresh.clone()).await? {

@@ -139,10 +139,7 @@ impl Auth {
             .token_request("authorization_code", exchange)
             .await
             .map_err(Error::TokenExchange)?;
-        let claims = self
-            .validator
-            .validate(&self.idp, &tokens.access_token, self.clock.now())
-            .await?;
+        let claims = self.claims_of(&tokens).await?;
         let session = self.session_from(tokens.access_token, tokens.refresh_token, &claims, None);
         // A new id at every login: a planted cookie never becomes a logged-in session.
         if let Some(old) = cookie_bytes(&parts.headers, &self.settings.session_cookie).and_then(SessionId::parse) {

@@ -23,9 +23,9 @@ pub use self::error::Error;
 use crate::body::Body;
 use crate::config::{AuthSettings, XsuaaCredentials};
 use crate::cookies::CookieFlags;
-use crate::idp::jwt::Validator;
+use crate::idp::jwt::{Claims, Validator};
 use crate::idp::rotation::{self, CredentialStatus};
-use crate::idp::xsuaa::{IdpClient, IdpError};
+use crate::idp::xsuaa::{IdpClient, IdpError, TokenResponse};
 use crate::idp::Clock;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
@@ -151,6 +151,15 @@ impl Auth {
         };
         self.metrics.token_request(grant, outcome, started.elapsed());
         result
+    }
+
+    /// The validated claims of a token response's access token: every token the router keeps has
+    /// passed here.
+    async fn claims_of(&self, tokens: &TokenResponse) -> Result<Claims, Error> {
+        Ok(self
+            .validator
+            .validate(&self.idp, &tokens.access_token, self.clock.now())
+            .await?)
     }
 
     /// True when `parts` is the login callback.
