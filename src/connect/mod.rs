@@ -174,11 +174,11 @@ impl Connector {
         let opening = async {
             match &self.proxy {
                 Some(proxy) => {
-                    let mut stream = tcp_to(proxy.host(), proxy.port_u16().unwrap_or(80), self.connect_timeout).await?;
+                    let mut stream = tcp(proxy.host(), proxy.port_u16().unwrap_or(80), self.connect_timeout).await?;
                     tunnel::tunnel(&mut stream, proxy, authority, port).await?;
                     Ok(stream)
                 }
-                None => tcp_to(authority.host(), port, self.connect_timeout).await,
+                None => tcp(authority.host(), port, self.connect_timeout).await,
             }
         };
         let stream = tokio::time::timeout(self.connect_timeout, opening)
@@ -224,8 +224,12 @@ fn unbracketed(host: &str) -> &str {
 }
 
 /// A TCP connection with `TCP_NODELAY` to the first address of `host` that accepts one, each of
-/// several addresses tried for its share of `timeout`.
-async fn tcp_to(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, Error> {
+/// several addresses tried for its share of `timeout`. The inline HTTP/1.1 client's plain
+/// connections come from here too, so that every outbound connection follows one rule.
+///
+/// # Errors
+/// [`Error::Resolve`] or [`Error::Tcp`].
+pub async fn tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, Error> {
     let literal = unbracketed(host);
     let failed = |source| Error::Tcp {
         host: format!("{host}:{port}"),

@@ -6,10 +6,8 @@
 
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header;
@@ -22,12 +20,11 @@ use tokio::time::{Instant, Sleep};
 
 use super::{keep_idle, with_origin, Home, PoolError, IDLE_TIMEOUT};
 use crate::body::{self, Body};
+use crate::connect::CONNECT_TIMEOUT;
 use crate::http1::common::{parse_response_head, write_field, write_request_line, ResponseHead as Head};
 use crate::http1::{tokens, BodyReader, Framing};
 use crate::proxy::headers::Added;
 
-/// As the hyper path's connector: a dead address fails in time for the destination's timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The first read of a response: the head and, mostly, the whole body.
 const HEAD_BUFFER: usize = 8 * 1024;
 /// The largest response head accepted (hyper's client allows ~400 KiB; nothing real comes near).
@@ -302,35 +299,17 @@ fn checkin(home: &Home, conn: Conn) {
 /// address, within [`CONNECT_TIMEOUT`]; past `deadline` (the request's), [`PoolError::TimedOut`].
 async fn connect(authority: &Authority, deadline: Instant) -> Result<Conn, PoolError> {
     let port = authority.port_u16().unwrap_or(80);
-    let host = authority.host();
-    let connecting = async {
-        let literal = host
-            .strip_prefix('[')
-            .and_then(|host| host.strip_suffix(']'))
-            .unwrap_or(host);
-        if let Ok(ip) = literal.parse::<IpAddr>() {
-            return TcpStream::connect((ip, port)).await;
-        }
-        let mut last = None;
-        for address in tokio::net::lookup_host((host, port)).await? {
-            match TcpStream::connect(address).await {
-                Ok(stream) => return Ok(stream),
-                Err(error) => last = Some(error),
-            }
-        }
-        Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host has no address")))
-    };
     let limit = Instant::now() + CONNECT_TIMEOUT;
-    let stream = tokio::time::timeout_at(limit.min(deadline), connecting)
-        .await
-        .map_err(|_elapsed| match deadline <= limit {
-            true => PoolError::TimedOut,
-            false => PoolError::Connect("connect timed out".into()),
-        })?
-        .map_err(|error| PoolError::Connect(error.into()))?;
-    stream
-        .set_nodelay(true)
-        .map_err(|error| PoolError::Connect(error.into()))?;
+    let stream = tokio::time::timeout_at(
+        limit.min(deadline),
+        crate::connect::tcp(authority.host(), port, CONNECT_TIMEOUT),
+    )
+    .await
+    .map_err(|_elapsed| match deadline <= limit {
+        true => PoolError::TimedOut,
+        false => PoolError::Connect("connect timed out".into()),
+    })?
+    .map_err(|error| PoolError::Connect(error.into()))?;
     Ok(Conn {
         stream,
         timer: Box::pin(tokio::time::sleep_until(deadline)),
