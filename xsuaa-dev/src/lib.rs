@@ -32,7 +32,8 @@
 //! `BasicAuthentication` yields `Basic base64(User:Password)`;
 //! `OAuth2ClientCredentials` a client token for `clientId`;
 //! `OAuth2UserTokenExchange`/`OAuth2JWTBearer` a user token for `clientId`
-//! exchanged from `X-user-token` or else a user bearer. Tokens are issued
+//! exchanged from `X-user-token` or else a user bearer, with that token's
+//! scopes. Tokens are issued
 //! here only when `tokenServiceURL` is absent or this XSUAA's; any other
 //! token service, a missing user token or `clientId` set
 //! `authTokens[0].error`. The default set (see [`Builder::destination`]):
