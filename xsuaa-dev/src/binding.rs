@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Map, Value};
 
 use crate::certs::ClientCert;
-use crate::state::State;
+use crate::config::ServiceKind;
+use crate::state::{ServiceClient, State};
 use crate::util::{self, lock};
 
 /// Fields every credential type shares.
@@ -58,6 +59,87 @@ pub(crate) fn secret_credentials(state: &State, secret: &str) -> Value {
     Value::Object(map)
 }
 
+/// Credentials of a service binding: the shared XSUAA fields with the
+/// service client's id and xsappname, then the service's own fields.
+fn service_base(state: &State, service: &ServiceClient, credential_type: &str) -> Map<String, Value> {
+    let mut map = base_credentials(state, credential_type);
+    map.insert("clientid".into(), Value::String(service.client_id.clone()));
+    map.insert("xsappname".into(), Value::String(service.xsappname.clone()));
+    map.insert(
+        "instanceid".into(),
+        Value::String(format!("dev-{}-instance", service.kind.label())),
+    );
+    match service.kind {
+        ServiceKind::Destination => {
+            map.insert("uri".into(), Value::String(state.destination_url.clone()));
+        }
+        ServiceKind::Connectivity => {
+            let (host, port) = &state.config.connectivity_proxy;
+            // Current names and the deprecated ones older consumers read.
+            for (key, value) in [
+                ("onpremise_proxy_host", host.clone()),
+                ("onpremise_proxy_http_port", port.to_string()),
+                ("onpremise_proxy_port", port.to_string()),
+                ("onpremise_socks5_proxy_port", port.saturating_add(1).to_string()),
+            ] {
+                map.insert(key.into(), Value::String(value));
+            }
+            let token_host = if credential_type == "x509" {
+                &state.cert_url
+            } else {
+                &state.url
+            };
+            map.insert("token_service_url".into(), Value::String(token_host.clone()));
+        }
+    }
+    map
+}
+
+/// x509 credentials of a service binding carrying `cert`.
+pub(crate) fn service_x509_credentials(state: &State, service: &ServiceClient, cert: &ClientCert) -> Value {
+    let mut map = service_base(state, service, "x509");
+    map.insert("certificate".into(), Value::String(cert.cert_pem.clone()));
+    map.insert("key".into(), Value::String(cert.key_pem.clone()));
+    Value::Object(map)
+}
+
+/// binding-secret credentials of a service binding.
+pub(crate) fn service_secret_credentials(state: &State, service: &ServiceClient, secret: &str) -> Value {
+    let mut map = service_base(state, service, "binding-secret");
+    map.insert("clientsecret".into(), Value::String(secret.to_string()));
+    Value::Object(map)
+}
+
+/// The `VCAP_SERVICES` entry of a service binding, tagged as on Cloud
+/// Foundry.
+fn service_entry(kind: ServiceKind, credentials: &Value) -> Value {
+    let label = kind.label();
+    json!([{
+        "label": label,
+        "name": format!("{label}-dev"),
+        "instance_name": format!("{label}-dev"),
+        "plan": "lite",
+        "tags": [label, "conn", "connsvc"],
+        "credentials": credentials,
+    }])
+}
+
+/// `VCAP_SERVICES` with the xsuaa, destination and connectivity bindings.
+pub(crate) fn vcap_services_all(xsuaa: &Value, destination: &Value, connectivity: &Value) -> String {
+    let mut vcap: Value = json!({});
+    vcap["xsuaa"] = json!([{
+        "label": "xsuaa",
+        "name": "xsuaa-dev",
+        "instance_name": "xsuaa-dev",
+        "plan": "application",
+        "tags": ["xsuaa"],
+        "credentials": xsuaa,
+    }]);
+    vcap["destination"] = service_entry(ServiceKind::Destination, destination);
+    vcap["connectivity"] = service_entry(ServiceKind::Connectivity, connectivity);
+    vcap.to_string()
+}
+
 /// `VCAP_SERVICES` with one xsuaa binding.
 pub(crate) fn vcap_services(credentials: &Value) -> String {
     json!({"xsuaa": [{
@@ -78,7 +160,12 @@ fn invalid(message: &str) -> io::Error {
 /// Writes `root/name` in kubelet's layout and swaps atomically on rewrite:
 /// the payload goes into a fresh `..<timestamp>` directory, `..data_tmp` is
 /// pointed at it and renamed over `..data`, then the old directory goes.
-pub(crate) fn write_binding_dir(root: &Path, name: &str, credentials: &Value) -> io::Result<PathBuf> {
+pub(crate) fn write_binding_dir(
+    root: &Path,
+    name: &str,
+    binding_type: &str,
+    credentials: &Value,
+) -> io::Result<PathBuf> {
     let Value::Object(fields) = credentials else {
         return Err(invalid("credentials must be a JSON object"));
     };
@@ -95,7 +182,7 @@ pub(crate) fn write_binding_dir(root: &Path, name: &str, credentials: &Value) ->
             (key.clone(), text)
         })
         .collect();
-    for (meta, value) in [("type", "xsuaa"), ("provider", "sap")] {
+    for (meta, value) in [("type", binding_type), ("provider", "sap")] {
         if !fields.contains_key(meta) {
             files.push((meta.to_string(), value.to_string()));
         }

@@ -1,9 +1,43 @@
-//! What a test configures: users, the OAuth client and token lifetimes
-//! ([`Builder`]), frozen into a [`Config`] when the server starts.
+//! What a test configures: users, the OAuth clients, token lifetimes and
+//! destinations ([`Builder`]), frozen into a [`Config`] when the server starts.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::destination::{default_destinations, Destination};
 use crate::DevXsuaa;
+
+/// A BTP service bound next to XSUAA, each with its own OAuth client at the
+/// development XSUAA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ServiceKind {
+    /// The Destination service (label and tag `destination`).
+    Destination,
+    /// The Connectivity service (label and tag `connectivity`); only its
+    /// binding and token client exist here, no proxy.
+    Connectivity,
+}
+
+impl ServiceKind {
+    /// Both services, in binding order.
+    pub const ALL: [ServiceKind; 2] = [ServiceKind::Destination, ServiceKind::Connectivity];
+
+    /// The binding `label` and `VCAP_SERVICES` key.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Destination => "destination",
+            Self::Connectivity => "connectivity",
+        }
+    }
+
+    /// The local scope the service's tokens carry as `<xsappname>.<scope>`.
+    pub(crate) fn scope(self) -> &'static str {
+        match self {
+            Self::Destination => "Destination.read",
+            Self::Connectivity => "Connectivity.read",
+        }
+    }
+}
 
 /// A user the server can log in (authorization code) or authenticate
 /// (password grant).
@@ -65,6 +99,13 @@ pub(crate) struct Config {
     pub(crate) deny_login: bool,
     pub(crate) access_token_lifetime: Duration,
     pub(crate) refresh_token_lifetime: Duration,
+    /// Client id and xsappname of each service's OAuth client.
+    pub(crate) services: BTreeMap<ServiceKind, (String, String)>,
+    /// Destinations by name, served by the destination listener.
+    pub(crate) destinations: BTreeMap<String, Destination>,
+    /// `onpremise_proxy_host` and `onpremise_proxy_http_port` of the
+    /// connectivity binding.
+    pub(crate) connectivity_proxy: (String, u16),
 }
 
 /// Configures a [`DevXsuaa`]; create it with [`DevXsuaa::builder`].
@@ -86,6 +127,26 @@ impl Default for Builder {
                 deny_login: false,
                 access_token_lifetime: Duration::from_secs(3600),
                 refresh_token_lifetime: Duration::from_secs(86400),
+                // Shaped like broker-issued clone clients: `sb-clone-<id>!b<n>|<xsappname>!b<n>`.
+                services: BTreeMap::from([
+                    (
+                        ServiceKind::Destination,
+                        (
+                            "sb-clone-dev!b1|destination-xsappname!b404".to_string(),
+                            "clone-dev!b1|destination-xsappname!b404".to_string(),
+                        ),
+                    ),
+                    (
+                        ServiceKind::Connectivity,
+                        (
+                            "sb-clone-dev!b2|connectivity!b17".to_string(),
+                            "clone-dev!b2|connectivity!b17".to_string(),
+                        ),
+                    ),
+                ]),
+                destinations: default_destinations(),
+                // The port CF's connectivity proxy listens on; nothing binds it here.
+                connectivity_proxy: ("127.0.0.1".to_string(), 20003),
             },
         }
     }
@@ -143,7 +204,56 @@ impl Builder {
         self
     }
 
-    /// Mints the CA, certificates and signing key, binds both listeners on
+    /// OAuth client id and xsappname of a bound service's client.
+    pub fn service_client(mut self, kind: ServiceKind, client_id: &str, xsappname: &str) -> Self {
+        self.config
+            .services
+            .insert(kind, (client_id.to_string(), xsappname.to_string()));
+        self
+    }
+
+    /// Adds or replaces a destination. `properties` are the
+    /// `destinationConfiguration` fields (`URL`, `Authentication`,
+    /// `ProxyType`, `User`, `Password`, `clientId`, `HTML5.*`, ...); `Name`
+    /// is set from `name` and `Type` defaults to `HTTP`.
+    pub fn destination<K, V>(mut self, name: &str, properties: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let properties = properties.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self.config
+            .destinations
+            .insert(name.to_string(), Destination::new(properties, Vec::new()));
+        self
+    }
+
+    /// Replaces all destinations (the default set included) by those of a
+    /// JSON object `{"<name>": {"<property>": "<value>", ...,
+    /// "certificates": [{"Name", "Content", "Type"}]}}`.
+    ///
+    /// # Errors
+    /// Fails when the text is not such an object or a property is not a
+    /// string.
+    pub fn destinations_json(mut self, json: &str) -> anyhow::Result<Self> {
+        self.config.destinations = crate::destination::parse_destinations(json)?;
+        Ok(self)
+    }
+
+    /// Removes every destination, the default set included.
+    pub fn no_destinations(mut self) -> Self {
+        self.config.destinations.clear();
+        self
+    }
+
+    /// Host and port the connectivity binding names as its proxy (default
+    /// `127.0.0.1:20003`).
+    pub fn connectivity_proxy(mut self, host: &str, port: u16) -> Self {
+        self.config.connectivity_proxy = (host.to_string(), port);
+        self
+    }
+
+    /// Mints the CA, certificates and signing key, binds the listeners on
     /// 127.0.0.1:0 and starts serving.
     ///
     /// # Errors

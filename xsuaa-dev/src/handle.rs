@@ -1,9 +1,11 @@
 //! [`DevXsuaa`]: the running server as a test sees it, with helpers for
 //! credentials, client certificates, key rotation and inspection.
 
+use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -13,17 +15,18 @@ use tokio::task::JoinHandle;
 
 use crate::binding;
 use crate::certs::{self, Ca, ClientCert, ClientCertOpts};
-use crate::config::{Builder, Config, User};
+use crate::config::{Builder, Config, ServiceKind, User};
 use crate::jwt::{self, KeyRing};
 use crate::server;
-use crate::state::{Listener, State, Stats, TokenRequestRecord};
+use crate::state::{Listener, ServiceClient, State, Stats, TokenRequestRecord};
 use crate::util::{self, lock};
 
 /// A running development XSUAA. Dropping it (or [`DevXsuaa::shutdown`])
-/// stops both listeners and closes their connections.
+/// stops the listeners and closes their connections.
 pub struct DevXsuaa {
     state: Arc<State>,
     default_cert: ClientCert,
+    service_certs: BTreeMap<ServiceKind, ClientCert>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -32,8 +35,12 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<DevXsuaa> {
     let cert_listener = TcpListener::bind("127.0.0.1:0")
         .await
         .context("binding certurl listener")?;
+    let destination_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding destination listener")?;
     let url = format!("https://127.0.0.1:{}", url_listener.local_addr()?.port());
     let cert_url = format!("https://127.0.0.1:{}", cert_listener.local_addr()?.port());
+    let destination_url = format!("https://127.0.0.1:{}", destination_listener.local_addr()?.port());
 
     let ca = Ca::new("xsuaa-dev CA").context("minting the development CA")?;
     let (chain, key) = ca.server_cert().context("minting the server certificate")?;
@@ -44,20 +51,62 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<DevXsuaa> {
         .client_cert(&config.client_id, &ClientCertOpts::default())
         .context("minting the client certificate")?;
 
-    let state = Arc::new(State::new(config, url, cert_url, ca, keys));
+    let mut service_clients = BTreeMap::new();
+    let mut service_certs = BTreeMap::new();
+    for (kind, (client_id, xsappname)) in &config.services {
+        let cert = ca
+            .client_cert(client_id, &ClientCertOpts::default())
+            .context("minting a service client certificate")?;
+        // Each service client gets a secret of its own in secret mode.
+        let secret = match config.client_secret {
+            Some(_) => Some(util::random_id().context("generating a service client secret")?),
+            None => None,
+        };
+        service_clients.insert(
+            *kind,
+            ServiceClient {
+                kind: *kind,
+                client_id: client_id.clone(),
+                xsappname: xsappname.clone(),
+                secret,
+                accepted_certs: Mutex::new(HashSet::from([cert.sha256_fingerprint.clone()])),
+            },
+        );
+        service_certs.insert(*kind, cert);
+    }
+
+    let state = Arc::new(State::new(
+        config,
+        [url, cert_url, destination_url],
+        ca,
+        keys,
+        service_clients,
+    ));
     lock(&state.accepted_certs).insert(default_cert.sha256_fingerprint.clone());
     let tasks = vec![
-        tokio::spawn(server::serve(url_listener, url_tls, Arc::clone(&state), Listener::Url)),
+        tokio::spawn(server::serve(
+            url_listener,
+            Arc::clone(&url_tls),
+            Arc::clone(&state),
+            Listener::Url,
+        )),
         tokio::spawn(server::serve(
             cert_listener,
             cert_tls,
             Arc::clone(&state),
             Listener::CertUrl,
         )),
+        tokio::spawn(server::serve(
+            destination_listener,
+            url_tls,
+            Arc::clone(&state),
+            Listener::Destination,
+        )),
     ];
     Ok(DevXsuaa {
         state,
         default_cert,
+        service_certs,
         tasks,
     })
 }
@@ -140,7 +189,112 @@ impl DevXsuaa {
     /// # Errors
     /// Fails on IO errors or when `credentials` is not a JSON object.
     pub fn write_binding_dir(&self, root: &Path, name: &str, credentials: &Value) -> io::Result<PathBuf> {
-        binding::write_binding_dir(root, name, credentials)
+        binding::write_binding_dir(root, name, "xsuaa", credentials)
+    }
+
+    /// Writes a service's binding directory `root/<label>` (`type` is the
+    /// label), as [`DevXsuaa::write_binding_dir`] does for XSUAA.
+    ///
+    /// # Errors
+    /// Fails on IO errors or when `credentials` is not a JSON object.
+    pub fn write_service_binding_dir(
+        &self,
+        root: &Path,
+        kind: ServiceKind,
+        credentials: &Value,
+    ) -> io::Result<PathBuf> {
+        binding::write_binding_dir(root, kind.label(), kind.label(), credentials)
+    }
+
+    /// `https://127.0.0.1:PORT` of the Destination service (the destination
+    /// binding's `uri`).
+    pub fn destination_url(&self) -> String {
+        self.state.destination_url.clone()
+    }
+
+    fn service(&self, kind: ServiceKind) -> anyhow::Result<&ServiceClient> {
+        self.state
+            .service_clients
+            .get(&kind)
+            .with_context(|| format!("no {} client configured", kind.label()))
+    }
+
+    /// The OAuth client id of a service's client.
+    pub fn service_client_id(&self, kind: ServiceKind) -> String {
+        self.service(kind).map(|s| s.client_id.clone()).unwrap_or_default()
+    }
+
+    /// The xsappname of a service's client.
+    pub fn service_xsappname(&self, kind: ServiceKind) -> String {
+        self.service(kind).map(|s| s.xsappname.clone()).unwrap_or_default()
+    }
+
+    /// x509 credentials of a service binding, with the service client's
+    /// certificate minted at start.
+    ///
+    /// # Errors
+    /// Fails when the service has no client (never with the builder's
+    /// defaults).
+    pub fn service_credentials(&self, kind: ServiceKind) -> anyhow::Result<Value> {
+        let service = self.service(kind)?;
+        let cert = self
+            .service_certs
+            .get(&kind)
+            .context("no certificate for the service client")?;
+        Ok(binding::service_x509_credentials(&self.state, service, cert))
+    }
+
+    /// binding-secret credentials of a service binding.
+    ///
+    /// # Errors
+    /// Fails when the server was built without [`Builder::client_secret`].
+    pub fn service_secret_credentials(&self, kind: ServiceKind) -> anyhow::Result<Value> {
+        let service = self.service(kind)?;
+        let secret = service
+            .secret
+            .as_deref()
+            .context("no client secret configured; use Builder::client_secret")?;
+        Ok(binding::service_secret_credentials(&self.state, service, secret))
+    }
+
+    /// x509 credentials of a service binding carrying `cert`.
+    ///
+    /// # Errors
+    /// Fails when the service has no client.
+    pub fn service_credentials_with(&self, kind: ServiceKind, cert: &ClientCert) -> anyhow::Result<Value> {
+        Ok(binding::service_x509_credentials(
+            &self.state,
+            self.service(kind)?,
+            cert,
+        ))
+    }
+
+    /// Issues a client certificate from the dev CA accepted for the service's
+    /// client only.
+    ///
+    /// # Errors
+    /// Fails when the service has no client or certificate generation fails.
+    pub fn issue_service_client_cert(&self, kind: ServiceKind, opts: ClientCertOpts) -> anyhow::Result<ClientCert> {
+        let service = self.service(kind)?;
+        let name = opts.common_name.clone().unwrap_or_else(|| service.client_id.clone());
+        let cert = self.state.ca.client_cert(&name, &opts)?;
+        lock(&service.accepted_certs).insert(cert.sha256_fingerprint.clone());
+        Ok(cert)
+    }
+
+    /// `VCAP_SERVICES` JSON with the xsuaa, destination and connectivity
+    /// bindings holding these credentials.
+    pub fn vcap_services_all(&self, xsuaa: &Value, destination: &Value, connectivity: &Value) -> String {
+        binding::vcap_services_all(xsuaa, destination, connectivity)
+    }
+
+    /// How often `GET .../destinations/{name}` was called for `name`.
+    pub fn destination_lookups(&self, name: &str) -> u64 {
+        lock(&self.state.stats)
+            .destination_lookups
+            .get(name)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Issues a client certificate from the dev CA and accepts it for the
@@ -242,7 +396,7 @@ impl DevXsuaa {
         lock(&self.state.last_token_request).clone()
     }
 
-    /// Stops both listeners and waits until their tasks have ended.
+    /// Stops the listeners and waits until their tasks have ended.
     pub async fn shutdown(mut self) {
         let tasks = std::mem::take(&mut self.tasks);
         for task in &tasks {

@@ -173,55 +173,122 @@ pub(crate) fn user_claims(
     lifetime_secs: u64,
     jti: &str,
 ) -> Value {
+    let issue = Issue {
+        zone_id: &config.zone_id,
+        url,
+        client_id: &config.client_id,
+        now,
+        lifetime_secs,
+        jti,
+    };
+    user_claims_for(&issue, user, user_scopes(config, user), grant_type)
+}
+
+/// Who issues a token to which client, and when: the parts every claim set
+/// shares.
+pub(crate) struct Issue<'a> {
+    pub(crate) zone_id: &'a str,
+    pub(crate) url: &'a str,
+    pub(crate) client_id: &'a str,
+    pub(crate) now: u64,
+    pub(crate) lifetime_secs: u64,
+    pub(crate) jti: &'a str,
+}
+
+/// Claims of a user access token for any client with the given scopes.
+pub(crate) fn user_claims_for(issue: &Issue<'_>, user: &User, scopes: Vec<String>, grant_type: &str) -> Value {
     let guid = user_guid(&user.user_name);
-    let scopes = user_scopes(config, user);
+    let client_id = issue.client_id;
     json!({
-        "jti": jti,
-        "ext_attr": {"enhancer": "XSUAA", "subaccountid": config.zone_id, "zdn": "dev"},
+        "jti": issue.jti,
+        "ext_attr": {"enhancer": "XSUAA", "subaccountid": issue.zone_id, "zdn": "dev"},
         "xs.system.attributes": {"xs.rolecollections": []},
         "given_name": user.given_name,
         "family_name": user.family_name,
         "xs.user.attributes": {},
         "sub": guid,
         "user_id": guid,
-        "aud": audiences(&config.client_id, &scopes),
+        "aud": audiences(client_id, &scopes),
         "scope": scopes,
-        "client_id": config.client_id,
-        "cid": config.client_id,
-        "azp": config.client_id,
+        "client_id": client_id,
+        "cid": client_id,
+        "azp": client_id,
         "grant_type": grant_type,
         "origin": user.origin,
         "user_name": user.user_name,
         "email": user.email,
-        "auth_time": now,
-        "rev_sig": rev_sig(&[&guid, &config.client_id]),
-        "iat": now,
-        "exp": now + lifetime_secs,
-        "iss": format!("{url}/oauth/token"),
-        "zid": config.zone_id,
+        "auth_time": issue.now,
+        "rev_sig": rev_sig(&[&guid, client_id]),
+        "iat": issue.now,
+        "exp": issue.now + issue.lifetime_secs,
+        "iss": format!("{}/oauth/token", issue.url),
+        "zid": issue.zone_id,
     })
 }
 
 /// Claims of a client-credentials token: the client is the subject.
 pub(crate) fn client_claims(config: &Config, url: &str, now: u64, lifetime_secs: u64, jti: &str) -> Value {
-    let scopes = vec!["uaa.resource".to_string()];
+    let issue = Issue {
+        zone_id: &config.zone_id,
+        url,
+        client_id: &config.client_id,
+        now,
+        lifetime_secs,
+        jti,
+    };
+    client_claims_for(&issue, vec!["uaa.resource".to_string()])
+}
+
+/// Claims of a client-credentials token for any client with the given scopes.
+pub(crate) fn client_claims_for(issue: &Issue<'_>, scopes: Vec<String>) -> Value {
+    let client_id = issue.client_id;
     json!({
-        "jti": jti,
-        "ext_attr": {"enhancer": "XSUAA", "subaccountid": config.zone_id, "zdn": "dev"},
-        "sub": config.client_id,
+        "jti": issue.jti,
+        "ext_attr": {"enhancer": "XSUAA", "subaccountid": issue.zone_id, "zdn": "dev"},
+        "sub": client_id,
         "authorities": scopes,
-        "aud": audiences(&config.client_id, &scopes),
+        "aud": audiences(client_id, &scopes),
         "scope": scopes,
-        "client_id": config.client_id,
-        "cid": config.client_id,
-        "azp": config.client_id,
+        "client_id": client_id,
+        "cid": client_id,
+        "azp": client_id,
         "grant_type": "client_credentials",
-        "rev_sig": rev_sig(&[&config.client_id]),
-        "iat": now,
-        "exp": now + lifetime_secs,
-        "iss": format!("{url}/oauth/token"),
-        "zid": config.zone_id,
+        "rev_sig": rev_sig(&[client_id]),
+        "iat": issue.now,
+        "exp": issue.now + issue.lifetime_secs,
+        "iss": format!("{}/oauth/token", issue.url),
+        "zid": issue.zone_id,
     })
+}
+
+/// Verifies a token as one this server issued in its zone: signature by a
+/// published key, not expired, `iss` and `zid` ours.
+pub(crate) fn verify_ours(ring: &KeyRing, url: &str, zone_id: &str, token: &str) -> Option<Value> {
+    let claims = verify(ring, token)?;
+    let issuer = format!("{url}/oauth/token");
+    (claims["iss"].as_str() == Some(issuer.as_str()) && claims["zid"].as_str() == Some(zone_id)).then_some(claims)
+}
+
+/// The user a user token names, rebuilt from its claims.
+pub(crate) fn user_from_claims(claims: &Value) -> Option<User> {
+    let text = |key: &str| claims[key].as_str().map(str::to_string);
+    Some(User {
+        user_name: text("user_name")?,
+        email: text("email").unwrap_or_default(),
+        given_name: text("given_name").unwrap_or_default(),
+        family_name: text("family_name").unwrap_or_default(),
+        origin: text("origin").unwrap_or_default(),
+        password: String::new(),
+        scopes: Vec::new(),
+    })
+}
+
+/// The `scope` array of a token, as strings.
+pub(crate) fn scopes_of(claims: &Value) -> Vec<String> {
+    claims["scope"]
+        .as_array()
+        .map(|scopes| scopes.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
 }
 
 /// OpenID Connect ID token claims for a user login.

@@ -1,16 +1,52 @@
 //! A development XSUAA: a real HTTPS OAuth 2.0 authorization server shaped
 //! like SAP XSUAA, for integration tests and local setups.
 //!
-//! It serves two loopback TLS listeners, `url` (authorize, secret-client
+//! It serves three loopback TLS listeners, `url` (authorize, secret-client
 //! token endpoint, `/token_keys`, `/userinfo`, `/logout.do`, OpenID
-//! discovery) and `certurl` (the mTLS token endpoint), with certificates
-//! from a CA minted at start and RS256 tokens from a rotating key ring.
+//! discovery), `certurl` (the mTLS token endpoint) and a development
+//! Destination service, with certificates from a CA minted at start and RS256
+//! tokens from a rotating key ring.
+//!
+//! Bound services: besides XSUAA, a `destination` and a `connectivity`
+//! binding ([`DevXsuaa::service_credentials`], [`DevXsuaa::vcap_services_all`],
+//! [`DevXsuaa::write_service_binding_dir`]), each with its own OAuth client
+//! here. Their clients get tokens at the same endpoints as the XSUAA client
+//! (certificate at `certurl`, or secret at `url` in secret mode; another
+//! client's certificate is refused):
+//! - `client_credentials`: scopes `uaa.resource` and
+//!   `<xsappname>.Destination.read` (`Connectivity.read` for connectivity);
+//! - `urn:ietf:params:oauth:grant-type:jwt-bearer` with `assertion=<user
+//!   access token of this XSUAA>` (valid signature, not expired, our issuer
+//!   and zone): a user token for the calling client with scopes `openid`,
+//!   `uaa.user` and the service scope (the XSUAA client keeps its user's
+//!   scopes); no refresh token.
+//!
+//! The Destination service (`uri` of its binding,
+//! [`DevXsuaa::destination_url`]) serves
+//! `GET /destination-configuration/v1/destinations/{name}`: 401 unless the
+//! bearer is a valid token of the destination client (client credentials or
+//! exchanged user token), and for a non-empty `X-user-token` that is not a
+//! valid user token; 404 for an unknown name; else `owner`,
+//! `destinationConfiguration` (`Name`, `Type: HTTP` and the configured
+//! properties), `authTokens` and `certificates` when configured.
+//! `BasicAuthentication` yields `Basic base64(User:Password)`;
+//! `OAuth2ClientCredentials` a client token for `clientId`;
+//! `OAuth2UserTokenExchange`/`OAuth2JWTBearer` a user token for `clientId`
+//! exchanged from `X-user-token` or else a user bearer, with that token's
+//! scopes. Tokens are issued
+//! here only when `tokenServiceURL` is absent or this XSUAA's; any other
+//! token service, a missing user token or `clientId` set
+//! `authTokens[0].error`. The default set (see [`Builder::destination`]):
+//! `no-auth`, `basic`, `oauth-cc`, `user-exchange`, `jwt-bearer`,
+//! `on-premise` and `token-error`. Calls are counted per name in
+//! [`Stats::destination_lookups`].
 //!
 //! Layout:
 //! - `config`: [`User`] and [`Builder`];
 //! - `handle`: [`DevXsuaa`], the running server and its test helpers;
 //! - `server`: rustls configs, accept loop, request dispatch;
 //! - `endpoints` and `token`: the HTTP endpoints;
+//! - `destination`: destinations and the find-destination endpoint;
 //! - `jwt`: signing keys, JWKS and XSUAA claims;
 //! - `certs`: the development CA and client certificates;
 //! - `binding`: credentials, `VCAP_SERVICES` and binding directories;
@@ -28,6 +64,7 @@
 mod binding;
 mod certs;
 mod config;
+mod destination;
 mod endpoints;
 mod handle;
 mod http;
@@ -38,6 +75,6 @@ mod token;
 mod util;
 
 pub use certs::{ClientCert, ClientCertOpts, KeyKind};
-pub use config::{Builder, User};
+pub use config::{Builder, ServiceKind, User};
 pub use handle::DevXsuaa;
 pub use state::{Stats, TokenRequestRecord};

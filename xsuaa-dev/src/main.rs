@@ -1,5 +1,6 @@
-//! `xsuaa-dev --out DIR [--secret S]`: runs a development XSUAA for a local
-//! setup and writes what an application router needs to use it.
+//! `xsuaa-dev --out DIR [--secret S] [--destinations FILE]`: runs a
+//! development XSUAA and Destination service for a local setup and writes
+//! what an application router needs to use them.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -8,29 +9,38 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use xsuaa_dev::DevXsuaa;
+use xsuaa_dev::{DevXsuaa, ServiceKind};
 
-const USAGE: &str = "usage: xsuaa-dev --out DIR [--secret SECRET]";
+const USAGE: &str = "usage: xsuaa-dev --out DIR [--secret SECRET] [--destinations FILE]";
 
 struct Args {
     out: PathBuf,
     secret: Option<String>,
+    destinations: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut out = None;
     let mut secret = None;
+    let mut destinations = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--out" => out = Some(PathBuf::from(args.next().ok_or("--out needs a value")?)),
             "--secret" => secret = Some(args.next().ok_or("--secret needs a value")?),
+            "--destinations" => {
+                destinations = Some(PathBuf::from(args.next().ok_or("--destinations needs a value")?));
+            }
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
     let out = out.ok_or_else(|| format!("--out is required\n{USAGE}"))?;
-    Ok(Args { out, secret })
+    Ok(Args {
+        out,
+        secret,
+        destinations,
+    })
 }
 
 #[tokio::main]
@@ -57,26 +67,50 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(secret) = &args.secret {
         builder = builder.client_secret(secret);
     }
+    if let Some(path) = &args.destinations {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        builder = builder
+            .destinations_json(&text)
+            .with_context(|| format!("parsing {}", path.display()))?;
+    }
     let xsuaa = builder.start().await?;
     // With a secret the demo exercises the binding-secret path; otherwise x509.
-    let credentials = if args.secret.is_some() {
-        xsuaa.secret_credentials()?
+    let (credentials, destination, connectivity) = if args.secret.is_some() {
+        (
+            xsuaa.secret_credentials()?,
+            xsuaa.service_secret_credentials(ServiceKind::Destination)?,
+            xsuaa.service_secret_credentials(ServiceKind::Connectivity)?,
+        )
     } else {
-        xsuaa.credentials()
+        (
+            xsuaa.credentials(),
+            xsuaa.service_credentials(ServiceKind::Destination)?,
+            xsuaa.service_credentials(ServiceKind::Connectivity)?,
+        )
     };
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     std::fs::write(out.join("ca.pem"), xsuaa.ca_pem()).context("writing ca.pem")?;
-    std::fs::write(out.join("vcap_services.json"), xsuaa.vcap_services(&credentials))
-        .context("writing vcap_services.json")?;
+    let vcap = xsuaa.vcap_services_all(&credentials, &destination, &connectivity);
+    std::fs::write(out.join("vcap_services.json"), vcap).context("writing vcap_services.json")?;
+    let bindings = out.join("bindings");
     let binding = xsuaa
-        .write_binding_dir(&out.join("bindings"), "xsuaa", &credentials)
+        .write_binding_dir(&bindings, "xsuaa", &credentials)
         .context("writing the binding directory")?;
+    for (kind, service) in [
+        (ServiceKind::Destination, &destination),
+        (ServiceKind::Connectivity, &connectivity),
+    ] {
+        xsuaa
+            .write_service_binding_dir(&bindings, kind, service)
+            .with_context(|| format!("writing the {} binding directory", kind.label()))?;
+    }
 
     println!("url:     {}", xsuaa.url());
     println!("certurl: {}", xsuaa.cert_url());
+    println!("destination service: {}", xsuaa.destination_url());
     println!("ca:      {}", out.join("ca.pem").display());
-    println!("binding: {}", binding.display());
+    println!("bindings: {} (and destination, connectivity)", binding.display());
     println!("login user: jane.doe (password: secret)");
     tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
     xsuaa.shutdown().await;

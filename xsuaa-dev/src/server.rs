@@ -1,6 +1,6 @@
-//! TLS listeners: rustls configs for `url` (server auth only) and `certurl`
-//! (optional client certificates rooted at the dev CA), the accept loop and
-//! request dispatch.
+//! TLS listeners: rustls configs for `url` and the destination service
+//! (server auth only) and `certurl` (optional client certificates rooted at
+//! the dev CA), the accept loop and request dispatch.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::certs;
+use crate::destination;
 use crate::endpoints;
 use crate::http::{self as resp, OAuthError, Resp};
 use crate::state::{Listener, State};
@@ -41,7 +42,8 @@ pub(crate) enum TlsSetupError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
-/// TLS for `url`: no client certificates requested.
+/// TLS for `url` and the destination service: no client certificates
+/// requested.
 pub(crate) fn url_tls(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -125,6 +127,18 @@ pub(crate) async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, state: 
 async fn dispatch(state: &State, kind: Listener, client_cert: Option<&str>, req: Request<Incoming>) -> Resp {
     let (parts, body) = req.into_parts();
     let query = parts.uri.query();
+    if kind == Listener::Destination {
+        return match parts.uri.path().strip_prefix(destination::FIND_PREFIX) {
+            Some(name) if name.is_empty() || name.contains('/') => resp::not_found(),
+            Some(name) if parts.method == Method::GET => destination::find(state, name, &parts.headers),
+            Some(_) => resp::html(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+                "this endpoint does not support the request method",
+            ),
+            None => resp::not_found(),
+        };
+    }
     match (&parts.method, parts.uri.path()) {
         (&Method::GET, "/oauth/authorize") => endpoints::authorize(state, query),
         (&Method::POST, "/oauth/token") => {

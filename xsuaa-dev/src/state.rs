@@ -1,12 +1,13 @@
-//! Server-side state shared by both listeners: pending codes, refresh
-//! tokens, accepted client certificates, signing keys and counters.
+//! Server-side state shared by the listeners: pending codes, refresh
+//! tokens, the OAuth clients and their accepted certificates, signing keys
+//! and counters.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::certs::Ca;
-use crate::config::{Config, User};
+use crate::config::{Config, ServiceKind, User};
 use crate::jwt::KeyRing;
 use crate::util::lock;
 
@@ -28,6 +29,10 @@ pub struct Stats {
     pub userinfo_requests: u64,
     /// Requests to /logout.do.
     pub logout_requests: u64,
+    /// Find-destination calls by destination name, refused ones included.
+    pub destination_lookups: BTreeMap<String, u64>,
+    /// Find-destination calls answered 401.
+    pub destination_requests_refused: u64,
 }
 
 /// What the last /oauth/token request carried, for assertions on how a
@@ -49,6 +54,7 @@ pub struct TokenRequestRecord {
 pub(crate) enum Listener {
     Url,
     CertUrl,
+    Destination,
 }
 
 impl Listener {
@@ -56,6 +62,7 @@ impl Listener {
         match self {
             Self::Url => "url",
             Self::CertUrl => "certurl",
+            Self::Destination => "destination",
         }
     }
 }
@@ -78,11 +85,23 @@ pub(crate) struct RefreshGrant {
     pub(crate) expires_at: u64,
 }
 
+/// The OAuth client of a bound service at this XSUAA.
+pub(crate) struct ServiceClient {
+    pub(crate) kind: ServiceKind,
+    pub(crate) client_id: String,
+    pub(crate) xsappname: String,
+    /// Set in secret mode, as for the XSUAA client.
+    pub(crate) secret: Option<String>,
+    /// Fingerprints of client certificates accepted for this client only.
+    pub(crate) accepted_certs: Mutex<HashSet<String>>,
+}
+
 /// Everything the handlers share.
 pub(crate) struct State {
     pub(crate) config: Config,
     pub(crate) url: String,
     pub(crate) cert_url: String,
+    pub(crate) destination_url: String,
     pub(crate) ca: Ca,
     pub(crate) access_token_lifetime: Mutex<Duration>,
     pub(crate) keys: Mutex<KeyRing>,
@@ -90,22 +109,32 @@ pub(crate) struct State {
     pub(crate) refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
     /// Fingerprints of client certificates accepted for the client.
     pub(crate) accepted_certs: Mutex<HashSet<String>>,
+    pub(crate) service_clients: BTreeMap<ServiceKind, ServiceClient>,
     pub(crate) stats: Mutex<Stats>,
     pub(crate) last_token_request: Mutex<Option<TokenRequestRecord>>,
 }
 
 impl State {
-    pub(crate) fn new(config: Config, url: String, cert_url: String, ca: Ca, keys: KeyRing) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        urls: [String; 3],
+        ca: Ca,
+        keys: KeyRing,
+        service_clients: BTreeMap<ServiceKind, ServiceClient>,
+    ) -> Self {
+        let [url, cert_url, destination_url] = urls;
         Self {
             access_token_lifetime: Mutex::new(config.access_token_lifetime),
             config,
             url,
             cert_url,
+            destination_url,
             ca,
             keys: Mutex::new(keys),
             codes: Mutex::default(),
             refresh_tokens: Mutex::default(),
             accepted_certs: Mutex::default(),
+            service_clients,
             stats: Mutex::default(),
             last_token_request: Mutex::default(),
         }

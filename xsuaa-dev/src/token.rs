@@ -1,6 +1,7 @@
 //! `POST /oauth/token`: client authentication (secret on `url`, X.509 on
-//! `certurl`) and the authorization_code, refresh_token, client_credentials
-//! and password grants.
+//! `certurl`) of the XSUAA client and the service clients, and the
+//! authorization_code, refresh_token, client_credentials, password and
+//! jwt-bearer grants.
 
 use std::collections::BTreeMap;
 
@@ -16,10 +17,22 @@ use serde_json::{json, Value};
 use crate::config::User;
 use crate::http::{self as resp, OAuthError, Resp};
 use crate::jwt;
-use crate::state::{Listener, RefreshGrant, State, TokenRequestRecord};
+use crate::state::{Listener, RefreshGrant, ServiceClient, State, TokenRequestRecord};
 use crate::util::{self, lock};
 
 type Form = BTreeMap<String, String>;
+
+/// The jwt-bearer grant (RFC 7523) XSUAA uses for user token exchange.
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// The client a token request authenticated as.
+#[derive(Clone, Copy)]
+enum Client<'a> {
+    /// The application router's own client.
+    Xsuaa,
+    /// A bound service's client.
+    Service(&'a ServiceClient),
+}
 
 /// Handles one token request; `client_cert` is the fingerprint of the TLS
 /// client certificate, if the connection presented one.
@@ -46,13 +59,18 @@ pub(crate) fn token(
 
     let result = check_content_type(headers)
         .and_then(|()| authenticate_client(state, listener, &form, basic, client_cert))
-        .and_then(|()| match grant_type.as_str() {
-            "authorization_code" => code_grant(state, &form),
-            "refresh_token" => refresh_grant(state, &form),
-            "client_credentials" => client_grant(state),
-            "password" => password_grant(state, &form),
-            "" => Err(OAuthError::invalid_request("grant_type is required")),
-            other => Err(OAuthError::unsupported_grant_type(other)),
+        .and_then(|client| match (grant_type.as_str(), client) {
+            ("client_credentials", Client::Xsuaa) => client_grant(state),
+            ("client_credentials", Client::Service(service)) => service_client_grant(state, service),
+            (JWT_BEARER, client) => jwt_bearer_grant(state, client, &form),
+            ("authorization_code" | "refresh_token" | "password", Client::Service(_)) => Err(
+                OAuthError::unauthorized_client("service clients only use client_credentials and jwt-bearer"),
+            ),
+            ("authorization_code", Client::Xsuaa) => code_grant(state, &form),
+            ("refresh_token", Client::Xsuaa) => refresh_grant(state, &form),
+            ("password", Client::Xsuaa) => password_grant(state, &form),
+            ("", _) => Err(OAuthError::invalid_request("grant_type is required")),
+            (other, _) => Err(OAuthError::unsupported_grant_type(other)),
         });
     match result {
         Ok(body) => resp::json_no_store(StatusCode::OK, &body),
@@ -86,22 +104,34 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((decode(id), decode(secret)))
 }
 
-fn authenticate_client(
-    state: &State,
+fn authenticate_client<'a>(
+    state: &'a State,
     listener: Listener,
     form: &Form,
     basic: Option<(String, String)>,
     client_cert: Option<&str>,
-) -> Result<(), OAuthError> {
+) -> Result<Client<'a>, OAuthError> {
     let config = &state.config;
     let form_client = form.get("client_id");
+    let find = |id: &str| {
+        if id == config.client_id {
+            return Some(Client::Xsuaa);
+        }
+        state
+            .service_clients
+            .values()
+            .find(|service| service.client_id == id)
+            .map(Client::Service)
+    };
     match listener {
+        // The destination listener never routes here; refusing keeps the match total.
+        Listener::Destination => Err(OAuthError::invalid_client("no token endpoint on this listener")),
         Listener::Url => {
-            let Some(secret) = &config.client_secret else {
+            if config.client_secret.is_none() {
                 return Err(OAuthError::invalid_client(
                     "this client authenticates with an X.509 certificate at certurl",
                 ));
-            };
+            }
             let (id, given) = match basic {
                 Some((id, given)) if form_client.is_none_or(|c| *c == id) => (id, given),
                 Some(_) => return Err(OAuthError::invalid_client("client_id differs from basic auth")),
@@ -110,28 +140,44 @@ fn authenticate_client(
                     _ => return Err(OAuthError::invalid_client("client authentication required")),
                 },
             };
-            let secret_ok = verify_slices_are_equal(given.as_bytes(), secret.as_bytes()).is_ok();
-            if id != config.client_id || !secret_ok {
-                return Err(OAuthError::invalid_client("bad client credentials"));
+            let client = find(&id);
+            let secret = match client {
+                Some(Client::Xsuaa) => config.client_secret.as_deref(),
+                Some(Client::Service(service)) => service.secret.as_deref(),
+                None => None,
+            };
+            match (client, secret) {
+                (Some(client), Some(secret))
+                    if verify_slices_are_equal(given.as_bytes(), secret.as_bytes()).is_ok() =>
+                {
+                    Ok(client)
+                }
+                _ => Err(OAuthError::invalid_client("bad client credentials")),
             }
         }
         Listener::CertUrl => {
             let Some(fingerprint) = client_cert else {
                 return Err(OAuthError::invalid_client("client certificate required"));
             };
-            if !lock(&state.accepted_certs).contains(fingerprint) {
+            let Some(client) = form_client.and_then(|id| find(id)) else {
+                return Err(OAuthError::invalid_client(
+                    "client_id is missing or does not match the client certificate",
+                ));
+            };
+            // Each client accepts only its own certificates: another client's
+            // certificate from the same CA is refused.
+            let accepted = match client {
+                Client::Xsuaa => lock(&state.accepted_certs).contains(fingerprint),
+                Client::Service(service) => lock(&service.accepted_certs).contains(fingerprint),
+            };
+            if !accepted {
                 return Err(OAuthError::invalid_client(
                     "client certificate is not accepted for this client",
                 ));
             }
-            if form_client != Some(&config.client_id) {
-                return Err(OAuthError::invalid_client(
-                    "client_id is missing or does not match the client certificate",
-                ));
-            }
+            Ok(client)
         }
     }
-    Ok(())
 }
 
 fn required<'a>(form: &'a Form, key: &str) -> Result<&'a str, OAuthError> {
@@ -216,6 +262,95 @@ fn client_grant(state: &State) -> Result<Value, OAuthError> {
         "token_type": "bearer",
         "expires_in": lifetime,
         "scope": "uaa.resource",
+        "jti": jti,
+    }))
+}
+
+/// A client-credentials token for a service client, with its service scope.
+fn service_client_grant(state: &State, service: &ServiceClient) -> Result<Value, OAuthError> {
+    let scopes = vec!["uaa.resource".to_string(), service_scope(service)];
+    issue_client_token(state, &service.client_id, scopes)
+}
+
+/// `<xsappname>.<Service>.read`, the scope every token of a service client
+/// carries.
+fn service_scope(service: &ServiceClient) -> String {
+    format!("{}.{}", service.xsappname, service.kind.scope())
+}
+
+/// A signed client-credentials token for any client id, as the token answer.
+pub(crate) fn issue_client_token(state: &State, client_id: &str, scopes: Vec<String>) -> Result<Value, OAuthError> {
+    let lifetime = state.access_lifetime_secs();
+    let jti = util::random_id()?;
+    let issue = jwt::Issue {
+        zone_id: &state.config.zone_id,
+        url: &state.url,
+        client_id,
+        now: util::now_secs(),
+        lifetime_secs: lifetime,
+        jti: &jti,
+    };
+    let scope = scopes.join(" ");
+    let claims = jwt::client_claims_for(&issue, scopes);
+    let key = lock(&state.keys).current();
+    Ok(json!({
+        "access_token": jwt::sign(&key, &state.url, &claims)?,
+        "token_type": "bearer",
+        "expires_in": lifetime,
+        "scope": scope,
+        "jti": jti,
+    }))
+}
+
+/// User token exchange: a user access token of this XSUAA (signature, not
+/// expired, our issuer and zone) becomes a user token of the calling client.
+fn jwt_bearer_grant(state: &State, client: Client<'_>, form: &Form) -> Result<Value, OAuthError> {
+    let assertion = required(form, "assertion")?;
+    let claims = jwt::verify_ours(&lock(&state.keys), &state.url, &state.config.zone_id, assertion)
+        .ok_or_else(|| OAuthError::invalid_grant("assertion is not a valid token of this zone"))?;
+    let user =
+        jwt::user_from_claims(&claims).ok_or_else(|| OAuthError::invalid_grant("assertion is not a user token"))?;
+    let (client_id, scopes) = match client {
+        Client::Xsuaa => {
+            let known = state.config.users.iter().find(|u| u.user_name == user.user_name);
+            let scopes = jwt::user_scopes(&state.config, known.unwrap_or(&user));
+            (state.config.client_id.as_str(), scopes)
+        }
+        Client::Service(service) => {
+            let scopes = vec!["openid".to_string(), "uaa.user".to_string(), service_scope(service)];
+            (service.client_id.as_str(), scopes)
+        }
+    };
+    issue_user_token(state, client_id, &user, scopes, JWT_BEARER)
+}
+
+/// A signed user token for any client id, as the token answer (no refresh
+/// token: exchanged tokens are re-exchanged, not refreshed).
+pub(crate) fn issue_user_token(
+    state: &State,
+    client_id: &str,
+    user: &User,
+    scopes: Vec<String>,
+    grant_type: &str,
+) -> Result<Value, OAuthError> {
+    let lifetime = state.access_lifetime_secs();
+    let jti = util::random_id()?;
+    let issue = jwt::Issue {
+        zone_id: &state.config.zone_id,
+        url: &state.url,
+        client_id,
+        now: util::now_secs(),
+        lifetime_secs: lifetime,
+        jti: &jti,
+    };
+    let scope = scopes.join(" ");
+    let claims = jwt::user_claims_for(&issue, user, scopes, grant_type);
+    let key = lock(&state.keys).current();
+    Ok(json!({
+        "access_token": jwt::sign(&key, &state.url, &claims)?,
+        "token_type": "bearer",
+        "expires_in": lifetime,
+        "scope": scope,
         "jti": jti,
     }))
 }

@@ -1,0 +1,308 @@
+//! The development Destination service: configured destinations and
+//! `GET /destination-configuration/v1/destinations/{name}`, answered only to
+//! tokens this XSUAA issued to the destination service's client.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use percent_encoding::percent_decode_str;
+use serde_json::{json, Map, Value};
+
+use crate::config::ServiceKind;
+use crate::http::{self as resp, Resp};
+use crate::jwt;
+use crate::state::State;
+use crate::token;
+use crate::util::lock;
+
+/// The path prefix of the find-destination API.
+pub(crate) const FIND_PREFIX: &str = "/destination-configuration/v1/destinations/";
+
+/// One destination: its `destinationConfiguration` properties and
+/// `certificates`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Destination {
+    properties: BTreeMap<String, String>,
+    certificates: Vec<Value>,
+}
+
+impl Destination {
+    pub(crate) fn new(properties: BTreeMap<String, String>, certificates: Vec<Value>) -> Self {
+        Self {
+            properties,
+            certificates,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.properties.get(key).map(String::as_str)
+    }
+}
+
+fn destination(pairs: &[(&str, &str)]) -> Destination {
+    let properties = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Destination::new(properties, Vec::new())
+}
+
+/// One destination per authentication type the router handles, plus one
+/// whose token cannot be obtained. A missing `tokenServiceURL` means this
+/// XSUAA's token endpoint.
+pub(crate) fn default_destinations() -> BTreeMap<String, Destination> {
+    let url = ("URL", "https://backend.example.org");
+    let internet = ("ProxyType", "Internet");
+    BTreeMap::from([
+        (
+            "no-auth".to_string(),
+            destination(&[
+                url,
+                internet,
+                ("Authentication", "NoAuthentication"),
+                ("HTML5.DynamicDestination", "true"),
+                ("URL.headers.x-api-key", "k-123"),
+            ]),
+        ),
+        (
+            "basic".to_string(),
+            destination(&[
+                url,
+                internet,
+                ("Authentication", "BasicAuthentication"),
+                ("User", "alice"),
+                ("Password", "wonderland"),
+            ]),
+        ),
+        (
+            "oauth-cc".to_string(),
+            destination(&[
+                url,
+                internet,
+                ("Authentication", "OAuth2ClientCredentials"),
+                ("clientId", "sb-backend!t1"),
+                ("clientSecret", "backend-secret"),
+            ]),
+        ),
+        (
+            "user-exchange".to_string(),
+            destination(&[
+                url,
+                internet,
+                ("Authentication", "OAuth2UserTokenExchange"),
+                ("clientId", "sb-backend!t1"),
+                ("clientSecret", "backend-secret"),
+            ]),
+        ),
+        (
+            "jwt-bearer".to_string(),
+            destination(&[
+                url,
+                internet,
+                ("Authentication", "OAuth2JWTBearer"),
+                ("clientId", "sb-backend!t1"),
+                ("clientSecret", "backend-secret"),
+            ]),
+        ),
+        (
+            "on-premise".to_string(),
+            destination(&[
+                ("URL", "http://erp.internal:44300"),
+                ("ProxyType", "OnPremise"),
+                ("Authentication", "NoAuthentication"),
+                ("CloudConnectorLocationId", "loc1"),
+            ]),
+        ),
+        (
+            "token-error".to_string(),
+            destination(&[
+                url,
+                internet,
+                ("Authentication", "OAuth2ClientCredentials"),
+                ("clientId", "sb-backend!t1"),
+                ("clientSecret", "backend-secret"),
+                ("tokenServiceURL", "https://token.invalid/oauth/token"),
+            ]),
+        ),
+    ])
+}
+
+/// Failure to read destinations from JSON.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DestinationsError {
+    #[error("destinations are not valid json")]
+    Json(#[from] serde_json::Error),
+    #[error("destinations must be a json object of objects")]
+    NotAnObject,
+    #[error("{0}: property values must be strings")]
+    NotAString(String),
+    #[error("{0}.certificates must be an array of objects")]
+    Certificates(String),
+}
+
+/// Parses `{"<name>": {"<property>": "<value>", "certificates": [...]}}`.
+pub(crate) fn parse_destinations(text: &str) -> Result<BTreeMap<String, Destination>, DestinationsError> {
+    let Value::Object(root) = serde_json::from_str(text)? else {
+        return Err(DestinationsError::NotAnObject);
+    };
+    let mut destinations = BTreeMap::new();
+    for (name, value) in root {
+        let Value::Object(fields) = value else {
+            return Err(DestinationsError::NotAnObject);
+        };
+        let mut properties = BTreeMap::new();
+        let mut certificates = Vec::new();
+        for (key, value) in fields {
+            match (key.as_str(), value) {
+                ("certificates", Value::Array(items)) if items.iter().all(Value::is_object) => certificates = items,
+                ("certificates", _) => return Err(DestinationsError::Certificates(name)),
+                (_, Value::String(text)) => {
+                    properties.insert(key, text);
+                }
+                _ => return Err(DestinationsError::NotAString(format!("{name}.{key}"))),
+            }
+        }
+        destinations.insert(name, Destination::new(properties, certificates));
+    }
+    Ok(destinations)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+}
+
+fn refuse(state: &State, description: &str) -> Resp {
+    state.count(|s| s.destination_requests_refused += 1);
+    let mut denied = resp::json(StatusCode::UNAUTHORIZED, &json!({ "ErrorMessage": description }));
+    denied.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    denied
+}
+
+/// `GET {FIND_PREFIX}{name}`: the destination with its auth tokens.
+pub(crate) fn find(state: &State, raw_name: &str, headers: &HeaderMap) -> Resp {
+    let name = percent_decode_str(raw_name).decode_utf8_lossy().into_owned();
+    state.count(|s| *s.destination_lookups.entry(name.clone()).or_default() += 1);
+
+    let Some(client_id) = state
+        .service_clients
+        .get(&ServiceKind::Destination)
+        .map(|c| c.client_id.as_str())
+    else {
+        return refuse(state, "no destination service client");
+    };
+    let verify = |token: &str| jwt::verify_ours(&lock(&state.keys), &state.url, &state.config.zone_id, token);
+    let Some(caller) = bearer(headers).and_then(verify) else {
+        return refuse(state, "a valid bearer token of the destination service is required");
+    };
+    if caller["cid"].as_str() != Some(client_id) {
+        return refuse(state, "the token was not issued to the destination service's client");
+    }
+    // X-user-token, when non-empty, is the user token to exchange and wins
+    // over a user bearer token.
+    let user_token = match headers.get("x-user-token").map(HeaderValue::to_str) {
+        Some(Ok(text)) if !text.trim().is_empty() => match verify(text.trim()) {
+            Some(claims) if claims.get("user_name").is_some() => Some(claims),
+            _ => return refuse(state, "x-user-token is not a valid user token of this zone"),
+        },
+        Some(Err(_)) => return refuse(state, "x-user-token is not a valid user token of this zone"),
+        _ => caller.get("user_name").is_some().then_some(caller),
+    };
+
+    let Some(destination) = state.config.destinations.get(&name) else {
+        return resp::json(
+            StatusCode::NOT_FOUND,
+            &json!({ "ErrorMessage": "Configuration with the specified name was not found" }),
+        );
+    };
+    let mut configuration = Map::new();
+    configuration.insert("Name".into(), Value::String(name.clone()));
+    configuration.insert("Type".into(), Value::String("HTTP".into()));
+    for (key, value) in &destination.properties {
+        configuration.insert(key.clone(), Value::String(value.clone()));
+    }
+    let mut body = json!({
+        "owner": { "SubaccountId": state.config.zone_id, "InstanceId": null },
+        "destinationConfiguration": configuration,
+    });
+    if let Some(auth_token) = auth_token(state, destination, user_token.as_ref()) {
+        body["authTokens"] = json!([auth_token]);
+    }
+    if !destination.certificates.is_empty() {
+        body["certificates"] = Value::Array(destination.certificates.clone());
+    }
+    resp::json(StatusCode::OK, &body)
+}
+
+/// `authTokens[0]` for the destination's authentication type, or `None`
+/// for types that carry no token.
+fn auth_token(state: &State, destination: &Destination, user_token: Option<&Value>) -> Option<Value> {
+    let authentication = destination.get("Authentication").unwrap_or("NoAuthentication");
+    let result = match authentication {
+        "NoAuthentication" | "PrincipalPropagation" | "ClientCertificateAuthentication" => return None,
+        "BasicAuthentication" => match (destination.get("User"), destination.get("Password")) {
+            (Some(user), Some(password)) => Ok(("Basic", STANDARD.encode(format!("{user}:{password}")), None)),
+            _ => Err("User and Password are required".to_string()),
+        },
+        "OAuth2ClientCredentials" => oauth_client(state, destination).and_then(|client_id| {
+            let answer = token::issue_client_token(state, client_id, vec!["uaa.resource".to_string()])
+                .map_err(|err| err.description)?;
+            bearer_of(&answer)
+        }),
+        "OAuth2UserTokenExchange" | "OAuth2JWTBearer" => oauth_client(state, destination).and_then(|client_id| {
+            let claims = user_token.ok_or("a user token is required to exchange")?;
+            let user = jwt::user_from_claims(claims).ok_or("the user token names no user")?;
+            let answer = token::issue_user_token(state, client_id, &user, jwt::scopes_of(claims), token::JWT_BEARER)
+                .map_err(|err| err.description)?;
+            bearer_of(&answer)
+        }),
+        other => Err(format!("authentication type {other} is not supported here")),
+    };
+    Some(match result {
+        Ok((kind, value, expires_in)) => {
+            let mut entry = json!({
+                "type": kind,
+                "value": value,
+                "http_header": { "key": "Authorization", "value": format!("{kind} {value}") },
+            });
+            if let Some(expires_in) = expires_in {
+                entry["expires_in"] = Value::String(expires_in);
+            }
+            entry
+        }
+        Err(error) => json!({ "type": "", "value": "", "error": error }),
+    })
+}
+
+type Issued = Result<(&'static str, String, Option<String>), String>;
+
+fn bearer_of(answer: &Value) -> Issued {
+    let value = answer["access_token"].as_str().ok_or("no access token")?.to_string();
+    let expires_in = answer["expires_in"].as_u64().map(|secs| secs.to_string());
+    Ok(("Bearer", value, expires_in))
+}
+
+/// The destination's OAuth client id, when its token service is this
+/// XSUAA: the stand-in issues tokens only for itself, so any other token
+/// service fails as an unreachable one would.
+fn oauth_client<'a>(state: &State, destination: &'a Destination) -> Result<&'a str, String> {
+    let client_id = destination.get("clientId").ok_or("clientId is required")?;
+    match destination.get("tokenServiceURL") {
+        None => Ok(client_id),
+        Some(url)
+            if [&state.url, &state.cert_url]
+                .iter()
+                .any(|base| url == format!("{base}/oauth/token")) =>
+        {
+            Ok(client_id)
+        }
+        Some(url) => Err(format!("could not retrieve a token from {url}")),
+    }
+}
