@@ -4,6 +4,8 @@
 
 pub mod jwt;
 pub mod rotation;
+pub mod service_token;
+pub mod single_flight;
 pub mod xsuaa;
 
 use std::time::{SystemTime, UNIX_EPOCH};
