@@ -1,6 +1,6 @@
 //! The identity-provider client: token requests to XSUAA ([`xsuaa`]), token validation
-//! ([`jwt`]), and the rotation of the client's certificate ([`rotation`]), which the token client
-//! owns.
+//! ([`jwt`]), the rotation of the client's certificate ([`rotation`]), which the token client
+//! owns, and tokens for service bindings ([`service_token`]).
 
 pub mod jwt;
 pub mod rotation;
