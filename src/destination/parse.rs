@@ -292,11 +292,11 @@ pub fn parse_destination(
     })
 }
 
+/// A header to set on backend requests.
+type Header = (HeaderName, HeaderValue);
+
 /// `authTokens[0]`: its `error`, else its `http_header` and `expires_in`.
-fn auth_token(
-    name: &str,
-    answer: &Value,
-) -> Result<(Option<(HeaderName, HeaderValue)>, Option<Duration>), DestinationError> {
+fn auth_token(name: &str, answer: &Value) -> Result<(Option<Header>, Option<Duration>), DestinationError> {
     let bad = |reason: &str| DestinationError::AuthToken {
         name: name.to_string(),
         reason: reason.to_string(),
