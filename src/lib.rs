@@ -10,6 +10,7 @@
 //! - [`auth`]: the login and authorization flow: authenticate, login and callback, logout, CSRF,
 //!   scopes, the user API; [`limits`]: the client address and the failed-login limit.
 //! - [`idp`]: the identity-provider client: token requests, JWT validation, certificate rotation.
+//! - [`destination`]: the Destination service client: find destination, its checked answer, the cache.
 //! - [`session`]: session storage: the store trait, the memory store, the Redis store.
 //! - [`cookies`]: the `Cookie` reader and the router's `Set-Cookie` values.
 //! - [`proxy`]: the upstream pool, the inline HTTP/1.1 client, the header policy, websockets.
@@ -42,6 +43,7 @@ pub mod config;
 pub mod connect;
 pub mod cookies;
 pub mod cors;
+pub mod destination;
 pub mod error;
 pub mod http1;
 pub mod idp;

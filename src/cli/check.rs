@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{EXIT_CONFIG, EXIT_FAILURE};
 use crate::app::{self, Sources};
-use crate::config::{self, BindingSource, Env, XsuaaCredentials};
+use crate::config::{self, BindingSource, Env, ServiceBinding, ServiceBindings, XsuaaCredentials};
 use crate::idp::rotation::certificate::{self, format_seconds, format_unix, ExpiryLevel};
 
 /// Credential types `oauth2-configuration.credential-types` may list.
@@ -137,7 +137,7 @@ pub fn run(options: &CheckOptions) -> Report {
 /// Runs every check as of `now_unix`.
 pub fn run_at(options: &CheckOptions, now_unix: i64) -> Report {
     let mut report = Report::default();
-    let (binding, warning) = check_config(options, &mut report);
+    let (binding, services, warning) = check_config(options, &mut report);
     match &binding {
         Some(credentials) => check_binding(credentials, now_unix, warning, &mut report),
         None => report.push(
@@ -145,6 +145,9 @@ pub fn run_at(options: &CheckOptions, now_unix: i64) -> Report {
             "binding",
             "no XSUAA binding found (VCAP_SERVICES, SERVICE_BINDING_ROOT): only public routes can be served",
         ),
+    }
+    for service in services.iter() {
+        check_service(service, now_unix, warning, &mut report);
     }
     if let Some(path) = &options.xs_security {
         match read_json(path) {
@@ -158,9 +161,9 @@ pub fn run_at(options: &CheckOptions, now_unix: i64) -> Report {
     report
 }
 
-/// The configuration as the router loads it; returns the binding (found even when other parts of
+/// The configuration as the router loads it; returns the bindings (found even when other parts of
 /// the configuration are broken) and the expiry warning period.
-fn check_config(options: &CheckOptions, report: &mut Report) -> (Option<XsuaaCredentials>, Duration) {
+fn check_config(options: &CheckOptions, report: &mut Report) -> (Option<XsuaaCredentials>, ServiceBindings, Duration) {
     match app::load_config(&options.sources, options.env.clone()) {
         Ok(config) => {
             report.push(
@@ -179,7 +182,11 @@ fn check_config(options: &CheckOptions, report: &mut Report) -> (Option<XsuaaCre
                 Ok(roots) => report.push(Severity::Ok, "trust roots", format!("{} certificates", roots.len())),
                 Err(error) => report.push(Severity::Failure, "XS_CACERT_PATH", error.to_string()),
             }
-            (config.xsuaa.clone(), config.auth.certificate_expiry_warning)
+            (
+                config.xsuaa.clone(),
+                config.services.clone(),
+                config.auth.certificate_expiry_warning,
+            )
         }
         Err(errors) => {
             for problem in &errors.problems {
@@ -189,7 +196,11 @@ fn check_config(options: &CheckOptions, report: &mut Report) -> (Option<XsuaaCre
             let mut env = options.env.clone();
             let mut ignored = config::Error::default();
             let _ = config::load_default_env(&options.sources.dir, &mut env);
-            (config::find_xsuaa(&env, &mut ignored), DEFAULT_EXPIRY_WARNING)
+            (
+                config::find_xsuaa(&env, &mut ignored),
+                config::find_services(&env, &mut ignored),
+                DEFAULT_EXPIRY_WARNING,
+            )
         }
     }
 }
@@ -276,16 +287,44 @@ fn check_binding(credentials: &XsuaaCredentials, now_unix: i64, warning: Duratio
     let (Some(pem), Some(key)) = (&credentials.certificate, &credentials.key) else {
         return;
     };
+    check_certificate("", pem, key, now_unix, warning, report);
+}
+
+/// A bound service: where it was found, its credential type and token endpoint, and for x509
+/// credentials the certificate as for XSUAA's.
+fn check_service(service: &ServiceBinding, now_unix: i64, warning: Duration, report: &mut Report) {
+    let tag = service.kind.tag();
+    let origin = match &service.source {
+        BindingSource::VcapServices => "VCAP_SERVICES".to_string(),
+        BindingSource::Files(folder) => format!("binding files in {}", folder.display()),
+    };
+    let credential_type = if service.is_x509() { "x509" } else { "binding-secret" };
+    report.push(
+        Severity::Info,
+        format!("{tag} binding"),
+        format!(
+            "{tag} binding {:?} from {origin}, credential type {credential_type}, clientid {}, token URL {}",
+            service.name, service.clientid, service.token_url
+        ),
+    );
+    if let config::ServiceCredential::X509 { certificate, key } = &service.credential {
+        check_certificate(&format!("{tag} "), certificate, key, now_unix, warning, report);
+    }
+}
+
+/// A client certificate: subject, issuer and validity, the key, and the time to expiry; topics
+/// start with `prefix`.
+fn check_certificate(prefix: &str, pem: &str, key: &str, now_unix: i64, warning: Duration, report: &mut Report) {
     let info = match certificate::inspect(pem) {
         Ok(info) => info,
         Err(error) => {
-            report.push(Severity::Failure, "certificate", error.to_string());
+            report.push(Severity::Failure, format!("{prefix}certificate"), error.to_string());
             return;
         }
     };
     report.push(
         Severity::Info,
-        "certificate",
+        format!("{prefix}certificate"),
         format!(
             "subject {}; issuer {}; serial {}; valid {} to {}; chain of {}",
             info.subject,
@@ -297,22 +336,26 @@ fn check_binding(credentials: &XsuaaCredentials, now_unix: i64, warning: Duratio
         ),
     );
     match certificate::check_key(pem, key) {
-        Ok(()) => report.push(Severity::Ok, "key", "the private key matches the certificate"),
-        Err(error) => report.push(Severity::Failure, "key", error.to_string()),
+        Ok(()) => report.push(
+            Severity::Ok,
+            format!("{prefix}key"),
+            "the private key matches the certificate",
+        ),
+        Err(error) => report.push(Severity::Failure, format!("{prefix}key"), error.to_string()),
     }
     let seconds_left = info.seconds_left(now_unix);
     let days = seconds_left as f64 / 86_400.0;
     match certificate::check_validity(&info, now_unix) {
-        Err(error) => report.push(Severity::Failure, "expiry", error.to_string()),
+        Err(error) => report.push(Severity::Failure, format!("{prefix}expiry"), error.to_string()),
         Ok(()) => match certificate::expiry_level(seconds_left, warning) {
             ExpiryLevel::Valid => report.push(
                 Severity::Ok,
-                "expiry",
+                format!("{prefix}expiry"),
                 format!("{days:.1} days to expiry ({})", format_seconds(seconds_left)),
             ),
             ExpiryLevel::ExpiresSoon | ExpiryLevel::Expired => report.push(
                 Severity::Warning,
-                "expiry",
+                format!("{prefix}expiry"),
                 format!(
                     "{days:.1} days to expiry ({}), less than the {} h warning period",
                     format_seconds(seconds_left),

@@ -102,27 +102,8 @@ fn from_vcap(
     wanted: Option<&str>,
     errors: &mut Error,
 ) -> Option<(String, BindingSource, Map<String, Value>)> {
-    let text = env.get("VCAP_SERVICES")?;
-    let services: Map<String, Value> = match serde_json::from_str(text) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => {
-            errors.push("VCAP_SERVICES", "must be a JSON object of service lists");
-            return None;
-        }
-        Err(error) => {
-            errors.push("VCAP_SERVICES", format!("not valid JSON: {error}"));
-            return None;
-        }
-    };
-    let instances: Vec<(&str, &Map<String, Value>)> = services
-        .iter()
-        .filter_map(|(label, list)| list.as_array().map(|list| (label.as_str(), list)))
-        .flat_map(|(label, list)| list.iter().filter_map(move |item| item.as_object().map(|o| (label, o))))
-        .collect();
-    let has_tag = |tags: Option<&Value>| {
-        tags.and_then(Value::as_array)
-            .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some("xsuaa")))
-    };
+    let services = vcap_services(env, errors)?;
+    let instances = vcap_instances(&services);
     let chosen = if let Some(wanted) = wanted {
         let found = instances
             .iter()
@@ -137,31 +118,76 @@ fn from_vcap(
     } else {
         instances
             .iter()
-            .find(|(label, o)| *label == "xsuaa" || has_tag(o.get("tags")))
+            .find(|(label, o)| *label == "xsuaa" || has_tag(o.get("tags"), "xsuaa"))
             .or_else(|| {
                 instances.iter().find(|(label, o)| {
-                    *label == "user-provided" && has_tag(o.get("credentials").and_then(|c| c.get("tags")))
+                    *label == "user-provided" && has_tag(o.get("credentials").and_then(|c| c.get("tags")), "xsuaa")
                 })
             })
     }?;
-    let name = chosen
-        .1
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or("xsuaa")
-        .to_string();
-    let Some(credentials) = chosen.1.get("credentials").and_then(Value::as_object) else {
-        errors.push(format!("VCAP_SERVICES: {name}.credentials"), "missing or not an object");
-        return None;
-    };
-    Some((name, BindingSource::VcapServices, credentials.clone()))
+    let name = instance_name(chosen.1, "xsuaa");
+    let credentials = instance_credentials(&name, chosen.1, errors)?;
+    Some((name, BindingSource::VcapServices, credentials))
 }
 
-fn from_files(
-    root: &Path,
-    wanted: Option<&str>,
+/// `VCAP_SERVICES` parsed: service lists by label. `None` when unset or malformed (reported).
+pub(super) fn vcap_services(env: &Env, errors: &mut Error) -> Option<Map<String, Value>> {
+    let text = env.get("VCAP_SERVICES")?;
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Some(map),
+        Ok(_) => {
+            errors.push("VCAP_SERVICES", "must be a JSON object of service lists");
+            None
+        }
+        Err(error) => {
+            errors.push("VCAP_SERVICES", format!("not valid JSON: {error}"));
+            None
+        }
+    }
+}
+
+/// Every bound instance of `VCAP_SERVICES` with its service label.
+pub(super) fn vcap_instances(services: &Map<String, Value>) -> Vec<(&str, &Map<String, Value>)> {
+    services
+        .iter()
+        .filter_map(|(label, list)| list.as_array().map(|list| (label.as_str(), list)))
+        .flat_map(|(label, list)| list.iter().filter_map(move |item| item.as_object().map(|o| (label, o))))
+        .collect()
+}
+
+/// True when `tags` is a list that holds `tag`.
+pub(super) fn has_tag(tags: Option<&Value>, tag: &str) -> bool {
+    tags.and_then(Value::as_array)
+        .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some(tag)))
+}
+
+/// An instance's `name`, or `fallback` when it has none.
+pub(super) fn instance_name(instance: &Map<String, Value>, fallback: &str) -> String {
+    instance
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or(fallback)
+        .to_string()
+}
+
+/// An instance's `credentials` object; reported when missing.
+pub(super) fn instance_credentials(
+    name: &str,
+    instance: &Map<String, Value>,
     errors: &mut Error,
-) -> Option<(String, BindingSource, Map<String, Value>)> {
+) -> Option<Map<String, Value>> {
+    match instance.get("credentials").and_then(Value::as_object) {
+        Some(credentials) => Some(credentials.clone()),
+        None => {
+            errors.push(format!("VCAP_SERVICES: {name}.credentials"), "missing or not an object");
+            None
+        }
+    }
+}
+
+/// The binding folders under `root`, sorted, hidden ones left out; `None` when `root` cannot be
+/// read (reported).
+pub(super) fn binding_folders(root: &Path, errors: &mut Error) -> Option<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(root) {
         Ok(entries) => entries,
         Err(error) => {
@@ -178,6 +204,20 @@ fn from_files(
         .filter(|path| path.is_dir() && !file_name(path).starts_with('.'))
         .collect();
     folders.sort();
+    Some(folders)
+}
+
+/// The `type` file of a binding folder, trimmed.
+pub(super) fn binding_type(folder: &Path) -> Option<String> {
+    read_text(&folder.join("type")).map(|text| text.trim().to_string())
+}
+
+fn from_files(
+    root: &Path,
+    wanted: Option<&str>,
+    errors: &mut Error,
+) -> Option<(String, BindingSource, Map<String, Value>)> {
+    let folders = binding_folders(root, errors)?;
     for folder in folders {
         let name = file_name(&folder);
         if let Some(wanted) = wanted {
@@ -185,8 +225,7 @@ fn from_files(
                 continue;
             }
         }
-        let binding_type = read_text(&folder.join("type"));
-        if binding_type.as_deref().map(str::trim) != Some("xsuaa") {
+        if binding_type(&folder).as_deref() != Some("xsuaa") {
             continue;
         }
         match read_binding_files(&folder) {
@@ -341,12 +380,12 @@ fn parse_credentials(
     })
 }
 
-fn file_name(path: &Path) -> String {
+pub(super) fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
 
-fn read_text(path: &Path) -> Option<String> {
+pub(super) fn read_text(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
 }

@@ -8,6 +8,7 @@ mod origins;
 mod parse;
 pub mod raw;
 mod routes;
+mod services;
 mod session_store;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,9 @@ pub use self::origins::CorsRule;
 use self::parse::parse_all;
 pub use self::raw::{AuthenticationType, BackendLogoutMethod, LogoutMethod};
 pub use self::routes::{DestinationRef, Route, RouteKind, ScopeRule, USER_API_SERVICE};
+pub use self::services::{
+    find_service, find_services, ServiceBinding, ServiceBindings, ServiceCredential, ServiceKind,
+};
 pub use self::session_store::{RedisSettings, SentinelSettings, SessionStoreConfig};
 
 /// The checked configuration of one router.
@@ -76,6 +80,8 @@ pub struct Config {
     pub server: ServerSettings,
     /// The XSUAA binding, when one is bound.
     pub xsuaa: Option<XsuaaCredentials>,
+    /// The `destination` and `connectivity` bindings, when bound.
+    pub services: ServiceBindings,
     /// Login and session settings.
     pub auth: AuthSettings,
     /// Where sessions live (`EXT_SESSION_MGT`, `REDIS_URL`); in memory by default.
@@ -309,6 +315,7 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
     let authentication_none = xs_app.authentication_method == Some(raw::AuthenticationMethod::None);
     let mut routes = routes::compile(&xs_app.routes, &destinations, dir, authentication_none, errors);
     let xsuaa = binding::find_xsuaa(env, errors);
+    let services = services::find_services(env, errors);
     for route in &mut routes {
         if route.is_protected() && xsuaa.is_none() {
             errors.push(
@@ -405,6 +412,7 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
         error_pages,
         server: env::server_settings(env, errors),
         xsuaa,
+        services,
         auth: env::auth_settings(env, errors),
         session_store: session_store::from_env(env, errors),
     }

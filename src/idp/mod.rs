@@ -1,9 +1,11 @@
 //! The identity-provider client: token requests to XSUAA ([`xsuaa`]), token validation
-//! ([`jwt`]), and the rotation of the client's certificate ([`rotation`]), which the token client
-//! owns.
+//! ([`jwt`]), the rotation of the client's certificate ([`rotation`]), which the token client
+//! owns, and tokens for service bindings ([`service_token`]).
 
 pub mod jwt;
 pub mod rotation;
+pub mod service_token;
+pub mod single_flight;
 pub mod xsuaa;
 
 use std::time::{SystemTime, UNIX_EPOCH};

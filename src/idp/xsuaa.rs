@@ -80,15 +80,15 @@ impl std::fmt::Debug for TokenResponse {
     }
 }
 
-type HttpsClient = Client<Connector, Body>;
+pub(super) type HttpsClient = Client<Connector, Body>;
 
 /// The token endpoint for one set of credentials; replaced whole when credentials rotate.
-struct TokenEndpoint {
-    client: HttpsClient,
-    url: Uri,
-    clientid: String,
-    clientsecret: Option<String>,
-    x509: bool,
+pub(super) struct TokenEndpoint {
+    pub(super) client: HttpsClient,
+    pub(super) url: Uri,
+    pub(super) clientid: String,
+    pub(super) clientsecret: Option<String>,
+    pub(super) x509: bool,
 }
 
 /// Everything the router sends to XSUAA.
@@ -232,15 +232,7 @@ impl IdpClient {
         endpoint: &TokenEndpoint,
         fields: &[(&str, &str)],
     ) -> Result<TokenResponse, IdpError> {
-        let form = token_form(endpoint, fields);
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(endpoint.url.clone())
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::ACCEPT, "application/json")
-            .body(body::full(form))
-            .map_err(|error| IdpError::BadAnswer(error.to_string()))?;
-        let (status, bytes) = self.send(&endpoint.client, request).await?;
+        let (status, bytes) = post_token(endpoint, fields, self.timeout).await?;
         if !status.is_success() {
             return Err(refused(status, &bytes));
         }
@@ -272,24 +264,33 @@ impl IdpClient {
     }
 
     async fn send(&self, client: &HttpsClient, request: Request<Body>) -> Result<(StatusCode, Bytes), IdpError> {
-        let url = request.uri().to_string();
-        let exchange = async {
-            let response = client.request(request).await.map_err(|source| IdpError::Connect {
-                url: url.clone(),
-                source,
-            })?;
-            let status = response.status();
-            let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-                .collect()
-                .await
-                .map_err(|error| IdpError::BadAnswer(format!("reading the answer: {error}")))?
-                .to_bytes();
-            Ok((status, bytes))
-        };
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(IdpError::Timeout(self.timeout)),
-        }
+        send(client, request, self.timeout).await
+    }
+}
+
+/// One request and its whole answer (at most [`MAX_ANSWER_BYTES`]) within `timeout`.
+pub(super) async fn send(
+    client: &HttpsClient,
+    request: Request<Body>,
+    timeout: Duration,
+) -> Result<(StatusCode, Bytes), IdpError> {
+    let url = request.uri().to_string();
+    let exchange = async {
+        let response = client.request(request).await.map_err(|source| IdpError::Connect {
+            url: url.clone(),
+            source,
+        })?;
+        let status = response.status();
+        let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|error| IdpError::BadAnswer(format!("reading the answer: {error}")))?
+            .to_bytes();
+        Ok((status, bytes))
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(IdpError::Timeout(timeout)),
     }
 }
 
@@ -303,6 +304,23 @@ fn certificate_info(credentials: &XsuaaCredentials) -> Option<certificate::Certi
             None
         }
     }
+}
+
+/// POSTs a token request (`fields`, then the client's own) to `endpoint`.
+pub(super) async fn post_token(
+    endpoint: &TokenEndpoint,
+    fields: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<(StatusCode, Bytes), IdpError> {
+    let form = token_form(endpoint, fields);
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(endpoint.url.clone())
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ACCEPT, "application/json")
+        .body(body::full(form))
+        .map_err(|error| IdpError::BadAnswer(error.to_string()))?;
+    send(&endpoint.client, request, timeout).await
 }
 
 /// The form body: grant fields, `client_id`, and the secret only for secret credentials.
@@ -340,7 +358,7 @@ fn token_endpoint(credentials: &XsuaaCredentials, roots: &Arc<RootCertStore>) ->
     })
 }
 
-fn build(connector: Connector) -> HttpsClient {
+pub(super) fn build(connector: Connector) -> HttpsClient {
     let https = connector.with_connect_timeout(Duration::from_secs(5));
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
@@ -350,7 +368,7 @@ fn build(connector: Connector) -> HttpsClient {
         .build(https)
 }
 
-fn refused(status: StatusCode, bytes: &[u8]) -> IdpError {
+pub(super) fn refused(status: StatusCode, bytes: &[u8]) -> IdpError {
     #[derive(Deserialize, Default)]
     struct OAuthError {
         #[serde(default)]
