@@ -302,23 +302,33 @@ pub fn credentials_from_map(
     }
 }
 
+impl BindingSource {
+    /// Where the credentials of binding `name` are read, as error messages name it.
+    pub(crate) fn key_path(&self, name: &str) -> String {
+        match self {
+            BindingSource::VcapServices => format!("VCAP_SERVICES: {name}.credentials"),
+            BindingSource::Files(folder) => format!("SERVICE_BINDING_ROOT: {}", folder.display()),
+        }
+    }
+}
+
+/// A credential's text, trimmed; `None` when it is missing, not a string, or blank.
+pub(crate) fn credential_text(credentials: &Map<String, Value>, key: &str) -> Option<String> {
+    credentials
+        .get(key)
+        .and_then(Value::as_str)
+        .map(|value| value.trim().to_string())
+        .filter(|value| !value.is_empty())
+}
+
 fn parse_credentials(
     name: &str,
     source: BindingSource,
     credentials: &Map<String, Value>,
     errors: &mut Error,
 ) -> Option<XsuaaCredentials> {
-    let path = match &source {
-        BindingSource::VcapServices => format!("VCAP_SERVICES: {name}.credentials"),
-        BindingSource::Files(folder) => format!("SERVICE_BINDING_ROOT: {}", folder.display()),
-    };
-    let text = |key: &str| {
-        credentials
-            .get(key)
-            .and_then(Value::as_str)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
+    let path = source.key_path(name);
+    let text = |key: &str| credential_text(credentials, key);
     let before = errors.problems.len();
     let clientid = text("clientid");
     if clientid.is_none() {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::binding::{self, BindingSource};
+use super::binding::{self, credential_text, BindingSource};
 use super::env::Env;
 use super::error::Error;
 
@@ -214,17 +214,8 @@ fn parse(
     credentials: &Map<String, Value>,
     errors: &mut Error,
 ) -> Option<ServiceBinding> {
-    let path = match &source {
-        BindingSource::VcapServices => format!("VCAP_SERVICES: {name}.credentials"),
-        BindingSource::Files(folder) => format!("SERVICE_BINDING_ROOT: {}", folder.display()),
-    };
-    let text = |key: &str| {
-        credentials
-            .get(key)
-            .and_then(Value::as_str)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
+    let path = source.key_path(name);
+    let text = |key: &str| credential_text(credentials, key);
     let before = errors.problems.len();
     let url = |key: &str, required: bool, errors: &mut Error| -> Option<String> {
         let value = text(key);
