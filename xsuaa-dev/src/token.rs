@@ -280,6 +280,16 @@ fn service_scope(service: &ServiceClient) -> String {
 
 /// A signed client-credentials token for any client id, as the token answer.
 pub(crate) fn issue_client_token(state: &State, client_id: &str, scopes: Vec<String>) -> Result<Value, OAuthError> {
+    issue_token(state, client_id, scopes, jwt::client_claims_for)
+}
+
+/// The token answer for one signed access token of `client_id`, its claims built by `claims`.
+fn issue_token(
+    state: &State,
+    client_id: &str,
+    scopes: Vec<String>,
+    claims: impl FnOnce(&jwt::Issue<'_>, Vec<String>) -> Value,
+) -> Result<Value, OAuthError> {
     let lifetime = state.access_lifetime_secs();
     let jti = util::random_id()?;
     let issue = jwt::Issue {
@@ -291,7 +301,7 @@ pub(crate) fn issue_client_token(state: &State, client_id: &str, scopes: Vec<Str
         jti: &jti,
     };
     let scope = scopes.join(" ");
-    let claims = jwt::client_claims_for(&issue, scopes);
+    let claims = claims(&issue, scopes);
     let key = lock(&state.keys).current();
     Ok(json!({
         "access_token": jwt::sign(&key, &state.url, &claims)?,
@@ -333,26 +343,9 @@ pub(crate) fn issue_user_token(
     scopes: Vec<String>,
     grant_type: &str,
 ) -> Result<Value, OAuthError> {
-    let lifetime = state.access_lifetime_secs();
-    let jti = util::random_id()?;
-    let issue = jwt::Issue {
-        zone_id: &state.config.zone_id,
-        url: &state.url,
-        client_id,
-        now: util::now_secs(),
-        lifetime_secs: lifetime,
-        jti: &jti,
-    };
-    let scope = scopes.join(" ");
-    let claims = jwt::user_claims_for(&issue, user, scopes, grant_type);
-    let key = lock(&state.keys).current();
-    Ok(json!({
-        "access_token": jwt::sign(&key, &state.url, &claims)?,
-        "token_type": "bearer",
-        "expires_in": lifetime,
-        "scope": scope,
-        "jti": jti,
-    }))
+    issue_token(state, client_id, scopes, |issue, scopes| {
+        jwt::user_claims_for(issue, user, scopes, grant_type)
+    })
 }
 
 /// Access token, ID token and a new server-side refresh token for a user.
