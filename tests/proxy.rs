@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use serde_json::json;
-use support::{backend, client, gateway, Gateway};
+use support::{backend, client, gateway, refusing, Gateway};
 
 /// A failure must be answered well before this.
 const QUICK: Duration = Duration::from_secs(5);
@@ -23,13 +23,9 @@ fn public_routes() -> serde_json::Value {
 
 #[tokio::test]
 async fn dead_backend_is_502_quickly() {
-    // A port that was just free: bound, read, released.
-    let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr")
-    };
+    let dead = refusing();
     let router = gateway(public_routes())
-        .destinations(&[("backend", &format!("http://{dead}"))])
+        .destinations(&[("backend", &format!("http://{}", dead.addr))])
         .start()
         .await;
     let started = Instant::now();

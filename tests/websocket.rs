@@ -462,10 +462,7 @@ async fn logged_in_websocket_gets_the_bearer_token_and_closes_when_the_session_e
 /// upstream error of its kind, as a forwarded request's does.
 #[tokio::test]
 async fn failed_websocket_upgrades_count_as_upstream_errors() {
-    let dead = {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        listener.local_addr().expect("addr")
-    };
+    let dead = support::refusing();
     // Accepts and reads, never answers.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let silent_addr = silent.local_addr().expect("addr");
@@ -483,7 +480,7 @@ async fn failed_websocket_upgrades_count_as_upstream_errors() {
         ]
     }))
     .destination_entries(json!([
-        {"name": "dead", "url": format!("ws://{dead}")},
+        {"name": "dead", "url": format!("ws://{}", dead.addr)},
         {"name": "silent", "url": format!("ws://{silent_addr}"), "timeout": 300}
     ]))
     .start()

@@ -210,3 +210,19 @@ pub fn client() -> reqwest::Client {
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_approuter"))
 }
+
+/// A loopback address where every connection is refused, for as long as this value lives: a
+/// socket bound there that never listens holds the port, so no listener of a test running in
+/// parallel can take it over (a port merely bound and released could be handed out again).
+pub struct Refusing {
+    _socket: tokio::net::TcpSocket,
+    pub addr: SocketAddr,
+}
+
+/// See [`Refusing`].
+pub fn refusing() -> Refusing {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(([127, 0, 0, 1], 0).into()).expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    Refusing { _socket: socket, addr }
+}
