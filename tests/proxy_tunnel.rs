@@ -9,6 +9,11 @@ use support::pki::{server_config, TestCa};
 use support::tunnel::{connect_proxy, refusing_proxy};
 use support::{backend, client, gateway, GatewayBuilder};
 
+/// The one destination, `backend` at `url`, behind the proxy listening on loopback `proxy_port`.
+fn behind_proxy(url: &str, proxy_port: u16) -> serde_json::Value {
+    json!({"name": "backend", "url": url, "proxyHost": "127.0.0.1", "proxyPort": proxy_port})
+}
+
 fn public_routes() -> GatewayBuilder {
     gateway(json!({
         "authenticationMethod": "none",
@@ -21,12 +26,7 @@ async fn http_destination_is_reached_through_the_proxy_tunnel() {
     let backend = backend().await;
     let mut proxy = connect_proxy().await;
     let router = public_routes()
-        .destination_entries(json!([{
-            "name": "backend",
-            "url": backend.url(),
-            "proxyHost": "127.0.0.1",
-            "proxyPort": proxy.addr.port(),
-        }]))
+        .destination_entries(json!([behind_proxy(&backend.url(), proxy.addr.port())]))
         .start()
         .await;
     let client = client();
@@ -65,13 +65,9 @@ async fn https_destination_is_verified_through_the_proxy_tunnel() {
     std::fs::write(&path, &ca.pem).expect("CA file");
     let proxy_port = proxy.addr.port();
     let entry = |strict: bool| {
-        json!([{
-            "name": "backend",
-            "url": format!("https://127.0.0.1:{}", backend.addr.port()),
-            "proxyHost": "127.0.0.1",
-            "proxyPort": proxy_port,
-            "strictSSL": strict,
-        }])
+        let mut entry = behind_proxy(&format!("https://127.0.0.1:{}", backend.addr.port()), proxy_port);
+        entry["strictSSL"] = json!(strict);
+        json!([entry])
     };
     let trusting = public_routes()
         .destination_entries(entry(true))
@@ -109,12 +105,7 @@ async fn refused_tunnel_is_502() {
     let backend = backend().await;
     let mut proxy = refusing_proxy(403).await;
     let router = public_routes()
-        .destination_entries(json!([{
-            "name": "backend",
-            "url": backend.url(),
-            "proxyHost": "127.0.0.1",
-            "proxyPort": proxy.addr.port(),
-        }]))
+        .destination_entries(json!([behind_proxy(&backend.url(), proxy.addr.port())]))
         .start()
         .await;
     let response = client().get(router.url("/refused")).send().await.expect("response");
