@@ -51,6 +51,8 @@ pub enum StartupError {
     Idp(#[from] crate::idp::xsuaa::IdpError),
     #[error("session store: {0}")]
     SessionStore(#[from] crate::session::redis_store::Error),
+    #[error("destination service: {0}")]
+    Destination(#[from] crate::destination::DestinationError),
 }
 
 /// Choices that tests and embedders make; the binary uses the defaults.
@@ -88,6 +90,13 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
     let roots = Arc::new(crate::tls::root_store(&config.server.ca_cert_paths, &[])?);
     let upstream = Upstream::new(&config, roots.clone())?;
     let metrics = Arc::new(Metrics::new(config.server.metrics, config.routes.len()));
+    let destinations = crate::destination::DestinationServices::new(
+        &config.services,
+        roots.clone(),
+        config.auth.idp_timeout,
+        metrics.clone(),
+    )?
+    .map(Arc::new);
     let mut sweeper = None;
     let mut redis_sweeper = None;
     let auth = match &config.xsuaa {
@@ -156,7 +165,8 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
         },
         auth,
         metrics,
-    ));
+    )
+    .with_destinations(destinations));
     if let Some(store) = sweeper {
         spawn_sweeper(
             store,

@@ -23,6 +23,8 @@ pub enum GatewayError {
     Cors(#[from] crate::cors::Error),
     #[error(transparent)]
     Websocket(#[from] crate::proxy::websocket::Error),
+    #[error(transparent)]
+    Destination(#[from] crate::destination::DestinationError),
     /// The request itself is malformed.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -57,6 +59,7 @@ impl GatewayError {
             GatewayError::Auth(error) => error.status(),
             GatewayError::Cors(error) => error.status(),
             GatewayError::Websocket(error) => error.status(),
+            GatewayError::Destination(error) => error.status(),
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -142,6 +145,8 @@ impl GatewayError {
                 None
             }
             GatewayError::BadRequest(_) => None,
+            // Counted by outcome where the Destination service is called.
+            GatewayError::Destination(_) => None,
         }
     }
 

@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::destination::DestinationServices;
 use crate::metrics::Metrics;
 use crate::proxy::Upstream;
 
@@ -23,6 +24,8 @@ pub struct AppState {
     pub auth: Option<Arc<Auth>>,
     /// Counters and histograms, shared with `auth`.
     pub metrics: Arc<Metrics>,
+    /// The Destination service (and Connectivity service), when bound.
+    pub destinations: Option<Arc<DestinationServices>>,
 }
 
 impl AppState {
@@ -37,7 +40,14 @@ impl AppState {
             snapshot: ArcSwap::from_pointee(snapshot),
             auth,
             metrics,
+            destinations: None,
         }
+    }
+
+    /// This state, finding destinations at `services`.
+    pub fn with_destinations(mut self, services: Option<Arc<DestinationServices>>) -> AppState {
+        self.destinations = services;
+        self
     }
 
     /// The current snapshot.

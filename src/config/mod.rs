@@ -27,7 +27,7 @@ use self::parse::parse_all;
 pub use self::raw::{AuthenticationType, BackendLogoutMethod, LogoutMethod};
 pub use self::routes::{DestinationRef, Route, RouteKind, ScopeRule, USER_API_SERVICE};
 pub use self::services::{
-    find_service, find_services, ServiceBinding, ServiceBindings, ServiceCredential, ServiceKind,
+    find_service, find_services, LookupSettings, ServiceBinding, ServiceBindings, ServiceCredential, ServiceKind,
 };
 pub use self::session_store::{RedisSettings, SentinelSettings, SessionStoreConfig};
 
@@ -184,6 +184,8 @@ pub struct Destination {
     pub preserve_host_header: bool,
     /// `Host` for requests to this destination, built once.
     pub host_header: http::HeaderValue,
+    /// Requests go through the Connectivity service's on-premise proxy (`ProxyType: OnPremise`).
+    pub on_premise: bool,
 }
 
 /// Listener settings and limits.
@@ -310,6 +312,26 @@ impl Config {
     }
 }
 
+/// A route's destination needs what finds it: the Destination service for a name the
+/// `destinations` variable lacks, `DESTINATION_HOST_PATTERN` for `*`.
+fn check_destination_ref(route: &Route, services: &ServiceBindings, errors: &mut Error) {
+    let path = format!("xs-app.json: routes[{}].destination", route.index);
+    match &route.kind {
+        RouteKind::Destination(DestinationRef::Service(name)) if services.destination.is_none() => errors.push(
+            path,
+            format!(
+                "destination {name:?} is not defined in the destinations variable, and no destination \
+                 service is bound to find it (bind one, or define {name:?} in destinations)"
+            ),
+        ),
+        RouteKind::Destination(DestinationRef::Host) if services.lookup.host_pattern.is_none() => errors.push(
+            path,
+            "\"*\" takes the destination's name from the host: set DESTINATION_HOST_PATTERN",
+        ),
+        _ => {}
+    }
+}
+
 fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Config {
     let destinations = env::destinations(env, errors);
     let authentication_none = xs_app.authentication_method == Some(raw::AuthenticationMethod::None);
@@ -327,6 +349,7 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
         if let (Some(scope), Some(xsuaa)) = (&mut route.scope, &xsuaa) {
             scope.resolve_xsappname(&xsuaa.xsappname);
         }
+        check_destination_ref(route, &services, errors);
     }
 
     let session_timeout_minutes = match env.get("SESSION_TIMEOUT") {

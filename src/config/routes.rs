@@ -135,8 +135,13 @@ pub enum RouteKind {
 pub enum DestinationRef {
     /// A destination from the `destinations` variable.
     Named(String),
+    /// A destination of the Destination service: a name the `destinations` variable does not
+    /// define (which wins over the service's, as in the reference).
+    Service(String),
     /// `$N`: the name is the N-th capture group of `source`.
     Capture(usize),
+    /// `*`: the name is group 1 of `DESTINATION_HOST_PATTERN` on the request's host.
+    Host,
 }
 
 /// `scope`: per method, with a default. Empty lists deny.
@@ -357,11 +362,7 @@ fn destination_ref(
     errors: &mut Error,
 ) -> Option<DestinationRef> {
     if name == "*" {
-        errors.push(
-            path,
-            "\"*\" (destination from DESTINATION_HOST_PATTERN) is not yet supported",
-        );
-        return None;
+        return Some(DestinationRef::Host);
     }
     if let Some(group) = name.strip_prefix('$') {
         return match group.parse::<usize>() {
@@ -376,11 +377,8 @@ fn destination_ref(
         };
     }
     if !destinations.contains_key(name) {
-        errors.push(
-            path,
-            format!("destination {name:?} is not defined in the destinations variable"),
-        );
-        return None;
+        // Found at the Destination service, if one is bound (checked with the bindings).
+        return Some(DestinationRef::Service(name.to_string()));
     }
     Some(DestinationRef::Named(name.to_string()))
 }

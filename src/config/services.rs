@@ -2,6 +2,7 @@
 //! `VCAP_SERVICES`, or by `type` under `SERVICE_BINDING_ROOT`, with x509 or secret credentials.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -90,14 +91,45 @@ impl ServiceBinding {
     }
 }
 
-/// The service bindings besides XSUAA.
+/// The service bindings besides XSUAA, and how the router uses them.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceBindings {
     /// The Destination service, when bound.
     pub destination: Option<ServiceBinding>,
     /// The Connectivity service, when bound.
     pub connectivity: Option<ServiceBinding>,
+    /// How destinations are looked up at the Destination service.
+    pub lookup: LookupSettings,
 }
+
+/// Settings of destination look-ups.
+#[derive(Debug, Clone)]
+pub struct LookupSettings {
+    /// `DESTINATION_HOST_PATTERN`: group 1 of a match on the request's host names the destination
+    /// of a `"destination": "*"` route.
+    pub host_pattern: Option<regex::Regex>,
+    /// `OUTGOING_REQUEST_OPTIONS.destination.timeout` (ms): the limit of one find request (the
+    /// reference waits without limit; 0 or unset means the default).
+    pub timeout: Duration,
+    /// `DESTINATION_CACHE_TTL` (s): how long a destination without a token of its own is reused,
+    /// so that a changed destination is seen within this time.
+    pub cache_ttl: Duration,
+}
+
+impl Default for LookupSettings {
+    fn default() -> LookupSettings {
+        LookupSettings {
+            host_pattern: None,
+            timeout: DEFAULT_LOOKUP_TIMEOUT,
+            cache_ttl: DEFAULT_CACHE_TTL,
+        }
+    }
+}
+
+/// The default limit of one find request.
+pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default lifetime of a found destination without a token of its own.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 
 impl ServiceBindings {
     /// Each bound service.
@@ -111,7 +143,45 @@ pub fn find_services(env: &Env, errors: &mut Error) -> ServiceBindings {
     ServiceBindings {
         destination: find_service(env, ServiceKind::Destination, errors),
         connectivity: find_service(env, ServiceKind::Connectivity, errors),
+        lookup: lookup_settings(env, errors),
     }
+}
+
+fn lookup_settings(env: &Env, errors: &mut Error) -> LookupSettings {
+    let mut settings = LookupSettings::default();
+    if let Some(text) = env.get("DESTINATION_HOST_PATTERN") {
+        match regex::Regex::new(text) {
+            Ok(regex) if regex.captures_len() > 1 => settings.host_pattern = Some(regex),
+            Ok(_) => errors.push(
+                "DESTINATION_HOST_PATTERN",
+                "needs a capture group: its first group names the destination",
+            ),
+            Err(error) => errors.push("DESTINATION_HOST_PATTERN", format!("not a valid regex: {error}")),
+        }
+    }
+    if let Some(options) = super::env::json_var(env, "OUTGOING_REQUEST_OPTIONS", &mut Error::default()) {
+        match options.get("destination").map(|d| d.get("timeout")) {
+            Some(Some(Value::Number(millis))) => match millis.as_u64() {
+                Some(0) => {}
+                Some(millis) => settings.timeout = Duration::from_millis(millis),
+                None => errors.push(
+                    "OUTGOING_REQUEST_OPTIONS",
+                    "destination.timeout must be a whole number of milliseconds",
+                ),
+            },
+            Some(Some(_)) => errors.push(
+                "OUTGOING_REQUEST_OPTIONS",
+                "destination.timeout must be a whole number of milliseconds",
+            ),
+            _ => {}
+        }
+    }
+    if let Some(text) = env.get("DESTINATION_CACHE_TTL") {
+        if let Some(seconds) = super::env::positive_integer("DESTINATION_CACHE_TTL", text, errors) {
+            settings.cache_ttl = Duration::from_secs(seconds);
+        }
+    }
+    settings
 }
 
 /// Finds the one binding of `kind`: binding files first (as for XSUAA), then `VCAP_SERVICES`.

@@ -68,6 +68,9 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// An `https` URI for a forward proxy, which takes plain `http` requests only.
+    #[error("{0}: the on-premise proxy takes http URLs only (TLS to the system is the Cloud Connector's)")]
+    ForwardHttps(String),
     /// The host is not usable as a TLS server name.
     #[error("{0} is not a valid TLS server name")]
     ServerName(String),
@@ -88,8 +91,11 @@ pub enum Error {
 #[derive(Clone)]
 pub struct Connector {
     tls: Arc<Tls>,
-    /// The HTTP proxy that tunnels every connection.
+    /// The HTTP proxy that tunnels every connection (or, in `forward` mode, takes every request).
     proxy: Option<Authority>,
+    /// Connections go to `proxy` itself, which gets each request in absolute form, without a
+    /// tunnel and without TLS (the Connectivity service's on-premise proxy).
+    forward: bool,
     connect_timeout: Duration,
 }
 
@@ -114,6 +120,7 @@ impl Connector {
                 config: ArcSwap::from_pointee(config),
             }),
             proxy: None,
+            forward: false,
             connect_timeout: CONNECT_TIMEOUT,
         })
     }
@@ -131,13 +138,33 @@ impl Connector {
         let proxy = address.parse::<Authority>().map_err(|_| Error::InvalidUri(address))?;
         Ok(Connector {
             proxy: Some(proxy),
+            forward: false,
             ..self.clone()
+        })
+    }
+
+    /// A connector whose every connection is plain TCP to the forward proxy at `host:port`,
+    /// which takes `http` requests in absolute form; `https` URIs are refused (the Connectivity
+    /// service's proxy answers them 405).
+    ///
+    /// # Errors
+    /// [`Error::InvalidUri`] when `host` is not a host name or IP address.
+    pub fn forward_proxy(&self, host: &str, port: u16) -> Result<Connector, Error> {
+        Ok(Connector {
+            forward: true,
+            ..self.through_proxy(host, port)?
         })
     }
 
     /// Whether connections go straight to the origin (not through a proxy).
     pub fn is_direct(&self) -> bool {
         self.proxy.is_none()
+    }
+
+    /// Whether requests on this connector's connections name their target in absolute form (a
+    /// forward proxy's connections).
+    pub fn is_forward_proxy(&self) -> bool {
+        self.forward
     }
 
     /// This connector with another limit for opening a connection.
@@ -171,6 +198,17 @@ impl Connector {
         };
         let authority = uri.authority().ok_or_else(invalid)?;
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        if self.forward {
+            let proxy = self.proxy.as_ref().ok_or_else(invalid)?;
+            if tls {
+                return Err(Error::ForwardHttps(uri.to_string()));
+            }
+            let opening = tcp(proxy.host(), proxy.port_u16().unwrap_or(80), self.connect_timeout);
+            let stream = tokio::time::timeout(self.connect_timeout, opening)
+                .await
+                .map_err(|_elapsed| Error::TimedOut(self.connect_timeout))??;
+            return Ok(Stream::plain(stream));
+        }
         let opening = async {
             match &self.proxy {
                 Some(proxy) => {
@@ -278,6 +316,8 @@ pub struct PerDestination<T> {
     /// By proxy host, port and `strictSSL`; a handful at most, so a scan beats hashing (and
     /// finds a destination's entry without building a key).
     proxied: Vec<((String, u16, bool), T)>,
+    /// The Connectivity service's on-premise proxy, when bound: a forward proxy.
+    on_premise: Option<T>,
 }
 
 impl PerDestination<Connector> {
@@ -308,10 +348,19 @@ impl PerDestination<Connector> {
                 proxied.push((key, connector));
             }
         }
+        let on_premise = match config.services.connectivity.as_ref().and_then(|c| c.proxy.as_ref()) {
+            Some((host, port)) => Some(
+                strict
+                    .forward_proxy(host, *port)
+                    .map_err(|error| crate::tls::Error::Root(format!("on-premise proxy {host}:{port}: {error}")))?,
+            ),
+            None => None,
+        };
         Ok(PerDestination {
             strict,
             insecure,
             proxied,
+            on_premise,
         })
     }
 }
@@ -319,6 +368,9 @@ impl PerDestination<Connector> {
 impl<T> PerDestination<T> {
     /// The value for `destination`'s connections.
     pub fn get(&self, destination: &Destination) -> &T {
+        if let (true, Some(on_premise)) = (destination.on_premise, &self.on_premise) {
+            return on_premise;
+        }
         if let Some((host, port)) = &destination.proxy {
             let found = self.proxied.iter().find(|((proxy_host, proxy_port, strict), _)| {
                 proxy_port == port && *strict == destination.strict_ssl && proxy_host == host
@@ -344,6 +396,7 @@ impl<T> PerDestination<T> {
                 .iter()
                 .map(|(key, value)| (key.clone(), f(value)))
                 .collect(),
+            on_premise: self.on_premise.as_ref().map(&mut f),
         }
     }
 }

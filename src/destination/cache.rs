@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{DestinationError, FoundDestination};
+use crate::destination::resolve::Resolved;
 use crate::idp::single_flight::SingleFlight;
 use crate::idp::Clock;
 
@@ -21,16 +22,34 @@ const RENEW_BEFORE: u64 = 60;
 /// user-bound token to another.
 type Key = (Option<[u8; 32]>, String);
 
+/// What the cache holds: a found destination, or something built from one.
+pub trait Found {
+    /// How long the destination's own token lasts (`authTokens[0].expires_in`), if it has one.
+    fn token_lifetime(&self) -> Option<Duration>;
+}
+
+impl Found for FoundDestination {
+    fn token_lifetime(&self) -> Option<Duration> {
+        self.auth_expires_in
+    }
+}
+
+impl Found for Resolved {
+    fn token_lifetime(&self) -> Option<Duration> {
+        self.found.auth_expires_in
+    }
+}
+
 /// Found destinations shared by every worker thread.
-pub struct DestinationCache {
-    entries: SingleFlight<Key, Arc<FoundDestination>>,
+pub struct DestinationCache<V = Resolved> {
+    entries: SingleFlight<Key, Arc<V>>,
     ttl: Duration,
     clock: Clock,
 }
 
-impl DestinationCache {
+impl<V: Found + Send + Sync + 'static> DestinationCache<V> {
     /// A cache of at most `capacity` destinations; those without a token expire after `ttl`.
-    pub fn new(capacity: usize, ttl: Duration, clock: Clock) -> DestinationCache {
+    pub fn new(capacity: usize, ttl: Duration, clock: Clock) -> DestinationCache<V> {
         DestinationCache {
             entries: SingleFlight::new(capacity),
             ttl,
@@ -57,10 +76,10 @@ impl DestinationCache {
         user_token: Option<&str>,
         name: &str,
         find: F,
-    ) -> Result<Arc<FoundDestination>, DestinationError>
+    ) -> Result<Arc<V>, DestinationError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<FoundDestination, DestinationError>>,
+        Fut: Future<Output = Result<V, DestinationError>>,
     {
         let user = user_token.map(|token| {
             let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
@@ -71,7 +90,7 @@ impl DestinationCache {
         self.entries
             .get_or_fetch((user, name.to_string()), &self.clock, || async {
                 let found = find().await?;
-                let lifetime = match found.auth_expires_in {
+                let lifetime = match found.token_lifetime() {
                     Some(expires_in) => {
                         let seconds = expires_in.as_secs();
                         seconds - RENEW_BEFORE.min(seconds / 2)

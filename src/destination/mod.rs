@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod parse;
+pub mod resolve;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use rustls::RootCertStore;
 
 pub use self::cache::{DestinationCache, DEFAULT_TTL};
 pub use self::parse::{parse_destination, Authentication, FoundDestination, ProxyType};
+pub use self::resolve::{DestinationServices, Ready, Resolved};
 use crate::body::{self, Body};
 use crate::config::ServiceBinding;
 use crate::connect::{Connector, Protocols, Trust};
@@ -81,9 +83,52 @@ pub enum DestinationError {
     /// The service token for the find request could not be had.
     #[error("no token for the destination service")]
     Token(#[source] Arc<ServiceTokenError>),
+    /// The connectivity proxy's token could not be had.
+    #[error("no token for the connectivity proxy")]
+    ConnectivityToken(#[source] Arc<ServiceTokenError>),
+    /// A name from the request (`$N`, `*`) names a destination without
+    /// `HTML5.DynamicDestination`.
+    #[error("destination {name} may not be named by the request: HTML5.DynamicDestination is not true")]
+    NotDynamic { name: String },
     /// The binding's `uri` or the request cannot be built.
     #[error("destination service request for {name} cannot be built: {reason}")]
     Request { name: String, reason: String },
+}
+
+impl DestinationError {
+    /// The status the client gets: the service unreachable 503, slow 504, anything else about
+    /// the destination 502 (the router's configuration or a service refusing it), a name from
+    /// the request that may not be used 404.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            DestinationError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            DestinationError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            DestinationError::ServiceFailed { status, .. } if *status == StatusCode::SERVICE_UNAVAILABLE => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            DestinationError::NotDynamic { .. } => StatusCode::NOT_FOUND,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The `outcome` label of a failed find request.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            DestinationError::Unreachable { .. } => "unreachable",
+            DestinationError::Timeout { .. } => "timeout",
+            DestinationError::Unauthorized { .. } | DestinationError::Forbidden { .. } => "refused",
+            DestinationError::NotFound { .. } => "not_found",
+            DestinationError::ServiceFailed { .. } | DestinationError::UnexpectedStatus { .. } => "failed",
+            DestinationError::Token(_) | DestinationError::ConnectivityToken(_) => "token_failed",
+            DestinationError::Malformed { .. }
+            | DestinationError::Invalid { .. }
+            | DestinationError::AuthToken { .. }
+            | DestinationError::UnsupportedAuthentication { .. }
+            | DestinationError::NotYetSupported { .. }
+            | DestinationError::NotDynamic { .. }
+            | DestinationError::Request { .. } => "invalid",
+        }
+    }
 }
 
 /// One find request.

@@ -229,6 +229,12 @@ pub fn parse_destination(
         ));
     }
 
+    if properties.flag("HTML5.ForwardAuthCertificates", false)? {
+        return Err(DestinationError::NotYetSupported {
+            name: name.to_string(),
+            what: "HTML5.ForwardAuthCertificates (the login binding's certificate toward the backend)".into(),
+        });
+    }
     let (auth_header, auth_expires_in) = auth_token(name, &answer)?;
     let auth_header = match (auth_header, authentication, user.zip(password)) {
         (Some(header), _, _) => Some(header),

@@ -112,6 +112,7 @@ pub struct Metrics {
     token_requests: Family<Labels2, Counter>,
     token_duration: HistogramFamily<Labels1>,
     jwks_fetches: Family<Labels1, Counter>,
+    destination_lookups: Family<Labels1, Counter>,
     certificate_expiry: Family<Labels1, Gauge>,
     /// `notAfter` of the HTTPS listener's certificate, read when metrics are scraped.
     server_certificate: Mutex<Option<Reader<i64>>>,
@@ -149,6 +150,7 @@ impl Metrics {
         let token_requests = Family::<Labels2, Counter>::default();
         let token_duration: HistogramFamily<Labels1> = Family::new_with_constructor(Histogram::latency);
         let jwks_fetches = Family::<Labels1, Counter>::default();
+        let destination_lookups = Family::<Labels1, Counter>::default();
         let certificate_expiry = Family::<Labels1, Gauge>::default();
 
         registry.register(
@@ -223,6 +225,11 @@ impl Metrics {
             token_requests.clone(),
         );
         registry.register(
+            "destination_lookups",
+            "Find requests to the Destination service (cache hits are not counted), by outcome",
+            destination_lookups.clone(),
+        );
+        registry.register(
             "token_request_duration_seconds",
             "Duration of token endpoint requests, by grant",
             token_duration.clone(),
@@ -275,6 +282,7 @@ impl Metrics {
             logins_completed,
             logins_failed,
             token_requests,
+            destination_lookups,
             token_duration,
             jwks_fetches,
             certificate_expiry,
@@ -438,6 +446,13 @@ impl Metrics {
                 .get_or_create(&[("grant", grant), ("outcome", outcome)])
                 .inc();
             self.token_duration.get_or_create(&[("grant", grant)]).observe(duration);
+        }
+    }
+
+    /// One find request to the Destination service; `outcome` is a fixed label value.
+    pub fn destination_lookup(&self, outcome: &'static str) {
+        if self.enabled {
+            self.destination_lookups.get_or_create(&[("outcome", outcome)]).inc();
         }
     }
 

@@ -52,10 +52,14 @@ pub struct RequestCtx<'s> {
     pub cors: crate::cors::ResponseHeaders,
     /// An admitted websocket upgrade (`admit_websocket`).
     pub websocket: bool,
-    /// The route taken, its index and its destination (`route`).
+    /// The route taken, its index and its destination (`route`): one of the `destinations`
+    /// variable, or one the Destination service must find.
     pub route: Option<&'s Route>,
     pub route_index: Option<usize>,
     pub destination: Option<&'s Destination>,
+    pub lookup: Option<crate::routing::Lookup>,
+    /// The destination the Destination service found (`find_destination`).
+    pub found: Option<crate::destination::Ready>,
     /// The URL after `sap_idp` removal and the route's `target` rewrite, when it is not `target`.
     rewritten: Option<String>,
     /// `?sap_idp=`, taken out of the URL (`route`).
@@ -96,6 +100,15 @@ impl RequestCtx<'_> {
     /// The session of the logged-in user, if any.
     pub fn session(&self) -> Option<&Session> {
         self.user.as_ref().map(|(_, session)| session.as_ref())
+    }
+
+    /// Where the request goes: the destination the Destination service found, or the one of
+    /// the `destinations` variable.
+    pub fn target_destination(&self) -> Option<&Destination> {
+        match &self.found {
+            Some(found) => Some(&found.resolved.destination),
+            None => self.destination,
+        }
     }
 }
 
@@ -152,6 +165,8 @@ where
             route: None,
             route_index: None,
             destination: None,
+            lookup: None,
+            found: None,
             rewritten: None,
             idp_hint: None,
             user: None,
@@ -204,7 +219,7 @@ where
 // The forwarding variant is the large one on purpose: it is the common case, and boxing it would
 // put an allocation on every public request.
 #[expect(clippy::large_enum_variant, reason = "the common case, kept unboxed")]
-enum Step<'s, 'c> {
+enum Step<'c> {
     /// Answered here: a preflight, a redirect, a refusal.
     Respond(Response<Body>),
     /// A public route's request, ready for its destination: nothing waited for before it, and
@@ -213,14 +228,14 @@ enum Step<'s, 'c> {
     Forward {
         parts: Parts,
         body: Body,
-        request: ForwardRequest<'s, 'c>,
+        request: ForwardRequest<'c, 'c>,
     },
     /// The phases that wait, boxed as a rare path (ARCHITECTURE.md, "Hot-path idioms"): public requests do not carry
     /// their state.
     Wait(std::pin::Pin<Box<dyn std::future::Future<Output = (Answer, Upstream)> + Send + 'c>>),
 }
 
-impl From<Response<Body>> for Step<'_, '_> {
+impl From<Response<Body>> for Step<'_> {
     fn from(response: Response<Body>) -> Self {
         Step::Respond(response)
     }
@@ -260,7 +275,7 @@ where
 /// (login callback | logout) → welcome → route, and for a public destination route
 /// upstream_identity and the request for the destination. Synchronous: the future a request waits
 /// on is the destination's alone unless a phase must wait ([`Step::Wait`]).
-fn decide<'s, 'c, B>(request: Request<B>, ctx: &'c mut RequestCtx<'s>) -> Result<Step<'s, 'c>, GatewayError>
+fn decide<'s, 'c, B>(request: Request<B>, ctx: &'c mut RequestCtx<'s>) -> Result<Step<'c>, GatewayError>
 where
     's: 'c,
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -293,7 +308,8 @@ where
 }
 
 /// The phases that wait, in order: authenticate → scope → csrf → dispatch (static files | user
-/// API | upstream_identity and forward | websocket) → keep_backend_cookies → session_headers.
+/// API | find_destination, upstream_identity and forward | websocket) → keep_backend_cookies →
+/// session_headers.
 async fn wait<B>(mut parts: Parts, body: B, ctx: &mut RequestCtx<'_>) -> Answer
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -307,6 +323,7 @@ where
         Some(RouteKind::LocalDir(_)) => serve::static_files(&parts, ctx).await?,
         Some(RouteKind::Service { .. }) => serve::user_api(&parts, ctx).await?,
         Some(RouteKind::Destination(_)) | None => {
+            run!(upstream::find_destination(&mut parts, ctx).await);
             run!(upstream::upstream_identity(&mut parts, ctx));
             if ctx.websocket {
                 upstream::websocket(parts, body, ctx).await?
@@ -327,6 +344,7 @@ impl RequestCtx<'_> {
             (self.route, self.destination),
             (Some(route), Some(_)) if matches!(route.kind, RouteKind::Destination(_)) && !route.is_protected()
         ) && !self.websocket
+            && self.lookup.is_none()
     }
 }
 

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use http::request::Parts;
 
 use super::{Flow, Phase, RequestCtx};
-use crate::routing;
+use crate::routing::{self, Lookup};
 
 /// Matches the URL with its query, as the reference does, after `sap_idp` is removed; a route
 /// whose source matches the path alone is taken too, at its place in the table.
@@ -16,14 +16,14 @@ pub(super) fn route(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> Phase {
     let url = ctx.target.as_ref().map_or("/", |pq| pq.as_str());
     // `?sap_idp=` picks the identity provider; it is not part of what routes match.
     let (url, idp_hint) = strip_sap_idp(url);
-    let (route, destination, rewritten) = match url {
+    let (route, destination, lookup, rewritten) = match url {
         Cow::Borrowed(url) => {
             let matched = routing::match_route(config, &parts.method, url)?;
             let rewritten = match matched.url {
                 Cow::Owned(url) => Some(url),
                 Cow::Borrowed(_) => None,
             };
-            (matched.route, matched.destination, rewritten)
+            (matched.route, matched.destination, matched.lookup, rewritten)
         }
         // Without `sap_idp` the URL is a new string, which the context keeps when no rewrite
         // replaces it.
@@ -33,16 +33,53 @@ pub(super) fn route(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> Phase {
                 Cow::Owned(rewritten) => Some(rewritten),
                 Cow::Borrowed(_) => None,
             };
-            let (route, destination) = (matched.route, matched.destination);
-            (route, destination, Some(rewritten.unwrap_or(url)))
+            let (route, destination, lookup) = (matched.route, matched.destination, matched.lookup);
+            (route, destination, lookup, Some(rewritten.unwrap_or(url)))
         }
     };
     ctx.route = Some(route);
     ctx.route_index = Some(route.index);
+    let (destination, lookup) = match lookup {
+        Some(Lookup::Host) => by_host(parts, ctx)?,
+        lookup => (destination, lookup),
+    };
     ctx.destination = destination;
+    ctx.lookup = lookup;
     ctx.rewritten = rewritten;
     ctx.idp_hint = idp_hint;
     Ok(Flow::Next)
+}
+
+/// `"destination": "*"`: group 1 of `DESTINATION_HOST_PATTERN` on the request's host (the
+/// forwarded host only behind trusted proxies, the port kept, as in the reference) names the
+/// destination. A host the pattern does not match has no route.
+fn by_host<'s>(
+    parts: &Parts,
+    ctx: &RequestCtx<'s>,
+) -> Result<(Option<&'s crate::config::Destination>, Option<Lookup>), routing::Error> {
+    let config = &ctx.snapshot.config;
+    let pattern = config
+        .services
+        .lookup
+        .host_pattern
+        .as_ref()
+        .ok_or(routing::Error::RouteNotFound)?;
+    let header = |name: &str| parts.headers.get(name).and_then(|value| value.to_str().ok());
+    let forwarded = match config.server.forwarded_hops > 0 {
+        true => header("x-forwarded-host"),
+        false => None,
+    };
+    let host = forwarded
+        .or_else(|| header("host"))
+        .or_else(|| parts.uri.authority().map(|authority| authority.as_str()))
+        .map(|host| host.split(',').next().unwrap_or("").trim())
+        .ok_or(routing::Error::RouteNotFound)?;
+    let name = pattern
+        .captures(host)
+        .and_then(|groups| groups.get(1))
+        .map(|group| group.as_str())
+        .ok_or(routing::Error::RouteNotFound)?;
+    routing::dynamic_destination(config, name)
 }
 
 /// Removes `sap_idp` from the query and returns it.

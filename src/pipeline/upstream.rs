@@ -1,5 +1,6 @@
-//! The phases toward a destination: `upstream_identity` (what the backend learns about the user),
-//! the request as the destination gets it, `forward` or `websocket`, and `keep_backend_cookies`.
+//! The phases toward a destination: `find_destination` (at the Destination service),
+//! `upstream_identity` (what the backend learns about the user), the request as the destination
+//! gets it, `forward` or `websocket`, and `keep_backend_cookies`.
 
 use std::sync::Arc;
 
@@ -11,17 +12,47 @@ use tokio::time::Instant;
 use super::{Answer, Flow, Phase, RequestCtx};
 use crate::body::{self, Body, BoxError};
 use crate::config::Route;
+use crate::destination::DestinationError;
+use crate::routing::Lookup;
 use crate::error::GatewayError;
 use crate::proxy::headers::{self, Forwarding};
 use crate::proxy::{self, ForwardRequest};
 use crate::session::Session;
 use crate::{auth, routing};
 
+/// A destination the `destinations` variable does not define is found at the Destination
+/// service: with the user's exchanged token for a logged-in user, with the binding's own on a
+/// public route. Its `URL.headers.*` go with the request unless the client sent the same.
+pub(super) async fn find_destination(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> Phase {
+    let Some(Lookup::Name { name, dynamic }) = ctx.lookup.take() else {
+        return Ok(Flow::Next);
+    };
+    let services = ctx.state.destinations.as_ref().ok_or(routing::Error::RouteNotFound)?;
+    let user = ctx.session().map(|session| session.access_token.as_str());
+    let correlation_id = ctx.correlation_id.to_str().unwrap_or("-");
+    let ready = match services.resolve(&name, dynamic, user, correlation_id).await {
+        Ok(ready) => ready,
+        // A name from the request that the service does not know is no route, not a failure.
+        Err(DestinationError::NotFound { .. }) if dynamic => return Err(routing::Error::UnknownDestination(name).into()),
+        Err(error) => return Err(error.into()),
+    };
+    for (header, value) in &ready.resolved.found.headers {
+        if !parts.headers.contains_key(header) {
+            parts.headers.insert(header.clone(), value.clone());
+        }
+    }
+    ctx.found = Some(ready);
+    Ok(Flow::Next)
+}
+
 /// What the backend learns about the user: the client's own credentials and our cookies are
 /// removed, the session's access token is added where the destination asks for it, and the
 /// backend cookies kept for the destination go with the request.
 pub(super) fn upstream_identity(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> Phase {
-    let (route, destination) = ctx.route.zip(ctx.destination).ok_or(routing::Error::RouteNotFound)?;
+    let (route, destination) = ctx
+        .route
+        .zip(ctx.target_destination())
+        .ok_or(routing::Error::RouteNotFound)?;
     let session = ctx.session();
     let headers = &mut parts.headers;
     if let Some(auth) = &ctx.state.auth {
@@ -42,16 +73,16 @@ pub(super) fn upstream_identity(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> 
 
 /// The request as the destination gets it: the body under its limit, and what the forwarding
 /// headers say.
-pub(super) fn request<'s, 'c, B>(
+pub(super) fn request<'c, B>(
     parts: &Parts,
     incoming: B,
-    ctx: &'c RequestCtx<'s>,
-) -> Result<(Body, ForwardRequest<'s, 'c>), GatewayError>
+    ctx: &'c RequestCtx<'_>,
+) -> Result<(Body, ForwardRequest<'c, 'c>), GatewayError>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let destination = ctx.destination.ok_or(routing::Error::RouteNotFound)?;
+    let destination = ctx.target_destination().ok_or(routing::Error::RouteNotFound)?;
     let host = parts.headers.get(header::HOST).cloned().or_else(|| {
         parts
             .uri
@@ -71,6 +102,7 @@ where
         destination,
         url: std::borrow::Cow::Borrowed(ctx.url()),
         forwarding,
+        extra: ctx.found.as_ref().map_or(&[], |found| found.headers.as_slice()),
         started: Instant::now(),
     };
     Ok((body, request))
@@ -123,7 +155,7 @@ pub(super) async fn keep_backend_cookies(
 ) -> Result<(), GatewayError> {
     let state = ctx.state;
     let (Some(route), Some(destination), Some(auth), Some((id, session))) =
-        (ctx.route, ctx.destination, &state.auth, &ctx.user)
+        (ctx.route, ctx.target_destination(), &state.auth, &ctx.user)
     else {
         return Ok(());
     };

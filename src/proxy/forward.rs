@@ -19,6 +19,10 @@ pub struct ForwardRequest<'d, 'a> {
     /// Path and query after the route's `target` rewrite.
     pub url: std::borrow::Cow<'a, str>,
     pub forwarding: Forwarding<'a>,
+    /// Headers the destination itself adds, after the header policy ran (which removes a
+    /// client's `Proxy-Authorization` and `SAP-Connectivity-*`): its credentials and the
+    /// on-premise proxy's.
+    pub extra: &'a [(http::HeaderName, http::HeaderValue)],
     /// When the request left for the destination: its `timeout` counts from here.
     pub started: tokio::time::Instant,
 }
@@ -44,6 +48,9 @@ pub fn forward<'d>(
     // The upstream connection picks its own protocol (ALPN); hyper wants HTTP/1.1 semantics here.
     parts.version = Version::HTTP_11;
     let added = headers::upstream_request_apart(&mut parts.headers, &request.forwarding, upstream.header_policy);
+    for (name, value) in request.extra {
+        parts.headers.insert(name.clone(), value.clone());
+    }
     if !destination.preserve_host_header || !parts.headers.contains_key(header::HOST) {
         parts.headers.insert(header::HOST, destination.host_header.clone());
     }

@@ -71,6 +71,8 @@ pub struct Pool {
     /// Bodiless `http` requests take the [`inline`] client: only for a pool whose connector opens
     /// plain TCP connections to the origin itself (not through a proxy).
     inline: bool,
+    /// Requests keep their absolute URI on the request line (a forward proxy's connections).
+    absolute_form: bool,
 }
 
 enum Sender {
@@ -178,6 +180,7 @@ impl Pool {
     /// connections per origin and thread.
     pub fn new(connector: Connector, max_idle: usize) -> Pool {
         Pool {
+            absolute_form: connector.is_forward_proxy(),
             connector,
             token: Arc::new(()),
             max_idle,
@@ -233,7 +236,7 @@ impl Pool {
         loop {
             match checkout(&home) {
                 Checkout::Found(sender) => {
-                    match send_on(sender, request, &home).await {
+                    match send_on(sender, request, &home, self.absolute_form).await {
                         Ok(response) => return Ok(response),
                         // The server closed the connection as the request went out (a keep-alive
                         // race); the request was not sent, so it is safe to send it on a new one.
@@ -251,7 +254,7 @@ impl Pool {
         }
         // Connecting is rare next to reuse: boxed (ARCHITECTURE.md, "Hot-path idioms").
         let sender = Box::pin(self.connect(&home, uri)).await?;
-        match send_on(sender, request, &home).await {
+        match send_on(sender, request, &home, self.absolute_form).await {
             Ok(response) => Ok(response),
             Err(Retry::Again(_)) => Err(PoolError::Closed),
             Err(Retry::Failed(error)) => Err(PoolError::Send(error)),
@@ -370,12 +373,20 @@ fn checkout(home: &Home) -> Checkout {
     })
 }
 
-async fn send_on(sender: Sender, mut request: Request<Body>, home: &Home) -> Result<Response<Body>, Retry> {
+async fn send_on(
+    sender: Sender,
+    mut request: Request<Body>,
+    home: &Home,
+    absolute_form: bool,
+) -> Result<Response<Body>, Retry> {
     match sender {
         Sender::H1(mut sender) => {
-            // HTTP/1.1 wants the origin form on the request line.
+            // HTTP/1.1 wants the origin form on the request line, except toward a forward proxy.
             let absolute = std::mem::replace(request.uri_mut(), Uri::from_static("/"));
-            *request.uri_mut() = origin_form(&absolute);
+            *request.uri_mut() = match absolute_form {
+                true => absolute.clone(),
+                false => origin_form(&absolute),
+            };
             match sender.try_send_request(request).await {
                 Ok(response) => Ok(returning(response, sender, home)),
                 Err(mut error) => match error.take_message() {

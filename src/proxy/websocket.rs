@@ -133,10 +133,20 @@ pub async fn proxy(
     let client_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or(Error::NotUpgradable)?;
     let destination = request.destination;
     let (target, path) = upstream_target(destination, &request.url)?;
-    parts.uri = path;
+    // HTTP/1.1 only (an upgrade needs it, so TLS offers no ALPN `h2`), one connection per
+    // websocket, never pooled.
+    let connector = upstream.websocket.get(destination);
+    // A forward proxy (the on-premise one) takes the absolute URL on the request line.
+    parts.uri = match connector.is_forward_proxy() {
+        true => target.clone(),
+        false => path,
+    };
     parts.version = Version::HTTP_11;
     parts.extensions = http::Extensions::new();
     headers::upstream_request(&mut parts.headers, &request.forwarding, upstream.header_policy);
+    for (name, value) in request.extra {
+        parts.headers.insert(name.clone(), value.clone());
+    }
     if !destination.preserve_host_header || !parts.headers.contains_key(header::HOST) {
         parts.headers.insert(header::HOST, destination.host_header.clone());
     }
@@ -148,10 +158,6 @@ pub async fn proxy(
         .headers
         .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     let outgoing = Request::from_parts(parts, body::empty());
-
-    // HTTP/1.1 only (an upgrade needs it, so TLS offers no ALPN `h2`), one connection per
-    // websocket, never pooled.
-    let connector = upstream.websocket.get(destination);
     let handshake = handshake(connector, target, outgoing, destination);
     let (response, sender) = tokio::time::timeout(destination.timeout, handshake)
         .await

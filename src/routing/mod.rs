@@ -44,8 +44,21 @@ pub struct RouteMatch<'c, 'u> {
     pub route: &'c Route,
     /// The URL (path and query) after the `target` rewrite.
     pub url: Cow<'u, str>,
-    /// The destination for destination routes.
+    /// The destination for destination routes whose destination is in the `destinations`
+    /// variable.
     pub destination: Option<&'c Destination>,
+    /// The destination the Destination service must find, for the others.
+    pub lookup: Option<Lookup>,
+}
+
+/// A destination to look up at the Destination service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// By name. `dynamic` when the name came from the request (`$N`, `*`): only destinations
+    /// with `HTML5.DynamicDestination` may be reached that way.
+    Name { name: String, dynamic: bool },
+    /// `*`: group 1 of `DESTINATION_HOST_PATTERN` on the request's host names it.
+    Host,
 }
 
 impl<'c> RouteMatch<'c, '_> {
@@ -55,8 +68,30 @@ impl<'c> RouteMatch<'c, '_> {
             route: self.route,
             url: Cow::Owned(self.url.into_owned()),
             destination: self.destination,
+            lookup: self.lookup,
         }
     }
+}
+
+/// The destination a name from the request (`$N`, `*`) gives: the `destinations` variable's, else
+/// the Destination service's when one is bound.
+///
+/// # Errors
+/// [`Error::UnknownDestination`] when neither can have it.
+pub fn dynamic_destination<'c>(config: &'c Config, name: &str) -> Result<(Option<&'c Destination>, Option<Lookup>), Error> {
+    if let Some(destination) = config.destination(name) {
+        return Ok((Some(&**destination), None));
+    }
+    if name.is_empty() || config.services.destination.is_none() {
+        return Err(Error::UnknownDestination(name.to_string()));
+    }
+    Ok((
+        None,
+        Some(Lookup::Name {
+            name: name.to_string(),
+            dynamic: true,
+        }),
+    ))
 }
 
 /// Finds the first route for `method` and `url` (normalised path with query).
@@ -130,21 +165,27 @@ pub fn match_route<'c, 'u>(config: &'c Config, method: &Method, url: &'u str) ->
             }
             _ => Cow::Borrowed(url),
         };
-        let destination = match &route.kind {
-            RouteKind::Destination(DestinationRef::Named(name)) => config.destination(name).map(|d| &**d),
+        let (destination, lookup) = match &route.kind {
+            RouteKind::Destination(DestinationRef::Named(name)) => (config.destination(name).map(|d| &**d), None),
+            RouteKind::Destination(DestinationRef::Service(name)) => (
+                None,
+                Some(Lookup::Name {
+                    name: name.clone(),
+                    dynamic: false,
+                }),
+            ),
             RouteKind::Destination(DestinationRef::Capture(group)) => {
                 let name = groups.as_ref().and_then(|groups| groups.get(*group)).unwrap_or("");
-                match config.destination(name) {
-                    Some(destination) => Some(&**destination),
-                    None => return Err(Error::UnknownDestination(name.to_string())),
-                }
+                dynamic_destination(config, name)?
             }
-            _ => None,
+            RouteKind::Destination(DestinationRef::Host) => (None, Some(Lookup::Host)),
+            _ => (None, None),
         };
         return Ok(RouteMatch {
             route,
             url: rewritten,
             destination,
+            lookup,
         });
     }
     match path_matched {

@@ -158,6 +158,19 @@ pub async fn readiness(state: &AppState) -> Readiness {
             });
         }
     }
+    if let Some(destinations) = &state.destinations {
+        checks.push(
+            match tokio::time::timeout(CHECK_TIMEOUT, destinations.check_token()).await {
+                Ok(Ok(())) => (
+                    "destination_service",
+                    true,
+                    format!("token ok, {} destinations cached", destinations.cached()),
+                ),
+                Ok(Err(error)) => ("destination_service", false, crate::idp::xsuaa::error_chain(&error)),
+                Err(_) => ("destination_service", false, format!("no answer within {CHECK_TIMEOUT:?}")),
+            },
+        );
+    }
     Readiness {
         ready: checks.iter().all(|(_, ok, _)| *ok),
         checks,

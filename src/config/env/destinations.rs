@@ -141,5 +141,6 @@ fn destination(raw: raw::Destination, path: &str, errors: &mut Error) -> Option<
         set_x_forwarded_headers: raw.set_x_forwarded_headers.unwrap_or(true),
         preserve_host_header: raw.preserve_host_header.unwrap_or(false),
         host_header: HeaderValue::from_str(&authority_text).unwrap_or(HeaderValue::from_static("localhost")),
+        on_premise: false,
     })
 }

@@ -1,0 +1,258 @@
+//! Destinations of the Destination service made ready for a request: found with the token the
+//! request calls for, checked against how the route named them, turned into the [`Destination`]
+//! the proxy sends to and the headers that go with it, and cached per (user, name).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderName, HeaderValue};
+use rustls::RootCertStore;
+
+use super::{Authentication, DestinationCache, DestinationClient, DestinationError, FindRequest, FoundDestination};
+use super::{ProxyType, DEFAULT_TIMEOUT};
+use crate::config::{Destination, ServiceBindings};
+use crate::idp::service_token::{ServiceTokenError, ServiceTokens};
+use crate::idp::Clock;
+use crate::metrics::Metrics;
+
+/// How long a backend may take when the destination sets no `HTML5.Timeout` (the reference's).
+pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Destinations kept at most.
+const CAPACITY: usize = 10_000;
+/// The header that carries the user to an on-premise system (principal propagation).
+const CONNECTIVITY_AUTHENTICATION: HeaderName = HeaderName::from_static("sap-connectivity-authentication");
+const LOCATION_ID: HeaderName = HeaderName::from_static("sap-connectivity-scc-location_id");
+
+/// A found destination, ready for requests: the same for every request of its cache key.
+pub struct Resolved {
+    /// What the Destination service said.
+    pub found: FoundDestination,
+    /// Where requests go, in the form the proxy takes.
+    pub destination: Destination,
+    /// Set on every request after the header policy ran: the credentials of
+    /// `authTokens[0].http_header`, `sap-client`, the Cloud Connector location.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Resolved {
+    /// Checks what the router cannot send yet and builds the request's parts of `found`.
+    ///
+    /// # Errors
+    /// [`DestinationError::NotYetSupported`] or [`DestinationError::Invalid`], naming the property.
+    pub fn new(found: FoundDestination) -> Result<Resolved, DestinationError> {
+        let not_yet = |what: &str| DestinationError::NotYetSupported {
+            name: found.name.clone(),
+            what: what.to_string(),
+        };
+        let invalid = |property: &str, reason: &str| DestinationError::Invalid {
+            name: found.name.clone(),
+            property: property.to_string(),
+            reason: reason.to_string(),
+        };
+        if !found.trust_store.is_empty() {
+            return Err(not_yet("TrustStoreLocation (a trust store of the destination)"));
+        }
+        if found.strict_connection_mode {
+            // A separate pool changes nothing a backend can see; connections are pooled as usual.
+            tracing::debug!(destination = %found.name, "HTML5.StrictConnectionMode: connections are pooled as for every destination");
+        }
+        let on_premise = found.proxy_type == ProxyType::OnPremise;
+        if on_premise && found.url.scheme() != "http" {
+            return Err(invalid(
+                "URL",
+                "must be http:// for ProxyType OnPremise: the connectivity proxy refuses https \
+                 (the Cloud Connector speaks TLS to the system)",
+            ));
+        }
+        let url = &found.url;
+        let scheme = match url.scheme() {
+            "https" => http::uri::Scheme::HTTPS,
+            _ => http::uri::Scheme::HTTP,
+        };
+        let host = url.host_str().unwrap_or_default();
+        let authority_text = match url.port() {
+            Some(port) => format!("{}:{port}", bracketed(host)),
+            None => bracketed(host),
+        };
+        let authority = authority_text
+            .parse::<http::uri::Authority>()
+            .map_err(|_| invalid("URL", "has no usable host"))?;
+        let host_header = HeaderValue::try_from(authority_text.as_str()).map_err(|_| invalid("URL", "has no usable host"))?;
+        let destination = Destination {
+            name: found.name.clone(),
+            scheme,
+            authority,
+            base_path: url.path().trim_end_matches('/').to_string(),
+            proxy: None,
+            forward_auth_token: found.forward_auth_token,
+            forward_auth_certificates: false,
+            strict_ssl: !found.trust_all,
+            timeout: found.timeout.unwrap_or(DEFAULT_BACKEND_TIMEOUT),
+            set_x_forwarded_headers: found.set_x_forwarded_headers,
+            preserve_host_header: found.preserve_host_header,
+            host_header,
+            on_premise,
+        };
+        let mut headers = Vec::new();
+        if let Some((name, value)) = &found.auth_header {
+            // The service's own principal-propagation header is sent only where the user is
+            // propagated ([`DestinationServices::resolve`]).
+            if *name != CONNECTIVITY_AUTHENTICATION {
+                headers.push((name.clone(), value.clone()));
+            }
+        }
+        if let Some(client) = &found.sap_client {
+            headers.push((HeaderName::from_static("sap-client"), client.clone()));
+        }
+        if let (true, Some(location)) = (on_premise, &found.cloud_connector_location_id) {
+            headers.push((LOCATION_ID, location.clone()));
+        }
+        Ok(Resolved {
+            found,
+            destination,
+            headers,
+        })
+    }
+}
+
+fn bracketed(host: &str) -> String {
+    match host.contains(':') && !host.starts_with('[') {
+        true => format!("[{host}]"),
+        false => host.to_string(),
+    }
+}
+
+/// A destination for one request: the cached part and the headers of this request.
+pub struct Ready {
+    pub resolved: Arc<Resolved>,
+    /// Every header the destination adds, `resolved.headers` first.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// The Destination service, and the Connectivity service when bound, as the requests use them.
+pub struct DestinationServices {
+    client: DestinationClient,
+    tokens: ServiceTokens,
+    connectivity: Option<ServiceTokens>,
+    cache: DestinationCache<Resolved>,
+    metrics: Arc<Metrics>,
+}
+
+impl DestinationServices {
+    /// The clients for `services`, or `None` when no Destination service is bound.
+    ///
+    /// # Errors
+    /// When a binding's credentials or URLs cannot be used.
+    pub fn new(
+        services: &ServiceBindings,
+        roots: Arc<RootCertStore>,
+        token_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<DestinationServices>, DestinationError> {
+        let Some(binding) = &services.destination else {
+            return Ok(None);
+        };
+        let token_error = |error: ServiceTokenError| DestinationError::Token(Arc::new(error));
+        let lookup = &services.lookup;
+        let timeout = if lookup.timeout.is_zero() { DEFAULT_TIMEOUT } else { lookup.timeout };
+        let client = DestinationClient::new(binding, roots.clone(), timeout, services.connectivity.is_some())?;
+        let tokens = ServiceTokens::new(binding, roots.clone(), token_timeout).map_err(token_error)?;
+        let connectivity = match &services.connectivity {
+            Some(binding) => Some(ServiceTokens::new(binding, roots, token_timeout).map_err(token_error)?),
+            None => None,
+        };
+        Ok(Some(DestinationServices {
+            client,
+            tokens,
+            connectivity,
+            cache: DestinationCache::new(CAPACITY, lookup.cache_ttl, Clock::System),
+            metrics,
+        }))
+    }
+
+    /// Checks that the Destination service's token can be had now (the readiness check).
+    ///
+    /// # Errors
+    /// Why not.
+    pub async fn check_token(&self) -> Result<(), DestinationError> {
+        self.tokens
+            .client_token()
+            .await
+            .map(drop)
+            .map_err(|error| DestinationError::Token(Arc::new(error)))
+    }
+
+    /// Destinations cached now.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// The destination `name` for a request of `user` (the login token; `None` on a public
+    /// route): found with the user's exchanged token, or the binding's own without a user.
+    /// `dynamic`: the name came from the request, which only `HTML5.DynamicDestination` allows,
+    /// checked on cached destinations too.
+    ///
+    /// # Errors
+    /// See [`DestinationError`]; nothing is cached from a failure.
+    pub async fn resolve(
+        &self,
+        name: &str,
+        dynamic: bool,
+        user: Option<&str>,
+        correlation_id: &str,
+    ) -> Result<Ready, DestinationError> {
+        let token_error = |error: ServiceTokenError| DestinationError::Token(Arc::new(error));
+        let resolved = self
+            .cache
+            .get_or_find(user, name, || async {
+                let token = match user {
+                    Some(user) => self.tokens.user_token(user).await,
+                    None => self.tokens.client_token().await,
+                }
+                .map_err(token_error)?;
+                let found = self
+                    .client
+                    .find(FindRequest {
+                        name,
+                        token: &token.access_token,
+                        correlation_id,
+                        user_token: None,
+                    })
+                    .await;
+                self.metrics.destination_lookup(match &found {
+                    Ok(_) => "found",
+                    Err(error) => error.outcome(),
+                });
+                Resolved::new(found?)
+            })
+            .await?;
+        if dynamic && !resolved.found.dynamic {
+            return Err(DestinationError::NotDynamic { name: name.to_string() });
+        }
+        let mut headers = resolved.headers.clone();
+        if resolved.destination.on_premise {
+            let connectivity = self.connectivity.as_ref().ok_or_else(|| DestinationError::Invalid {
+                name: name.to_string(),
+                property: "ProxyType".into(),
+                reason: "OnPremise needs a connectivity binding".into(),
+            })?;
+            let proxy_token = connectivity
+                .client_token()
+                .await
+                .map_err(|error| DestinationError::ConnectivityToken(Arc::new(error)))?;
+            headers.push((header::PROXY_AUTHORIZATION, bearer(&proxy_token.access_token)?));
+            if let Some(user) = user.filter(|_| resolved.found.authentication == Authentication::PrincipalPropagation) {
+                let value = match &resolved.found.auth_header {
+                    Some((key, value)) if *key == CONNECTIVITY_AUTHENTICATION => value.clone(),
+                    _ => bearer(&self.tokens.user_token(user).await.map_err(token_error)?.access_token)?,
+                };
+                headers.push((CONNECTIVITY_AUTHENTICATION, value));
+            }
+        }
+        Ok(Ready { resolved, headers })
+    }
+}
+
+fn bearer(token: &str) -> Result<HeaderValue, DestinationError> {
+    HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| DestinationError::Token(Arc::new(ServiceTokenError::MissingAccessToken)))
+}
