@@ -22,6 +22,30 @@ impl GatewayBuilder {
     }
 }
 
+impl GatewayBuilder {
+    /// Binds XSUAA (`xsuaa` credentials) and `dev`'s Destination and Connectivity services
+    /// (x509 credentials of their own clients) through `VCAP_SERVICES`, trusting `dev`'s CA.
+    pub fn services(self, dev: &DevXsuaa, xsuaa: &Value) -> Self {
+        let destination = dev
+            .service_credentials(xsuaa_dev::ServiceKind::Destination)
+            .expect("destination credentials");
+        let connectivity = dev
+            .service_credentials(xsuaa_dev::ServiceKind::Connectivity)
+            .expect("connectivity credentials");
+        self.services_with(dev, xsuaa, &destination, &connectivity)
+    }
+
+    /// As [`GatewayBuilder::services`], with these service credentials.
+    pub fn services_with(self, dev: &DevXsuaa, xsuaa: &Value, destination: &Value, connectivity: &Value) -> Self {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let ca = folder.path().join("ca.pem");
+        std::fs::write(&ca, dev.ca_pem()).expect("write ca");
+        self.env("VCAP_SERVICES", dev.vcap_services_all(xsuaa, destination, connectivity))
+            .env("XS_CACERT_PATH", ca.display().to_string())
+            .keep(folder)
+    }
+}
+
 /// A development XSUAA with default settings.
 pub async fn dev_xsuaa() -> DevXsuaa {
     DevXsuaa::builder().start().await.expect("development XSUAA")

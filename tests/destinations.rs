@@ -1,0 +1,350 @@
+//! Routes to destinations of the Destination service, end to end: the router finds them at the
+//! development Destination service with tokens from the development XSUAA over mutual TLS, and a
+//! real backend on loopback shows what each authentication type sends.
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use support::idp::Browser;
+use support::{backend, client, gateway, Backend, Gateway};
+use xsuaa_dev::{DevXsuaa, ServiceKind};
+
+fn app() -> Value {
+    json!({
+        "routes": [
+            {"source": "^/svc/no-auth/(.*)$", "target": "/$1", "destination": "no-auth", "authenticationType": "none"},
+            {"source": "^/svc/basic/(.*)$", "target": "/$1", "destination": "basic", "authenticationType": "none"},
+            {"source": "^/svc/oauth-cc/(.*)$", "target": "/$1", "destination": "oauth-cc", "authenticationType": "none"},
+            {"source": "^/svc/token-error/(.*)$", "target": "/$1", "destination": "token-error", "authenticationType": "none"},
+            {"source": "^/svc/missing/(.*)$", "target": "/$1", "destination": "missing", "authenticationType": "none"},
+            {"source": "^/svc/unsupported/(.*)$", "target": "/$1", "destination": "unsupported", "authenticationType": "none"},
+            {"source": "^/dyn/([^/]+)/(.*)$", "target": "/$2", "destination": "$1", "authenticationType": "none"},
+            {"source": "^/host/(.*)$", "target": "/$1", "destination": "*", "authenticationType": "none"},
+            {"source": "^/env/(.*)$", "target": "/$1", "destination": "env-backend", "authenticationType": "none"},
+            {"source": "^/user/exchange/(.*)$", "target": "/$1", "destination": "user-exchange"},
+            {"source": "^/user/no-auth/(.*)$", "target": "/$1", "destination": "no-auth-forward"}
+        ]
+    })
+}
+
+/// The development XSUAA serving destinations to `backend`, one per authentication type.
+async fn services_to(backend: &Backend) -> DevXsuaa {
+    let url = backend.url();
+    let oauth = [("clientId", "sb-backend!t1"), ("clientSecret", "backend-secret")];
+    let with = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        let mut all = vec![("URL".to_string(), url.clone()), ("ProxyType".into(), "Internet".into())];
+        all.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        all
+    };
+    DevXsuaa::builder()
+        .destination(
+            "no-auth",
+            with(&[
+                ("Authentication", "NoAuthentication"),
+                ("HTML5.DynamicDestination", "true"),
+                ("URL.headers.x-api-key", "k-123"),
+                ("sap-client", "100"),
+            ]),
+        )
+        .destination(
+            "no-auth-forward",
+            with(&[("Authentication", "NoAuthentication"), ("HTML5.ForwardAuthToken", "true")]),
+        )
+        .destination(
+            "basic",
+            with(&[
+                ("Authentication", "BasicAuthentication"),
+                ("User", "alice"),
+                ("Password", "wonderland"),
+            ]),
+        )
+        .destination(
+            "oauth-cc",
+            with(&[("Authentication", "OAuth2ClientCredentials"), oauth[0], oauth[1]]),
+        )
+        .destination(
+            "user-exchange",
+            with(&[("Authentication", "OAuth2UserTokenExchange"), oauth[0], oauth[1]]),
+        )
+        .destination(
+            "token-error",
+            with(&[
+                ("Authentication", "OAuth2ClientCredentials"),
+                oauth[0],
+                oauth[1],
+                ("tokenServiceURL", "https://token.invalid/oauth/token"),
+            ]),
+        )
+        .destination("unsupported", with(&[("Authentication", "KerberosMagic")]))
+        .start()
+        .await
+        .expect("development XSUAA")
+}
+
+async fn router(dev: &DevXsuaa, backend: &Backend, extra: &[(&str, &str)]) -> Gateway {
+    let mut builder = gateway(app())
+        .services(dev, &dev.credentials())
+        .destinations(&[("env-backend", &backend.url())])
+        .env("DESTINATION_HOST_PATTERN", r"^([a-z-]+)\.dest\.example(:\d+)?$");
+    for (name, value) in extra {
+        builder = builder.env(name, *value);
+    }
+    builder.start().await
+}
+
+fn claims(bearer: &str) -> Value {
+    let token = bearer.strip_prefix("Bearer ").expect("a bearer token");
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("claims")
+}
+
+async fn get(router: &Gateway, path: &str) -> reqwest::Response {
+    client().get(router.url(path)).send().await.expect("request")
+}
+
+#[tokio::test]
+async fn each_authentication_type_sends_the_backend_what_the_service_says() {
+    let backend = backend().await;
+    let dev = services_to(&backend).await;
+    let router = router(&dev, &backend, &[]).await;
+
+    // (path, expected Authorization: None = absent, Some(prefix))
+    let table: [(&str, Option<&str>); 3] = [
+        ("/svc/no-auth/a?x=1", None),
+        ("/svc/basic/a", Some("Basic YWxpY2U6d29uZGVybGFuZA==")),
+        ("/svc/oauth-cc/a", Some("Bearer ")),
+    ];
+    for (path, authorization) in table {
+        let response = client()
+            .get(router.url(path))
+            .header("authorization", "Basic c3Bvb2Y6c3Bvb2Y=")
+            .header("proxy-authorization", "Bearer from-the-client")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200, "{path}");
+        let seen = backend.seen().pop().expect("backend reached");
+        assert!(seen.uri.starts_with("/a"), "{path}: {}", seen.uri);
+        assert!(seen.headers.get("proxy-authorization").is_none(), "{path}");
+        match authorization {
+            None => assert_eq!(
+                seen.headers.get("authorization").map(|v| v.to_str().unwrap()),
+                Some("Basic c3Bvb2Y6c3Bvb2Y="),
+                "{path}: a public route's client Authorization passes when the destination sets none"
+            ),
+            Some(prefix) => {
+                let sent = seen.headers["authorization"].to_str().unwrap();
+                assert!(sent.starts_with(prefix), "{path}: {sent}");
+            }
+        }
+    }
+    // URL.headers.* and sap-client of `no-auth`.
+    let seen = &backend.seen()[0];
+    assert_eq!(seen.headers["x-api-key"], "k-123");
+    assert_eq!(seen.headers["sap-client"], "100");
+    // The client-credentials token is the destination's client's.
+    let last = backend.seen().pop().expect("oauth-cc");
+    let token = claims(last.headers["authorization"].to_str().unwrap());
+    assert_eq!(token["cid"], "sb-backend!t1");
+    assert_eq!(token["grant_type"], "client_credentials");
+}
+
+#[tokio::test]
+async fn a_client_value_of_a_url_header_wins() {
+    let backend = backend().await;
+    let dev = services_to(&backend).await;
+    let router = router(&dev, &backend, &[]).await;
+    let response = client()
+        .get(router.url("/svc/no-auth/a"))
+        .header("x-api-key", "mine")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(backend.seen()[0].headers["x-api-key"], "mine");
+}
+
+#[tokio::test]
+async fn failures_of_the_destination_are_clean_gateway_errors() {
+    let backend = backend().await;
+    let dev = services_to(&backend).await;
+    let router = router(&dev, &backend, &[]).await;
+    for (path, status) in [
+        ("/svc/token-error/a", 502),
+        ("/svc/missing/a", 502),
+        ("/svc/unsupported/a", 502),
+    ] {
+        let response = get(&router, path).await;
+        assert_eq!(response.status(), status, "{path}");
+        let body = response.text().await.expect("body");
+        assert!(!body.contains("token.invalid") && !body.contains("Kerberos"), "{path}: {body}");
+    }
+    assert!(backend.seen().is_empty(), "nothing reached the backend");
+    // Nothing is cached from a failure: each request asks again.
+    get(&router, "/svc/missing/a").await;
+    assert_eq!(dev.destination_lookups("missing"), 2);
+    // Environment destinations are untouched.
+    assert_eq!(get(&router, "/env/a").await.status(), 200);
+    let metrics = router.state.metrics.encode();
+    assert!(
+        metrics.contains(r#"approuter_destination_lookups_total{outcome="not_found"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_client_certificate_for_the_destination_binding_fails_cleanly() {
+    let backend = backend().await;
+    let dev = services_to(&backend).await;
+    // A certificate of the CA, but accepted for no client.
+    let foreign = dev.foreign_client_cert();
+    let destination = dev
+        .service_credentials_with(ServiceKind::Destination, &foreign)
+        .expect("credentials");
+    let connectivity = dev.service_credentials(ServiceKind::Connectivity).expect("credentials");
+    let router = gateway(app())
+        .services_with(&dev, &dev.credentials(), &destination, &connectivity)
+        .destinations(&[("env-backend", &backend.url())])
+        .env("DESTINATION_HOST_PATTERN", r"^([a-z-]+)\.dest\.example$")
+        .start()
+        .await;
+    assert_eq!(get(&router, "/svc/no-auth/a").await.status(), 502);
+    assert_eq!(dev.destination_lookups("no-auth"), 0, "no token, no lookup");
+    assert_eq!(get(&router, "/env/a").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_first_requests_make_one_lookup() {
+    let backend = backend().await;
+    let dev = services_to(&backend).await;
+    let router = router(&dev, &backend, &[]).await;
+    let client = client();
+    let mut requests = Vec::new();
+    for _ in 0..100 {
+        let request = client.get(router.url("/svc/basic/a")).send();
+        requests.push(tokio::spawn(request));
+    }
+    for request in requests {
+        assert_eq!(request.await.expect("joined").expect("response").status(), 200);
+    }
+    assert_eq!(dev.destination_lookups("basic"), 1);
+    for _ in 0..20 {
+        assert_eq!(get(&router, "/svc/basic/a").await.status(), 200);
+    }
+    assert_eq!(dev.destination_lookups("basic"), 1, "served from the cache");
+}
+
+#[tokio::test]
+async fn dynamic_names_need_html5_dynamic_destination_on_every_path() {
+    let backend = backend().await;
+    let dev = services_to(&backend).await;
+    let router = router(&dev, &backend, &[]).await;
+    // `no-auth` allows it; `basic` does not, even once a static route has cached it.
+    assert_eq!(get(&router, "/dyn/no-auth/a").await.status(), 200);
+    assert_eq!(get(&router, "/dyn/basic/a").await.status(), 404);
+    assert_eq!(get(&router, "/svc/basic/a").await.status(), 200);
+    assert_eq!(get(&router, "/dyn/basic/a").await.status(), 404);
+    // An unknown name is no route; an environment destination needs no property.
+    assert_eq!(get(&router, "/dyn/nowhere/a").await.status(), 404);
+    assert_eq!(get(&router, "/dyn/env-backend/a").await.status(), 200);
+    let uris: Vec<String> = backend.seen().into_iter().map(|seen| seen.uri).collect();
+    assert_eq!(uris, ["/a", "/a", "/a"]);
+}
+
+#[tokio::test]
+async fn the_host_names_the_destination_of_a_star_route() {
+    let backend = backend().await;
+    let dev = services_to(&backend).await;
+    let router = router(&dev, &backend, &[]).await;
+    let on_host = |host: &'static str| {
+        client()
+            .get(router.url("/host/a"))
+            .header("host", host)
+            .send()
+    };
+    assert_eq!(on_host("no-auth.dest.example").await.expect("sent").status(), 200);
+    assert_eq!(on_host("basic.dest.example").await.expect("sent").status(), 404);
+    assert_eq!(on_host("env-backend.dest.example").await.expect("sent").status(), 200);
+    assert_eq!(on_host("elsewhere.example").await.expect("sent").status(), 404);
+    assert_eq!(backend.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn a_logged_in_user_gets_the_exchanged_token_and_forwarded_login_token() {
+    let backend = backend().await;
+    let dev = services_to(&backend).await;
+    let router = router(&dev, &backend, &[]).await;
+    let browser = Browser::new(&dev);
+
+    let (response, visited) = browser.navigate(&router.url("/user/exchange/orders")).await;
+    assert_eq!(response.status(), 200, "{visited:?}");
+    let seen = backend.seen().pop().expect("backend reached");
+    assert_eq!(seen.uri, "/orders");
+    let exchanged = claims(seen.headers["authorization"].to_str().unwrap());
+    assert_eq!(exchanged["cid"], "sb-backend!t1", "issued to the destination's client");
+    assert!(exchanged["user_name"].is_string(), "{exchanged}");
+    assert_eq!(dev.destination_lookups("user-exchange"), 1);
+
+    // HTML5.ForwardAuthToken sends the login token itself.
+    let response = browser
+        .client
+        .get(router.url("/user/no-auth/x"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let seen = backend.seen().pop().expect("backend reached");
+    let login = claims(seen.headers["authorization"].to_str().unwrap());
+    assert_eq!(login["cid"], dev.client_id());
+
+    // A second request of the same user finds nothing again.
+    let response = browser
+        .client
+        .get(router.url("/user/exchange/orders"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(dev.destination_lookups("user-exchange"), 1);
+}
+
+#[tokio::test]
+async fn a_changed_destination_is_seen_after_the_ttl() {
+    let backend = backend().await;
+    let dev = services_to(&backend).await;
+    let router = router(&dev, &backend, &[("DESTINATION_CACHE_TTL", "1")]).await;
+    assert_eq!(get(&router, "/svc/basic/a").await.status(), 200);
+    assert_eq!(get(&router, "/svc/basic/a").await.status(), 200);
+    assert_eq!(dev.destination_lookups("basic"), 1);
+    // The entry expires within the TTL: wait for the next lookup, bounded.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while dev.destination_lookups("basic") < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the cache never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(get(&router, "/svc/basic/a").await.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn start_up_names_a_service_destination_without_a_binding() {
+    let (_dir, config) = gateway(json!({"routes": [
+        {"source": "^/(.*)$", "destination": "erp", "authenticationType": "none"}
+    ]}))
+    .config();
+    let errors = config.expect_err("no destination service").to_string();
+    assert!(errors.contains("routes[0].destination"), "{errors}");
+    assert!(errors.contains("\"erp\"") && errors.contains("no destination service is bound"), "{errors}");
+
+    let (_dir, config) = gateway(json!({"routes": [
+        {"source": "^/(.*)$", "destination": "*", "authenticationType": "none"}
+    ]}))
+    .config();
+    let errors = config.expect_err("no host pattern").to_string();
+    assert!(errors.contains("DESTINATION_HOST_PATTERN"), "{errors}");
+}
