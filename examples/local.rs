@@ -1,6 +1,8 @@
 //! The whole local stack in one process, no cloud account needed: a development XSUAA (HTTPS, with
-//! the token endpoint behind mutual TLS), an example backend that shows the claims of the token it
-//! receives, and the router serving `xs-app.json.example` with the app folder `examples/app`.
+//! the token endpoint behind mutual TLS) with its Destination service, an example backend that shows
+//! the claims of the token it receives, and the router serving `xs-app.json.example` with the app
+//! folder `examples/app`. The `erp` destination lives at the Destination service: an
+//! OAuth2UserTokenExchange destination to the example backend.
 //!
 //! Run: `cargo run --release --example local`, then open the printed URL.
 
@@ -28,8 +30,19 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
 
+    let backend = start_backend().await?;
     let xsuaa = xsuaa_dev::DevXsuaa::builder()
         .user(xsuaa_dev::User::new("jane.doe"))
+        .destination(
+            "erp",
+            [
+                ("URL", format!("http://{backend}/erp")),
+                ("ProxyType", "Internet".into()),
+                ("Authentication", "OAuth2UserTokenExchange".into()),
+                ("clientId", "sb-erp-backend!t7".into()),
+                ("clientSecret", "erp-secret".into()),
+            ],
+        )
         .start()
         .await
         .context("starting the development XSUAA")?;
@@ -40,8 +53,10 @@ async fn main() -> anyhow::Result<()> {
     xsuaa
         .write_binding_dir(&bindings, "xsuaa", &xsuaa.credentials())
         .context("writing the binding files")?;
-
-    let backend = start_backend().await?;
+    let destination = xsuaa.service_credentials(xsuaa_dev::ServiceKind::Destination)?;
+    xsuaa
+        .write_service_binding_dir(&bindings, xsuaa_dev::ServiceKind::Destination, &destination)
+        .context("writing the destination binding files")?;
 
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let port = std::env::var("PORT").unwrap_or_else(|_| "5000".into());
@@ -91,10 +106,12 @@ async fn main() -> anyhow::Result<()> {
         xsuaa.cert_url()
     );
     println!("  example backend    http://{backend}");
+    println!("  Destination service {} (destination erp)", xsuaa.destination_url());
     println!("  approuter          http://{address}/");
     println!("  admin endpoints    {admin_line}");
     println!();
-    println!("  Open http://{address}/ and follow the /api/whoami link to log in as jane.doe.");
+    println!("  Open http://{address}/ and follow the /api/whoami link to log in as jane.doe;");
+    println!("  /erp/whoami reaches the backend through the Destination service's erp destination.");
     println!("  Ctrl-C stops everything.");
     println!();
     approuter::server::run(listener, state, async {

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Load benchmark on loopback: a fixed-body nginx backend measured directly, through approuter and
 # through an nginx reverse proxy (the reference), each with wrk at many connections and at one, and
-# an authenticated route through a second approuter logged in at the development XSUAA, and HTTP/2
+# an authenticated route through a second approuter logged in at the development XSUAA (to the
+# backend as an environment destination, and as a destination of the development Destination
+# service with the user's token exchanged, OAuth2UserTokenExchange), and HTTP/2
 # over TLS (h2load) through an HTTPS approuter and an nginx `ssl http2` proxy to the same backend.
 # Prints requests/s, p50/p99 latency and the CPU time the answering process spent per request, the
 # ratios against the targets, and approuter's memory.
@@ -17,7 +19,7 @@
 #                 false: neither does
 #   WORKERS       approuter tokio workers = nginx proxy workers (default: number of cores)
 #   SCENARIOS     which rows to run, in order (default "direct approuter approuter_hyper nginx nginx_fwd
-#                 approuter_auth approuter_h2 nginx_h2"); approuter_hyper is approuter with
+#                 approuter_auth approuter_dest approuter_h2 nginx_h2"); approuter_hyper is approuter with
 #                 HTTP_FAST_PATHS=false; the _h2 rows are HTTP/2 over TLS measured with h2load;
 #                 nginx_fwd is the nginx proxy doing the header work approuter does on a public
 #                 route (X-Forwarded-*, a correlation id up, X-Frame-Options and a request id down)
@@ -38,7 +40,7 @@ CONNECTIONS=${CONNECTIONS:-50}
 ROUNDS=${ROUNDS:-1}
 # Both proxies write one access-log line per request to a file, or neither does.
 ACCESS_LOG=${ACCESS_LOG:-true}
-SCENARIOS=${SCENARIOS:-"direct approuter approuter_hyper nginx nginx_fwd approuter_auth approuter_h2 nginx_h2"}
+SCENARIOS=${SCENARIOS:-"direct approuter approuter_hyper nginx nginx_fwd approuter_auth approuter_dest approuter_h2 nginx_h2"}
 H2_CONNECTIONS=${H2_CONNECTIONS:-32}
 H2_STREAMS=${H2_STREAMS:-10}
 REPORT="$ROOT/target/bench-load.txt"
@@ -52,6 +54,7 @@ TARGET_ADDED_P50_US=100    # approuter p50 minus direct p50 at one connection
 TARGET_IDLE_RSS_KIB=$((15 * 1024))
 TARGET_AUTH_RPS_RATIO=0.9  # approuter on an authenticated route / approuter on a public one, at CONNECTIONS
 TARGET_H2_RPS_RATIO=0.9    # approuter / nginx proxy, HTTP/2 over TLS requests/s
+TARGET_DEST_RPS_RATIO=0.9  # a Destination service destination / the same route to an environment destination
 
 for tool in cargo nginx wrk curl python3; do
     command -v "$tool" >/dev/null || { echo "bench-load: $tool is not installed" >&2; exit 2; }
@@ -235,7 +238,13 @@ wait_line() {
 start_xsuaa() {
     XSUAA_DIR="$WORK/xsuaa"
     mkdir -p "$XSUAA_DIR"
-    "$ROOT/target/release/xsuaa-dev" --out "$XSUAA_DIR" >"$XSUAA_DIR/stdout.log" 2>"$XSUAA_DIR/stderr.log" &
+    # The Destination service's one destination: the backend, with the user's token exchanged.
+    cat >"$WORK/service-destinations.json" <<EOF
+{"bench-dest": {"URL": "http://127.0.0.1:$BACKEND_PORT", "ProxyType": "Internet",
+ "Authentication": "OAuth2UserTokenExchange", "clientId": "sb-bench-backend!t1", "clientSecret": "bench"}}
+EOF
+    "$ROOT/target/release/xsuaa-dev" --out "$XSUAA_DIR" --destinations "$WORK/service-destinations.json" \
+        >"$XSUAA_DIR/stdout.log" 2>"$XSUAA_DIR/stderr.log" &
     XSUAA_PID=$!
     PIDS+=("$XSUAA_PID")
     wait_line xsuaa-dev "$XSUAA_PID" "$XSUAA_DIR" '^login user:'
@@ -251,12 +260,14 @@ start_approuter_auth() {
     local dir="$WORK/approuter-auth"
     mkdir -p "$dir"
     cat >"$dir/xs-app.json" <<'EOF'
-{"routes":[{"source":"^/auth/(.*)$","target":"/$1","destination":"backend","scope":"$XSAPPNAME.Display"}]}
+{"routes":[{"source":"^/auth/(.*)$","target":"/$1","destination":"backend","scope":"$XSAPPNAME.Display"},
+{"source":"^/dest/(.*)$","target":"/$1","destination":"bench-dest","scope":"$XSAPPNAME.Display"}]}
 EOF
+    APPROUTER_AUTH_ADMIN_PORT=$(free_port)
     # The login callback redirects with a plain 302 (PRESERVE_FRAGMENT=false) so curl can follow it;
     # the login rate limit is off because the benchmark logs in from one address.
     TOKIO_WORKER_THREADS=$WORKERS PORT=$APPROUTER_AUTH_PORT XS_BIND_ADDRESS=127.0.0.1 \
-        ADMIN_ADDRESS=off ACCESS_LOG=$ACCESS_LOG PRESERVE_FRAGMENT=false LOGIN_RATE_LIMIT=off \
+        ADMIN_ADDRESS=127.0.0.1:$APPROUTER_AUTH_ADMIN_PORT ACCESS_LOG=$ACCESS_LOG PRESERVE_FRAGMENT=false LOGIN_RATE_LIMIT=off \
         VCAP_SERVICES="$(cat "$XSUAA_DIR/vcap_services.json")" XS_CACERT_PATH="$XSUAA_DIR/ca.pem" \
         destinations="[{\"name\":\"backend\",\"url\":\"http://127.0.0.1:$BACKEND_PORT\",\"forwardAuthToken\":true}]" \
         "$ROOT/target/release/approuter" --dir "$dir" >"$dir/stdout.log" 2>"$dir/stderr.log" &
@@ -400,6 +411,13 @@ scenario_approuter_auth() {
     WRK_ARGS=(-H "Cookie: $AUTH_COOKIE")
 }
 
+# The same user and route rules, to a destination of the Destination service (OAuth2UserTokenExchange):
+# found once per user and cached, the exchanged token sent to the backend.
+scenario_approuter_dest() {
+    URL="http://127.0.0.1:$APPROUTER_AUTH_PORT/dest/plain"
+    WRK_ARGS=(-H "Cookie: $AUTH_COOKIE")
+}
+
 # HTTP/2 over TLS with h2load: H2_CONNECTIONS connections of H2_STREAMS concurrent streams each.
 scenario_approuter_h2() {
     URL="https://127.0.0.1:$APPROUTER_H2_PORT/plain"
@@ -441,7 +459,7 @@ scenario_pid() {
         approuter) echo "$APPROUTER_PID" ;;
         approuter_hyper) echo "$APPROUTER_HYPER_PID" ;;
         nginx | nginx_fwd) echo "$PROXY_PID" ;;
-        approuter_auth) echo "$APPROUTER_AUTH_PID" ;;
+        approuter_auth | approuter_dest) echo "$APPROUTER_AUTH_PID" ;;
         approuter_h2) echo "$APPROUTER_H2_PID" ;;
         nginx_h2) echo "$PROXY_PID" ;;
     esac
@@ -549,7 +567,7 @@ for name in $SCENARIOS; do
 done
 mkdir -p "$ROOT/target"
 WITH_AUTH=0
-[[ " $SCENARIOS " == *" approuter_auth "* ]] && WITH_AUTH=1
+[[ " $SCENARIOS " == *" approuter_auth "* || " $SCENARIOS " == *" approuter_dest "* ]] && WITH_AUTH=1
 WITH_H2=0
 [[ " $SCENARIOS " == *"_h2 "* ]] && WITH_H2=1
 if (( WITH_H2 )); then
@@ -687,6 +705,20 @@ fi
 if (( WITH_AUTH )); then
     say "$(printf '%-48s %10s   %s' "approuter auth / approuter public, req/s (c=$CONNECTIONS)" "$auth_vs_public" "target >= $TARGET_AUTH_RPS_RATIO: $v_auth")"
 fi
+v_dest="n/a"
+if [[ -n $(result approuter_dest "$CONNECTIONS" 0) ]]; then
+    dest_vs_auth=$(ratio "$(result approuter_dest "$CONNECTIONS" 0)" "$(result approuter_auth "$CONNECTIONS" 0)")
+    v_dest=$(verdict "$dest_vs_auth" ge "$TARGET_DEST_RPS_RATIO")
+    say "$(printf '%-48s %10s   %s' "Destination service dest. / env dest., req/s (c=$CONNECTIONS)" "$dest_vs_auth" "target >= $TARGET_DEST_RPS_RATIO: $v_dest")"
+    # What the Destination service and the token endpoint saw over every round: one user, so one
+    # find per DESTINATION_CACHE_TTL and one exchanged token, whatever the request count.
+    metrics=$(curl -s --max-time 5 "http://127.0.0.1:$APPROUTER_AUTH_ADMIN_PORT/metrics" || true)
+    dest_requests=$(awk '/^approuter_requests_total\{route="1"/ { n += $2 } END { print n + 0 }' <<<"$metrics")
+    lookups=$(awk '/^approuter_destination_lookups_total/ { n += $2 } END { print n + 0 }' <<<"$metrics")
+    exchanges=$(awk '/^approuter_token_requests_total\{/ && /jwt/ { n += $2 } END { print n + 0 }' <<<"$metrics")
+    say "$(printf '%-48s %10s' "  Destination service finds / requests" "$lookups / $dest_requests")"
+    say "$(printf '%-48s %10s' "  token exchanges (jwt-bearer) / requests" "$exchanges / $dest_requests")"
+fi
 say "$(printf '%-48s %10s   %s' "approuter added p50 over direct (c=1), us" "$added_p50" "target <= $TARGET_ADDED_P50_US: $v_p50")"
 say "$(printf '%-48s %10s' "nginx proxy added p50 over direct (c=1), us" "$nginx_added_p50")"
 say "$(printf '%-48s %10s   %s' "approuter idle RSS, KiB" "$IDLE_RSS_KIB" "target <= $TARGET_IDLE_RSS_KIB: $v_rss")"
@@ -695,6 +727,6 @@ say "$(printf '%-48s %10s' "approuter peak RSS (VmHWM), KiB" "$PEAK_RSS_KIB")"
 cp "$WORK/report.txt" "$REPORT"
 echo "bench-load: report written to $REPORT" >&2
 
-if [[ ${STRICT:-0} == 1 && ( $v_rps == MISSED || $v_p50 == MISSED || $v_rss == MISSED || $v_auth == MISSED || $v_h2 == MISSED ) ]]; then
+if [[ ${STRICT:-0} == 1 && ( $v_rps == MISSED || $v_p50 == MISSED || $v_rss == MISSED || $v_auth == MISSED || $v_h2 == MISSED || $v_dest == MISSED ) ]]; then
     exit 3
 fi

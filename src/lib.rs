@@ -10,7 +10,8 @@
 //! - [`auth`]: the login and authorization flow: authenticate, login and callback, logout, CSRF,
 //!   scopes, the user API; [`limits`]: the client address and the failed-login limit.
 //! - [`idp`]: the identity-provider client: token requests, JWT validation, certificate rotation.
-//! - [`destination`]: the Destination service client: find destination, its checked answer, the cache.
+//! - [`destination`]: the Destination service: find destination, its checked answer, the cache, and
+//!   `DestinationServices`, which routes use.
 //! - [`session`]: session storage: the store trait, the memory store, the Redis store.
 //! - [`cookies`]: the `Cookie` reader and the router's `Set-Cookie` values.
 //! - [`proxy`]: the upstream pool, the inline HTTP/1.1 client, the header policy, websockets.

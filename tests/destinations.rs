@@ -348,3 +348,35 @@ async fn start_up_names_a_service_destination_without_a_binding() {
     let errors = config.expect_err("no host pattern").to_string();
     assert!(errors.contains("DESTINATION_HOST_PATTERN"), "{errors}");
 }
+
+#[tokio::test]
+async fn a_thousand_lookups_of_different_users_reuse_the_token_connections() {
+    let backend = backend().await;
+    let dev = services_to(&backend).await;
+    let router = router(&dev, &backend, &[]).await;
+    let services = router.state.destinations.clone().expect("destination services");
+    let handshakes_before = dev.stats().certurl_tls_handshakes;
+    const CONCURRENCY: usize = 8;
+    let mut workers = Vec::new();
+    for worker in 0..CONCURRENCY {
+        let services = services.clone();
+        let tokens: Vec<String> = (0..1000 / CONCURRENCY)
+            .map(|i| dev.mint_token(dev.user_token_claims(&xsuaa_dev::User::new(&format!("user-{worker}-{i}")))))
+            .collect();
+        workers.push(tokio::spawn(async move {
+            for token in tokens {
+                services
+                    .resolve("user-exchange", false, Some(&token), "bench")
+                    .await
+                    .expect("found with the exchanged token");
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.expect("joined");
+    }
+    assert_eq!(dev.destination_lookups("user-exchange"), 1000);
+    let handshakes = dev.stats().certurl_tls_handshakes - handshakes_before;
+    // One exchange per user over pooled connections: at most one handshake per concurrent caller.
+    assert!(handshakes <= CONCURRENCY as u64, "{handshakes} handshakes for 1000 exchanges");
+}
