@@ -158,15 +158,17 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
         }
         None => None,
     };
-    let state = Arc::new(AppState::with_metrics(
-        Snapshot {
-            config: Arc::new(config),
-            upstream,
-        },
-        auth,
-        metrics,
-    )
-    .with_destinations(destinations));
+    let state = Arc::new(
+        AppState::with_metrics(
+            Snapshot {
+                config: Arc::new(config),
+                upstream,
+            },
+            auth,
+            metrics,
+        )
+        .with_destinations(destinations),
+    );
     if let Some(store) = sweeper {
         spawn_sweeper(
             store,

@@ -35,7 +35,10 @@ async fn services_to(backend: &Backend) -> DevXsuaa {
     let url = backend.url();
     let oauth = [("clientId", "sb-backend!t1"), ("clientSecret", "backend-secret")];
     let with = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-        let mut all = vec![("URL".to_string(), url.clone()), ("ProxyType".into(), "Internet".into())];
+        let mut all = vec![
+            ("URL".to_string(), url.clone()),
+            ("ProxyType".into(), "Internet".into()),
+        ];
         all.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         all
     };
@@ -51,7 +54,10 @@ async fn services_to(backend: &Backend) -> DevXsuaa {
         )
         .destination(
             "no-auth-forward",
-            with(&[("Authentication", "NoAuthentication"), ("HTML5.ForwardAuthToken", "true")]),
+            with(&[
+                ("Authentication", "NoAuthentication"),
+                ("HTML5.ForwardAuthToken", "true"),
+            ]),
         )
         .destination(
             "basic",
@@ -183,7 +189,10 @@ async fn failures_of_the_destination_are_clean_gateway_errors() {
         let response = get(&router, path).await;
         assert_eq!(response.status(), status, "{path}");
         let body = response.text().await.expect("body");
-        assert!(!body.contains("token.invalid") && !body.contains("Kerberos"), "{path}: {body}");
+        assert!(
+            !body.contains("token.invalid") && !body.contains("Kerberos"),
+            "{path}: {body}"
+        );
     }
     assert!(backend.seen().is_empty(), "nothing reached the backend");
     // Nothing is cached from a failure: each request asks again.
@@ -262,12 +271,7 @@ async fn the_host_names_the_destination_of_a_star_route() {
     let backend = backend().await;
     let dev = services_to(&backend).await;
     let router = router(&dev, &backend, &[]).await;
-    let on_host = |host: &'static str| {
-        client()
-            .get(router.url("/host/a"))
-            .header("host", host)
-            .send()
-    };
+    let on_host = |host: &'static str| client().get(router.url("/host/a")).header("host", host).send();
     assert_eq!(on_host("no-auth.dest.example").await.expect("sent").status(), 200);
     assert_eq!(on_host("basic.dest.example").await.expect("sent").status(), 404);
     assert_eq!(on_host("env-backend.dest.example").await.expect("sent").status(), 200);
@@ -339,7 +343,10 @@ async fn start_up_names_a_service_destination_without_a_binding() {
     .config();
     let errors = config.expect_err("no destination service").to_string();
     assert!(errors.contains("routes[0].destination"), "{errors}");
-    assert!(errors.contains("\"erp\"") && errors.contains("no destination service is bound"), "{errors}");
+    assert!(
+        errors.contains("\"erp\"") && errors.contains("no destination service is bound"),
+        "{errors}"
+    );
 
     let (_dir, config) = gateway(json!({"routes": [
         {"source": "^/(.*)$", "destination": "*", "authenticationType": "none"}
@@ -378,5 +385,8 @@ async fn a_thousand_lookups_of_different_users_reuse_the_token_connections() {
     assert_eq!(dev.destination_lookups("user-exchange"), 1000);
     let handshakes = dev.stats().certurl_tls_handshakes - handshakes_before;
     // One exchange per user over pooled connections: at most one handshake per concurrent caller.
-    assert!(handshakes <= CONCURRENCY as u64, "{handshakes} handshakes for 1000 exchanges");
+    assert!(
+        handshakes <= CONCURRENCY as u64,
+        "{handshakes} handshakes for 1000 exchanges"
+    );
 }

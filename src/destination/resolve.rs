@@ -77,7 +77,8 @@ impl Resolved {
         let authority = authority_text
             .parse::<http::uri::Authority>()
             .map_err(|_| invalid("URL", "has no usable host"))?;
-        let host_header = HeaderValue::try_from(authority_text.as_str()).map_err(|_| invalid("URL", "has no usable host"))?;
+        let host_header =
+            HeaderValue::try_from(authority_text.as_str()).map_err(|_| invalid("URL", "has no usable host"))?;
         let destination = Destination {
             name: found.name.clone(),
             scheme,
@@ -154,7 +155,11 @@ impl DestinationServices {
         };
         let token_error = |error: ServiceTokenError| DestinationError::Token(Arc::new(error));
         let lookup = &services.lookup;
-        let timeout = if lookup.timeout.is_zero() { DEFAULT_TIMEOUT } else { lookup.timeout };
+        let timeout = if lookup.timeout.is_zero() {
+            DEFAULT_TIMEOUT
+        } else {
+            lookup.timeout
+        };
         let client = DestinationClient::new(binding, roots.clone(), timeout, services.connectivity.is_some())?;
         let tokens = ServiceTokens::new(binding, roots.clone(), token_timeout).map_err(token_error)?;
         let connectivity = match &services.connectivity {
@@ -254,5 +259,6 @@ impl DestinationServices {
 }
 
 fn bearer(token: &str) -> Result<HeaderValue, DestinationError> {
-    HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| DestinationError::Token(Arc::new(ServiceTokenError::MissingAccessToken)))
+    HeaderValue::try_from(format!("Bearer {token}"))
+        .map_err(|_| DestinationError::Token(Arc::new(ServiceTokenError::MissingAccessToken)))
 }

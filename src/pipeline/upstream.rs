@@ -13,10 +13,10 @@ use super::{Answer, Flow, Phase, RequestCtx};
 use crate::body::{self, Body, BoxError};
 use crate::config::Route;
 use crate::destination::DestinationError;
-use crate::routing::Lookup;
 use crate::error::GatewayError;
 use crate::proxy::headers::{self, Forwarding};
 use crate::proxy::{self, ForwardRequest};
+use crate::routing::Lookup;
 use crate::session::Session;
 use crate::{auth, routing};
 
@@ -33,7 +33,9 @@ pub(super) async fn find_destination(parts: &mut Parts, ctx: &mut RequestCtx<'_>
     let ready = match services.resolve(&name, dynamic, user, correlation_id).await {
         Ok(ready) => ready,
         // A name from the request that the service does not know is no route, not a failure.
-        Err(DestinationError::NotFound { .. }) if dynamic => return Err(routing::Error::UnknownDestination(name).into()),
+        Err(DestinationError::NotFound { .. }) if dynamic => {
+            return Err(routing::Error::UnknownDestination(name).into())
+        }
         Err(error) => return Err(error.into()),
     };
     for (header, value) in &ready.resolved.found.headers {

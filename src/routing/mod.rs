@@ -78,7 +78,10 @@ impl<'c> RouteMatch<'c, '_> {
 ///
 /// # Errors
 /// [`Error::UnknownDestination`] when neither can have it.
-pub fn dynamic_destination<'c>(config: &'c Config, name: &str) -> Result<(Option<&'c Destination>, Option<Lookup>), Error> {
+pub fn dynamic_destination<'c>(
+    config: &'c Config,
+    name: &str,
+) -> Result<(Option<&'c Destination>, Option<Lookup>), Error> {
     if let Some(destination) = config.destination(name) {
         return Ok((Some(&**destination), None));
     }

@@ -167,7 +167,11 @@ pub async fn readiness(state: &AppState) -> Readiness {
                     format!("token ok, {} destinations cached", destinations.cached()),
                 ),
                 Ok(Err(error)) => ("destination_service", false, crate::idp::xsuaa::error_chain(&error)),
-                Err(_) => ("destination_service", false, format!("no answer within {CHECK_TIMEOUT:?}")),
+                Err(_) => (
+                    "destination_service",
+                    false,
+                    format!("no answer within {CHECK_TIMEOUT:?}"),
+                ),
             },
         );
     }
