@@ -97,6 +97,16 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
         metrics.clone(),
     )?
     .map(Arc::new);
+    for binding in config.services.iter() {
+        tracing::info!(
+            service = binding.kind.tag(),
+            binding = %binding.name,
+            clientid = %binding.clientid,
+            mtls = binding.is_x509(),
+            token_url = %binding.token_url,
+            "service binding loaded"
+        );
+    }
     let mut sweeper = None;
     let mut redis_sweeper = None;
     let auth = match &config.xsuaa {
