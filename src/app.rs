@@ -97,6 +97,9 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
         metrics.clone(),
     )?
     .map(Arc::new);
+    if let Some(destinations) = &destinations {
+        crate::destination::rotation::watch(destinations, &config.services, config.auth.binding_poll_interval);
+    }
     for binding in config.services.iter() {
         tracing::info!(
             service = binding.kind.tag(),

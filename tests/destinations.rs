@@ -390,3 +390,91 @@ async fn a_thousand_lookups_of_different_users_reuse_the_token_connections() {
         "{handshakes} handshakes for 1000 exchanges"
     );
 }
+
+#[tokio::test]
+async fn the_destination_binding_certificate_rotates_under_load() {
+    let backend = backend().await;
+    let dev = services_to(&backend).await;
+    let root = tempfile::tempdir().expect("temp dir");
+    dev.write_binding_dir(root.path(), "xsuaa", &dev.credentials())
+        .expect("xsuaa binding");
+    let first = dev.service_credentials(ServiceKind::Destination).expect("credentials");
+    dev.write_service_binding_dir(root.path(), ServiceKind::Destination, &first)
+        .expect("destination binding");
+    let ca = root.path().join("ca.pem");
+    std::fs::write(&ca, dev.ca_pem()).expect("ca");
+    let router = gateway(app())
+        .env("SERVICE_BINDING_ROOT", root.path().join("").display().to_string())
+        .env("XS_CACERT_PATH", ca.display().to_string())
+        .env("BINDING_POLL_INTERVAL_MS", "50")
+        .env("DESTINATION_HOST_PATTERN", r"^([a-z-]+)\.dest\.example$")
+        .destinations(&[("env-backend", &backend.url())])
+        .start()
+        .await;
+    let services = router.state.destinations.clone().expect("destination services");
+    let presented = || {
+        dev.last_token_request()
+            .and_then(|record| record.client_cert_fingerprint)
+            .unwrap_or_default()
+    };
+    let user_token = |name: String| dev.mint_token(dev.user_token_claims(&xsuaa_dev::User::new(&name)));
+    services
+        .resolve("user-exchange", false, Some(&user_token("first".into())), "t")
+        .await
+        .expect("found before the rotation");
+    let old = presented();
+    assert!(!old.is_empty(), "the token request presented the binding's certificate");
+
+    // Load: four callers, each user new, so every call asks the token endpoint.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for worker in 0..4 {
+        let (services, stop) = (services.clone(), stop.clone());
+        let tokens: Vec<String> = (0..400).map(|i| user_token(format!("load-{worker}-{i}"))).collect();
+        load.push(tokio::spawn(async move {
+            let mut done = 0;
+            for token in tokens {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                services
+                    .resolve("user-exchange", false, Some(&token), "t")
+                    .await
+                    .expect("no request fails during the rotation");
+                done += 1;
+            }
+            done
+        }));
+    }
+    let rotated = dev
+        .issue_service_client_cert(ServiceKind::Destination, xsuaa_dev::ClientCertOpts::default())
+        .expect("new certificate");
+    let second = dev
+        .service_credentials_with(ServiceKind::Destination, &rotated)
+        .expect("credentials");
+    dev.write_service_binding_dir(root.path(), ServiceKind::Destination, &second)
+        .expect("rewrite the binding");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while presented() != rotated.sha256_fingerprint {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new certificate was never presented"
+        );
+        services
+            .resolve(
+                "user-exchange",
+                false,
+                Some(&user_token(format!("probe-{}", presented()))),
+                "t",
+            )
+            .await
+            .expect("found during the rotation");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut done = 0;
+    for worker in load {
+        done += worker.await.expect("no load caller failed");
+    }
+    assert!(done > 0, "the load ran");
+    assert_ne!(old, rotated.sha256_fingerprint);
+}

@@ -27,7 +27,8 @@ use self::parse::parse_all;
 pub use self::raw::{AuthenticationType, BackendLogoutMethod, LogoutMethod};
 pub use self::routes::{DestinationRef, Route, RouteKind, ScopeRule, USER_API_SERVICE};
 pub use self::services::{
-    find_service, find_services, LookupSettings, ServiceBinding, ServiceBindings, ServiceCredential, ServiceKind,
+    find_service, find_services, reread as reread_service, LookupSettings, ServiceBinding, ServiceBindings,
+    ServiceCredential, ServiceKind,
 };
 pub use self::session_store::{RedisSettings, SentinelSettings, SessionStoreConfig};
 

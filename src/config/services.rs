@@ -184,6 +184,39 @@ fn lookup_settings(env: &Env, errors: &mut Error) -> LookupSettings {
     settings
 }
 
+/// `binding` as its files say now (a rotated certificate), or `None` for a binding of
+/// `VCAP_SERVICES`, which does not change while the process runs.
+///
+/// # Errors
+/// The folder cannot be read, or its credentials are no longer a valid binding.
+pub fn reread(binding: &ServiceBinding) -> Option<Result<ServiceBinding, Error>> {
+    let BindingSource::Files(folder) = &binding.source else {
+        return None;
+    };
+    let mut errors = Error::default();
+    let credentials = match binding::read_binding_files(folder) {
+        Ok(credentials) => credentials,
+        Err(error) => {
+            errors.push(
+                folder.display().to_string(),
+                format!("cannot read the binding: {error}"),
+            );
+            return Some(Err(errors));
+        }
+    };
+    let parsed = parse(
+        binding.kind,
+        &binding.name,
+        binding.source.clone(),
+        &credentials,
+        &mut errors,
+    );
+    Some(match parsed {
+        Some(parsed) if errors.is_empty() => Ok(parsed),
+        _ => Err(errors),
+    })
+}
+
 /// Finds the one binding of `kind`: binding files first (as for XSUAA), then `VCAP_SERVICES`.
 /// Two bindings of the kind in one place is an error naming both.
 pub fn find_service(env: &Env, kind: ServiceKind, errors: &mut Error) -> Option<ServiceBinding> {

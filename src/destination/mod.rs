@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod parse;
 pub mod resolve;
+pub mod rotation;
 
 use std::sync::Arc;
 use std::time::Duration;

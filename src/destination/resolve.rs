@@ -187,6 +187,20 @@ impl DestinationServices {
             .map_err(|error| DestinationError::Token(Arc::new(error)))
     }
 
+    /// Uses `binding`'s rotated credentials for its service's token requests from now on.
+    ///
+    /// # Errors
+    /// When they cannot be used; the previous ones stay.
+    pub fn set_binding(&self, binding: &crate::config::ServiceBinding) -> Result<(), ServiceTokenError> {
+        match binding.kind {
+            crate::config::ServiceKind::Destination => self.tokens.set_binding(binding),
+            crate::config::ServiceKind::Connectivity => match &self.connectivity {
+                Some(connectivity) => connectivity.set_binding(binding),
+                None => Ok(()),
+            },
+        }
+    }
+
     /// Destinations cached now.
     pub fn cached(&self) -> usize {
         self.cache.len()

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::{StatusCode, Uri};
 use rustls::RootCertStore;
 use serde::Deserialize;
@@ -91,7 +92,10 @@ enum Key {
 
 /// The token client of one service binding.
 pub struct ServiceTokens {
-    endpoint: TokenEndpoint,
+    /// Replaced as a whole when the binding's certificate rotates: requests from then on open
+    /// connections with the new one.
+    endpoint: ArcSwap<TokenEndpoint>,
+    roots: Arc<RootCertStore>,
     timeout: Duration,
     clock: Clock,
     cache: SingleFlight<Key, ServiceToken>,
@@ -108,33 +112,23 @@ impl ServiceTokens {
         roots: Arc<RootCertStore>,
         timeout: Duration,
     ) -> Result<ServiceTokens, ServiceTokenError> {
-        let (identity, clientsecret) = match &binding.credential {
-            ServiceCredential::X509 { certificate, key } => {
-                let chain = crate::tls::certificates(certificate).map_err(ServiceTokenError::Credentials)?;
-                let key = crate::tls::private_key(key).map_err(ServiceTokenError::Credentials)?;
-                (Some((chain, key)), None)
-            }
-            ServiceCredential::Secret(secret) => (None, Some(secret.clone())),
-        };
-        let x509 = identity.is_some();
-        let connector =
-            Connector::new(Trust::Roots(roots), identity, Protocols::Http1).map_err(ServiceTokenError::Credentials)?;
-        let url = binding
-            .token_url
-            .parse::<Uri>()
-            .map_err(|_| ServiceTokenError::TokenUrl(binding.token_url.clone()))?;
         Ok(ServiceTokens {
-            endpoint: TokenEndpoint {
-                client: xsuaa::build(connector),
-                url,
-                clientid: binding.clientid.clone(),
-                clientsecret,
-                x509,
-            },
+            endpoint: ArcSwap::from_pointee(endpoint(binding, roots.clone())?),
+            roots,
             timeout,
             clock: Clock::System,
             cache: SingleFlight::new(DEFAULT_CAPACITY),
         })
+    }
+
+    /// Uses `binding`'s credentials (a rotated certificate) for the token requests from now on;
+    /// connections opened with the old ones are no longer used. Cached tokens stay valid.
+    ///
+    /// # Errors
+    /// When the certificate, key or token URL cannot be used; the previous credentials stay.
+    pub fn set_binding(&self, binding: &ServiceBinding) -> Result<(), ServiceTokenError> {
+        self.endpoint.store(Arc::new(endpoint(binding, self.roots.clone())?));
+        Ok(())
     }
 
     /// Reads "now" from `clock` (tokio's in paused-time tests).
@@ -189,7 +183,8 @@ impl ServiceTokens {
     }
 
     async fn fetch(&self, fields: &[(&str, &str)]) -> Result<ServiceToken, ServiceTokenError> {
-        let (status, bytes) = xsuaa::post_token(&self.endpoint, fields, self.timeout)
+        let endpoint = self.endpoint.load_full();
+        let (status, bytes) = xsuaa::post_token(&endpoint, fields, self.timeout)
             .await
             .map_err(ServiceTokenError::Request)?;
         if !status.is_success() {
@@ -197,6 +192,32 @@ impl ServiceTokens {
         }
         parse_token(&bytes, self.clock.now())
     }
+}
+
+/// The token endpoint of `binding`: its certificate as the client identity, or its secret.
+fn endpoint(binding: &ServiceBinding, roots: Arc<RootCertStore>) -> Result<TokenEndpoint, ServiceTokenError> {
+    let (identity, clientsecret) = match &binding.credential {
+        ServiceCredential::X509 { certificate, key } => {
+            let chain = crate::tls::certificates(certificate).map_err(ServiceTokenError::Credentials)?;
+            let key = crate::tls::private_key(key).map_err(ServiceTokenError::Credentials)?;
+            (Some((chain, key)), None)
+        }
+        ServiceCredential::Secret(secret) => (None, Some(secret.clone())),
+    };
+    let x509 = identity.is_some();
+    let connector =
+        Connector::new(Trust::Roots(roots), identity, Protocols::Http1).map_err(ServiceTokenError::Credentials)?;
+    let url = binding
+        .token_url
+        .parse::<Uri>()
+        .map_err(|_| ServiceTokenError::TokenUrl(binding.token_url.clone()))?;
+    Ok(TokenEndpoint {
+        client: xsuaa::build(connector),
+        url,
+        clientid: binding.clientid.clone(),
+        clientsecret,
+        x509,
+    })
 }
 
 /// A token endpoint's success answer: `access_token` and `expires_in` (a number, or a string of
