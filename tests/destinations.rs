@@ -226,6 +226,30 @@ async fn a_wrong_client_certificate_for_the_destination_binding_fails_cleanly() 
     assert_eq!(get(&router, "/svc/no-auth/a").await.status(), 502);
     assert_eq!(dev.destination_lookups("no-auth"), 0, "no token, no lookup");
     assert_eq!(get(&router, "/env/a").await.status(), 200);
+    let readiness = approuter::server::admin::readiness(&router.state).await;
+    assert!(!readiness.ready, "{readiness:?}");
+    let check = readiness
+        .checks
+        .iter()
+        .find(|(name, _, _)| *name == "destination_service")
+        .expect("a destination_service check");
+    assert!(!check.1 && check.2.contains("token"), "{check:?}");
+}
+
+#[tokio::test]
+async fn readiness_reports_the_destination_service() {
+    let backend = backend().await;
+    let dev = services_to(&backend).await;
+    let router = router(&dev, &backend, &[]).await;
+    let readiness = approuter::server::admin::readiness(&router.state).await;
+    assert!(readiness.ready, "{readiness:?}");
+    assert!(
+        readiness
+            .checks
+            .iter()
+            .any(|(name, ok, _)| *name == "destination_service" && *ok),
+        "{readiness:?}"
+    );
 }
 
 #[tokio::test]
