@@ -339,6 +339,14 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
     let mut routes = routes::compile(&xs_app.routes, &destinations, dir, authentication_none, errors);
     let xsuaa = binding::find_xsuaa(env, errors);
     let services = services::find_services(env, errors);
+    if services.connectivity.is_none() {
+        for destination in destinations.values().filter(|destination| destination.on_premise) {
+            errors.push(
+                format!("destinations: {}.proxyType", destination.name),
+                "OnPremise needs a connectivity binding, but none was found in VCAP_SERVICES or SERVICE_BINDING_ROOT",
+            );
+        }
+    }
     for route in &mut routes {
         if route.is_protected() && xsuaa.is_none() {
             errors.push(

@@ -130,17 +130,18 @@ pub struct Ready {
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-/// The Destination service, and the Connectivity service when bound, as the requests use them.
+/// The Destination service and the Connectivity service, each when bound, as the requests use
+/// them.
 pub struct DestinationServices {
-    client: DestinationClient,
-    tokens: ServiceTokens,
+    /// The Destination service's client and token client, when bound.
+    lookup: Option<(DestinationClient, ServiceTokens)>,
     connectivity: Option<ServiceTokens>,
     cache: DestinationCache<Resolved>,
     metrics: Arc<Metrics>,
 }
 
 impl DestinationServices {
-    /// The clients for `services`, or `None` when no Destination service is bound.
+    /// The clients for `services`, or `None` when neither service is bound.
     ///
     /// # Errors
     /// When a binding's credentials or URLs cannot be used.
@@ -150,27 +151,30 @@ impl DestinationServices {
         token_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Result<Option<DestinationServices>, DestinationError> {
-        let Some(binding) = &services.destination else {
+        if services.destination.is_none() && services.connectivity.is_none() {
             return Ok(None);
-        };
+        }
         let token_error = |error: ServiceTokenError| DestinationError::Token(Arc::new(error));
-        let lookup = &services.lookup;
-        let timeout = if lookup.timeout.is_zero() {
-            DEFAULT_TIMEOUT
-        } else {
-            lookup.timeout
+        let settings = &services.lookup;
+        let timeout = match settings.timeout.is_zero() {
+            true => DEFAULT_TIMEOUT,
+            false => settings.timeout,
         };
-        let client = DestinationClient::new(binding, roots.clone(), timeout, services.connectivity.is_some())?;
-        let tokens = ServiceTokens::new(binding, roots.clone(), token_timeout).map_err(token_error)?;
+        let lookup = match &services.destination {
+            Some(binding) => Some((
+                DestinationClient::new(binding, roots.clone(), timeout, services.connectivity.is_some())?,
+                ServiceTokens::new(binding, roots.clone(), token_timeout).map_err(token_error)?,
+            )),
+            None => None,
+        };
         let connectivity = match &services.connectivity {
             Some(binding) => Some(ServiceTokens::new(binding, roots, token_timeout).map_err(token_error)?),
             None => None,
         };
         Ok(Some(DestinationServices {
-            client,
-            tokens,
+            lookup,
             connectivity,
-            cache: DestinationCache::new(CAPACITY, lookup.cache_ttl, Clock::System),
+            cache: DestinationCache::new(CAPACITY, settings.cache_ttl, Clock::System),
             metrics,
         }))
     }
@@ -180,11 +184,38 @@ impl DestinationServices {
     /// # Errors
     /// Why not.
     pub async fn check_token(&self) -> Result<(), DestinationError> {
-        self.tokens
+        if let Some((_, tokens)) = &self.lookup {
+            tokens
+                .client_token()
+                .await
+                .map_err(|error| DestinationError::Token(Arc::new(error)))?;
+        }
+        if let Some(connectivity) = &self.connectivity {
+            connectivity
+                .client_token()
+                .await
+                .map_err(|error| DestinationError::ConnectivityToken(Arc::new(error)))?;
+        }
+        Ok(())
+    }
+
+    /// `Proxy-Authorization` for a request through the on-premise proxy: the Connectivity
+    /// binding's client-credentials token.
+    ///
+    /// # Errors
+    /// [`DestinationError::ConnectivityToken`], or [`DestinationError::Invalid`] when no
+    /// Connectivity service is bound.
+    pub async fn proxy_authorization(&self, name: &str) -> Result<(HeaderName, HeaderValue), DestinationError> {
+        let connectivity = self.connectivity.as_ref().ok_or_else(|| DestinationError::Invalid {
+            name: name.to_string(),
+            property: "ProxyType".into(),
+            reason: "OnPremise needs a connectivity binding".into(),
+        })?;
+        let token = connectivity
             .client_token()
             .await
-            .map(drop)
-            .map_err(|error| DestinationError::Token(Arc::new(error)))
+            .map_err(|error| DestinationError::ConnectivityToken(Arc::new(error)))?;
+        Ok((header::PROXY_AUTHORIZATION, bearer(&token.access_token)?))
     }
 
     /// Uses `binding`'s rotated credentials for its service's token requests from now on.
@@ -193,7 +224,10 @@ impl DestinationServices {
     /// When they cannot be used; the previous ones stay.
     pub fn set_binding(&self, binding: &crate::config::ServiceBinding) -> Result<(), ServiceTokenError> {
         match binding.kind {
-            crate::config::ServiceKind::Destination => self.tokens.set_binding(binding),
+            crate::config::ServiceKind::Destination => match &self.lookup {
+                Some((_, tokens)) => tokens.set_binding(binding),
+                None => Ok(()),
+            },
             crate::config::ServiceKind::Connectivity => match &self.connectivity {
                 Some(connectivity) => connectivity.set_binding(binding),
                 None => Ok(()),
@@ -221,16 +255,19 @@ impl DestinationServices {
         correlation_id: &str,
     ) -> Result<Ready, DestinationError> {
         let token_error = |error: ServiceTokenError| DestinationError::Token(Arc::new(error));
+        let (client, tokens) = self.lookup.as_ref().ok_or_else(|| DestinationError::Request {
+            name: name.to_string(),
+            reason: "no destination service is bound".into(),
+        })?;
         let resolved = self
             .cache
             .get_or_find(user, name, || async {
                 let token = match user {
-                    Some(user) => self.tokens.user_token(user).await,
-                    None => self.tokens.client_token().await,
+                    Some(user) => tokens.user_token(user).await,
+                    None => tokens.client_token().await,
                 }
                 .map_err(token_error)?;
-                let found = self
-                    .client
+                let found = client
                     .find(FindRequest {
                         name,
                         token: &token.access_token,
@@ -250,20 +287,11 @@ impl DestinationServices {
         }
         let mut headers = resolved.headers.clone();
         if resolved.destination.on_premise {
-            let connectivity = self.connectivity.as_ref().ok_or_else(|| DestinationError::Invalid {
-                name: name.to_string(),
-                property: "ProxyType".into(),
-                reason: "OnPremise needs a connectivity binding".into(),
-            })?;
-            let proxy_token = connectivity
-                .client_token()
-                .await
-                .map_err(|error| DestinationError::ConnectivityToken(Arc::new(error)))?;
-            headers.push((header::PROXY_AUTHORIZATION, bearer(&proxy_token.access_token)?));
+            headers.push(self.proxy_authorization(name).await?);
             if let Some(user) = user.filter(|_| resolved.found.authentication == Authentication::PrincipalPropagation) {
                 let value = match &resolved.found.auth_header {
                     Some((key, value)) if *key == CONNECTIVITY_AUTHENTICATION => value.clone(),
-                    _ => bearer(&self.tokens.user_token(user).await.map_err(token_error)?.access_token)?,
+                    _ => bearer(&tokens.user_token(user).await.map_err(token_error)?.access_token)?,
                 };
                 headers.push((CONNECTIVITY_AUTHENTICATION, value));
             }

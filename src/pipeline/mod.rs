@@ -59,7 +59,10 @@ pub struct RequestCtx<'s> {
     pub destination: Option<&'s Destination>,
     pub lookup: Option<crate::routing::Lookup>,
     /// The destination the Destination service found (`find_destination`).
-    pub found: Option<crate::destination::Ready>,
+    pub found: Option<Arc<crate::destination::Resolved>>,
+    /// Headers the destination adds after the header policy: its credentials, the on-premise
+    /// proxy's token (`find_destination`).
+    pub extra_headers: Vec<(http::HeaderName, HeaderValue)>,
     /// The URL after `sap_idp` removal and the route's `target` rewrite, when it is not `target`.
     rewritten: Option<String>,
     /// `?sap_idp=`, taken out of the URL (`route`).
@@ -106,7 +109,7 @@ impl RequestCtx<'_> {
     /// the `destinations` variable.
     pub fn target_destination(&self) -> Option<&Destination> {
         match &self.found {
-            Some(found) => Some(&found.resolved.destination),
+            Some(found) => Some(&found.destination),
             None => self.destination,
         }
     }
@@ -167,6 +170,7 @@ where
             destination: None,
             lookup: None,
             found: None,
+            extra_headers: Vec::new(),
             rewritten: None,
             idp_hint: None,
             user: None,
@@ -342,7 +346,9 @@ impl RequestCtx<'_> {
     fn public_destination(&self) -> bool {
         matches!(
             (self.route, self.destination),
-            (Some(route), Some(_)) if matches!(route.kind, RouteKind::Destination(_)) && !route.is_protected()
+            (Some(route), Some(destination)) if matches!(route.kind, RouteKind::Destination(_))
+                && !route.is_protected()
+                && !destination.on_premise
         ) && !self.websocket
             && self.lookup.is_none()
     }

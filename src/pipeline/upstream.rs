@@ -22,9 +22,15 @@ use crate::{auth, routing};
 
 /// A destination the `destinations` variable does not define is found at the Destination
 /// service: with the user's exchanged token for a logged-in user, with the binding's own on a
-/// public route. Its `URL.headers.*` go with the request unless the client sent the same.
+/// public route. Its `URL.headers.*` go with the request unless the client sent the same. An
+/// on-premise destination of the `destinations` variable gets the connectivity proxy's token.
 pub(super) async fn find_destination(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> Phase {
     let Some(Lookup::Name { name, dynamic }) = ctx.lookup.take() else {
+        if let Some(destination) = ctx.destination.filter(|destination| destination.on_premise) {
+            let services = ctx.state.destinations.as_ref().ok_or(routing::Error::RouteNotFound)?;
+            ctx.extra_headers
+                .push(services.proxy_authorization(&destination.name).await?);
+        }
         return Ok(Flow::Next);
     };
     let services = ctx.state.destinations.as_ref().ok_or(routing::Error::RouteNotFound)?;
@@ -43,7 +49,8 @@ pub(super) async fn find_destination(parts: &mut Parts, ctx: &mut RequestCtx<'_>
             parts.headers.insert(header.clone(), value.clone());
         }
     }
-    ctx.found = Some(ready);
+    ctx.found = Some(ready.resolved);
+    ctx.extra_headers = ready.headers;
     Ok(Flow::Next)
 }
 
@@ -104,7 +111,7 @@ where
         destination,
         url: std::borrow::Cow::Borrowed(ctx.url()),
         forwarding,
-        extra: ctx.found.as_ref().map_or(&[], |found| found.headers.as_slice()),
+        extra: &ctx.extra_headers,
         started: Instant::now(),
     };
     Ok((body, request))

@@ -109,14 +109,33 @@ fn destination(raw: raw::Destination, path: &str, errors: &mut Error) -> Option<
             None
         }
     };
-    if let Some(proxy_type) = &raw.proxy_type {
-        if proxy_type != "Internet" {
+    let on_premise = match raw.proxy_type.as_deref() {
+        None | Some("Internet") => false,
+        // Through the Connectivity service's proxy, which the configuration checks is bound.
+        Some("OnPremise") => {
+            if proxy.is_some() {
+                errors.push(
+                    format!("{path}.proxyType"),
+                    "OnPremise goes through the connectivity proxy: proxyHost and proxyPort do not apply",
+                );
+            }
+            if scheme != http::uri::Scheme::HTTP {
+                errors.push(
+                    format!("{path}.url"),
+                    "must be http:// (or ws://) for proxyType OnPremise: the connectivity proxy refuses https, \
+                     the Cloud Connector speaks TLS to the system",
+                );
+            }
+            true
+        }
+        Some(other) => {
             errors.push(
                 format!("{path}.proxyType"),
-                format!("{proxy_type:?} is not yet supported (only \"Internet\")"),
+                format!("{other:?} is not supported (\"Internet\" or \"OnPremise\")"),
             );
+            false
         }
-    }
+    };
     if raw.ias_dependency_name.is_some() {
         errors.push(format!("{path}.IASDependencyName"), "IAS is not yet supported");
     }
@@ -141,6 +160,6 @@ fn destination(raw: raw::Destination, path: &str, errors: &mut Error) -> Option<
         set_x_forwarded_headers: raw.set_x_forwarded_headers.unwrap_or(true),
         preserve_host_header: raw.preserve_host_header.unwrap_or(false),
         host_header: HeaderValue::from_str(&authority_text).unwrap_or(HeaderValue::from_static("localhost")),
-        on_premise: false,
+        on_premise,
     })
 }
