@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 use support::idp::dev_xsuaa;
-use xsuaa_dev::{ClientCertOpts, DevXsuaa};
+use xsuaa_dev::{ClientCertOpts, DevXsuaa, ServiceKind};
 
 struct Run {
     code: Option<i32>,
@@ -52,6 +52,8 @@ enum Binding {
     None,
     Files(Value),
     Vcap(Value),
+    /// XSUAA with these credentials, and the Destination and Connectivity services.
+    Services(Value),
 }
 
 struct Case {
@@ -329,6 +331,33 @@ fn cases(dev: &DevXsuaa) -> Vec<Case> {
             )
         },
         Case {
+            xs_app: json!({"routes": [
+                {"source": "^/erp/(.*)$", "destination": "erp"},
+                {"source": "^/d/([^/]+)/(.*)$", "target": "/$2", "destination": "$1"},
+                {"source": "^/(.*)$", "destination": "backend"}
+            ]}),
+            ..Case::new(
+                "routes to Destination service destinations",
+                Binding::Services(dev.credentials()),
+                0,
+                &[
+                    "Destination service",
+                    "found at request time: erp (routes[0])",
+                    "routes[1]: $1",
+                    "HTML5.DynamicDestination",
+                ],
+            )
+        },
+        Case {
+            xs_app: json!({"routes": [{"source": "^/erp/(.*)$", "destination": "erp"}]}),
+            ..Case::new(
+                "a Destination service destination without the service",
+                Binding::Files(dev.credentials()),
+                64,
+                &["routes[0].destination", "no destination", "service is bound"],
+            )
+        },
+        Case {
             files: vec![("xs-security.json", "{ not json".into())],
             args: vec!["--xs-security", "{dir}/xs-security.json"],
             ..Case::new(
@@ -368,6 +397,14 @@ async fn check_reports_and_exits_by_severity() {
                 env.push(("SERVICE_BINDING_ROOT".into(), bindings.path().display().to_string()));
             }
             Binding::Vcap(credentials) => env.push(("VCAP_SERVICES".into(), dev.vcap_services(credentials))),
+            Binding::Services(credentials) => {
+                let destination = dev.service_credentials(ServiceKind::Destination).unwrap();
+                let connectivity = dev.service_credentials(ServiceKind::Connectivity).unwrap();
+                env.push((
+                    "VCAP_SERVICES".into(),
+                    dev.vcap_services_all(credentials, &destination, &connectivity),
+                ));
+            }
         }
         for (name, value) in &case.env {
             env.push((name.to_string(), value.to_string()));

@@ -161,6 +161,44 @@ pub fn run_at(options: &CheckOptions, now_unix: i64) -> Report {
     report
 }
 
+/// Which routes find their destination at the Destination service, by name or from the request.
+fn check_service_destinations(config: &config::Config, report: &mut Report) {
+    use crate::config::{DestinationRef, RouteKind};
+    let mut named = Vec::new();
+    let mut dynamic = Vec::new();
+    for route in &config.routes {
+        match &route.kind {
+            RouteKind::Destination(DestinationRef::Service(name)) => {
+                named.push(format!("{name} (routes[{}])", route.index))
+            }
+            RouteKind::Destination(DestinationRef::Capture(group)) => {
+                dynamic.push(format!("routes[{}]: ${group}", route.index))
+            }
+            RouteKind::Destination(DestinationRef::Host) => {
+                dynamic.push(format!("routes[{}]: * (DESTINATION_HOST_PATTERN)", route.index))
+            }
+            _ => {}
+        }
+    }
+    if !named.is_empty() {
+        report.push(
+            Severity::Ok,
+            "Destination service",
+            format!("found at request time: {}", named.join(", ")),
+        );
+    }
+    if !dynamic.is_empty() {
+        report.push(
+            Severity::Ok,
+            "dynamic destinations",
+            format!(
+                "{}; names not in the destinations variable need HTML5.DynamicDestination at the Destination service",
+                dynamic.join(", ")
+            ),
+        );
+    }
+}
+
 /// The configuration as the router loads it; returns the bindings (found even when other parts of
 /// the configuration are broken) and the expiry warning period.
 fn check_config(options: &CheckOptions, report: &mut Report) -> (Option<XsuaaCredentials>, ServiceBindings, Duration) {
@@ -178,6 +216,7 @@ fn check_config(options: &CheckOptions, report: &mut Report) -> (Option<XsuaaCre
                 ),
             );
             check_query_matching(&config, report);
+            check_service_destinations(&config, report);
             match crate::tls::root_store(&config.server.ca_cert_paths, &[]) {
                 Ok(roots) => report.push(Severity::Ok, "trust roots", format!("{} certificates", roots.len())),
                 Err(error) => report.push(Severity::Failure, "XS_CACERT_PATH", error.to_string()),
