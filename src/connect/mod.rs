@@ -261,6 +261,18 @@ fn unbracketed(host: &str) -> &str {
         .unwrap_or(host)
 }
 
+/// `localhost` and every name under it are the loopback address (RFC 6761 §6.3), without asking
+/// the resolver, as browsers do: `tenant.auth.localhost` works on machines whose resolver knows
+/// only `localhost` itself.
+fn loopback_name(host: &str) -> Option<IpAddr> {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let under = host.len() > ".localhost".len()
+        && host
+            .get(host.len() - ".localhost".len()..)
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(".localhost"));
+    (host.eq_ignore_ascii_case("localhost") || under).then_some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+}
+
 /// A TCP connection with `TCP_NODELAY` to the first address of `host` that accepts one, each of
 /// several addresses tried for its share of `timeout`. The inline HTTP/1.1 client's plain
 /// connections come from here too, so that every outbound connection follows one rule.
@@ -273,9 +285,9 @@ pub async fn tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, 
         host: format!("{host}:{port}"),
         source,
     };
-    let stream = match literal.parse::<IpAddr>() {
-        Ok(ip) => TcpStream::connect((ip, port)).await.map_err(failed)?,
-        Err(_) => {
+    let stream = match literal.parse::<IpAddr>().ok().or_else(|| loopback_name(literal)) {
+        Some(ip) => TcpStream::connect((ip, port)).await.map_err(failed)?,
+        None => {
             let addresses = tokio::net::lookup_host((literal, port))
                 .await
                 .map_err(|source| Error::Resolve {

@@ -389,3 +389,16 @@ async fn host_names_are_resolved_and_each_address_tried() {
         .unwrap();
     assert_eq!(read_all(stream).await, b"hello");
 }
+
+#[tokio::test]
+async fn names_under_localhost_are_the_loopback_address() {
+    let server = plain_server().await;
+    for host in ["tenant-a.auth.localhost", "LOCALHOST", "x.Localhost."] {
+        tcp(host, server.port(), Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|error| panic!("{host}: {error}"));
+    }
+    assert_eq!(loopback_name("localhost.example.org"), None);
+    assert_eq!(loopback_name("notlocalhost"), None);
+    assert_eq!(loopback_name(".localhost"), None);
+}
