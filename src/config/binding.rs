@@ -35,6 +35,9 @@ pub struct XsuaaCredentials {
     pub identityzone: Option<String>,
     pub identityzoneid: Option<String>,
     pub credential_type: Option<String>,
+    /// `tenantmode`: `shared` for a multitenant app (each subscriber its own zone), else
+    /// `dedicated`.
+    pub tenantmode: Option<String>,
     /// PEM chain of the client certificate (x509 credentials).
     pub certificate: Option<String>,
     /// PEM private key (x509 credentials).
@@ -385,6 +388,7 @@ fn parse_credentials(
         identityzone: text("identityzone"),
         identityzoneid: text("identityzoneid").or_else(|| text("zoneid")),
         credential_type: text("credential-type"),
+        tenantmode: text("tenantmode"),
         certificate,
         key,
     })

@@ -10,6 +10,7 @@ pub mod raw;
 mod routes;
 mod services;
 mod session_store;
+pub mod tenancy;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -83,6 +84,8 @@ pub struct Config {
     pub xsuaa: Option<XsuaaCredentials>,
     /// The `destination` and `connectivity` bindings, when bound.
     pub services: ServiceBindings,
+    /// `TENANT_HOST_PATTERN`: the tenant of each request from its host (multitenancy).
+    pub tenancy: Option<tenancy::Tenancy>,
     /// Login and session settings.
     pub auth: AuthSettings,
     /// Where sessions live (`EXT_SESSION_MGT`, `REDIS_URL`); in memory by default.
@@ -339,6 +342,7 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
     let mut routes = routes::compile(&xs_app.routes, &destinations, dir, authentication_none, errors);
     let xsuaa = binding::find_xsuaa(env, errors);
     let services = services::find_services(env, errors);
+    let tenancy = tenancy::from_env(env, xsuaa.as_ref(), errors);
     if services.connectivity.is_none() {
         for destination in destinations.values().filter(|destination| destination.on_premise) {
             errors.push(
@@ -445,6 +449,7 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
         server: env::server_settings(env, errors),
         xsuaa,
         services,
+        tenancy,
         auth: env::auth_settings(env, errors),
         session_store: session_store::from_env(env, errors),
     }
