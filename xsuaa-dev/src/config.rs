@@ -101,7 +101,7 @@ pub(crate) struct Config {
     pub(crate) refresh_token_lifetime: Duration,
     /// Client id and xsappname of each service's OAuth client.
     pub(crate) services: BTreeMap<ServiceKind, (String, String)>,
-    /// Destinations by name, served by the destination listener.
+    /// The destinations at start, by name; `State` takes them over.
     pub(crate) destinations: BTreeMap<String, Destination>,
     /// `onpremise_proxy_host` and `onpremise_proxy_http_port` of the
     /// connectivity binding.
@@ -113,6 +113,9 @@ pub(crate) struct Config {
 #[must_use]
 pub struct Builder {
     config: Config,
+    /// Whether `start` adds the default `password` destination, which
+    /// names the first user and so can only be built once users are known.
+    password_destination: bool,
 }
 
 impl Default for Builder {
@@ -148,6 +151,7 @@ impl Default for Builder {
                 // The port CF's connectivity proxy listens on; nothing binds it here.
                 connectivity_proxy: ("127.0.0.1".to_string(), 20003),
             },
+            password_destination: true,
         }
     }
 }
@@ -237,12 +241,14 @@ impl Builder {
     /// string.
     pub fn destinations_json(mut self, json: &str) -> anyhow::Result<Self> {
         self.config.destinations = crate::destination::parse_destinations(json)?;
+        self.password_destination = false;
         Ok(self)
     }
 
     /// Removes every destination, the default set included.
     pub fn no_destinations(mut self) -> Self {
         self.config.destinations.clear();
+        self.password_destination = false;
         self
     }
 
@@ -261,6 +267,14 @@ impl Builder {
     pub async fn start(mut self) -> anyhow::Result<DevXsuaa> {
         if self.config.users.is_empty() {
             self.config.users.push(User::new("jane.doe"));
+        }
+        if self.password_destination {
+            let user = &self.config.users[0];
+            let password = crate::destination::password_destination(user);
+            self.config
+                .destinations
+                .entry("password".to_string())
+                .or_insert(password);
         }
         crate::handle::start(self.config).await
     }

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use http::StatusCode;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -16,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::binding;
 use crate::certs::{self, Ca, ClientCert, ClientCertOpts};
 use crate::config::{Builder, Config, ServiceKind, User};
+use crate::destination::Destination;
 use crate::jwt::{self, KeyRing};
 use crate::server;
 use crate::state::{Listener, ServiceClient, State, Stats, TokenRequestRecord};
@@ -286,6 +288,34 @@ impl DevXsuaa {
     /// bindings holding these credentials.
     pub fn vcap_services_all(&self, xsuaa: &Value, destination: &Value, connectivity: &Value) -> String {
         binding::vcap_services_all(xsuaa, destination, connectivity)
+    }
+
+    /// Adds or replaces a destination while the server runs; `properties`
+    /// are as for [`Builder::destination`].
+    pub fn set_destination<K, V>(&self, name: &str, properties: impl IntoIterator<Item = (K, V)>)
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let properties = properties.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        lock(&self.state.destinations).insert(name.to_string(), Destination::new(properties, Vec::new()));
+    }
+
+    /// Removes a destination while the server runs: later finds answer 404.
+    pub fn remove_destination(&self, name: &str) {
+        lock(&self.state.destinations).remove(name);
+    }
+
+    /// With `Some(status)` every find-destination call answers `status`
+    /// (after any delay); `None` restores normal answers.
+    pub fn set_destination_failure(&self, status: Option<StatusCode>) {
+        lock(&self.state.find_behaviour).failure = status;
+    }
+
+    /// With `Some(delay)` every find-destination call waits that long
+    /// before answering; `None` answers at once.
+    pub fn set_destination_delay(&self, delay: Option<Duration>) {
+        lock(&self.state.find_behaviour).delay = delay;
     }
 
     /// How often `GET .../destinations/{name}` was called for `name`.

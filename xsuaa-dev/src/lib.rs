@@ -31,14 +31,25 @@
 //! properties), `authTokens` and `certificates` when configured.
 //! `BasicAuthentication` yields `Basic base64(User:Password)`;
 //! `OAuth2ClientCredentials` a client token for `clientId`;
-//! `OAuth2UserTokenExchange`/`OAuth2JWTBearer` a user token for `clientId`
-//! exchanged from `X-user-token` or else a user bearer, with that token's
-//! scopes. Tokens are issued
-//! here only when `tokenServiceURL` is absent or this XSUAA's; any other
-//! token service, a missing user token or `clientId` set
-//! `authTokens[0].error`. The default set (see [`Builder::destination`]):
-//! `no-auth`, `basic`, `oauth-cc`, `user-exchange`, `jwt-bearer`,
-//! `on-premise` and `token-error`. Calls are counted per name in
+//! `OAuth2UserTokenExchange`/`OAuth2JWTBearer`/`OAuth2SAMLBearerAssertion`
+//! a user token for `clientId` exchanged from `X-user-token` or else a user
+//! bearer, with that token's scopes; `OAuth2Password` a user token for
+//! `clientId` when `User`/`Password` are a configured user's;
+//! `OAuth2TechnicalUserPropagation` a client token for `clientId` under the
+//! header key `SAP-Connectivity-Technical-Authentication`;
+//! `PrincipalPropagation` and `ClientCertificateAuthentication` no token.
+//! Tokens are issued here only when `tokenServiceURL` is absent or this
+//! XSUAA's; any other token service, a missing user token or `clientId`, or
+//! an unknown type set `authTokens[0].error`. The default set (see
+//! [`Builder::destination`]): `no-auth`, `basic`, `oauth-cc`,
+//! `user-exchange`, `jwt-bearer`, `saml-bearer`, `password` (the first
+//! user), `token-error`, and on premise (`http://erp.internal:44300`, a
+//! virtual host mapped to no system by default) `on-premise`,
+//! `principal-propagation` (both with location `loc1`) and
+//! `technical-user`. Destinations change at run time
+//! ([`DevXsuaa::set_destination`], [`DevXsuaa::remove_destination`]), and
+//! every find can be made to fail ([`DevXsuaa::set_destination_failure`]) or
+//! wait ([`DevXsuaa::set_destination_delay`]). Calls are counted per name in
 //! [`Stats::destination_lookups`].
 //!
 //! Layout:

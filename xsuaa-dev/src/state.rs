@@ -6,8 +6,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use http::StatusCode;
+
 use crate::certs::Ca;
 use crate::config::{Config, ServiceKind, User};
+use crate::destination::Destination;
 use crate::jwt::KeyRing;
 use crate::util::lock;
 
@@ -96,12 +99,23 @@ pub(crate) struct ServiceClient {
     pub(crate) accepted_certs: Mutex<HashSet<String>>,
 }
 
+/// What the find-destination endpoint answers besides the configured
+/// destinations: a forced status and a delay, changed at run time.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FindBehaviour {
+    pub(crate) failure: Option<StatusCode>,
+    pub(crate) delay: Option<Duration>,
+}
+
 /// Everything the handlers share.
 pub(crate) struct State {
     pub(crate) config: Config,
     pub(crate) url: String,
     pub(crate) cert_url: String,
     pub(crate) destination_url: String,
+    /// Destinations by name; tests change them while the server runs.
+    pub(crate) destinations: Mutex<BTreeMap<String, Destination>>,
+    pub(crate) find_behaviour: Mutex<FindBehaviour>,
     pub(crate) ca: Ca,
     pub(crate) access_token_lifetime: Mutex<Duration>,
     pub(crate) keys: Mutex<KeyRing>,
@@ -123,12 +137,16 @@ impl State {
         service_clients: BTreeMap<ServiceKind, ServiceClient>,
     ) -> Self {
         let [url, cert_url, destination_url] = urls;
+        let mut config = config;
+        let destinations = std::mem::take(&mut config.destinations);
         Self {
             access_token_lifetime: Mutex::new(config.access_token_lifetime),
             config,
             url,
             cert_url,
             destination_url,
+            destinations: Mutex::new(destinations),
+            find_behaviour: Mutex::default(),
             ca,
             keys: Mutex::new(keys),
             codes: Mutex::default(),
