@@ -13,8 +13,8 @@ use crate::DevXsuaa;
 pub enum ServiceKind {
     /// The Destination service (label and tag `destination`).
     Destination,
-    /// The Connectivity service (label and tag `connectivity`); only its
-    /// binding and token client exist here, no proxy.
+    /// The Connectivity service (label and tag `connectivity`): its binding,
+    /// token client and on-premise proxy.
     Connectivity,
 }
 
@@ -104,8 +104,11 @@ pub(crate) struct Config {
     /// The destinations at start, by name; `State` takes them over.
     pub(crate) destinations: BTreeMap<String, Destination>,
     /// `onpremise_proxy_host` and `onpremise_proxy_http_port` of the
-    /// connectivity binding.
-    pub(crate) connectivity_proxy: (String, u16),
+    /// connectivity binding; `None` names the proxy started here.
+    pub(crate) connectivity_proxy: Option<(String, u16)>,
+    /// The proxy's virtual hosts at start (`host:port`, lower case) and the
+    /// systems they map to; `State` takes them over.
+    pub(crate) virtual_hosts: BTreeMap<String, String>,
 }
 
 /// Configures a [`DevXsuaa`]; create it with [`DevXsuaa::builder`].
@@ -148,8 +151,8 @@ impl Default for Builder {
                     ),
                 ]),
                 destinations: default_destinations(),
-                // The port CF's connectivity proxy listens on; nothing binds it here.
-                connectivity_proxy: ("127.0.0.1".to_string(), 20003),
+                connectivity_proxy: None,
+                virtual_hosts: BTreeMap::new(),
             },
             password_destination: true,
         }
@@ -252,10 +255,20 @@ impl Builder {
         self
     }
 
-    /// Host and port the connectivity binding names as its proxy (default
-    /// `127.0.0.1:20003`).
+    /// Host and port the connectivity binding names as its proxy instead of
+    /// the proxy started here (which still runs).
     pub fn connectivity_proxy(mut self, host: &str, port: u16) -> Self {
-        self.config.connectivity_proxy = (host.to_string(), port);
+        self.config.connectivity_proxy = Some((host.to_string(), port));
+        self
+    }
+
+    /// Maps a virtual `host:port` (as in an on-premise destination's `URL`)
+    /// to the address of the system the connectivity proxy forwards to, as a
+    /// Cloud Connector mapping does. Host names compare case-insensitively.
+    pub fn virtual_host(mut self, virtual_host: &str, system: impl ToString) -> Self {
+        self.config
+            .virtual_hosts
+            .insert(virtual_host.to_ascii_lowercase(), system.to_string());
         self
     }
 

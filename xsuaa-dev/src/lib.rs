@@ -5,7 +5,7 @@
 //! token endpoint, `/token_keys`, `/userinfo`, `/logout.do`, OpenID
 //! discovery), `certurl` (the mTLS token endpoint) and a development
 //! Destination service, with certificates from a CA minted at start and RS256
-//! tokens from a rotating key ring.
+//! tokens from a rotating key ring, plus a plain-HTTP connectivity proxy.
 //!
 //! Bound services: besides XSUAA, a `destination` and a `connectivity`
 //! binding ([`DevXsuaa::service_credentials`], [`DevXsuaa::vcap_services_all`],
@@ -52,12 +52,25 @@
 //! wait ([`DevXsuaa::set_destination_delay`]). Calls are counted per name in
 //! [`Stats::destination_lookups`].
 //!
+//! The connectivity proxy ([`DevXsuaa::connectivity_proxy_addr`], named by
+//! the connectivity binding unless [`Builder::connectivity_proxy`] names
+//! another) takes absolute-form `http://` requests with
+//! `Proxy-Authorization: Bearer <token of the connectivity client>` (else
+//! 407 with `Proxy-Authenticate: Bearer`). `https://` targets and `CONNECT`
+//! get 405, origin-form targets 400, a virtual `host:port` mapped to no
+//! system ([`Builder::virtual_host`], [`DevXsuaa::set_virtual_host`]) 503.
+//! Other requests, websocket upgrades included, go to the mapped system in
+//! origin form with `Host` unchanged and without `Proxy-Authorization`,
+//! `SAP-Connectivity-*` and hop-by-hop headers. Each request is recorded
+//! ([`DevXsuaa::connectivity_requests`], the last 1000).
+//!
 //! Layout:
 //! - `config`: [`User`] and [`Builder`];
 //! - `handle`: [`DevXsuaa`], the running server and its test helpers;
 //! - `server`: rustls configs, accept loop, request dispatch;
 //! - `endpoints` and `token`: the HTTP endpoints;
 //! - `destination`: destinations and the find-destination endpoint;
+//! - `connectivity`: the connectivity proxy and [`ProxyRecord`];
 //! - `jwt`: signing keys, JWKS and XSUAA claims;
 //! - `certs`: the development CA and client certificates;
 //! - `binding`: credentials, `VCAP_SERVICES` and binding directories;
@@ -75,6 +88,7 @@
 mod binding;
 mod certs;
 mod config;
+mod connectivity;
 mod destination;
 mod endpoints;
 mod handle;
@@ -87,5 +101,6 @@ mod util;
 
 pub use certs::{ClientCert, ClientCertOpts, KeyKind};
 pub use config::{Builder, ServiceKind, User};
+pub use connectivity::ProxyRecord;
 pub use handle::DevXsuaa;
 pub use state::{Stats, TokenRequestRecord};

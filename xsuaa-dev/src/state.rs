@@ -10,6 +10,7 @@ use http::StatusCode;
 
 use crate::certs::Ca;
 use crate::config::{Config, ServiceKind, User};
+use crate::connectivity::Records;
 use crate::destination::Destination;
 use crate::jwt::KeyRing;
 use crate::util::lock;
@@ -36,6 +37,8 @@ pub struct Stats {
     pub destination_lookups: BTreeMap<String, u64>,
     /// Find-destination calls answered 401.
     pub destination_requests_refused: u64,
+    /// Connectivity proxy requests answered 407.
+    pub connectivity_requests_refused: u64,
 }
 
 /// What the last /oauth/token request carried, for assertions on how a
@@ -116,6 +119,13 @@ pub(crate) struct State {
     /// Destinations by name; tests change them while the server runs.
     pub(crate) destinations: Mutex<BTreeMap<String, Destination>>,
     pub(crate) find_behaviour: Mutex<FindBehaviour>,
+    /// Host and port the connectivity binding names: the proxy here unless
+    /// the builder named another.
+    pub(crate) connectivity_proxy: (String, u16),
+    /// Systems by lower-cased virtual `host:port`, as the Cloud Connector
+    /// maps them.
+    pub(crate) virtual_hosts: Mutex<HashMap<String, String>>,
+    pub(crate) proxy_records: Records,
     pub(crate) ca: Ca,
     pub(crate) access_token_lifetime: Mutex<Duration>,
     pub(crate) keys: Mutex<KeyRing>,
@@ -132,6 +142,7 @@ impl State {
     pub(crate) fn new(
         config: Config,
         urls: [String; 3],
+        connectivity_proxy: (String, u16),
         ca: Ca,
         keys: KeyRing,
         service_clients: BTreeMap<ServiceKind, ServiceClient>,
@@ -139,6 +150,7 @@ impl State {
         let [url, cert_url, destination_url] = urls;
         let mut config = config;
         let destinations = std::mem::take(&mut config.destinations);
+        let virtual_hosts = std::mem::take(&mut config.virtual_hosts).into_iter().collect();
         Self {
             access_token_lifetime: Mutex::new(config.access_token_lifetime),
             config,
@@ -147,6 +159,9 @@ impl State {
             destination_url,
             destinations: Mutex::new(destinations),
             find_behaviour: Mutex::default(),
+            connectivity_proxy,
+            virtual_hosts: Mutex::new(virtual_hosts),
+            proxy_records: Mutex::default(),
             ca,
             keys: Mutex::new(keys),
             codes: Mutex::default(),
