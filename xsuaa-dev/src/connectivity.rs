@@ -53,6 +53,9 @@ pub struct ProxyRecord {
     pub status: StatusCode,
 }
 
+/// The requests received, oldest first, at most [`MAX_RECORDS`].
+pub(crate) type Records = Mutex<VecDeque<ProxyRecord>>;
+
 type ProxyBody = Either<Full<Bytes>, Incoming>;
 
 /// Backend connections and websocket tunnels of one client connection: they
@@ -317,6 +320,3 @@ fn text(status: StatusCode, body: &str) -> Response<ProxyBody> {
 fn lossy(value: &HeaderValue) -> String {
     String::from_utf8_lossy(value.as_bytes()).into_owned()
 }
-
-/// The record list as a test reads it.
-pub(crate) type Records = Mutex<VecDeque<ProxyRecord>>;

@@ -275,12 +275,24 @@ async fn refuses_https_connect_origin_form_and_unmapped_hosts() {
         .send(&format!("GET http://{VHOST}/y HTTP/1.1\r\n{auth}"), "")
         .await;
     assert_eq!(answer.status, 503);
+    // A system that hangs up without answering is a bad gateway.
+    let hang_up = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    xsuaa.set_virtual_host("gone.internal:80", hang_up.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = hang_up.accept().await {
+            drop(tcp);
+        }
+    });
+    let answer = client
+        .send(&format!("GET http://gone.internal/ HTTP/1.1\r\n{auth}"), "")
+        .await;
+    assert_eq!(answer.status, 502);
     let statuses: Vec<u16> = xsuaa
         .connectivity_requests()
         .iter()
         .map(|r| r.status.as_u16())
         .collect();
-    assert_eq!(statuses, [405, 503, 400, 405, 200, 200, 503]);
+    assert_eq!(statuses, [405, 503, 400, 405, 200, 200, 503, 502]);
     assert_eq!(xsuaa.stats().connectivity_requests_refused, 0);
 }
 
