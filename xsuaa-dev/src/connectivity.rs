@@ -29,8 +29,9 @@ use crate::util::lock;
 /// ones are dropped so a long-running local stack does not grow without bound.
 pub(crate) const MAX_RECORDS: usize = 1000;
 
-/// Headers that describe one connection, not the message: a proxy never
-/// forwards them (RFC 9110 section 7.6.1), plus those named by `Connection`.
+/// Hop-by-hop headers (RFC 9110 section 7.6.1) without an `http` constant;
+/// `remove_hop_by_hop` drops them with the standard ones and those that
+/// `Connection` names.
 const HOP_BY_HOP: [&str; 2] = ["keep-alive", "proxy-connection"];
 
 /// A request the connectivity proxy received, as
