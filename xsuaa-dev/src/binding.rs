@@ -74,7 +74,7 @@ fn service_base(state: &State, service: &ServiceClient, credential_type: &str) -
             map.insert("uri".into(), Value::String(state.destination_url.clone()));
         }
         ServiceKind::Connectivity => {
-            let (host, port) = &state.config.connectivity_proxy;
+            let (host, port) = &state.connectivity_proxy;
             // Current names and the deprecated ones older consumers read.
             for (key, value) in [
                 ("onpremise_proxy_host", host.clone()),

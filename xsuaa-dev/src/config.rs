@@ -13,8 +13,8 @@ use crate::DevXsuaa;
 pub enum ServiceKind {
     /// The Destination service (label and tag `destination`).
     Destination,
-    /// The Connectivity service (label and tag `connectivity`); only its
-    /// binding and token client exist here, no proxy.
+    /// The Connectivity service (label and tag `connectivity`): its binding,
+    /// token client and on-premise proxy.
     Connectivity,
 }
 
@@ -101,11 +101,14 @@ pub(crate) struct Config {
     pub(crate) refresh_token_lifetime: Duration,
     /// Client id and xsappname of each service's OAuth client.
     pub(crate) services: BTreeMap<ServiceKind, (String, String)>,
-    /// Destinations by name, served by the destination listener.
+    /// The destinations at start, by name; `State` takes them over.
     pub(crate) destinations: BTreeMap<String, Destination>,
     /// `onpremise_proxy_host` and `onpremise_proxy_http_port` of the
-    /// connectivity binding.
-    pub(crate) connectivity_proxy: (String, u16),
+    /// connectivity binding; `None` names the proxy started here.
+    pub(crate) connectivity_proxy: Option<(String, u16)>,
+    /// The proxy's virtual hosts at start (`host:port`, lower case) and the
+    /// systems they map to; `State` takes them over.
+    pub(crate) virtual_hosts: BTreeMap<String, String>,
 }
 
 /// Configures a [`DevXsuaa`]; create it with [`DevXsuaa::builder`].
@@ -113,6 +116,9 @@ pub(crate) struct Config {
 #[must_use]
 pub struct Builder {
     config: Config,
+    /// Whether `start` adds the default `password` destination, which
+    /// names the first user and so can only be built once users are known.
+    password_destination: bool,
 }
 
 impl Default for Builder {
@@ -145,9 +151,10 @@ impl Default for Builder {
                     ),
                 ]),
                 destinations: default_destinations(),
-                // The port CF's connectivity proxy listens on; nothing binds it here.
-                connectivity_proxy: ("127.0.0.1".to_string(), 20003),
+                connectivity_proxy: None,
+                virtual_hosts: BTreeMap::new(),
             },
+            password_destination: true,
         }
     }
 }
@@ -237,19 +244,31 @@ impl Builder {
     /// string.
     pub fn destinations_json(mut self, json: &str) -> anyhow::Result<Self> {
         self.config.destinations = crate::destination::parse_destinations(json)?;
+        self.password_destination = false;
         Ok(self)
     }
 
     /// Removes every destination, the default set included.
     pub fn no_destinations(mut self) -> Self {
         self.config.destinations.clear();
+        self.password_destination = false;
         self
     }
 
-    /// Host and port the connectivity binding names as its proxy (default
-    /// `127.0.0.1:20003`).
+    /// Host and port the connectivity binding names as its proxy instead of
+    /// the proxy started here (which still runs).
     pub fn connectivity_proxy(mut self, host: &str, port: u16) -> Self {
-        self.config.connectivity_proxy = (host.to_string(), port);
+        self.config.connectivity_proxy = Some((host.to_string(), port));
+        self
+    }
+
+    /// Maps a virtual `host:port` (as in an on-premise destination's `URL`)
+    /// to the address of the system the connectivity proxy forwards to, as a
+    /// Cloud Connector mapping does. Host names compare case-insensitively.
+    pub fn virtual_host(mut self, virtual_host: &str, system: impl ToString) -> Self {
+        self.config
+            .virtual_hosts
+            .insert(virtual_host.to_ascii_lowercase(), system.to_string());
         self
     }
 
@@ -261,6 +280,14 @@ impl Builder {
     pub async fn start(mut self) -> anyhow::Result<DevXsuaa> {
         if self.config.users.is_empty() {
             self.config.users.push(User::new("jane.doe"));
+        }
+        if self.password_destination {
+            let user = &self.config.users[0];
+            let password = crate::destination::password_destination(user);
+            self.config
+                .destinations
+                .entry("password".to_string())
+                .or_insert(password);
         }
         crate::handle::start(self.config).await
     }

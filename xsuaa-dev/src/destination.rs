@@ -1,9 +1,10 @@
-//! The development Destination service: configured destinations and
-//! `GET /destination-configuration/v1/destinations/{name}`, answered only to
-//! tokens this XSUAA issued to the destination service's client.
+//! The development Destination service: destinations (changeable at run
+//! time) and `GET /destination-configuration/v1/destinations/{name}`,
+//! answered only to tokens this XSUAA issued to the destination client.
 
 use std::collections::BTreeMap;
 
+use aws_lc_rs::constant_time::verify_slices_are_equal;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
@@ -11,7 +12,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Map, Value};
 
-use crate::config::ServiceKind;
+use crate::config::{ServiceKind, User};
 use crate::http::{self as resp, Resp};
 use crate::jwt;
 use crate::state::State;
@@ -47,12 +48,28 @@ fn destination(pairs: &[(&str, &str)]) -> Destination {
     Destination::new(properties, Vec::new())
 }
 
+/// The default `password` destination: `OAuth2Password` for `user`.
+pub(crate) fn password_destination(user: &User) -> Destination {
+    destination(&[
+        ("URL", "https://backend.example.org"),
+        ("ProxyType", "Internet"),
+        ("Authentication", "OAuth2Password"),
+        ("User", &user.user_name),
+        ("Password", &user.password),
+        ("clientId", "sb-backend!t1"),
+        ("clientSecret", "backend-secret"),
+    ])
+}
+
 /// One destination per authentication type the router handles, plus one
 /// whose token cannot be obtained. A missing `tokenServiceURL` means this
-/// XSUAA's token endpoint.
+/// XSUAA's token endpoint. The on-premise ones name virtual hosts that no
+/// system is mapped to until a test maps one.
 pub(crate) fn default_destinations() -> BTreeMap<String, Destination> {
     let url = ("URL", "https://backend.example.org");
     let internet = ("ProxyType", "Internet");
+    let on_premise_url = ("URL", "http://erp.internal:44300");
+    let on_premise = ("ProxyType", "OnPremise");
     BTreeMap::from([
         (
             "no-auth".to_string(),
@@ -105,12 +122,41 @@ pub(crate) fn default_destinations() -> BTreeMap<String, Destination> {
             ]),
         ),
         (
+            "saml-bearer".to_string(),
+            destination(&[
+                url,
+                internet,
+                ("Authentication", "OAuth2SAMLBearerAssertion"),
+                ("clientId", "sb-backend!t1"),
+                ("clientSecret", "backend-secret"),
+            ]),
+        ),
+        (
             "on-premise".to_string(),
             destination(&[
-                ("URL", "http://erp.internal:44300"),
-                ("ProxyType", "OnPremise"),
+                on_premise_url,
+                on_premise,
                 ("Authentication", "NoAuthentication"),
                 ("CloudConnectorLocationId", "loc1"),
+            ]),
+        ),
+        (
+            "principal-propagation".to_string(),
+            destination(&[
+                on_premise_url,
+                on_premise,
+                ("Authentication", "PrincipalPropagation"),
+                ("CloudConnectorLocationId", "loc1"),
+            ]),
+        ),
+        (
+            "technical-user".to_string(),
+            destination(&[
+                on_premise_url,
+                on_premise,
+                ("Authentication", "OAuth2TechnicalUserPropagation"),
+                ("clientId", "sb-backend!t1"),
+                ("clientSecret", "backend-secret"),
             ]),
         ),
         (
@@ -186,11 +232,25 @@ fn refuse(state: &State, description: &str) -> Resp {
     denied
 }
 
-/// `GET {FIND_PREFIX}{name}`: the destination with its auth tokens.
-pub(crate) fn find(state: &State, raw_name: &str, headers: &HeaderMap) -> Resp {
+/// `GET {FIND_PREFIX}{name}`: the destination with its auth tokens, after
+/// the configured delay, or the configured failure status.
+pub(crate) async fn find(state: &State, raw_name: &str, headers: &HeaderMap) -> Resp {
     let name = percent_decode_str(raw_name).decode_utf8_lossy().into_owned();
     state.count(|s| *s.destination_lookups.entry(name.clone()).or_default() += 1);
+    let behaviour = *lock(&state.find_behaviour);
+    if let Some(delay) = behaviour.delay {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(status) = behaviour.failure {
+        return resp::json(
+            status,
+            &json!({ "ErrorMessage": "the destination service failed as configured" }),
+        );
+    }
+    answer(state, &name, headers)
+}
 
+fn answer(state: &State, name: &str, headers: &HeaderMap) -> Resp {
     let Some(client_id) = state
         .service_clients
         .get(&ServiceKind::Destination)
@@ -216,14 +276,15 @@ pub(crate) fn find(state: &State, raw_name: &str, headers: &HeaderMap) -> Resp {
         _ => caller.get("user_name").is_some().then_some(caller),
     };
 
-    let Some(destination) = state.config.destinations.get(&name) else {
+    // A clone, so that issuing tokens below does not hold the lock.
+    let Some(destination) = lock(&state.destinations).get(name).cloned() else {
         return resp::json(
             StatusCode::NOT_FOUND,
             &json!({ "ErrorMessage": "Configuration with the specified name was not found" }),
         );
     };
     let mut configuration = Map::new();
-    configuration.insert("Name".into(), Value::String(name.clone()));
+    configuration.insert("Name".into(), Value::String(name.to_string()));
     configuration.insert("Type".into(), Value::String("HTTP".into()));
     for (key, value) in &destination.properties {
         configuration.insert(key.clone(), Value::String(value.clone()));
@@ -232,37 +293,41 @@ pub(crate) fn find(state: &State, raw_name: &str, headers: &HeaderMap) -> Resp {
         "owner": { "SubaccountId": state.config.zone_id, "InstanceId": null },
         "destinationConfiguration": configuration,
     });
-    if let Some(auth_token) = auth_token(state, destination, user_token.as_ref()) {
+    if let Some(auth_token) = auth_token(state, &destination, user_token.as_ref()) {
         body["authTokens"] = json!([auth_token]);
     }
     if !destination.certificates.is_empty() {
-        body["certificates"] = Value::Array(destination.certificates.clone());
+        body["certificates"] = Value::Array(destination.certificates);
     }
     resp::json(StatusCode::OK, &body)
 }
+
+/// The `grant_type` claim of tokens issued for SAML bearer destinations.
+const SAML2_BEARER: &str = "urn:ietf:params:oauth:grant-type:saml2-bearer";
 
 /// `authTokens[0]` for the destination's authentication type, or `None`
 /// for types that carry no token.
 fn auth_token(state: &State, destination: &Destination, user_token: Option<&Value>) -> Option<Value> {
     let authentication = destination.get("Authentication").unwrap_or("NoAuthentication");
+    let mut header = "Authorization";
     let result = match authentication {
         "NoAuthentication" | "PrincipalPropagation" | "ClientCertificateAuthentication" => return None,
         "BasicAuthentication" => match (destination.get("User"), destination.get("Password")) {
             (Some(user), Some(password)) => Ok(("Basic", STANDARD.encode(format!("{user}:{password}")), None)),
             _ => Err("User and Password are required".to_string()),
         },
-        "OAuth2ClientCredentials" => oauth_client(state, destination).and_then(|client_id| {
-            let answer = token::issue_client_token(state, client_id, vec!["uaa.resource".to_string()])
-                .map_err(|err| err.description)?;
-            bearer_of(&answer)
-        }),
-        "OAuth2UserTokenExchange" | "OAuth2JWTBearer" => oauth_client(state, destination).and_then(|client_id| {
-            let claims = user_token.ok_or("a user token is required to exchange")?;
-            let user = jwt::user_from_claims(claims).ok_or("the user token names no user")?;
-            let answer = token::issue_user_token(state, client_id, &user, jwt::scopes_of(claims), token::JWT_BEARER)
-                .map_err(|err| err.description)?;
-            bearer_of(&answer)
-        }),
+        "OAuth2ClientCredentials" => client_token(state, destination),
+        "OAuth2TechnicalUserPropagation" => {
+            header = "SAP-Connectivity-Technical-Authentication";
+            client_token(state, destination)
+        }
+        "OAuth2UserTokenExchange" | "OAuth2JWTBearer" => {
+            exchanged_token(state, destination, user_token, token::JWT_BEARER)
+        }
+        // The real service turns the user token into a SAML assertion and
+        // trades that at the token service; the outcome is the same shape.
+        "OAuth2SAMLBearerAssertion" => exchanged_token(state, destination, user_token, SAML2_BEARER),
+        "OAuth2Password" => password_token(state, destination),
         other => Err(format!("authentication type {other} is not supported here")),
     };
     Some(match result {
@@ -270,7 +335,7 @@ fn auth_token(state: &State, destination: &Destination, user_token: Option<&Valu
             let mut entry = json!({
                 "type": kind,
                 "value": value,
-                "http_header": { "key": "Authorization", "value": format!("{kind} {value}") },
+                "http_header": { "key": header, "value": format!("{kind} {value}") },
             });
             if let Some(expires_in) = expires_in {
                 entry["expires_in"] = Value::String(expires_in);
@@ -279,6 +344,48 @@ fn auth_token(state: &State, destination: &Destination, user_token: Option<&Valu
         }
         Err(error) => json!({ "type": "", "value": "", "error": error }),
     })
+}
+
+fn client_token(state: &State, destination: &Destination) -> Issued {
+    let client_id = oauth_client(state, destination)?;
+    let answer =
+        token::issue_client_token(state, client_id, vec!["uaa.resource".to_string()]).map_err(|err| err.description)?;
+    bearer_of(&answer)
+}
+
+fn exchanged_token(state: &State, destination: &Destination, user_token: Option<&Value>, grant_type: &str) -> Issued {
+    let client_id = oauth_client(state, destination)?;
+    let claims = user_token.ok_or("a user token is required to exchange")?;
+    let user = jwt::user_from_claims(claims).ok_or("the user token names no user")?;
+    let answer = token::issue_user_token(state, client_id, &user, jwt::scopes_of(claims), grant_type)
+        .map_err(|err| err.description)?;
+    bearer_of(&answer)
+}
+
+/// The password grant at the token service: only a configured user with
+/// its password gets a token, as at XSUAA's own password grant.
+fn password_token(state: &State, destination: &Destination) -> Issued {
+    let client_id = oauth_client(state, destination)?;
+    let (Some(user_name), Some(password)) = (destination.get("User"), destination.get("Password")) else {
+        return Err("User and Password are required".to_string());
+    };
+    let user = state
+        .config
+        .users
+        .iter()
+        .find(|u| {
+            u.user_name == user_name && verify_slices_are_equal(u.password.as_bytes(), password.as_bytes()).is_ok()
+        })
+        .ok_or("the token service refused the user's credentials")?;
+    let answer = token::issue_user_token(
+        state,
+        client_id,
+        user,
+        jwt::user_scopes(&state.config, user),
+        "password",
+    )
+    .map_err(|err| err.description)?;
+    bearer_of(&answer)
 }
 
 type Issued = Result<(&'static str, String, Option<String>), String>;

@@ -3,12 +3,14 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use http::StatusCode;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -16,6 +18,8 @@ use tokio::task::JoinHandle;
 use crate::binding;
 use crate::certs::{self, Ca, ClientCert, ClientCertOpts};
 use crate::config::{Builder, Config, ServiceKind, User};
+use crate::connectivity::{self, ProxyRecord};
+use crate::destination::Destination;
 use crate::jwt::{self, KeyRing};
 use crate::server;
 use crate::state::{Listener, ServiceClient, State, Stats, TokenRequestRecord};
@@ -27,6 +31,7 @@ pub struct DevXsuaa {
     state: Arc<State>,
     default_cert: ClientCert,
     service_certs: BTreeMap<ServiceKind, ClientCert>,
+    connectivity_proxy_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -38,6 +43,10 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<DevXsuaa> {
     let destination_listener = TcpListener::bind("127.0.0.1:0")
         .await
         .context("binding destination listener")?;
+    let proxy_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding connectivity proxy listener")?;
+    let connectivity_proxy_addr = proxy_listener.local_addr()?;
     let url = format!("https://127.0.0.1:{}", url_listener.local_addr()?.port());
     let cert_url = format!("https://127.0.0.1:{}", cert_listener.local_addr()?.port());
     let destination_url = format!("https://127.0.0.1:{}", destination_listener.local_addr()?.port());
@@ -75,9 +84,14 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<DevXsuaa> {
         service_certs.insert(*kind, cert);
     }
 
+    let connectivity_proxy = config
+        .connectivity_proxy
+        .clone()
+        .unwrap_or_else(|| (connectivity_proxy_addr.ip().to_string(), connectivity_proxy_addr.port()));
     let state = Arc::new(State::new(
         config,
         [url, cert_url, destination_url],
+        connectivity_proxy,
         ca,
         keys,
         service_clients,
@@ -102,11 +116,13 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<DevXsuaa> {
             Arc::clone(&state),
             Listener::Destination,
         )),
+        tokio::spawn(connectivity::serve(proxy_listener, Arc::clone(&state))),
     ];
     Ok(DevXsuaa {
         state,
         default_cert,
         service_certs,
+        connectivity_proxy_addr,
         tasks,
     })
 }
@@ -286,6 +302,58 @@ impl DevXsuaa {
     /// bindings holding these credentials.
     pub fn vcap_services_all(&self, xsuaa: &Value, destination: &Value, connectivity: &Value) -> String {
         binding::vcap_services_all(xsuaa, destination, connectivity)
+    }
+
+    /// Adds or replaces a destination while the server runs; `properties`
+    /// are as for [`Builder::destination`].
+    pub fn set_destination<K, V>(&self, name: &str, properties: impl IntoIterator<Item = (K, V)>)
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let properties = properties.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        lock(&self.state.destinations).insert(name.to_string(), Destination::new(properties, Vec::new()));
+    }
+
+    /// Removes a destination while the server runs: later finds answer 404.
+    pub fn remove_destination(&self, name: &str) {
+        lock(&self.state.destinations).remove(name);
+    }
+
+    /// With `Some(status)` every find-destination call answers `status`
+    /// (after any delay); `None` restores normal answers.
+    pub fn set_destination_failure(&self, status: Option<StatusCode>) {
+        lock(&self.state.find_behaviour).failure = status;
+    }
+
+    /// With `Some(delay)` every find-destination call waits that long
+    /// before answering; `None` answers at once.
+    pub fn set_destination_delay(&self, delay: Option<Duration>) {
+        lock(&self.state.find_behaviour).delay = delay;
+    }
+
+    /// `127.0.0.1:PORT` of the connectivity proxy (plain HTTP), which the
+    /// connectivity binding names unless [`Builder::connectivity_proxy`]
+    /// named another.
+    pub fn connectivity_proxy_addr(&self) -> SocketAddr {
+        self.connectivity_proxy_addr
+    }
+
+    /// Maps a virtual `host:port` to a system's address while the server
+    /// runs, as [`Builder::virtual_host`] does at start.
+    pub fn set_virtual_host(&self, virtual_host: &str, system: impl ToString) {
+        lock(&self.state.virtual_hosts).insert(virtual_host.to_ascii_lowercase(), system.to_string());
+    }
+
+    /// Removes a virtual host mapping: the proxy answers 503 for it again.
+    pub fn remove_virtual_host(&self, virtual_host: &str) {
+        lock(&self.state.virtual_hosts).remove(&virtual_host.to_ascii_lowercase());
+    }
+
+    /// The requests the connectivity proxy received, oldest first (the
+    /// last 1000).
+    pub fn connectivity_requests(&self) -> Vec<ProxyRecord> {
+        lock(&self.state.proxy_records).iter().cloned().collect()
     }
 
     /// How often `GET .../destinations/{name}` was called for `name`.

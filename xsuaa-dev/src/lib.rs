@@ -5,7 +5,7 @@
 //! token endpoint, `/token_keys`, `/userinfo`, `/logout.do`, OpenID
 //! discovery), `certurl` (the mTLS token endpoint) and a development
 //! Destination service, with certificates from a CA minted at start and RS256
-//! tokens from a rotating key ring.
+//! tokens from a rotating key ring, plus a plain-HTTP connectivity proxy.
 //!
 //! Bound services: besides XSUAA, a `destination` and a `connectivity`
 //! binding ([`DevXsuaa::service_credentials`], [`DevXsuaa::vcap_services_all`],
@@ -31,15 +31,38 @@
 //! properties), `authTokens` and `certificates` when configured.
 //! `BasicAuthentication` yields `Basic base64(User:Password)`;
 //! `OAuth2ClientCredentials` a client token for `clientId`;
-//! `OAuth2UserTokenExchange`/`OAuth2JWTBearer` a user token for `clientId`
-//! exchanged from `X-user-token` or else a user bearer, with that token's
-//! scopes. Tokens are issued
-//! here only when `tokenServiceURL` is absent or this XSUAA's; any other
-//! token service, a missing user token or `clientId` set
-//! `authTokens[0].error`. The default set (see [`Builder::destination`]):
-//! `no-auth`, `basic`, `oauth-cc`, `user-exchange`, `jwt-bearer`,
-//! `on-premise` and `token-error`. Calls are counted per name in
+//! `OAuth2UserTokenExchange`/`OAuth2JWTBearer`/`OAuth2SAMLBearerAssertion`
+//! a user token for `clientId` exchanged from `X-user-token` or else a user
+//! bearer, with that token's scopes; `OAuth2Password` a user token for
+//! `clientId` when `User`/`Password` are a configured user's;
+//! `OAuth2TechnicalUserPropagation` a client token for `clientId` under the
+//! header key `SAP-Connectivity-Technical-Authentication`;
+//! `PrincipalPropagation` and `ClientCertificateAuthentication` no token.
+//! Tokens are issued here only when `tokenServiceURL` is absent or this
+//! XSUAA's; any other token service, a missing user token or `clientId`, or
+//! an unknown type set `authTokens[0].error`. The default set (see
+//! [`Builder::destination`]): `no-auth`, `basic`, `oauth-cc`,
+//! `user-exchange`, `jwt-bearer`, `saml-bearer`, `password` (the first
+//! user), `token-error`, and on premise (`http://erp.internal:44300`, a
+//! virtual host mapped to no system by default) `on-premise`,
+//! `principal-propagation` (both with location `loc1`) and
+//! `technical-user`. Destinations change at run time
+//! ([`DevXsuaa::set_destination`], [`DevXsuaa::remove_destination`]), and
+//! every find can be made to fail ([`DevXsuaa::set_destination_failure`]) or
+//! wait ([`DevXsuaa::set_destination_delay`]). Calls are counted per name in
 //! [`Stats::destination_lookups`].
+//!
+//! The connectivity proxy ([`DevXsuaa::connectivity_proxy_addr`], named by
+//! the connectivity binding unless [`Builder::connectivity_proxy`] names
+//! another) takes absolute-form `http://` requests with
+//! `Proxy-Authorization: Bearer <token of the connectivity client>` (else
+//! 407 with `Proxy-Authenticate: Bearer`). `https://` targets and `CONNECT`
+//! get 405, origin-form targets 400, a virtual `host:port` mapped to no
+//! system ([`Builder::virtual_host`], [`DevXsuaa::set_virtual_host`]) 503.
+//! Other requests, websocket upgrades included, go to the mapped system in
+//! origin form with `Host` unchanged and without `Proxy-Authorization`,
+//! `SAP-Connectivity-*` and hop-by-hop headers. Each request is recorded
+//! ([`DevXsuaa::connectivity_requests`], the last 1000).
 //!
 //! Layout:
 //! - `config`: [`User`] and [`Builder`];
@@ -47,6 +70,7 @@
 //! - `server`: rustls configs, accept loop, request dispatch;
 //! - `endpoints` and `token`: the HTTP endpoints;
 //! - `destination`: destinations and the find-destination endpoint;
+//! - `connectivity`: the connectivity proxy and [`ProxyRecord`];
 //! - `jwt`: signing keys, JWKS and XSUAA claims;
 //! - `certs`: the development CA and client certificates;
 //! - `binding`: credentials, `VCAP_SERVICES` and binding directories;
@@ -64,6 +88,7 @@
 mod binding;
 mod certs;
 mod config;
+mod connectivity;
 mod destination;
 mod endpoints;
 mod handle;
@@ -76,5 +101,6 @@ mod util;
 
 pub use certs::{ClientCert, ClientCertOpts, KeyKind};
 pub use config::{Builder, ServiceKind, User};
+pub use connectivity::ProxyRecord;
 pub use handle::DevXsuaa;
 pub use state::{Stats, TokenRequestRecord};

@@ -1,6 +1,7 @@
-//! `xsuaa-dev --out DIR [--secret S] [--destinations FILE]`: runs a
-//! development XSUAA and Destination service for a local setup and writes
-//! what an application router needs to use them.
+//! `xsuaa-dev --out DIR [--secret S] [--destinations FILE] [--virtual-host
+//! VHOST=ADDR]...`: runs a development XSUAA, Destination service and
+//! connectivity proxy for a local setup and writes what an application
+//! router needs to use them.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -11,18 +12,22 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use xsuaa_dev::{DevXsuaa, ServiceKind};
 
-const USAGE: &str = "usage: xsuaa-dev --out DIR [--secret SECRET] [--destinations FILE]";
+const USAGE: &str =
+    "usage: xsuaa-dev --out DIR [--secret SECRET] [--destinations FILE] [--virtual-host HOST:PORT=ADDR]...";
 
 struct Args {
     out: PathBuf,
     secret: Option<String>,
     destinations: Option<PathBuf>,
+    /// Virtual `host:port` and the system address it maps to.
+    virtual_hosts: Vec<(String, String)>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut out = None;
     let mut secret = None;
     let mut destinations = None;
+    let mut virtual_hosts = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -30,6 +35,14 @@ fn parse_args() -> Result<Args, String> {
             "--secret" => secret = Some(args.next().ok_or("--secret needs a value")?),
             "--destinations" => {
                 destinations = Some(PathBuf::from(args.next().ok_or("--destinations needs a value")?));
+            }
+            "--virtual-host" => {
+                let value = args.next().ok_or("--virtual-host needs a value")?;
+                let (virtual_host, system) = value
+                    .split_once('=')
+                    .filter(|(v, s)| !v.is_empty() && !s.is_empty())
+                    .ok_or_else(|| format!("--virtual-host {value:?} is not HOST:PORT=ADDR"))?;
+                virtual_hosts.push((virtual_host.to_string(), system.to_string()));
             }
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
@@ -40,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
         out,
         secret,
         destinations,
+        virtual_hosts,
     })
 }
 
@@ -72,6 +86,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         builder = builder
             .destinations_json(&text)
             .with_context(|| format!("parsing {}", path.display()))?;
+    }
+    for (virtual_host, system) in &args.virtual_hosts {
+        builder = builder.virtual_host(virtual_host, system);
     }
     let xsuaa = builder.start().await?;
     // With a secret the demo exercises the binding-secret path; otherwise x509.
@@ -109,6 +126,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("url:     {}", xsuaa.url());
     println!("certurl: {}", xsuaa.cert_url());
     println!("destination service: {}", xsuaa.destination_url());
+    println!("connectivity proxy: http://{}", xsuaa.connectivity_proxy_addr());
     println!("ca:      {}", out.join("ca.pem").display());
     println!("bindings: {} (and destination, connectivity)", binding.display());
     println!("login user: jane.doe (password: secret)");

@@ -130,7 +130,7 @@ async fn dispatch(state: &State, kind: Listener, client_cert: Option<&str>, req:
     if kind == Listener::Destination {
         return match parts.uri.path().strip_prefix(destination::FIND_PREFIX) {
             Some(name) if name.is_empty() || name.contains('/') => resp::not_found(),
-            Some(name) if parts.method == Method::GET => destination::find(state, name, &parts.headers),
+            Some(name) if parts.method == Method::GET => destination::find(state, name, &parts.headers).await,
             Some(_) => resp::html(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "Method not allowed",

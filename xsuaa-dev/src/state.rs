@@ -6,8 +6,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use http::StatusCode;
+
 use crate::certs::Ca;
 use crate::config::{Config, ServiceKind, User};
+use crate::connectivity::Records;
+use crate::destination::Destination;
 use crate::jwt::KeyRing;
 use crate::util::lock;
 
@@ -33,6 +37,8 @@ pub struct Stats {
     pub destination_lookups: BTreeMap<String, u64>,
     /// Find-destination calls answered 401.
     pub destination_requests_refused: u64,
+    /// Connectivity proxy requests answered 407.
+    pub connectivity_requests_refused: u64,
 }
 
 /// What the last /oauth/token request carried, for assertions on how a
@@ -96,12 +102,30 @@ pub(crate) struct ServiceClient {
     pub(crate) accepted_certs: Mutex<HashSet<String>>,
 }
 
+/// What the find-destination endpoint answers besides the configured
+/// destinations: a forced status and a delay, changed at run time.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FindBehaviour {
+    pub(crate) failure: Option<StatusCode>,
+    pub(crate) delay: Option<Duration>,
+}
+
 /// Everything the handlers share.
 pub(crate) struct State {
     pub(crate) config: Config,
     pub(crate) url: String,
     pub(crate) cert_url: String,
     pub(crate) destination_url: String,
+    /// Destinations by name; tests change them while the server runs.
+    pub(crate) destinations: Mutex<BTreeMap<String, Destination>>,
+    pub(crate) find_behaviour: Mutex<FindBehaviour>,
+    /// Host and port the connectivity binding names: the proxy here unless
+    /// the builder named another.
+    pub(crate) connectivity_proxy: (String, u16),
+    /// Systems by lower-cased virtual `host:port`, as the Cloud Connector
+    /// maps them.
+    pub(crate) virtual_hosts: Mutex<HashMap<String, String>>,
+    pub(crate) proxy_records: Records,
     pub(crate) ca: Ca,
     pub(crate) access_token_lifetime: Mutex<Duration>,
     pub(crate) keys: Mutex<KeyRing>,
@@ -118,17 +142,26 @@ impl State {
     pub(crate) fn new(
         config: Config,
         urls: [String; 3],
+        connectivity_proxy: (String, u16),
         ca: Ca,
         keys: KeyRing,
         service_clients: BTreeMap<ServiceKind, ServiceClient>,
     ) -> Self {
         let [url, cert_url, destination_url] = urls;
+        let mut config = config;
+        let destinations = std::mem::take(&mut config.destinations);
+        let virtual_hosts = std::mem::take(&mut config.virtual_hosts).into_iter().collect();
         Self {
             access_token_lifetime: Mutex::new(config.access_token_lifetime),
             config,
             url,
             cert_url,
             destination_url,
+            destinations: Mutex::new(destinations),
+            find_behaviour: Mutex::default(),
+            connectivity_proxy,
+            virtual_hosts: Mutex::new(virtual_hosts),
+            proxy_records: Mutex::default(),
             ca,
             keys: Mutex::new(keys),
             codes: Mutex::default(),

@@ -296,3 +296,172 @@ async fn destinations_come_from_the_builder_or_json() {
         assert!(DevXsuaa::builder().destinations_json(bad).is_err(), "{bad}");
     }
 }
+
+#[tokio::test]
+async fn destinations_change_while_the_server_runs() {
+    let xsuaa = DevXsuaa::builder().start().await.unwrap();
+    let bearer = destination_cc(&xsuaa).await;
+    let (status, _) = find(&xsuaa, "erp", Some(&bearer), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    xsuaa.set_destination("erp", [("URL", "http://127.0.0.1:9/v1"), ("ProxyType", "Internet")]);
+    let (status, body) = find(&xsuaa, "erp", Some(&bearer), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["destinationConfiguration"]["URL"], "http://127.0.0.1:9/v1");
+
+    xsuaa.set_destination("erp", [("URL", "http://127.0.0.1:9/v2"), ("ProxyType", "Internet")]);
+    let (_, body) = find(&xsuaa, "erp", Some(&bearer), None).await;
+    assert_eq!(body["destinationConfiguration"]["URL"], "http://127.0.0.1:9/v2");
+    assert_eq!(body["destinationConfiguration"]["Name"], "erp");
+
+    xsuaa.remove_destination("erp");
+    xsuaa.remove_destination("no-auth");
+    for name in ["erp", "no-auth"] {
+        let (status, _) = find(&xsuaa, name, Some(&bearer), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{name}");
+    }
+    let (status, _) = find(&xsuaa, "basic", Some(&bearer), None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_configured_failure_answers_every_find_until_restored() {
+    let xsuaa = DevXsuaa::builder().start().await.unwrap();
+    let bearer = destination_cc(&xsuaa).await;
+    for failure in [StatusCode::INTERNAL_SERVER_ERROR, StatusCode::SERVICE_UNAVAILABLE] {
+        xsuaa.set_destination_failure(Some(failure));
+        for (name, bearer) in [
+            ("no-auth", Some(bearer.as_str())),
+            ("nope", Some(bearer.as_str())),
+            ("basic", None),
+        ] {
+            let (status, body) = find(&xsuaa, name, bearer, None).await;
+            assert_eq!(status, failure, "{name}");
+            assert!(body.get("destinationConfiguration").is_none(), "{name}");
+        }
+    }
+    xsuaa.set_destination_failure(None);
+    let (status, _) = find(&xsuaa, "no-auth", Some(&bearer), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(xsuaa.destination_lookups("no-auth"), 3);
+}
+
+#[tokio::test]
+async fn a_configured_delay_holds_every_find_back() {
+    let xsuaa = DevXsuaa::builder().start().await.unwrap();
+    let bearer = destination_cc(&xsuaa).await;
+    let delay = std::time::Duration::from_millis(300);
+    xsuaa.set_destination_delay(Some(delay));
+    let started = tokio::time::Instant::now();
+    let (status, _) = find(&xsuaa, "no-auth", Some(&bearer), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(started.elapsed() >= delay);
+
+    // A client that gives up earlier sees its own timeout.
+    let early = client(&xsuaa)
+        .get(format!(
+            "{}/destination-configuration/v1/destinations/no-auth",
+            xsuaa.destination_url()
+        ))
+        .bearer_auth(&bearer)
+        .timeout(std::time::Duration::from_millis(50))
+        .send()
+        .await;
+    assert!(early.is_err_and(|err| err.is_timeout()));
+
+    xsuaa.set_destination_delay(None);
+    let started = tokio::time::Instant::now();
+    let (status, _) = find(&xsuaa, "no-auth", Some(&bearer), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(started.elapsed() < delay);
+}
+
+#[tokio::test]
+async fn password_and_saml_bearer_destinations_get_user_tokens() {
+    let xsuaa = DevXsuaa::builder().start().await.unwrap();
+    let destination_cc = destination_cc(&xsuaa).await;
+    let (status, body) = find(&xsuaa, "password", Some(&destination_cc), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["destinationConfiguration"]["User"], "jane.doe");
+    let auth = &body["authTokens"][0];
+    assert_eq!(auth["type"], "Bearer");
+    assert_eq!(auth["expires_in"], "3600");
+    let value = auth["value"].as_str().unwrap();
+    assert_eq!(
+        auth["http_header"],
+        json!({"key": "Authorization", "value": format!("Bearer {value}")})
+    );
+    let token = claims(value);
+    assert_eq!(token["user_name"], "jane.doe");
+    assert_eq!(token["cid"], "sb-backend!t1");
+    assert_eq!(token["grant_type"], "password");
+
+    // The token service knows only configured users with their password.
+    for (user, password) in [("jane.doe", "wrong"), ("mallory", "secret")] {
+        xsuaa.set_destination(
+            "password",
+            [
+                ("URL", "https://backend.example.org"),
+                ("ProxyType", "Internet"),
+                ("Authentication", "OAuth2Password"),
+                ("User", user),
+                ("Password", password),
+                ("clientId", "sb-backend!t1"),
+            ],
+        );
+        let (status, body) = find(&xsuaa, "password", Some(&destination_cc), None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body["authTokens"][0]["error"].is_string(), "{user}: {body}");
+        assert_eq!(body["authTokens"][0]["value"], "");
+    }
+
+    let destination_user = destination_user(&xsuaa).await;
+    let (status, body) = find(&xsuaa, "saml-bearer", Some(&destination_user), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let auth = &body["authTokens"][0];
+    assert_eq!(auth["http_header"]["key"], "Authorization");
+    let token = claims(auth["value"].as_str().unwrap());
+    assert_eq!(token["user_name"], "jane.doe");
+    assert_eq!(token["cid"], "sb-backend!t1");
+    let (_, body) = find(&xsuaa, "saml-bearer", Some(&destination_cc), None).await;
+    assert!(body["authTokens"][0]["error"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn on_premise_destinations_answer_as_the_service_does() {
+    let xsuaa = DevXsuaa::builder()
+        .user(xsuaa_dev::User::new("max.mustermann"))
+        .start()
+        .await
+        .unwrap();
+    let bearer = destination_cc(&xsuaa).await;
+    let (status, body) = find(&xsuaa, "technical-user", Some(&bearer), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["destinationConfiguration"]["ProxyType"], "OnPremise");
+    assert_eq!(body["destinationConfiguration"]["URL"], "http://erp.internal:44300");
+    let auth = &body["authTokens"][0];
+    assert_eq!(auth["type"], "Bearer");
+    let value = auth["value"].as_str().unwrap();
+    assert_eq!(
+        auth["http_header"],
+        json!({"key": "SAP-Connectivity-Technical-Authentication", "value": format!("Bearer {value}")})
+    );
+    let token = claims(value);
+    assert_eq!(token["cid"], "sb-backend!t1");
+    assert_eq!(token["grant_type"], "client_credentials");
+    assert!(token.get("user_name").is_none());
+
+    for name in ["principal-propagation", "on-premise"] {
+        let (status, body) = find(&xsuaa, name, Some(&bearer), None).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert_eq!(body["destinationConfiguration"]["CloudConnectorLocationId"], "loc1");
+        assert!(body.get("authTokens").is_none(), "{name}: {body}");
+    }
+    // The default password destination names the first configured user.
+    let (_, body) = find(&xsuaa, "password", Some(&bearer), None).await;
+    assert_eq!(body["destinationConfiguration"]["User"], "max.mustermann");
+    assert_eq!(
+        claims(body["authTokens"][0]["value"].as_str().unwrap())["user_name"],
+        "max.mustermann"
+    );
+}
