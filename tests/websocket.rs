@@ -534,3 +534,36 @@ async fn websocket_to_a_destination_behind_a_proxy_goes_through_its_tunnel() {
     client.send(Message::text("through the tunnel")).await.unwrap();
     assert_eq!(next_message(&mut client).await, Message::text("through the tunnel"));
 }
+
+#[tokio::test]
+async fn websocket_to_an_on_premise_destination_goes_through_the_connectivity_proxy() {
+    let mut backend = echo_backend().await;
+    let dev = xsuaa_dev::DevXsuaa::builder()
+        .virtual_host("chat.internal:8080", backend.addr.to_string())
+        .start()
+        .await
+        .expect("development XSUAA");
+    let router = public_app(true)
+        .services(&dev, &dev.credentials())
+        .destination_entries(json!([{"name": "echo", "url": "ws://chat.internal:8080", "proxyType": "OnPremise"}]))
+        .start()
+        .await;
+    let origin = own_origin(&router);
+    let (mut client, _) = connect(&ws_url(&router, "/ws/room"), &[("origin", &origin)])
+        .await
+        .expect("upgrade accepted");
+    let Event::Opened(path, headers) = backend.next().await else {
+        panic!("expected the handshake first")
+    };
+    assert_eq!(path, "/room");
+    assert_eq!(headers["host"], "chat.internal:8080");
+    assert!(!headers.contains_key("proxy-authorization"));
+    client.send(Message::text("on premise")).await.unwrap();
+    assert_eq!(next_message(&mut client).await, Message::text("on premise"));
+    let record = dev.connectivity_requests().pop().expect("the proxy saw the upgrade");
+    assert_eq!(record.target, "http://chat.internal:8080/room");
+    assert_eq!(
+        record.cid.as_deref(),
+        Some(dev.service_client_id(xsuaa_dev::ServiceKind::Connectivity).as_str())
+    );
+}

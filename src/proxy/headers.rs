@@ -46,6 +46,9 @@ fn is_internal(name: &str) -> bool {
             | "x-ias-token"
             | "sap-connectivity-authentication"
             | "sap-connectivity-scc-location_id"
+            // Not stripped by the Node.js router; a client must not authenticate as a technical
+            // user at the on-premise system either.
+            | "sap-connectivity-technical-authentication"
     )
 }
 
