@@ -166,7 +166,8 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
                     options.clock,
                 )
                 .with_metrics(metrics.clone())
-                .with_login_rate_limit(config.server.login_rate_limit, config.server.forwarded_hops),
+                .with_login_rate_limit(config.server.login_rate_limit, config.server.forwarded_hops)
+                .with_tenancy(config.tenancy.clone()),
             ))
         }
         None => None,

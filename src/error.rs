@@ -34,6 +34,9 @@ pub enum GatewayError {
     /// Too many requests in flight (`MAX_IN_FLIGHT`): shed rather than queued.
     #[error("too many requests in flight")]
     Overloaded,
+    /// `TENANT_HOST_PATTERN` names no tenant in the request's host.
+    #[error("no tenant for host {0:?}")]
+    UnknownTenantHost(String),
 }
 
 impl GatewayError {
@@ -63,6 +66,7 @@ impl GatewayError {
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::UnknownTenantHost(_) => StatusCode::NOT_FOUND,
         }
     }
 
@@ -125,6 +129,8 @@ impl GatewayError {
             GatewayError::PayloadTooLarge => Some(ErrorKind::Shed(Shed::BodyTooLarge)),
             // Counted as `in_flight` where the request is refused, before the pipeline.
             GatewayError::Overloaded => None,
+            // The client's host: a 4xx, counted by status class.
+            GatewayError::UnknownTenantHost(_) => None,
             GatewayError::Routing(
                 R::RouteNotFound
                 | R::MethodNotAllowed { .. }

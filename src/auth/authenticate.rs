@@ -19,7 +19,11 @@ impl Auth {
     ///
     /// # Errors
     /// [`Error::Store`] when the store cannot answer: the caller fails closed.
-    pub async fn current_session(&self, headers: &HeaderMap) -> Result<Option<(SessionId, Arc<Session>)>, Error> {
+    pub async fn current_session(
+        &self,
+        headers: &HeaderMap,
+        tenant: Option<&str>,
+    ) -> Result<Option<(SessionId, Arc<Session>)>, Error> {
         let Some(id) = cookie_bytes(headers, &self.settings.session_cookie).and_then(SessionId::parse) else {
             return Ok(None);
         };
@@ -31,6 +35,15 @@ impl Auth {
         let Some(session) = loaded else {
             return Ok(None);
         };
+        // Another tenant's session is no session on this tenant's host.
+        if !self.session_fits(&session, tenant) {
+            tracing::info!(
+                session_tenant = session.user.tenant.as_deref().unwrap_or("-"),
+                host_tenant = tenant.unwrap_or("-"),
+                "session of another tenant presented; not used"
+            );
+            return Ok(None);
+        }
         let now = self.clock.now();
         if now < session.refresh_at {
             return Ok(Some((id, session)));
@@ -62,7 +75,7 @@ impl Auth {
         origin: &Origin<'_>,
         idp_hint: Option<&str>,
     ) -> Result<Outcome, Error> {
-        if let Some((id, session)) = self.current_session(&parts.headers).await? {
+        if let Some((id, session)) = self.current_session(&parts.headers, origin.tenant).await? {
             return Ok(Outcome::User {
                 id,
                 session,
@@ -214,8 +227,12 @@ impl Auth {
         let session = &session;
         let refresh_token = session.refresh_token.as_deref().ok_or(Error::Unauthenticated)?;
         let started = Instant::now();
+        let token_url = self.token_url(session.user.tenant.as_deref());
         let tokens = self
-            .token_request("refresh_token", self.idp.refresh(refresh_token))
+            .token_request(
+                "refresh_token",
+                self.idp.refresh_at(token_url.as_deref(), refresh_token),
+            )
             .await
             .map_err(Error::TokenExchange)?;
         let claims = self.claims_of(&tokens).await?;

@@ -77,9 +77,16 @@ impl Auth {
             code_verifier: login::random_token(),
             redirect_uri: self.redirect_uri(&parts.headers, origin)?,
             return_to,
+            tenant: origin.tenant.map(String::from),
         };
         let state = login::random_token();
-        let url = login::authorize_url(&self.credentials.url, &self.credentials.clientid, &attempt, &state, idp);
+        let url = login::authorize_url(
+            &self.idp_url(origin.tenant),
+            &self.credentials.clientid,
+            &attempt,
+            &state,
+            idp,
+        );
         self.store.put_attempt(&state, attempt).await?;
         self.metrics.login_started();
         Ok(login::redirect_response(
@@ -124,7 +131,8 @@ impl Auth {
         let same_browser: bool =
             aws_lc_rs::constant_time::verify_slices_are_equal(presented.as_bytes(), attempt.browser_binding.as_bytes())
                 .is_ok();
-        if !same_browser {
+        // A login started on one tenant's host ends there: its code is that tenant's.
+        if !same_browser || attempt.tenant.as_deref() != origin.tenant {
             return Err(Error::StateMismatch);
         }
         if let Some(error) = param("error") {
@@ -132,18 +140,37 @@ impl Auth {
             return Err(Error::LoginRefused { error });
         }
         let code = param("code").filter(|c| !c.is_empty()).ok_or(Error::CodeMissing)?;
-        let exchange = self
-            .idp
-            .exchange_code(code, &attempt.redirect_uri, &attempt.code_verifier);
+        let token_url = self.token_url(origin.tenant);
+        let exchange = self.idp.exchange_code_at(
+            token_url.as_deref(),
+            code,
+            &attempt.redirect_uri,
+            &attempt.code_verifier,
+        );
         let tokens = self
             .token_request("authorization_code", exchange)
             .await
             .map_err(Error::TokenExchange)?;
         let claims = self.claims_of(&tokens).await?;
         let session = self.session_from(tokens.access_token, tokens.refresh_token, &claims, None);
-        // A new id at every login: a planted cookie never becomes a logged-in session.
+        if !self.session_fits(&session, origin.tenant) {
+            // The tenant's endpoint issued a token of another zone: never a session here.
+            return Err(Error::TokenInvalid(crate::idp::jwt::JwtError::WrongZone(
+                claims.zid.clone().unwrap_or_default(),
+            )));
+        }
+        // A new id at every login: a planted cookie never becomes a logged-in session. Another
+        // tenant's session named by the cookie is not this login's to end.
         if let Some(old) = cookie_bytes(&parts.headers, &self.settings.session_cookie).and_then(SessionId::parse) {
-            let _ = self.store.remove(&old).await;
+            let ours = match self.tenancy {
+                None => true,
+                Some(_) => {
+                    matches!(self.store.load(&old).await, Ok(Some(old)) if self.session_fits(&old, origin.tenant))
+                }
+            };
+            if ours {
+                let _ = self.store.remove(&old).await;
+            }
         }
         let id = SessionId::generate();
         self.store.save(&id, Arc::new(session)).await?;

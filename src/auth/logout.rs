@@ -131,7 +131,12 @@ impl Auth {
         };
         let post = logout_config.method == crate::config::LogoutMethod::Post;
         let current = match cookie_bytes(&parts.headers, &self.settings.session_cookie).and_then(SessionId::parse) {
-            Some(id) => self.store.load(&id).await?.map(|session| (id, session)),
+            Some(id) => self
+                .store
+                .load(&id)
+                .await?
+                .filter(|session| self.session_fits(session, origin.tenant))
+                .map(|session| (id, session)),
             None => None,
         };
         let fetch = parts
@@ -177,7 +182,7 @@ impl Auth {
         }
         let own = self.own_origin(&parts.headers, origin)?;
         let target = idp_logout_url(
-            &self.credentials.url,
+            &self.idp_url(origin.tenant),
             &self.credentials.clientid,
             logout_config.page.as_deref(),
             &own,

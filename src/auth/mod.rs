@@ -49,6 +49,9 @@ pub struct Origin<'a> {
     pub scheme: &'a str,
     /// The connection's peer, for the login rate limit (`None`: not limited).
     pub peer: Option<std::net::IpAddr>,
+    /// The tenant the request's host names (`TENANT_HOST_PATTERN`); `None` without
+    /// multitenancy.
+    pub tenant: Option<&'a str>,
 }
 
 /// Everything login needs, built once per binding.
@@ -65,6 +68,8 @@ pub struct Auth {
     pub metrics: Arc<Metrics>,
     /// `LOGIN_RATE_LIMIT`: failed logins per client address, and how to find the client's address.
     login_limit: Option<(RateLimiter, usize)>,
+    /// `TENANT_HOST_PATTERN`: each tenant logs in at its own XSUAA subdomain.
+    tenancy: Option<crate::config::tenancy::Tenancy>,
 }
 
 /// A session ends this long before its access token expires, so no backend ever gets a token that
@@ -81,7 +86,7 @@ impl Auth {
         store: Arc<dyn SessionStore>,
         clock: Clock,
     ) -> Auth {
-        let validator = Validator::new(&credentials.clientid, &credentials.xsappname, &credentials.uaadomain)
+        let validator = Validator::new(&credentials.clientid, &credentials.xsappname, &credentials.keys_host())
             .with_zone(credentials.identityzoneid.clone());
         Auth {
             credentials,
@@ -94,7 +99,48 @@ impl Auth {
             login_callback,
             metrics: Metrics::disabled(),
             login_limit: None,
+            tenancy: None,
         }
+    }
+
+    /// Logs each tenant in at its own XSUAA subdomain. Tokens of any zone are then accepted by
+    /// the validator, but a session only on the host of the tenant whose login made it: the
+    /// tokens it validates are the ones the router fetched at that tenant's endpoint.
+    pub fn with_tenancy(mut self, tenancy: Option<crate::config::tenancy::Tenancy>) -> Auth {
+        if tenancy.is_some() {
+            self.validator = Validator::new(
+                &self.credentials.clientid,
+                &self.credentials.xsappname,
+                &self.credentials.keys_host(),
+            )
+            .with_zone(None);
+            self.validator.set_metrics(self.metrics.clone());
+        }
+        self.tenancy = tenancy;
+        self
+    }
+
+    /// The XSUAA URL for `tenant` (authorize, logout, userinfo): the tenant's subdomain with
+    /// multitenancy, else the binding's `url`.
+    fn idp_url(&self, tenant: Option<&str>) -> String {
+        match (&self.tenancy, tenant) {
+            (Some(tenancy), Some(tenant)) => tenancy.url(tenant),
+            _ => self.credentials.url.clone(),
+        }
+    }
+
+    /// The token endpoint for `tenant` when it is not the binding's own.
+    fn token_url(&self, tenant: Option<&str>) -> Option<String> {
+        match (&self.tenancy, tenant) {
+            (Some(tenancy), Some(tenant)) => Some(tenancy.token_url(tenant)),
+            _ => None,
+        }
+    }
+
+    /// Whether `session` may serve a request of `tenant`: always without multitenancy, else only
+    /// on the host of the tenant it was made for.
+    pub fn session_fits(&self, session: &Session, tenant: Option<&str>) -> bool {
+        self.tenancy.is_none() || (tenant.is_some() && session.user.tenant.as_deref() == tenant)
     }
 
     /// The client certificate as operations see it: details, reloads, last expiry check
@@ -279,7 +325,7 @@ impl Auth {
         match user_api::resource(url) {
             Some(user_api::Resource::CurrentUser) => Ok(user_api::respond(&user_api::current_user(session))),
             Some(user_api::Resource::Attributes) => {
-                let userinfo_url = format!("{}/userinfo", self.credentials.url);
+                let userinfo_url = format!("{}/userinfo", self.idp_url(session.user.tenant.as_deref()));
                 let info = self
                     .idp
                     .get_json(&userinfo_url, Some(session.access_token.as_str()))

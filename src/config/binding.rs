@@ -68,6 +68,19 @@ impl XsuaaCredentials {
         self.certificate.is_some() && self.key.is_some()
     }
 
+    /// Where the token keys are: `uaadomain`, with the port of `url` when `uaadomain` names none
+    /// (a development binding on a port of its own).
+    pub fn keys_host(&self) -> String {
+        let domain = self.uaadomain.trim_start_matches("https://").trim_end_matches('/');
+        let has_port = domain
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+        match url::Url::parse(&self.url).ok().and_then(|url| url.port()) {
+            Some(port) if !has_port => format!("{domain}:{port}"),
+            _ => domain.to_string(),
+        }
+    }
+
     /// The token endpoint: `certurl` for x509 credentials, else `url`.
     pub fn token_url(&self) -> String {
         let base = match (&self.certurl, self.is_x509()) {

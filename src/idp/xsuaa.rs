@@ -177,12 +177,29 @@ impl IdpClient {
         redirect_uri: &str,
         verifier: &str,
     ) -> Result<TokenResponse, IdpError> {
-        self.token_request(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", redirect_uri),
-            ("code_verifier", verifier),
-        ])
+        self.exchange_code_at(None, code, redirect_uri, verifier).await
+    }
+
+    /// [`IdpClient::exchange_code`] at `token_url` (a tenant's token endpoint) when given.
+    ///
+    /// # Errors
+    /// See [`IdpError`].
+    pub async fn exchange_code_at(
+        &self,
+        token_url: Option<&str>,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &str,
+    ) -> Result<TokenResponse, IdpError> {
+        self.token_request_at(
+            token_url,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", verifier),
+            ],
+        )
         .await
     }
 
@@ -191,8 +208,19 @@ impl IdpClient {
     /// # Errors
     /// See [`IdpError`].
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenResponse, IdpError> {
-        self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
-            .await
+        self.refresh_at(None, refresh_token).await
+    }
+
+    /// [`IdpClient::refresh`] at `token_url` (a tenant's token endpoint) when given.
+    ///
+    /// # Errors
+    /// See [`IdpError`].
+    pub async fn refresh_at(&self, token_url: Option<&str>, refresh_token: &str) -> Result<TokenResponse, IdpError> {
+        self.token_request_at(
+            token_url,
+            &[("grant_type", "refresh_token"), ("refresh_token", refresh_token)],
+        )
+        .await
     }
 
     /// `grant_type=password` (basic routes).
@@ -213,8 +241,24 @@ impl IdpClient {
     /// changed meanwhile. Client authentication precedes the grant check at the token endpoint, so
     /// a rejected code exchange has not used up its code.
     async fn token_request(&self, fields: &[(&str, &str)]) -> Result<TokenResponse, IdpError> {
+        self.token_request_at(None, fields).await
+    }
+
+    async fn token_request_at(
+        &self,
+        token_url: Option<&str>,
+        fields: &[(&str, &str)],
+    ) -> Result<TokenResponse, IdpError> {
+        let url = match token_url {
+            Some(url) => Some(
+                url.parse::<Uri>()
+                    .map_err(|_| IdpError::BadAnswer(format!("token URL {url:?} is not a URI")))?,
+            ),
+            None => None,
+        };
+        let url = url.as_ref();
         let endpoint = self.token.load_full();
-        let error = match self.token_request_on(&endpoint, fields).await {
+        let error = match self.token_request_on(&endpoint, url, fields).await {
             Err(error) if error.is_client_rejected() => error,
             other => return other,
         };
@@ -224,15 +268,17 @@ impl IdpClient {
             return Err(error);
         }
         tracing::info!(%error, "token request rejected with the previous client credentials; retrying with the current ones");
-        self.token_request_on(&current, fields).await
+        self.token_request_on(&current, url, fields).await
     }
 
     async fn token_request_on(
         &self,
         endpoint: &TokenEndpoint,
+        url: Option<&Uri>,
         fields: &[(&str, &str)],
     ) -> Result<TokenResponse, IdpError> {
-        let (status, bytes) = post_token(endpoint, fields, self.timeout).await?;
+        let url = url.unwrap_or(&endpoint.url);
+        let (status, bytes) = post_token_to(endpoint, url, fields, self.timeout).await?;
         if !status.is_success() {
             return Err(refused(status, &bytes));
         }
@@ -312,10 +358,21 @@ pub(super) async fn post_token(
     fields: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<(StatusCode, Bytes), IdpError> {
+    post_token_to(endpoint, &endpoint.url, fields, timeout).await
+}
+
+/// [`post_token`] at `url` instead of the endpoint's own (a tenant's token endpoint), with the
+/// endpoint's client and credentials.
+pub(super) async fn post_token_to(
+    endpoint: &TokenEndpoint,
+    url: &Uri,
+    fields: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<(StatusCode, Bytes), IdpError> {
     let form = token_form(endpoint, fields);
     let request = Request::builder()
         .method(Method::POST)
-        .uri(endpoint.url.clone())
+        .uri(url.clone())
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(header::ACCEPT, "application/json")
         .body(body::full(form))

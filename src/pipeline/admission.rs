@@ -5,6 +5,7 @@ use http::request::Parts;
 
 use super::{Flow, Phase, RequestCtx};
 use crate::body;
+use crate::error::GatewayError;
 
 /// CORS: a preflight is answered here; an actual cross-origin request goes on with the headers
 /// its response will carry.
@@ -30,6 +31,33 @@ pub(super) fn framing(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> Phase {
         Some(response) => Flow::Answer(response),
         None => Flow::Next,
     })
+}
+
+/// Multitenancy: the tenant is group 1 of `TENANT_HOST_PATTERN` on the host (the forwarded host
+/// only behind trusted proxies). A host that names no tenant is refused here, before any login:
+/// the Node.js router sent it to the bare `uaadomain`, where the login fails.
+pub(super) fn tenant(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> Phase {
+    let config = &ctx.snapshot.config;
+    let Some(tenancy) = &config.tenancy else {
+        return Ok(Flow::Next);
+    };
+    let header = |name: &str| parts.headers.get(name).and_then(|value| value.to_str().ok());
+    let forwarded = match config.server.forwarded_hops > 0 {
+        true => header("x-forwarded-host"),
+        false => None,
+    };
+    let host = forwarded
+        .or_else(|| header("host"))
+        .or_else(|| parts.uri.authority().map(|authority| authority.as_str()))
+        .map(|host| host.split(',').next().unwrap_or("").trim())
+        .unwrap_or("");
+    match tenancy.tenant_of(host) {
+        Some(tenant) => {
+            ctx.tenant = Some(tenant.into());
+            Ok(Flow::Next)
+        }
+        None => Err(GatewayError::UnknownTenantHost(host.chars().take(255).collect())),
+    }
 }
 
 /// `welcomeFile`: a request for exactly `/` is redirected there.

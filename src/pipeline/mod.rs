@@ -65,6 +65,8 @@ pub struct RequestCtx<'s> {
     pub extra_headers: Vec<(http::HeaderName, HeaderValue)>,
     /// The URL after `sap_idp` removal and the route's `target` rewrite, when it is not `target`.
     rewritten: Option<String>,
+    /// The tenant the host names (`tenant`), with multitenancy.
+    pub tenant: Option<Box<str>>,
     /// `?sap_idp=`, taken out of the URL (`route`).
     pub idp_hint: Option<String>,
     /// The logged-in user (`authenticate`).
@@ -93,10 +95,11 @@ impl RequestCtx<'_> {
     }
 
     /// How the client reached us, for login cookies and redirects.
-    pub fn origin(&self) -> Origin<'static> {
+    pub fn origin(&self) -> Origin<'_> {
         Origin {
             scheme: self.connection.scheme,
             peer: Some(self.connection.peer.ip()),
+            tenant: self.tenant.as_deref(),
         }
     }
 
@@ -173,6 +176,7 @@ where
             extra_headers: Vec::new(),
             rewritten: None,
             idp_hint: None,
+            tenant: None,
             user: None,
             set_cookie: None,
             csrf_token: None,
@@ -276,7 +280,7 @@ where
 }
 
 /// The phases that do not wait, in order: check → normalize → cors → admit_websocket → framing →
-/// (login callback | logout) → welcome → route, and for a public destination route
+/// tenant → (login callback | logout) → welcome → route, and for a public destination route
 /// upstream_identity and the request for the destination. Synchronous: the future a request waits
 /// on is the destination's alone unless a phase must wait ([`Step::Wait`]).
 fn decide<'s, 'c, B>(request: Request<B>, ctx: &'c mut RequestCtx<'s>) -> Result<Step<'c>, GatewayError>
@@ -292,6 +296,7 @@ where
     run!(admission::cors(&mut parts, ctx));
     run!(admission::admit_websocket(&mut parts, ctx));
     run!(admission::framing(&mut parts, ctx));
+    run!(admission::tenant(&mut parts, ctx));
     if let Some(endpoint) = login::endpoint(&parts, ctx) {
         return Ok(Step::Wait(Box::pin(async move {
             (login::answer_endpoint(endpoint, &parts, ctx).await, None)

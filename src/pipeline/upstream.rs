@@ -74,6 +74,17 @@ pub(super) fn upstream_identity(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> 
             headers.insert(header::AUTHORIZATION, session.access_token.header().clone());
         }
     }
+    // Multitenancy: the backend learns the user's tenant (zone), as from the Node.js router.
+    // A client's own value never passes.
+    if ctx.snapshot.config.tenancy.is_some() {
+        let tenantid = http::HeaderName::from_static("tenantid");
+        headers.remove(&tenantid);
+        if let Some(zone) = session.and_then(|session| session.user.zone_id.as_deref()) {
+            if let Ok(zone) = HeaderValue::from_str(zone) {
+                headers.insert(tenantid, zone);
+            }
+        }
+    }
     if let (true, Some(session)) = (keeps_backend_cookies(route, session), session) {
         auth::backend_cookies::add_to_request(headers, session, &destination.name);
     }

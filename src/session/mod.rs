@@ -170,6 +170,9 @@ pub struct LoginAttempt {
     pub redirect_uri: String,
     /// Where to go after login: a same-origin relative path.
     pub return_to: String,
+    /// The tenant whose host started the login (multitenancy): the callback must come back there.
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 impl std::fmt::Debug for LoginAttempt {

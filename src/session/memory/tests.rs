@@ -87,6 +87,7 @@ async fn login_attempts_are_single_use_and_expire() {
         code_verifier: "v".into(),
         redirect_uri: "r".into(),
         return_to: "/".into(),
+        tenant: None,
     };
     store.put_attempt("s1", attempt.clone()).await.unwrap();
     store.put_attempt("s2", attempt).await.unwrap();
@@ -102,6 +103,7 @@ fn attempt(return_to: &str) -> LoginAttempt {
         code_verifier: "v".into(),
         redirect_uri: "r".into(),
         return_to: return_to.into(),
+        tenant: None,
     }
 }
 
