@@ -98,9 +98,10 @@ mod server;
 mod state;
 mod token;
 mod util;
+mod zone;
 
 pub use certs::{ClientCert, ClientCertOpts, KeyKind};
 pub use config::{Builder, ServiceKind, User};
 pub use connectivity::ProxyRecord;
-pub use handle::DevXsuaa;
+pub use handle::{DevXsuaa, SAAS_REGISTRY_CLIENT_ID};
 pub use state::{Stats, TokenRequestRecord};
