@@ -171,7 +171,7 @@ pub(crate) fn saas_registry_credentials(state: &State, app_url: &str) -> Value {
         "appName": config.xsappname.split('!').next().unwrap_or(&config.xsappname),
         "xsappname": config.xsappname,
         "appUrls": app_urls.to_string(),
-        "clientid": crate::handle::SAAS_REGISTRY_CLIENT_ID,
+        "clientid": crate::tenancy::SAAS_REGISTRY_CLIENT_ID,
         "url": provider.url,
         "saas_registry_url": format!("https://saas-manager.{UAA_DOMAIN}"),
         "identityzone": provider.subdomain,

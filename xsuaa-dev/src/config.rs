@@ -101,7 +101,8 @@ pub(crate) struct Config {
     pub(crate) refresh_token_lifetime: Duration,
     /// Client id and xsappname of each service's OAuth client.
     pub(crate) services: BTreeMap<ServiceKind, (String, String)>,
-    /// The destinations at start, by name; `State` takes them over.
+    /// The provider zone's destinations at start, by name; its `Zone`
+    /// takes them over.
     pub(crate) destinations: BTreeMap<String, Destination>,
     /// `onpremise_proxy_host` and `onpremise_proxy_http_port` of the
     /// connectivity binding; `None` names the proxy started here.
@@ -208,8 +209,9 @@ impl Builder {
         self
     }
 
-    /// Adds a user. The first one added is logged in by /oauth/authorize;
-    /// all of them can use the password grant. Default: `User::new("jane.doe")`.
+    /// Adds a user of the provider zone. The first one added is logged in by
+    /// /oauth/authorize; all of them can use the password grant. Default:
+    /// `User::new("jane.doe")`.
     pub fn user(mut self, user: User) -> Self {
         self.config.users.push(user);
         self
@@ -227,8 +229,9 @@ impl Builder {
         self
     }
 
-    /// Identity zone id: the `zid` claim and the only zid /token_keys accepts
-    /// (default `dev-zone`).
+    /// The provider's identity zone id: the `zid` claim of its tokens and,
+    /// without subscriber zones, the only zid /token_keys accepts (default
+    /// `dev-zone`).
     pub fn zone_id(mut self, zone_id: &str) -> Self {
         self.config.zone_id = zone_id.to_string();
         self
@@ -248,7 +251,7 @@ impl Builder {
         self
     }
 
-    /// Adds or replaces a destination. `properties` are the
+    /// Adds or replaces a destination of the provider zone. `properties` are the
     /// `destinationConfiguration` fields (`URL`, `Authentication`,
     /// `ProxyType`, `User`, `Password`, `clientId`, `HTML5.*`, ...); `Name`
     /// is set from `name` and `Type` defaults to `HTTP`.

@@ -439,10 +439,19 @@ async fn the_destination_service_answers_with_the_bearer_zone_destinations() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["owner"]["SubaccountId"], "acme-zone-id");
     assert_eq!(body["destinationConfiguration"]["URL"], "https://acme.example.org");
-    for token in [globex, provider.clone()] {
+    for token in [globex.clone(), provider.clone()] {
         let (status, _) = find(token, "acme-only").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
+    xsuaa
+        .set_tenant_destination("globex", "late", [("URL", "https://globex.example.org")])
+        .unwrap();
+    let (status, body) = find(globex, "late").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["owner"]["SubaccountId"], "globex-zone-id");
+    let (status, _) = find(provider.clone(), "late").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(xsuaa.set_tenant_destination("nope", "x", [("URL", "u")]).is_err());
     let (status, _) = find(acme, "no-auth").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = find(provider, "no-auth").await;
