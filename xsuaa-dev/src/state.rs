@@ -7,10 +7,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use http::StatusCode;
-
-use crate::certs::Ca;
 use serde_json::Value;
 
+use crate::certs::Ca;
 use crate::config::{Config, ServiceKind, User};
 use crate::connectivity::Records;
 use crate::util::lock;
