@@ -88,7 +88,7 @@ async fn two_tenants_stay_apart(redis: Option<&RedisServer>) {
         assert_eq!(record.listener, "certurl", "{tenant}");
         assert!(record.client_cert_fingerprint.is_some(), "{tenant}: over mutual TLS");
         assert_eq!(
-            Some(record.host.as_str()),
+            record.host.as_deref(),
             dev.tenant_cert_url(tenant).strip_prefix("https://"),
             "{tenant}: at the tenant's certificate host"
         );
@@ -176,7 +176,11 @@ async fn a_token_of_another_zone_from_the_tenants_endpoint_makes_no_session() {
     let dev = stack(&backend).await;
     let router = router(&dev, &backend, None).await;
     let token = dev
-        .mint_token_in("beta", dev.user_token_claims_in("beta", &xsuaa_dev::User::new("mallory")).expect("claims"))
+        .mint_token_in(
+            "beta",
+            dev.user_token_claims_in("beta", &xsuaa_dev::User::new("mallory"))
+                .expect("claims"),
+        )
         .expect("token");
     // Presented as a bearer token to a protected route, a token is never a session.
     let browser = Browser::resolving(&dev, &["acme.app.localhost"]);

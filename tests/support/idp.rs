@@ -83,7 +83,12 @@ impl Browser {
             .cookie_provider(jar.clone())
             .add_root_certificate(ca)
             .no_proxy();
-        for host in dev.zone_host_names().iter().map(String::as_str).chain(hosts.iter().copied()) {
+        for host in dev
+            .zone_host_names()
+            .iter()
+            .map(String::as_str)
+            .chain(hosts.iter().copied())
+        {
             builder = builder.resolve(host, loopback);
         }
         Browser {
