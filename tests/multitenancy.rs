@@ -14,6 +14,7 @@ const PATTERN: &str = r"^(.*)\.app\.localhost$";
 
 fn app() -> Value {
     json!({
+        "logout": {"logoutEndpoint": "/do/logout"},
         "routes": [
             {"source": "^/api/(.*)$", "target": "/$1", "destination": "backend"},
             {"source": "^/erp/(.*)$", "target": "/$1", "destination": "erp"},
@@ -156,6 +157,28 @@ async fn two_tenants_stay_apart(redis: Option<&RedisServer>) {
         .await
         .expect("request");
     assert_eq!(response.status(), 502, "beta has no such destination");
+
+    // Logout ends acme's session at acme's XSUAA; beta's session goes on.
+    let response = browser
+        .client
+        .get(url(&router, "acme", "/do/logout"))
+        .send()
+        .await
+        .expect("request");
+    let location = response.headers()["location"].to_str().expect("text").to_string();
+    assert!(
+        location.starts_with(&format!("{}/logout.do", dev.tenant_url("acme"))),
+        "{location}"
+    );
+    let api = |tenant: &'static str| {
+        browser
+            .client
+            .get(url(&router, tenant, "/api/after-logout"))
+            .header("x-requested-with", "XMLHttpRequest")
+            .send()
+    };
+    assert_eq!(api("acme").await.expect("request").status(), 401);
+    assert_eq!(api("beta").await.expect("request").status(), 200);
 }
 
 #[tokio::test]
