@@ -50,8 +50,9 @@ pub struct Stats {
 pub struct TokenRequestRecord {
     /// `"url"` or `"certurl"`: the listener that received it.
     pub listener: String,
-    /// The request's `Host` (or HTTP/2 `:authority`), port included.
-    pub host: Option<String>,
+    /// The request's `Host` (or HTTP/2 `:authority`), port included; empty
+    /// when it had neither.
+    pub host: String,
     /// The decoded form body.
     pub form: BTreeMap<String, String>,
     /// The client id from an HTTP Basic `Authorization` header, if any.

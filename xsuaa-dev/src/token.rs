@@ -53,7 +53,7 @@ pub(crate) fn token(
     let basic = basic_credentials(headers);
     *lock(&state.last_token_request) = Some(TokenRequestRecord {
         listener: listener.name().to_string(),
-        host: host.map(str::to_string),
+        host: host.unwrap_or_default().to_string(),
         form: form.clone(),
         basic_auth_client: basic.as_ref().map(|(id, _)| id.clone()),
         client_cert_fingerprint: client_cert.map(str::to_string),

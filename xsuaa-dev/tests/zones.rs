@@ -156,10 +156,7 @@ async fn each_zone_logs_in_at_its_own_hosts_with_the_client_certificate() {
 
         let record = xsuaa.last_token_request().unwrap();
         assert_eq!(record.listener, "certurl");
-        assert_eq!(
-            record.host.as_deref(),
-            Some(format!("{subdomain}.auth.cert.localhost:{cert_port}").as_str())
-        );
+        assert_eq!(record.host, format!("{subdomain}.auth.cert.localhost:{cert_port}"));
         assert_eq!(
             record.client_cert_fingerprint.as_deref(),
             Some(cert.sha256_fingerprint.as_str())
