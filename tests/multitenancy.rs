@@ -89,7 +89,7 @@ async fn two_tenants_stay_apart(redis: Option<&RedisServer>) {
         assert_eq!(record.listener, "certurl", "{tenant}");
         assert!(record.client_cert_fingerprint.is_some(), "{tenant}: over mutual TLS");
         assert_eq!(
-            record.host.as_deref(),
+            Some(record.host.as_str()),
             dev.tenant_cert_url(tenant).strip_prefix("https://"),
             "{tenant}: at the tenant's certificate host"
         );
