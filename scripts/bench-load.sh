@@ -766,7 +766,7 @@ if [[ -n $(result approuter_dest "$CONNECTIONS" 0) ]]; then
     metrics=$(curl -s --max-time 5 "http://127.0.0.1:$APPROUTER_AUTH_ADMIN_PORT/metrics" || true)
     dest_requests=$(awk '/^approuter_requests_total\{route="1"/ { n += $2 } END { print n + 0 }' <<<"$metrics")
     lookups=$(awk '/^approuter_destination_lookups_total/ { n += $2 } END { print n + 0 }' <<<"$metrics")
-    exchanges=$(awk '/^approuter_token_requests_total\{/ && /jwt/ { n += $2 } END { print n + 0 }' <<<"$metrics")
+    exchanges=$(awk '/^approuter_token_requests_total\{/ && /service_jwt_bearer/ { n += $2 } END { print n + 0 }' <<<"$metrics")
     say "$(printf '%-48s %10s' "  Destination service finds / requests" "$lookups / $dest_requests")"
     say "$(printf '%-48s %10s' "  token exchanges (jwt-bearer) / requests" "$exchanges / $dest_requests")"
 fi

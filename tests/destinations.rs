@@ -413,6 +413,11 @@ async fn a_thousand_lookups_of_different_users_reuse_the_token_connections() {
         handshakes <= CONCURRENCY as u64,
         "{handshakes} handshakes for 1000 exchanges"
     );
+    let metrics = router.state.metrics.encode();
+    assert!(
+        metrics.contains(r#"approuter_token_requests_total{grant="service_jwt_bearer",outcome="ok"} 1000"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

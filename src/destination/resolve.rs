@@ -163,12 +163,18 @@ impl DestinationServices {
         let lookup = match &services.destination {
             Some(binding) => Some((
                 DestinationClient::new(binding, roots.clone(), timeout, services.connectivity.is_some())?,
-                ServiceTokens::new(binding, roots.clone(), token_timeout).map_err(token_error)?,
+                ServiceTokens::new(binding, roots.clone(), token_timeout)
+                    .map_err(token_error)?
+                    .with_metrics(metrics.clone()),
             )),
             None => None,
         };
         let connectivity = match &services.connectivity {
-            Some(binding) => Some(ServiceTokens::new(binding, roots, token_timeout).map_err(token_error)?),
+            Some(binding) => Some(
+                ServiceTokens::new(binding, roots, token_timeout)
+                    .map_err(token_error)?
+                    .with_metrics(metrics.clone()),
+            ),
             None => None,
         };
         Ok(Some(DestinationServices {

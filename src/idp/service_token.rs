@@ -100,6 +100,7 @@ pub struct ServiceTokens {
     timeout: Duration,
     clock: Clock,
     cache: SingleFlight<Key, ServiceToken>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl ServiceTokens {
@@ -119,6 +120,7 @@ impl ServiceTokens {
             timeout,
             clock: Clock::System,
             cache: SingleFlight::new(DEFAULT_CAPACITY),
+            metrics: crate::metrics::Metrics::disabled(),
         })
     }
 
@@ -135,6 +137,13 @@ impl ServiceTokens {
     /// Reads "now" from `clock` (tokio's in paused-time tests).
     pub fn with_clock(mut self, clock: Clock) -> ServiceTokens {
         self.clock = clock;
+        self
+    }
+
+    /// Counts the token requests in `metrics` (`approuter_token_requests_total`, grants
+    /// `service_client_credentials` and `service_jwt_bearer`).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> ServiceTokens {
+        self.metrics = metrics;
         self
     }
 
@@ -217,6 +226,26 @@ impl ServiceTokens {
     }
 
     async fn fetch(&self, tenant: Option<&str>, fields: &[(&str, &str)]) -> Result<ServiceToken, ServiceTokenError> {
+        let grant = match fields.first() {
+            Some(&(_, JWT_BEARER)) => "service_jwt_bearer",
+            _ => "service_client_credentials",
+        };
+        let started = tokio::time::Instant::now();
+        let result = self.fetch_unrecorded(tenant, fields).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(ServiceTokenError::Request(IdpError::Refused { .. })) => "refused",
+            Err(_) => "error",
+        };
+        self.metrics.token_request(grant, outcome, started.elapsed());
+        result
+    }
+
+    async fn fetch_unrecorded(
+        &self,
+        tenant: Option<&str>,
+        fields: &[(&str, &str)],
+    ) -> Result<ServiceToken, ServiceTokenError> {
         let endpoint = self.endpoint.load_full();
         let url = match tenant {
             Some(tenant) => tenant_url(&endpoint.url, tenant)?,
