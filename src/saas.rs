@@ -210,10 +210,7 @@ impl Subscriptions {
                 JwtError::KeysUnavailable(_) => Error::KeysUnavailable(error),
                 error => Error::TokenInvalid(error),
             })?;
-        let has = |list: &Option<Audience>| {
-            list.as_ref()
-                .is_some_and(|list| list.to_vec().iter().any(|scope| *scope == self.scope))
-        };
+        let has = |list: &Option<Audience>| list.as_ref().is_some_and(|list| list.to_vec().contains(&self.scope));
         if !has(&claims.scope) && !has(&claims.authorities) {
             return Err(Error::MissingScope(self.scope.clone()));
         }

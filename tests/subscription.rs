@@ -196,6 +196,36 @@ async fn a_subscription_answers_the_tenant_url() {
 }
 
 #[tokio::test]
+async fn the_forwarded_scheme_counts_only_behind_a_trusted_proxy() {
+    let dev = dev_xsuaa().await;
+    let body = json!({"subscribedSubdomain": "acme"}).to_string();
+    let path = format!("{TENANTS}/acme-zone");
+    for (hops, scheme) in [("0", "http"), ("1", "https")] {
+        let vcap = vcap(&dev, "shared", &[("saas", registry_credentials(&dev))]);
+        let router = router(&dev, vcap)
+            .env("TENANT_HOST_PATTERN", PATTERN)
+            .env("CLIENT_IP_FORWARDED_HOPS", hops)
+            .start()
+            .await;
+        let response = support::client()
+            .put(router.url(&path))
+            .header("host", host(&router, "dev"))
+            .header("x-forwarded-proto", "https")
+            .header("authorization", format!("Bearer {}", good_token(&dev)))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK, "hops {hops}");
+        assert_eq!(
+            response.text().await.expect("body"),
+            format!("{scheme}://acme.app.localhost:{}", router.addr.port()),
+            "hops {hops}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn subscription_bodies_are_checked() {
     let dev = dev_xsuaa().await;
     let router = saas_router(&dev).await;
