@@ -430,3 +430,60 @@ async fn saas_registry_bindings_are_checked_at_start() {
     assert_eq!(registry.dependencies_path, "/saas/dependencies");
     assert_eq!(registry.tenants_path, "/saas/tenants");
 }
+
+#[tokio::test]
+async fn check_reports_the_callbacks_and_the_missing_pattern() {
+    use approuter::cli::check::{self, CheckOptions, Severity};
+    let dev = dev_xsuaa().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    support::write_app(
+        dir.path(),
+        &xs_app(),
+        &[("web/index.html".to_string(), b"<p>app</p>".to_vec())],
+    );
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, dev.ca_pem()).expect("write ca");
+    let options = |tenantmode: &str, pattern: Option<&str>| {
+        let mut env = vec![
+            (
+                "VCAP_SERVICES".to_string(),
+                vcap(&dev, tenantmode, &[("saas", registry_credentials(&dev))]),
+            ),
+            ("XS_CACERT_PATH".to_string(), ca.display().to_string()),
+        ];
+        if let Some(pattern) = pattern {
+            env.push(("TENANT_HOST_PATTERN".to_string(), pattern.to_string()));
+        }
+        CheckOptions {
+            sources: approuter::app::Sources {
+                dir: dir.path().to_path_buf(),
+                xs_app: None,
+            },
+            env: approuter::config::Env::from_pairs(env),
+            mta: None,
+            xs_security: None,
+        }
+    };
+
+    let report = check::run(&options("shared", Some(PATTERN)));
+    let finding = report
+        .findings
+        .iter()
+        .find(|finding| finding.topic == "saas-registry binding")
+        .unwrap_or_else(|| panic!("no saas-registry finding:\n{report}"));
+    assert_eq!(finding.severity, Severity::Ok);
+    assert!(
+        finding.message.contains(DEPENDENCIES) && finding.message.contains(&callback_scope(&dev)),
+        "{report}"
+    );
+
+    let report = check::run(&options("dedicated", None));
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|finding| finding.severity == Severity::ConfigError && finding.topic == "TENANT_HOST_PATTERN"),
+        "{report}"
+    );
+    assert_eq!(report.exit_code(), 64);
+}

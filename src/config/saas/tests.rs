@@ -99,3 +99,21 @@ fn nothing_bound_is_none() {
     assert!(found.is_none());
     assert!(errors.is_empty(), "{errors}");
 }
+
+#[test]
+fn binding_files_are_found_by_type() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let folder = root.path().join("my-saas");
+    std::fs::create_dir(&folder).expect("mkdir");
+    std::fs::write(folder.join("type"), "saas-registry\n").expect("type");
+    let app_urls = json!({"getDependencies": "https://p.example.org/deps", "onSubscription": "https://p.example.org/subs/{tenantId}"});
+    std::fs::write(folder.join("appUrls"), app_urls.to_string()).expect("appUrls");
+    let env = Env::from_pairs([("SERVICE_BINDING_ROOT", root.path().display().to_string())]);
+    let (found, errors) = found(&env);
+    assert!(errors.is_empty(), "{errors}");
+    let found = found.expect("binding");
+    assert_eq!(found.name, "my-saas");
+    assert_eq!(found.source, BindingSource::Files(folder));
+    assert_eq!(found.dependencies_path, "/deps");
+    assert_eq!(found.tenants_path, "/subs");
+}
