@@ -19,7 +19,9 @@
 #                 false: neither does
 #   WORKERS       approuter tokio workers = nginx proxy workers (default: number of cores)
 #   SCENARIOS     which rows to run, in order (default "direct approuter approuter_hyper nginx nginx_fwd
-#                 approuter_auth approuter_dest approuter_h2 nginx_h2"); approuter_hyper is approuter with
+#                 approuter_auth approuter_dest approuter_mt approuter_h2 nginx_h2"); approuter_mt is
+#                 the authenticated route of a multitenant approuter (TENANT_HOST_PATTERN, a tenant
+#                 of a multi-zone development XSUAA); approuter_hyper is approuter with
 #                 HTTP_FAST_PATHS=false; the _h2 rows are HTTP/2 over TLS measured with h2load;
 #                 nginx_fwd is the nginx proxy doing the header work approuter does on a public
 #                 route (X-Forwarded-*, a correlation id up, X-Frame-Options and a request id down)
@@ -40,7 +42,7 @@ CONNECTIONS=${CONNECTIONS:-50}
 ROUNDS=${ROUNDS:-1}
 # Both proxies write one access-log line per request to a file, or neither does.
 ACCESS_LOG=${ACCESS_LOG:-true}
-SCENARIOS=${SCENARIOS:-"direct approuter approuter_hyper nginx nginx_fwd approuter_auth approuter_dest approuter_h2 nginx_h2"}
+SCENARIOS=${SCENARIOS:-"direct approuter approuter_hyper nginx nginx_fwd approuter_auth approuter_dest approuter_mt approuter_h2 nginx_h2"}
 H2_CONNECTIONS=${H2_CONNECTIONS:-32}
 H2_STREAMS=${H2_STREAMS:-10}
 REPORT="$ROOT/target/bench-load.txt"
@@ -55,6 +57,7 @@ TARGET_IDLE_RSS_KIB=$((15 * 1024))
 TARGET_AUTH_RPS_RATIO=0.9  # approuter on an authenticated route / approuter on a public one, at CONNECTIONS
 TARGET_H2_RPS_RATIO=0.9    # approuter / nginx proxy, HTTP/2 over TLS requests/s
 TARGET_DEST_RPS_RATIO=0.9  # a Destination service destination / the same route to an environment destination
+TARGET_MT_RPS_RATIO=0.95   # the authenticated route of a tenant / the same route single-tenant
 
 for tool in cargo nginx wrk curl python3; do
     command -v "$tool" >/dev/null || { echo "bench-load: $tool is not installed" >&2; exit 2; }
@@ -294,6 +297,38 @@ login_approuter_auth() {
         fail "authenticated request to $url returned $status, not 200 with the backend's body: $(head -c 200 "$dir/check.txt")"
 }
 
+# A multitenant approuter: a second development XSUAA with a zone for the tenant `acme`, and the
+# same protected route, served on acme.app.localhost (names under localhost are loopback for curl,
+# wrk's Host header and the router alike). Logs in once and sets MT_COOKIE.
+start_approuter_mt() {
+    local xsuaa="$WORK/xsuaa-mt" dir="$WORK/approuter-mt"
+    mkdir -p "$xsuaa" "$dir"
+    "$ROOT/target/release/xsuaa-dev" --out "$xsuaa" --tenant acme=zone-acme \
+        >"$xsuaa/stdout.log" 2>"$xsuaa/stderr.log" &
+    PIDS+=("$!")
+    wait_line "xsuaa-dev (multi-zone)" "$!" "$xsuaa" '^login user:'
+    APPROUTER_MT_PORT=$(free_port)
+    cat >"$dir/xs-app.json" <<'EOF'
+{"routes":[{"source":"^/auth/(.*)$","target":"/$1","destination":"backend","scope":"$XSAPPNAME.Display"}]}
+EOF
+    TOKIO_WORKER_THREADS=$WORKERS PORT=$APPROUTER_MT_PORT XS_BIND_ADDRESS=127.0.0.1 \
+        ADMIN_ADDRESS=off ACCESS_LOG=$ACCESS_LOG PRESERVE_FRAGMENT=false LOGIN_RATE_LIMIT=off \
+        TENANT_HOST_PATTERN='^(.*)\.app\.localhost$' \
+        VCAP_SERVICES="$(cat "$xsuaa/vcap_services.json")" XS_CACERT_PATH="$xsuaa/ca.pem" \
+        destinations="[{\"name\":\"backend\",\"url\":\"http://127.0.0.1:$BACKEND_PORT\",\"forwardAuthToken\":true}]" \
+        "$ROOT/target/release/approuter" --dir "$dir" >"$dir/stdout.log" 2>"$dir/stderr.log" &
+    APPROUTER_MT_PID=$!
+    PIDS+=("$APPROUTER_MT_PID")
+    wait_line "multitenant approuter" "$APPROUTER_MT_PID" "$dir" '^approuter listening on '
+    local url="http://acme.app.localhost:$APPROUTER_MT_PORT/auth/plain" jar="$dir/cookies.txt" body session
+    body=$(curl -s -L --max-redirs 10 --max-time 10 --cacert "$xsuaa/ca.pem" -c "$jar" -b "$jar" "$url") ||
+        fail "tenant login through $url failed (curl exit $?)"
+    [[ $body == "$BODY" ]] || fail "tenant login through $url did not end at the backend's body (got: ${body:0:200})"
+    session=$(awk -F'\t' '$6 == "JSESSIONID" { print $7 }' "$jar" | tail -n 1)
+    [[ -n $session ]] || fail "no JSESSIONID cookie after the tenant login: $(cat "$jar")"
+    MT_COOKIE="JSESSIONID=$session"
+}
+
 start_nginx_proxy() {
     PROXY_PORT=$(free_port)
     PROXY_FWD_PORT=$(free_port)
@@ -418,6 +453,12 @@ scenario_approuter_dest() {
     WRK_ARGS=(-H "Cookie: $AUTH_COOKIE")
 }
 
+# The tenant acme's user on acme's host (the Host header; wrk connects to 127.0.0.1).
+scenario_approuter_mt() {
+    URL="http://127.0.0.1:$APPROUTER_MT_PORT/auth/plain"
+    WRK_ARGS=(-H "Host: acme.app.localhost:$APPROUTER_MT_PORT" -H "Cookie: $MT_COOKIE")
+}
+
 # HTTP/2 over TLS with h2load: H2_CONNECTIONS connections of H2_STREAMS concurrent streams each.
 scenario_approuter_h2() {
     URL="https://127.0.0.1:$APPROUTER_H2_PORT/plain"
@@ -460,6 +501,7 @@ scenario_pid() {
         approuter_hyper) echo "$APPROUTER_HYPER_PID" ;;
         nginx | nginx_fwd) echo "$PROXY_PID" ;;
         approuter_auth | approuter_dest) echo "$APPROUTER_AUTH_PID" ;;
+        approuter_mt) echo "$APPROUTER_MT_PID" ;;
         approuter_h2) echo "$APPROUTER_H2_PID" ;;
         nginx_h2) echo "$PROXY_PID" ;;
     esac
@@ -567,7 +609,7 @@ for name in $SCENARIOS; do
 done
 mkdir -p "$ROOT/target"
 WITH_AUTH=0
-[[ " $SCENARIOS " == *" approuter_auth "* || " $SCENARIOS " == *" approuter_dest "* ]] && WITH_AUTH=1
+[[ " $SCENARIOS " == *" approuter_auth "* || " $SCENARIOS " == *" approuter_dest "* || " $SCENARIOS " == *" approuter_mt "* ]] && WITH_AUTH=1
 WITH_H2=0
 [[ " $SCENARIOS " == *"_h2 "* ]] && WITH_H2=1
 if (( WITH_H2 )); then
@@ -602,6 +644,9 @@ if (( WITH_AUTH )); then
     start_xsuaa
     start_approuter_auth
     login_approuter_auth
+fi
+if [[ " $SCENARIOS " == *" approuter_mt "* ]]; then
+    start_approuter_mt
 fi
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -705,6 +750,12 @@ fi
 if (( WITH_AUTH )); then
     say "$(printf '%-48s %10s   %s' "approuter auth / approuter public, req/s (c=$CONNECTIONS)" "$auth_vs_public" "target >= $TARGET_AUTH_RPS_RATIO: $v_auth")"
 fi
+v_mt="n/a"
+if [[ -n $(result approuter_mt "$CONNECTIONS" 0) ]]; then
+    mt_vs_auth=$(ratio "$(result approuter_mt "$CONNECTIONS" 0)" "$(result approuter_auth "$CONNECTIONS" 0)")
+    v_mt=$(verdict "$mt_vs_auth" ge "$TARGET_MT_RPS_RATIO")
+    say "$(printf '%-48s %10s   %s' "approuter multitenant / single-tenant auth, req/s" "$mt_vs_auth" "target >= $TARGET_MT_RPS_RATIO: $v_mt")"
+fi
 v_dest="n/a"
 if [[ -n $(result approuter_dest "$CONNECTIONS" 0) ]]; then
     dest_vs_auth=$(ratio "$(result approuter_dest "$CONNECTIONS" 0)" "$(result approuter_auth "$CONNECTIONS" 0)")
@@ -727,6 +778,6 @@ say "$(printf '%-48s %10s' "approuter peak RSS (VmHWM), KiB" "$PEAK_RSS_KIB")"
 cp "$WORK/report.txt" "$REPORT"
 echo "bench-load: report written to $REPORT" >&2
 
-if [[ ${STRICT:-0} == 1 && ( $v_rps == MISSED || $v_p50 == MISSED || $v_rss == MISSED || $v_auth == MISSED || $v_h2 == MISSED || $v_dest == MISSED ) ]]; then
+if [[ ${STRICT:-0} == 1 && ( $v_rps == MISSED || $v_p50 == MISSED || $v_rss == MISSED || $v_auth == MISSED || $v_h2 == MISSED || $v_dest == MISSED || $v_mt == MISSED ) ]]; then
     exit 3
 fi

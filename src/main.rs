@@ -49,6 +49,10 @@ enum Command {
         /// An xs-security.json checked for x509 credential types.
         #[arg(long = "xs-security")]
         xs_security: Option<PathBuf>,
+        /// A request host (multitenancy): report the tenant TENANT_HOST_PATTERN finds in it and
+        /// the tenant's XSUAA URLs.
+        #[arg(long = "host")]
+        host: Option<String>,
     },
     /// Print the parameters.json that asks XSUAA for x509 credentials (`cf bind-service -c`,
     /// `cf create-service-key -c`): service-managed by default, self-managed with --certificate.
@@ -88,7 +92,9 @@ fn run() -> ExitCode {
     let cli = Cli::parse();
     approuter::logging::init(cli.log_json);
     match &cli.command {
-        Some(Command::Check { mta, xs_security }) => return check(&cli, mta.clone(), xs_security.clone()),
+        Some(Command::Check { mta, xs_security, host }) => {
+            return check(&cli, mta.clone(), xs_security.clone(), host.clone())
+        }
         Some(Command::BindingParams(args)) => return binding_params(args),
         None => {}
     }
@@ -127,7 +133,7 @@ fn run() -> ExitCode {
     }
 }
 
-fn check(cli: &Cli, mta: Option<PathBuf>, xs_security: Option<PathBuf>) -> ExitCode {
+fn check(cli: &Cli, mta: Option<PathBuf>, xs_security: Option<PathBuf>, host: Option<String>) -> ExitCode {
     let options = check::CheckOptions {
         sources: Sources {
             dir: cli.dir.clone(),
@@ -136,6 +142,7 @@ fn check(cli: &Cli, mta: Option<PathBuf>, xs_security: Option<PathBuf>) -> ExitC
         env: app::process_env(),
         mta,
         xs_security,
+        host,
     };
     let report = check::run(&options);
     print!("{report}");

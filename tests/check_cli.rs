@@ -149,6 +149,8 @@ resources:
 "#;
 
 fn cases(dev: &DevXsuaa) -> Vec<Case> {
+    let mut shared = dev.credentials();
+    shared["tenantmode"] = json!("shared");
     let mut no_certurl = dev.credentials();
     no_certurl.as_object_mut().unwrap().remove("certurl");
     let mut mismatched = dev.credentials();
@@ -346,6 +348,25 @@ fn cases(dev: &DevXsuaa) -> Vec<Case> {
                     "routes[1]: $1",
                     "HTML5.DynamicDestination",
                 ],
+            )
+        },
+        Case {
+            env: vec![("TENANT_HOST_PATTERN", r"^(.*)\.app\.example$")],
+            args: vec!["--host", "acme.app.example:443"],
+            ..Case::new(
+                "a tenant from --host",
+                Binding::Vcap(shared.clone()),
+                0,
+                &["TENANT_HOST_PATTERN", "acme.app.example:443: tenant acme", "/oauth/authorize"],
+            )
+        },
+        Case {
+            args: vec!["--host", "acme.app.example"],
+            ..Case::new(
+                "tenantmode shared without a pattern",
+                Binding::Vcap(shared.clone()),
+                64,
+                &["TENANT_HOST_PATTERN: the XSUAA binding has tenantmode shared"],
             )
         },
         Case {

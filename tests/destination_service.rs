@@ -354,7 +354,7 @@ async fn the_cache_finds_once_for_a_hundred_requests_and_keeps_users_apart() {
         let user = if i % 2 == 0 { Some("alice-jwt") } else { None };
         callers.push(tokio::spawn(async move {
             cache
-                .get_or_find(user, "erp", || async {
+                .get_or_find(None, user, "erp", || async {
                     let mut request = find_request("erp");
                     request.user_token = user;
                     client.find(request).await

@@ -397,7 +397,7 @@ async fn a_thousand_lookups_of_different_users_reuse_the_token_connections() {
         workers.push(tokio::spawn(async move {
             for token in tokens {
                 services
-                    .resolve("user-exchange", false, Some(&token), "bench")
+                    .resolve("user-exchange", false, Some(&token), None, "bench")
                     .await
                     .expect("found with the exchanged token");
             }
@@ -443,7 +443,7 @@ async fn the_destination_binding_certificate_rotates_under_load() {
     };
     let user_token = |name: String| dev.mint_token(dev.user_token_claims(&xsuaa_dev::User::new(&name)));
     services
-        .resolve("user-exchange", false, Some(&user_token("first".into())), "t")
+        .resolve("user-exchange", false, Some(&user_token("first".into())), None, "t")
         .await
         .expect("found before the rotation");
     let old = presented();
@@ -462,7 +462,7 @@ async fn the_destination_binding_certificate_rotates_under_load() {
                     break;
                 }
                 services
-                    .resolve("user-exchange", false, Some(&token), "t")
+                    .resolve("user-exchange", false, Some(&token), None, "t")
                     .await
                     .expect("no request fails during the rotation");
                 done += 1;
@@ -489,6 +489,7 @@ async fn the_destination_binding_certificate_rotates_under_load() {
                 "user-exchange",
                 false,
                 Some(&user_token(format!("probe-{}", presented()))),
+                None,
                 "t",
             )
             .await

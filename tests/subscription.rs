@@ -462,6 +462,7 @@ async fn check_reports_the_callbacks_and_the_missing_pattern() {
             env: approuter::config::Env::from_pairs(env),
             mta: None,
             xs_security: None,
+            host: None,
         }
     };
 

@@ -30,6 +30,8 @@ pub struct CheckOptions {
     pub mta: Option<PathBuf>,
     /// An `xs-security.json`.
     pub xs_security: Option<PathBuf>,
+    /// A request host whose tenant is reported (multitenancy).
+    pub host: Option<String>,
 }
 
 /// How a finding weighs.
@@ -161,6 +163,48 @@ pub fn run_at(options: &CheckOptions, now_unix: i64) -> Report {
     report
 }
 
+/// `TENANT_HOST_PATTERN`, and for `--host` the tenant it names and the tenant's XSUAA URLs.
+fn check_tenancy(config: &config::Config, host: Option<&str>, report: &mut Report) {
+    let Some(tenancy) = &config.tenancy else {
+        if host.is_some() {
+            report.push(
+                Severity::Warning,
+                "--host",
+                "TENANT_HOST_PATTERN is not set: there are no tenants",
+            );
+        }
+        return;
+    };
+    report.push(
+        Severity::Ok,
+        "TENANT_HOST_PATTERN",
+        format!(
+            "{} (tenants log in at <tenant>.{})",
+            tenancy.pattern.as_str(),
+            tenancy.uaadomain
+        ),
+    );
+    let Some(host) = host else {
+        return;
+    };
+    match tenancy.tenant_of(host) {
+        Some(tenant) => report.push(
+            Severity::Ok,
+            "--host",
+            format!(
+                "{host}: tenant {tenant}; login at {}/oauth/authorize, tokens at {}",
+                tenancy.url(tenant),
+                tenancy.token_url(tenant)
+            ),
+        ),
+        None => report.push(
+            Severity::Warning,
+            "--host",
+            format!("{host}: no tenant (requests on this host get 404)"),
+        ),
+    }
+}
+
 /// Which routes find their destination at the Destination service, by name or from the request.
 fn check_service_destinations(config: &config::Config, report: &mut Report) {
     use crate::config::{DestinationRef, RouteKind};
@@ -243,6 +287,7 @@ fn check_config(options: &CheckOptions, report: &mut Report) -> (Option<XsuaaCre
             );
             check_query_matching(&config, report);
             check_service_destinations(&config, report);
+            check_tenancy(&config, options.host.as_deref(), report);
             check_saas_registry(&config, report);
             match crate::tls::root_store(&config.server.ca_cert_paths, &[]) {
                 Ok(roots) => report.push(Severity::Ok, "trust roots", format!("{} certificates", roots.len())),

@@ -20,7 +20,7 @@ const RENEW_BEFORE: u64 = 60;
 /// Whose destination: none (found with the binding's own token) or a user's, by the SHA-256 of
 /// the user's token so that the cache holds no user token and never hands one user's
 /// user-bound token to another.
-type Key = (Option<[u8; 32]>, String);
+type Key = (Option<Box<str>>, Option<[u8; 32]>, String);
 
 /// What the cache holds: a found destination, or something built from one.
 pub trait Found {
@@ -67,12 +67,14 @@ impl<V: Found + Send + Sync + 'static> DestinationCache<V> {
         self.entries.is_empty()
     }
 
-    /// The destination `name` for `user_token` (or none): cached, or found by `find`.
+    /// The destination `name` of `tenant` (multitenancy; `None`: the provider's) for `user_token`
+    /// (or none): cached, or found by `find`.
     ///
     /// # Errors
     /// What `find` returns; errors are not cached.
     pub async fn get_or_find<F, Fut>(
         &self,
+        tenant: Option<&str>,
         user_token: Option<&str>,
         name: &str,
         find: F,
@@ -88,7 +90,7 @@ impl<V: Found + Send + Sync + 'static> DestinationCache<V> {
             hash
         });
         self.entries
-            .get_or_fetch((user, name.to_string()), &self.clock, || async {
+            .get_or_fetch((tenant.map(Box::from), user, name.to_string()), &self.clock, || async {
                 let found = find().await?;
                 let lifetime = match found.token_lifetime() {
                     Some(expires_in) => {

@@ -205,14 +205,19 @@ impl DestinationServices {
     /// # Errors
     /// [`DestinationError::ConnectivityToken`], or [`DestinationError::Invalid`] when no
     /// Connectivity service is bound.
-    pub async fn proxy_authorization(&self, name: &str) -> Result<(HeaderName, HeaderValue), DestinationError> {
+    pub async fn proxy_authorization(
+        &self,
+        name: &str,
+        tenant: Option<&str>,
+    ) -> Result<(HeaderName, HeaderValue), DestinationError> {
         let connectivity = self.connectivity.as_ref().ok_or_else(|| DestinationError::Invalid {
             name: name.to_string(),
             property: "ProxyType".into(),
             reason: "OnPremise needs a connectivity binding".into(),
         })?;
+        // The tenant's own token: the proxy reaches the tenant's Cloud Connector.
         let token = connectivity
-            .client_token()
+            .client_token_in(tenant)
             .await
             .map_err(|error| DestinationError::ConnectivityToken(Arc::new(error)))?;
         Ok((header::PROXY_AUTHORIZATION, bearer(&token.access_token)?))
@@ -241,7 +246,8 @@ impl DestinationServices {
     }
 
     /// The destination `name` for a request of `user` (the login token; `None` on a public
-    /// route): found with the user's exchanged token, or the binding's own without a user.
+    /// route) of `tenant` (multitenancy; `None`: the provider): found with the user's token
+    /// exchanged in the user's zone, or the binding's own token in the tenant's zone.
     /// `dynamic`: the name came from the request, which only `HTML5.DynamicDestination` allows,
     /// checked on cached destinations too.
     ///
@@ -252,6 +258,7 @@ impl DestinationServices {
         name: &str,
         dynamic: bool,
         user: Option<&str>,
+        tenant: Option<&str>,
         correlation_id: &str,
     ) -> Result<Ready, DestinationError> {
         let token_error = |error: ServiceTokenError| DestinationError::Token(Arc::new(error));
@@ -261,10 +268,10 @@ impl DestinationServices {
         })?;
         let resolved = self
             .cache
-            .get_or_find(user, name, || async {
+            .get_or_find(tenant, user, name, || async {
                 let token = match user {
-                    Some(user) => tokens.user_token(user).await,
-                    None => tokens.client_token().await,
+                    Some(user) => tokens.user_token_in(tenant, user).await,
+                    None => tokens.client_token_in(tenant).await,
                 }
                 .map_err(token_error)?;
                 let found = client
@@ -287,11 +294,17 @@ impl DestinationServices {
         }
         let mut headers = resolved.headers.clone();
         if resolved.destination.on_premise {
-            headers.push(self.proxy_authorization(name).await?);
+            headers.push(self.proxy_authorization(name, tenant).await?);
             if let Some(user) = user.filter(|_| resolved.found.authentication == Authentication::PrincipalPropagation) {
                 let value = match &resolved.found.auth_header {
                     Some((key, value)) if *key == CONNECTIVITY_AUTHENTICATION => value.clone(),
-                    _ => bearer(&tokens.user_token(user).await.map_err(token_error)?.access_token)?,
+                    _ => bearer(
+                        &tokens
+                            .user_token_in(tenant, user)
+                            .await
+                            .map_err(token_error)?
+                            .access_token,
+                    )?,
                 };
                 headers.push((CONNECTIVITY_AUTHENTICATION, value));
             }

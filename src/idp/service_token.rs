@@ -86,7 +86,8 @@ impl ServiceToken {
 /// cache holds no user token).
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Key {
-    Client,
+    /// The binding's own token, in the provider's zone or a tenant's (multitenancy).
+    Client(Option<Box<str>>),
     User([u8; 32]),
 }
 
@@ -148,7 +149,21 @@ impl ServiceTokens {
     /// # Errors
     /// See [`ServiceTokenError`].
     pub async fn client_token(&self) -> Result<ServiceToken, ServiceTokenError> {
-        self.cached(Key::Client, &[("grant_type", "client_credentials")]).await
+        self.client_token_in(None).await
+    }
+
+    /// The binding's own token in `tenant`'s zone (at the tenant's token endpoint: the token
+    /// host's first label replaced by the tenant), or the provider's for `None`.
+    ///
+    /// # Errors
+    /// See [`ServiceTokenError`].
+    pub async fn client_token_in(&self, tenant: Option<&str>) -> Result<ServiceToken, ServiceTokenError> {
+        self.cached(
+            Key::Client(tenant.map(Box::from)),
+            tenant,
+            &[("grant_type", "client_credentials")],
+        )
+        .await
     }
 
     /// The token exchanged for the user's login token (`grant_type=…:jwt-bearer`,
@@ -157,11 +172,25 @@ impl ServiceTokens {
     /// # Errors
     /// See [`ServiceTokenError`].
     pub async fn user_token(&self, user_token: &str) -> Result<ServiceToken, ServiceTokenError> {
+        self.user_token_in(None, user_token).await
+    }
+
+    /// [`ServiceTokens::user_token`] at `tenant`'s token endpoint: a user's token is exchanged in
+    /// the zone that issued it.
+    ///
+    /// # Errors
+    /// See [`ServiceTokenError`].
+    pub async fn user_token_in(
+        &self,
+        tenant: Option<&str>,
+        user_token: &str,
+    ) -> Result<ServiceToken, ServiceTokenError> {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, user_token.as_bytes());
         let mut hash = [0u8; 32];
         hash.copy_from_slice(digest.as_ref());
         self.cached(
             Key::User(hash),
+            tenant,
             &[("grant_type", JWT_BEARER), ("assertion", user_token)],
         )
         .await
@@ -172,19 +201,28 @@ impl ServiceTokens {
         self.cache.len()
     }
 
-    async fn cached(&self, key: Key, fields: &[(&str, &str)]) -> Result<ServiceToken, ServiceTokenError> {
+    async fn cached(
+        &self,
+        key: Key,
+        tenant: Option<&str>,
+        fields: &[(&str, &str)],
+    ) -> Result<ServiceToken, ServiceTokenError> {
         self.cache
             .get_or_fetch(key, &self.clock, || async {
-                let token = self.fetch(fields).await?;
+                let token = self.fetch(tenant, fields).await?;
                 let until = token.renew_at;
                 Ok((token, until))
             })
             .await
     }
 
-    async fn fetch(&self, fields: &[(&str, &str)]) -> Result<ServiceToken, ServiceTokenError> {
+    async fn fetch(&self, tenant: Option<&str>, fields: &[(&str, &str)]) -> Result<ServiceToken, ServiceTokenError> {
         let endpoint = self.endpoint.load_full();
-        let (status, bytes) = xsuaa::post_token(&endpoint, fields, self.timeout)
+        let url = match tenant {
+            Some(tenant) => tenant_url(&endpoint.url, tenant)?,
+            None => endpoint.url.clone(),
+        };
+        let (status, bytes) = xsuaa::post_token_to(&endpoint, &url, fields, self.timeout)
             .await
             .map_err(ServiceTokenError::Request)?;
         if !status.is_success() {
@@ -192,6 +230,19 @@ impl ServiceTokens {
         }
         parse_token(&bytes, self.clock.now())
     }
+}
+
+/// `url` with the first label of its host replaced by `tenant`: the provider's
+/// `https://<provider>.authentication.cert.<landscape>/oauth/token` becomes the tenant's.
+fn tenant_url(url: &Uri, tenant: &str) -> Result<Uri, ServiceTokenError> {
+    let unusable = || ServiceTokenError::TokenUrl(format!("{url} for tenant {tenant}"));
+    let authority = url.authority().ok_or_else(unusable)?;
+    let (_, domain) = authority.host().split_once('.').ok_or_else(unusable)?;
+    let port = authority.port_u16().map(|port| format!(":{port}")).unwrap_or_default();
+    let path = url.path_and_query().map_or("/oauth/token", |pq| pq.as_str());
+    format!("https://{tenant}.{domain}{port}{path}")
+        .parse::<Uri>()
+        .map_err(|_| unusable())
 }
 
 /// The token endpoint of `binding`: its certificate as the client identity, or its secret.

@@ -352,16 +352,7 @@ fn certificate_info(credentials: &XsuaaCredentials) -> Option<certificate::Certi
     }
 }
 
-/// POSTs a token request (`fields`, then the client's own) to `endpoint`.
-pub(super) async fn post_token(
-    endpoint: &TokenEndpoint,
-    fields: &[(&str, &str)],
-    timeout: Duration,
-) -> Result<(StatusCode, Bytes), IdpError> {
-    post_token_to(endpoint, &endpoint.url, fields, timeout).await
-}
-
-/// [`post_token`] at `url` instead of the endpoint's own (a tenant's token endpoint), with the
+/// Posts a token request to `url` (the endpoint's own, or a tenant's token endpoint) with the
 /// endpoint's client and credentials.
 pub(super) async fn post_token_to(
     endpoint: &TokenEndpoint,

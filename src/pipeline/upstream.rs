@@ -28,15 +28,23 @@ pub(super) async fn find_destination(parts: &mut Parts, ctx: &mut RequestCtx<'_>
     let Some(Lookup::Name { name, dynamic }) = ctx.lookup.take() else {
         if let Some(destination) = ctx.destination.filter(|destination| destination.on_premise) {
             let services = ctx.state.destinations.as_ref().ok_or(routing::Error::RouteNotFound)?;
-            ctx.extra_headers
-                .push(services.proxy_authorization(&destination.name).await?);
+            let tenant = tenant_of(ctx);
+            ctx.extra_headers.push(
+                services
+                    .proxy_authorization(&destination.name, tenant.as_deref())
+                    .await?,
+            );
         }
         return Ok(Flow::Next);
     };
     let services = ctx.state.destinations.as_ref().ok_or(routing::Error::RouteNotFound)?;
     let user = ctx.session().map(|session| session.access_token.as_str());
     let correlation_id = ctx.correlation_id.to_str().unwrap_or("-");
-    let ready = match services.resolve(&name, dynamic, user, correlation_id).await {
+    let tenant = tenant_of(ctx);
+    let ready = match services
+        .resolve(&name, dynamic, user, tenant.as_deref(), correlation_id)
+        .await
+    {
         Ok(ready) => ready,
         // A name from the request that the service does not know is no route, not a failure.
         Err(DestinationError::NotFound { .. }) if dynamic => {
@@ -52,6 +60,15 @@ pub(super) async fn find_destination(parts: &mut Parts, ctx: &mut RequestCtx<'_>
     ctx.found = Some(ready.resolved);
     ctx.extra_headers = ready.headers;
     Ok(Flow::Next)
+}
+
+/// The tenant whose destinations a request uses (multitenancy): the logged-in user's zone, else
+/// the host's tenant. `None` without multitenancy: the provider's.
+fn tenant_of(ctx: &RequestCtx<'_>) -> Option<String> {
+    ctx.snapshot.config.tenancy.as_ref()?;
+    ctx.session()
+        .and_then(|session| session.user.tenant.clone())
+        .or_else(|| ctx.tenant.as_deref().map(String::from))
 }
 
 /// What the backend learns about the user: the client's own credentials and our cookies are

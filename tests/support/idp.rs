@@ -72,6 +72,31 @@ impl Browser {
         Browser { client, jar }
     }
 
+    /// A browser trusting `dev`'s CA that resolves `dev`'s zone hosts and `hosts` (router host
+    /// names under `localhost`) to loopback, as browsers do for names under `localhost`.
+    pub fn resolving(dev: &DevXsuaa, hosts: &[&str]) -> Browser {
+        let jar = Arc::new(Jar::default());
+        let ca = reqwest::Certificate::from_pem(dev.ca_pem().as_bytes()).expect("ca");
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_provider(jar.clone())
+            .add_root_certificate(ca)
+            .no_proxy();
+        for host in dev
+            .zone_host_names()
+            .iter()
+            .map(String::as_str)
+            .chain(hosts.iter().copied())
+        {
+            builder = builder.resolve(host, loopback);
+        }
+        Browser {
+            client: builder.build().expect("client"),
+            jar,
+        }
+    }
+
     /// GET `url`, then follow redirects (and the login page's script redirect) up to 10 hops.
     /// Returns the final response and every URL visited.
     pub async fn navigate(&self, url: &str) -> (Response, Vec<String>) {

@@ -14,23 +14,27 @@ use crate::certs::ClientCert;
 use crate::config::ServiceKind;
 use crate::state::{ServiceClient, State};
 use crate::util::{self, lock};
+use crate::zone::UAA_DOMAIN;
 
 /// Fields every credential type shares.
 fn base_credentials(state: &State, credential_type: &str) -> Map<String, Value> {
     let config = &state.config;
-    let verification_key = lock(&state.keys).current().public_pem.clone();
+    let provider = state.provider();
+    let verification_key = lock(&provider.keys).current().public_pem.clone();
+    // A shared binding's client exists in every subscribed zone.
+    let tenant_mode = if state.multi_zone { "shared" } else { "dedicated" };
     let mut map = Map::new();
     for (key, value) in [
         ("clientid", config.client_id.as_str()),
         ("xsappname", &config.xsappname),
-        ("url", &state.url),
-        ("certurl", &state.cert_url),
-        ("uaadomain", uaa_domain(&state.url)),
-        ("identityzone", "dev"),
-        ("identityzoneid", &config.zone_id),
-        ("tenantid", &config.zone_id),
-        ("subaccountid", &config.zone_id),
-        ("tenantmode", "dedicated"),
+        ("url", &provider.url),
+        ("certurl", &provider.cert_url),
+        ("uaadomain", uaa_domain(state)),
+        ("identityzone", &provider.subdomain),
+        ("identityzoneid", &provider.zone_id),
+        ("tenantid", &provider.zone_id),
+        ("subaccountid", &provider.zone_id),
+        ("tenantmode", tenant_mode),
         ("credential-type", credential_type),
         ("verificationkey", &verification_key),
     ] {
@@ -39,8 +43,13 @@ fn base_credentials(state: &State, credential_type: &str) -> Map<String, Value> 
     map
 }
 
-/// `host:port` of a URL: the `uaadomain` of this server.
-pub(crate) fn uaa_domain(url: &str) -> &str {
+/// The `uaadomain` of this server: `host:port` of the `url` listener, or
+/// the domain of the zone hosts in multi-zone mode.
+pub(crate) fn uaa_domain(state: &State) -> &str {
+    if state.multi_zone {
+        return UAA_DOMAIN;
+    }
+    let url = &state.provider().url;
     url.strip_prefix("https://").unwrap_or(url)
 }
 
@@ -84,10 +93,11 @@ fn service_base(state: &State, service: &ServiceClient, credential_type: &str) -
             ] {
                 map.insert(key.into(), Value::String(value));
             }
+            let provider = state.provider();
             let token_host = if credential_type == "x509" {
-                &state.cert_url
+                &provider.cert_url
             } else {
-                &state.url
+                &provider.url
             };
             map.insert("token_service_url".into(), Value::String(token_host.clone()));
         }
@@ -126,6 +136,10 @@ fn service_entry(kind: ServiceKind, credentials: &Value) -> Value {
 
 /// `VCAP_SERVICES` with the xsuaa, destination and connectivity bindings.
 pub(crate) fn vcap_services_all(xsuaa: &Value, destination: &Value, connectivity: &Value) -> String {
+    vcap_all(xsuaa, destination, connectivity).to_string()
+}
+
+fn vcap_all(xsuaa: &Value, destination: &Value, connectivity: &Value) -> Value {
     let mut vcap: Value = json!({});
     vcap["xsuaa"] = json!([{
         "label": "xsuaa",
@@ -137,6 +151,51 @@ pub(crate) fn vcap_services_all(xsuaa: &Value, destination: &Value, connectivity
     }]);
     vcap["destination"] = service_entry(ServiceKind::Destination, destination);
     vcap["connectivity"] = service_entry(ServiceKind::Connectivity, connectivity);
+    vcap
+}
+
+/// The label, tag and binding directory name of the SaaS registry binding.
+pub(crate) const SAAS_REGISTRY: &str = "saas-registry";
+
+/// Credentials of a `saas-registry` binding whose application serves its
+/// callbacks under `app_url`, at the router's default callback paths.
+pub(crate) fn saas_registry_credentials(state: &State, app_url: &str) -> Value {
+    let config = &state.config;
+    let provider = state.provider();
+    let app_url = app_url.trim_end_matches('/');
+    let app_urls = json!({
+        "getDependencies": format!("{app_url}/callback/v1.0/dependencies"),
+        "onSubscription": format!("{app_url}/callback/v1.0/tenants/{{tenantId}}"),
+    });
+    json!({
+        "appName": config.xsappname.split('!').next().unwrap_or(&config.xsappname),
+        "xsappname": config.xsappname,
+        "appUrls": app_urls.to_string(),
+        "clientid": crate::tenancy::SAAS_REGISTRY_CLIENT_ID,
+        "url": provider.url,
+        "saas_registry_url": format!("https://saas-manager.{UAA_DOMAIN}"),
+        "identityzone": provider.subdomain,
+        "tenantid": provider.zone_id,
+    })
+}
+
+/// `VCAP_SERVICES` with the xsuaa, destination and connectivity bindings and
+/// a `saas-registry` binding.
+pub(crate) fn vcap_services_with_saas_registry(
+    xsuaa: &Value,
+    destination: &Value,
+    connectivity: &Value,
+    saas_registry: &Value,
+) -> String {
+    let mut vcap = vcap_all(xsuaa, destination, connectivity);
+    vcap[SAAS_REGISTRY] = json!([{
+        "label": SAAS_REGISTRY,
+        "name": "saas-registry-dev",
+        "instance_name": "saas-registry-dev",
+        "plan": "application",
+        "tags": [SAAS_REGISTRY],
+        "credentials": saas_registry,
+    }]);
     vcap.to_string()
 }
 

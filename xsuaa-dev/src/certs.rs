@@ -104,9 +104,20 @@ impl Ca {
         &self.cert_der
     }
 
-    /// A server certificate for the loopback names, returned as chain and key.
+    /// A server certificate for the loopback names and the zone hosts of
+    /// multi-zone mode, returned as chain and key.
     pub(crate) fn server_cert(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), rcgen::Error> {
-        let names = ["127.0.0.1", "localhost", "::1"].map(String::from).to_vec();
+        let names = [
+            "127.0.0.1",
+            "localhost",
+            "::1",
+            "auth.localhost",
+            "*.auth.localhost",
+            "auth.cert.localhost",
+            "*.auth.cert.localhost",
+        ]
+        .map(String::from)
+        .to_vec();
         let mut params = CertificateParams::new(names)?;
         params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];

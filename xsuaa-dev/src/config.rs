@@ -101,7 +101,8 @@ pub(crate) struct Config {
     pub(crate) refresh_token_lifetime: Duration,
     /// Client id and xsappname of each service's OAuth client.
     pub(crate) services: BTreeMap<ServiceKind, (String, String)>,
-    /// The destinations at start, by name; `State` takes them over.
+    /// The provider zone's destinations at start, by name; its `Zone`
+    /// takes them over.
     pub(crate) destinations: BTreeMap<String, Destination>,
     /// `onpremise_proxy_host` and `onpremise_proxy_http_port` of the
     /// connectivity binding; `None` names the proxy started here.
@@ -109,6 +110,32 @@ pub(crate) struct Config {
     /// The proxy's virtual hosts at start (`host:port`, lower case) and the
     /// systems they map to; `State` takes them over.
     pub(crate) virtual_hosts: BTreeMap<String, String>,
+    /// Whether zones are chosen by host name under `auth.localhost`.
+    pub(crate) multi_zone: bool,
+    /// The provider zone's subdomain (`identityzone`, `zdn`).
+    pub(crate) provider_subdomain: String,
+    /// Subscriber zones in the order they were added.
+    pub(crate) tenants: Vec<TenantConfig>,
+}
+
+/// A subscriber zone as the builder collects it.
+#[derive(Debug, Clone)]
+pub(crate) struct TenantConfig {
+    pub(crate) subdomain: String,
+    /// `None` until [`Builder::tenant`] names the zone.
+    pub(crate) zone_id: Option<String>,
+    pub(crate) users: Vec<User>,
+    pub(crate) destinations: BTreeMap<String, Destination>,
+}
+
+impl TenantConfig {
+    /// The user a zone without configured users logs in: `user@<subdomain>`.
+    pub(crate) fn default_user(subdomain: &str) -> User {
+        let mut user = User::new(&format!("user.{subdomain}"));
+        user.user_name = format!("user@{subdomain}");
+        user.email = format!("user@{subdomain}.example.com");
+        user
+    }
 }
 
 /// Configures a [`DevXsuaa`]; create it with [`DevXsuaa::builder`].
@@ -153,6 +180,9 @@ impl Default for Builder {
                 destinations: default_destinations(),
                 connectivity_proxy: None,
                 virtual_hosts: BTreeMap::new(),
+                multi_zone: false,
+                provider_subdomain: "dev".to_string(),
+                tenants: Vec::new(),
             },
             password_destination: true,
         }
@@ -179,8 +209,9 @@ impl Builder {
         self
     }
 
-    /// Adds a user. The first one added is logged in by /oauth/authorize;
-    /// all of them can use the password grant. Default: `User::new("jane.doe")`.
+    /// Adds a user of the provider zone. The first one added is logged in by
+    /// /oauth/authorize; all of them can use the password grant. Default:
+    /// `User::new("jane.doe")`.
     pub fn user(mut self, user: User) -> Self {
         self.config.users.push(user);
         self
@@ -198,8 +229,9 @@ impl Builder {
         self
     }
 
-    /// Identity zone id: the `zid` claim and the only zid /token_keys accepts
-    /// (default `dev-zone`).
+    /// The provider's identity zone id: the `zid` claim of its tokens and,
+    /// without subscriber zones, the only zid /token_keys accepts (default
+    /// `dev-zone`).
     pub fn zone_id(mut self, zone_id: &str) -> Self {
         self.config.zone_id = zone_id.to_string();
         self
@@ -219,7 +251,7 @@ impl Builder {
         self
     }
 
-    /// Adds or replaces a destination. `properties` are the
+    /// Adds or replaces a destination of the provider zone. `properties` are the
     /// `destinationConfiguration` fields (`URL`, `Authentication`,
     /// `ProxyType`, `User`, `Password`, `clientId`, `HTML5.*`, ...); `Name`
     /// is set from `name` and `Type` defaults to `HTTP`.
@@ -272,12 +304,87 @@ impl Builder {
         self
     }
 
+    /// Switches to multi-zone mode without adding a subscriber zone: the
+    /// provider zone is served at `https://<provider subdomain>.auth.localhost:PORT`
+    /// and `uaadomain` is `auth.localhost`.
+    pub fn multi_zone(mut self) -> Self {
+        self.config.multi_zone = true;
+        self
+    }
+
+    /// The provider zone's subdomain: `identityzone`, `ext_attr.zdn` and, in
+    /// multi-zone mode, the first label of `url` and `certurl` (default `dev`).
+    pub fn provider_subdomain(mut self, subdomain: &str) -> Self {
+        self.config.provider_subdomain = subdomain.to_ascii_lowercase();
+        self
+    }
+
+    /// Adds a subscriber zone (tenant) with its own signing keys, users and
+    /// destinations, served at `https://<subdomain>.auth.localhost:PORT`, and
+    /// switches to multi-zone mode. The XSUAA client and the service clients
+    /// exist in every zone, as for a `tenantmode: shared` binding.
+    pub fn tenant(mut self, subdomain: &str, zone_id: &str) -> Self {
+        self.tenant_entry(subdomain).zone_id = Some(zone_id.to_string());
+        self.config.multi_zone = true;
+        self
+    }
+
+    /// Adds a user to a subscriber zone; the first one is the one its
+    /// /oauth/authorize logs in. A zone without users has `user@<subdomain>`.
+    /// [`Builder::start`] fails when no [`Builder::tenant`] adds the zone.
+    pub fn tenant_user(mut self, subdomain: &str, user: User) -> Self {
+        self.tenant_entry(subdomain).users.push(user);
+        self
+    }
+
+    /// Adds or replaces a destination of a subscriber zone (which has none
+    /// by default), answered to that zone's tokens only; `properties` as for
+    /// [`Builder::destination`].
+    pub fn tenant_destination<K, V>(
+        mut self,
+        subdomain: &str,
+        name: &str,
+        properties: impl IntoIterator<Item = (K, V)>,
+    ) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let properties = properties.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self.tenant_entry(subdomain)
+            .destinations
+            .insert(name.to_string(), Destination::new(properties, Vec::new()));
+        self
+    }
+
+    fn tenant_entry(&mut self, subdomain: &str) -> &mut TenantConfig {
+        let subdomain = subdomain.to_ascii_lowercase();
+        let tenants = &mut self.config.tenants;
+        let index = match tenants.iter().position(|t| t.subdomain == subdomain) {
+            Some(index) => index,
+            None => {
+                tenants.push(TenantConfig {
+                    subdomain,
+                    zone_id: None,
+                    users: Vec::new(),
+                    destinations: BTreeMap::new(),
+                });
+                tenants.len() - 1
+            }
+        };
+        &mut tenants[index]
+    }
+
     /// Mints the CA, certificates and signing key, binds the listeners on
     /// 127.0.0.1:0 and starts serving.
     ///
     /// # Errors
-    /// Fails when key generation, TLS setup or binding fails.
+    /// Fails when key generation, TLS setup or binding fails, or when the
+    /// zones are inconsistent (a tenant user or destination of a zone no
+    /// [`Builder::tenant`] added, a subdomain that is not one DNS label, a
+    /// subdomain or zone id used twice).
     pub async fn start(mut self) -> anyhow::Result<DevXsuaa> {
+        crate::zone::check_tenants(&self.config)?;
         if self.config.users.is_empty() {
             self.config.users.push(User::new("jane.doe"));
         }

@@ -18,6 +18,7 @@ use crate::jwt;
 use crate::state::State;
 use crate::token;
 use crate::util::lock;
+use crate::zone::Zone;
 
 /// The path prefix of the find-destination API.
 pub(crate) const FIND_PREFIX: &str = "/destination-configuration/v1/destinations/";
@@ -258,10 +259,11 @@ fn answer(state: &State, name: &str, headers: &HeaderMap) -> Resp {
     else {
         return refuse(state, "no destination service client");
     };
-    let verify = |token: &str| jwt::verify_ours(&lock(&state.keys), &state.url, &state.config.zone_id, token);
-    let Some(caller) = bearer(headers).and_then(verify) else {
+    // The bearer token's zone is the subaccount whose destinations answer.
+    let Some((zone, caller)) = bearer(headers).and_then(|token| state.verify_any(token)) else {
         return refuse(state, "a valid bearer token of the destination service is required");
     };
+    let verify = |token: &str| zone.verify(token);
     if caller["cid"].as_str() != Some(client_id) {
         return refuse(state, "the token was not issued to the destination service's client");
     }
@@ -277,7 +279,7 @@ fn answer(state: &State, name: &str, headers: &HeaderMap) -> Resp {
     };
 
     // A clone, so that issuing tokens below does not hold the lock.
-    let Some(destination) = lock(&state.destinations).get(name).cloned() else {
+    let Some(destination) = lock(&zone.destinations).get(name).cloned() else {
         return resp::json(
             StatusCode::NOT_FOUND,
             &json!({ "ErrorMessage": "Configuration with the specified name was not found" }),
@@ -290,10 +292,10 @@ fn answer(state: &State, name: &str, headers: &HeaderMap) -> Resp {
         configuration.insert(key.clone(), Value::String(value.clone()));
     }
     let mut body = json!({
-        "owner": { "SubaccountId": state.config.zone_id, "InstanceId": null },
+        "owner": { "SubaccountId": zone.zone_id, "InstanceId": null },
         "destinationConfiguration": configuration,
     });
-    if let Some(auth_token) = auth_token(state, &destination, user_token.as_ref()) {
+    if let Some(auth_token) = auth_token(state, zone, &destination, user_token.as_ref()) {
         body["authTokens"] = json!([auth_token]);
     }
     if !destination.certificates.is_empty() {
@@ -307,7 +309,7 @@ const SAML2_BEARER: &str = "urn:ietf:params:oauth:grant-type:saml2-bearer";
 
 /// `authTokens[0]` for the destination's authentication type, or `None`
 /// for types that carry no token.
-fn auth_token(state: &State, destination: &Destination, user_token: Option<&Value>) -> Option<Value> {
+fn auth_token(state: &State, zone: &Zone, destination: &Destination, user_token: Option<&Value>) -> Option<Value> {
     let authentication = destination.get("Authentication").unwrap_or("NoAuthentication");
     let mut header = "Authorization";
     let result = match authentication {
@@ -316,18 +318,18 @@ fn auth_token(state: &State, destination: &Destination, user_token: Option<&Valu
             (Some(user), Some(password)) => Ok(("Basic", STANDARD.encode(format!("{user}:{password}")), None)),
             _ => Err("User and Password are required".to_string()),
         },
-        "OAuth2ClientCredentials" => client_token(state, destination),
+        "OAuth2ClientCredentials" => client_token(state, zone, destination),
         "OAuth2TechnicalUserPropagation" => {
             header = "SAP-Connectivity-Technical-Authentication";
-            client_token(state, destination)
+            client_token(state, zone, destination)
         }
         "OAuth2UserTokenExchange" | "OAuth2JWTBearer" => {
-            exchanged_token(state, destination, user_token, token::JWT_BEARER)
+            exchanged_token(state, zone, destination, user_token, token::JWT_BEARER)
         }
         // The real service turns the user token into a SAML assertion and
         // trades that at the token service; the outcome is the same shape.
-        "OAuth2SAMLBearerAssertion" => exchanged_token(state, destination, user_token, SAML2_BEARER),
-        "OAuth2Password" => password_token(state, destination),
+        "OAuth2SAMLBearerAssertion" => exchanged_token(state, zone, destination, user_token, SAML2_BEARER),
+        "OAuth2Password" => password_token(state, zone, destination),
         other => Err(format!("authentication type {other} is not supported here")),
     };
     Some(match result {
@@ -346,31 +348,36 @@ fn auth_token(state: &State, destination: &Destination, user_token: Option<&Valu
     })
 }
 
-fn client_token(state: &State, destination: &Destination) -> Issued {
-    let client_id = oauth_client(state, destination)?;
-    let answer =
-        token::issue_client_token(state, client_id, vec!["uaa.resource".to_string()]).map_err(|err| err.description)?;
+fn client_token(state: &State, zone: &Zone, destination: &Destination) -> Issued {
+    let client_id = oauth_client(zone, destination)?;
+    let answer = token::issue_client_token(state, zone, client_id, vec!["uaa.resource".to_string()])
+        .map_err(|err| err.description)?;
     bearer_of(&answer)
 }
 
-fn exchanged_token(state: &State, destination: &Destination, user_token: Option<&Value>, grant_type: &str) -> Issued {
-    let client_id = oauth_client(state, destination)?;
+fn exchanged_token(
+    state: &State,
+    zone: &Zone,
+    destination: &Destination,
+    user_token: Option<&Value>,
+    grant_type: &str,
+) -> Issued {
+    let client_id = oauth_client(zone, destination)?;
     let claims = user_token.ok_or("a user token is required to exchange")?;
     let user = jwt::user_from_claims(claims).ok_or("the user token names no user")?;
-    let answer = token::issue_user_token(state, client_id, &user, jwt::scopes_of(claims), grant_type)
+    let answer = token::issue_user_token(state, zone, client_id, &user, jwt::scopes_of(claims), grant_type)
         .map_err(|err| err.description)?;
     bearer_of(&answer)
 }
 
 /// The password grant at the token service: only a configured user with
 /// its password gets a token, as at XSUAA's own password grant.
-fn password_token(state: &State, destination: &Destination) -> Issued {
-    let client_id = oauth_client(state, destination)?;
+fn password_token(state: &State, zone: &Zone, destination: &Destination) -> Issued {
+    let client_id = oauth_client(zone, destination)?;
     let (Some(user_name), Some(password)) = (destination.get("User"), destination.get("Password")) else {
         return Err("User and Password are required".to_string());
     };
-    let user = state
-        .config
+    let user = zone
         .users
         .iter()
         .find(|u| {
@@ -379,6 +386,7 @@ fn password_token(state: &State, destination: &Destination) -> Issued {
         .ok_or("the token service refused the user's credentials")?;
     let answer = token::issue_user_token(
         state,
+        zone,
         client_id,
         user,
         jwt::user_scopes(&state.config, user),
@@ -397,14 +405,14 @@ fn bearer_of(answer: &Value) -> Issued {
 }
 
 /// The destination's OAuth client id, when its token service is this
-/// XSUAA: the stand-in issues tokens only for itself, so any other token
+/// zone's: the stand-in issues tokens only for itself, so any other token
 /// service fails as an unreachable one would.
-fn oauth_client<'a>(state: &State, destination: &'a Destination) -> Result<&'a str, String> {
+fn oauth_client<'a>(zone: &Zone, destination: &'a Destination) -> Result<&'a str, String> {
     let client_id = destination.get("clientId").ok_or("clientId is required")?;
     match destination.get("tokenServiceURL") {
         None => Ok(client_id),
         Some(url)
-            if [&state.url, &state.cert_url]
+            if [&zone.url, &zone.cert_url]
                 .iter()
                 .any(|base| url == format!("{base}/oauth/token")) =>
         {

@@ -13,6 +13,7 @@ use crate::http::{self as resp, Resp};
 use crate::jwt;
 use crate::state::{PendingCode, State};
 use crate::util::{self, lock};
+use crate::zone::Zone;
 
 /// Authorization codes are short-lived, as in UAA.
 const CODE_LIFETIME_SECS: u64 = 300;
@@ -27,11 +28,13 @@ pub(crate) fn parse_query(query: Option<&str>) -> HashMap<String, String> {
 }
 
 /// Accepts absolute http(s) URLs on loopback hosts only: the development
-/// stand-in for XSUAA's configured (wildcard) redirect-uris.
+/// stand-in for XSUAA's configured (wildcard) redirect-uris. Names under
+/// `localhost` are loopback (RFC 6761 section 6.3), so tenant hosts of a
+/// router such as `acme.localhost` qualify.
 fn loopback_url(raw: &str) -> Option<Url> {
     let url = Url::parse(raw).ok()?;
     let loopback = match url.host()? {
-        Host::Domain(domain) => domain == "localhost",
+        Host::Domain(domain) => domain == "localhost" || domain.ends_with(".localhost"),
         Host::Ipv4(ip) => ip == Ipv4Addr::LOCALHOST,
         Host::Ipv6(ip) => ip == Ipv6Addr::LOCALHOST,
     };
@@ -48,8 +51,8 @@ fn valid_challenge(challenge: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
-/// `GET /oauth/authorize`: logs the first user in without a form.
-pub(crate) fn authorize(state: &State, query: Option<&str>) -> Resp {
+/// `GET /oauth/authorize`: logs the zone's first user in without a form.
+pub(crate) fn authorize(state: &State, zone: &Zone, query: Option<&str>) -> Resp {
     state.count(|s| s.authorize_requests += 1);
     let params = parse_query(query);
     let get = |key: &str| params.get(key).map(String::as_str);
@@ -62,7 +65,7 @@ pub(crate) fn authorize(state: &State, query: Option<&str>) -> Resp {
         return resp::html(
             StatusCode::BAD_REQUEST,
             "Invalid request",
-            "redirect_uri must be an absolute http(s) URL on 127.0.0.1, localhost or [::1]",
+            "redirect_uri must be an absolute http(s) URL on 127.0.0.1, [::1], localhost or a name under it",
         );
     };
     let back = |pairs: &[(&str, &str)]| {
@@ -116,10 +119,11 @@ pub(crate) fn authorize(state: &State, query: Option<&str>) -> Resp {
         codes.insert(
             code.clone(),
             PendingCode {
+                zone_id: zone.zone_id.clone(),
                 client_id: state.config.client_id.clone(),
                 redirect_uri: raw_redirect.to_string(),
                 code_challenge,
-                user: state.login_user().clone(),
+                user: zone.login_user().clone(),
                 expires_at: now + CODE_LIFETIME_SECS,
             },
         );
@@ -127,24 +131,42 @@ pub(crate) fn authorize(state: &State, query: Option<&str>) -> Resp {
     back(&[("code", &code)])
 }
 
-/// `GET /token_keys[?zid=]`: the JWKS with PEM `value`s.
-pub(crate) fn token_keys(state: &State, query: Option<&str>, headers: &HeaderMap) -> Resp {
-    state.count(|s| s.jwks_requests += 1);
+/// `GET /token_keys[?zid=]`: the JWKS with PEM `value`s of the zone `zid`
+/// (query or `X-Zid` header) names, else of the host's `zone`; the bare
+/// `uaadomain` host has none and needs a zid.
+pub(crate) fn token_keys(state: &State, zone: Option<&Zone>, query: Option<&str>, headers: &HeaderMap) -> Resp {
     let params = parse_query(query);
     let header_zid = headers.get("x-zid").and_then(|v| v.to_str().ok());
-    for zid in params.get("zid").map(String::as_str).into_iter().chain(header_zid) {
-        if zid != state.config.zone_id {
-            return resp::json(
-                StatusCode::BAD_REQUEST,
-                &json!({"error": "invalid_request", "error_description": format!("unknown zid {zid}")}),
-            );
+    let query_zid = params.get("zid").map(String::as_str);
+    let asked = query_zid.or(header_zid).or(zone.map(|z| z.zone_id.as_str()));
+    state.count(|s| {
+        s.jwks_requests += 1;
+        if let Some(zid) = asked {
+            *s.jwks_requests_by_zid.entry(zid.to_string()).or_default() += 1;
+        }
+    });
+    let invalid = |description: String| {
+        resp::json(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "invalid_request", "error_description": description}),
+        )
+    };
+    // Both a query and a header zid must name the same, known zone.
+    let mut chosen: Option<&Zone> = None;
+    for zid in query_zid.into_iter().chain(header_zid) {
+        match state.zone_by_id(zid) {
+            Some(found) if chosen.is_none_or(|c| c.zone_id == found.zone_id) => chosen = Some(found),
+            _ => return invalid(format!("unknown zid {zid}")),
         }
     }
-    resp::json(StatusCode::OK, &lock(&state.keys).jwks())
+    match chosen.or(zone) {
+        Some(zone) => resp::json(StatusCode::OK, &lock(&zone.keys).jwks()),
+        None => invalid("zid is required".to_string()),
+    }
 }
 
-/// `GET /userinfo` with a bearer access token issued here.
-pub(crate) fn userinfo(state: &State, headers: &HeaderMap) -> Resp {
+/// `GET /userinfo` with a bearer access token issued in this zone.
+pub(crate) fn userinfo(state: &State, zone: &Zone, headers: &HeaderMap) -> Resp {
     state.count(|s| s.userinfo_requests += 1);
     let token = headers
         .get(AUTHORIZATION)
@@ -152,7 +174,7 @@ pub(crate) fn userinfo(state: &State, headers: &HeaderMap) -> Resp {
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    let claims = token.and_then(|t| jwt::verify(&lock(&state.keys), t));
+    let claims = token.and_then(|t| jwt::verify(&lock(&zone.keys), t));
     let Some(claims) = claims.filter(|c| c.get("user_name").is_some()) else {
         let mut denied = resp::json(
             StatusCode::UNAUTHORIZED,
@@ -199,8 +221,8 @@ pub(crate) fn logout(state: &State, query: Option<&str>) -> Resp {
 }
 
 /// `GET /.well-known/openid-configuration`.
-pub(crate) fn openid_configuration(state: &State) -> Resp {
-    let url = &state.url;
+pub(crate) fn openid_configuration(zone: &Zone) -> Resp {
+    let url = &zone.url;
     resp::json(
         StatusCode::OK,
         &json!({
@@ -211,8 +233,8 @@ pub(crate) fn openid_configuration(state: &State) -> Resp {
             "end_session_endpoint": format!("{url}/logout.do"),
             "jwks_uri": format!("{url}/token_keys"),
             "mtls_endpoint_aliases": {
-                "token_endpoint": format!("{}/oauth/token", state.cert_url),
-                "authorization_endpoint": format!("{}/oauth/authorize", state.cert_url),
+                "token_endpoint": format!("{}/oauth/token", zone.cert_url),
+                "authorization_endpoint": format!("{}/oauth/authorize", zone.cert_url),
             },
             "response_types_supported": ["code"],
             "grant_types_supported": [

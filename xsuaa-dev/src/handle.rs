@@ -20,22 +20,24 @@ use crate::certs::{self, Ca, ClientCert, ClientCertOpts};
 use crate::config::{Builder, Config, ServiceKind, User};
 use crate::connectivity::{self, ProxyRecord};
 use crate::destination::Destination;
-use crate::jwt::{self, KeyRing};
+use crate::jwt;
 use crate::server;
 use crate::state::{Listener, ServiceClient, State, Stats, TokenRequestRecord};
 use crate::util::{self, lock};
+use crate::zone::{Hosts, Zone};
 
 /// A running development XSUAA. Dropping it (or [`DevXsuaa::shutdown`])
 /// stops the listeners and closes their connections.
 pub struct DevXsuaa {
-    state: Arc<State>,
+    pub(crate) state: Arc<State>,
     default_cert: ClientCert,
     service_certs: BTreeMap<ServiceKind, ClientCert>,
     connectivity_proxy_addr: SocketAddr,
+    pub(crate) hosts: Hosts,
     tasks: Vec<JoinHandle<()>>,
 }
 
-pub(crate) async fn start(config: Config) -> anyhow::Result<DevXsuaa> {
+pub(crate) async fn start(mut config: Config) -> anyhow::Result<DevXsuaa> {
     let url_listener = TcpListener::bind("127.0.0.1:0").await.context("binding url listener")?;
     let cert_listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -47,15 +49,26 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<DevXsuaa> {
         .await
         .context("binding connectivity proxy listener")?;
     let connectivity_proxy_addr = proxy_listener.local_addr()?;
-    let url = format!("https://127.0.0.1:{}", url_listener.local_addr()?.port());
-    let cert_url = format!("https://127.0.0.1:{}", cert_listener.local_addr()?.port());
+    let hosts = Hosts {
+        multi_zone: config.multi_zone,
+        url_port: url_listener.local_addr()?.port(),
+        cert_port: cert_listener.local_addr()?.port(),
+    };
     let destination_url = format!("https://127.0.0.1:{}", destination_listener.local_addr()?.port());
 
     let ca = Ca::new("xsuaa-dev CA").context("minting the development CA")?;
     let (chain, key) = ca.server_cert().context("minting the server certificate")?;
     let url_tls = server::url_tls(chain.clone(), key.clone_key()).context("url tls config")?;
     let cert_tls = server::certurl_tls(ca.der().clone(), chain, key).context("certurl tls config")?;
-    let keys = KeyRing::new().context("generating the signing key")?;
+    let mut zones = vec![Zone::new(
+        &hosts,
+        &config.provider_subdomain,
+        &config.zone_id,
+        config.users.clone(),
+        std::mem::take(&mut config.destinations),
+        "xsuaa-dev-key",
+    )?];
+    zones.extend(Zone::tenants(&config, &hosts)?);
     let default_cert = ca
         .client_cert(&config.client_id, &ClientCertOpts::default())
         .context("minting the client certificate")?;
@@ -90,10 +103,10 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<DevXsuaa> {
         .unwrap_or_else(|| (connectivity_proxy_addr.ip().to_string(), connectivity_proxy_addr.port()));
     let state = Arc::new(State::new(
         config,
-        [url, cert_url, destination_url],
+        zones,
+        destination_url,
         connectivity_proxy,
         ca,
-        keys,
         service_clients,
     ));
     lock(&state.accepted_certs).insert(default_cert.sha256_fingerprint.clone());
@@ -123,6 +136,7 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<DevXsuaa> {
         default_cert,
         service_certs,
         connectivity_proxy_addr,
+        hosts,
         tasks,
     })
 }
@@ -133,19 +147,25 @@ impl DevXsuaa {
         Builder::default()
     }
 
-    /// `https://127.0.0.1:PORT` of the main listener (no trailing slash).
+    /// The provider zone's `url` (no trailing slash): `https://127.0.0.1:PORT`
+    /// of the main listener, or `https://<provider subdomain>.auth.localhost:PORT`
+    /// in multi-zone mode.
     pub fn url(&self) -> String {
-        self.state.url.clone()
+        self.state.provider().url.clone()
     }
 
-    /// `https://127.0.0.1:PORT` of the mTLS token listener.
+    /// The provider zone's `certurl`: `https://127.0.0.1:PORT` of the mTLS
+    /// token listener, or `https://<provider subdomain>.auth.cert.localhost:PORT`
+    /// in multi-zone mode.
     pub fn cert_url(&self) -> String {
-        self.state.cert_url.clone()
+        self.state.provider().cert_url.clone()
     }
 
-    /// `127.0.0.1:PORT`: clients fetch `https://<uaadomain>/token_keys?zid=<zid>`.
+    /// `127.0.0.1:PORT`, or `auth.localhost` in multi-zone mode: clients
+    /// fetch `https://<uaadomain>/token_keys?zid=<zid>` (in multi-zone mode
+    /// on the port of [`DevXsuaa::url`]).
     pub fn uaa_domain(&self) -> String {
-        binding::uaa_domain(&self.state.url).to_string()
+        binding::uaa_domain(&self.state).to_string()
     }
 
     /// PEM of the CA that issued the server and client certificates.
@@ -163,9 +183,9 @@ impl DevXsuaa {
         self.state.config.xsappname.clone()
     }
 
-    /// The identity zone id (`zid`).
+    /// The provider's identity zone id (`zid`).
     pub fn zone_id(&self) -> String {
-        self.state.config.zone_id.clone()
+        self.state.provider().zone_id.clone()
     }
 
     /// x509 credentials as in a `VCAP_SERVICES` xsuaa binding, with the
@@ -304,7 +324,7 @@ impl DevXsuaa {
         binding::vcap_services_all(xsuaa, destination, connectivity)
     }
 
-    /// Adds or replaces a destination while the server runs; `properties`
+    /// Adds or replaces a provider-zone destination while the server runs; `properties`
     /// are as for [`Builder::destination`].
     pub fn set_destination<K, V>(&self, name: &str, properties: impl IntoIterator<Item = (K, V)>)
     where
@@ -312,12 +332,12 @@ impl DevXsuaa {
         V: Into<String>,
     {
         let properties = properties.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-        lock(&self.state.destinations).insert(name.to_string(), Destination::new(properties, Vec::new()));
+        lock(&self.state.provider().destinations).insert(name.to_string(), Destination::new(properties, Vec::new()));
     }
 
     /// Removes a destination while the server runs: later finds answer 404.
     pub fn remove_destination(&self, name: &str) {
-        lock(&self.state.destinations).remove(name);
+        lock(&self.state.provider().destinations).remove(name);
     }
 
     /// With `Some(status)` every find-destination call answers `status`
@@ -398,55 +418,65 @@ impl DevXsuaa {
         lock(&self.state.accepted_certs).remove(&certs::normalize_fingerprint(sha256_fingerprint));
     }
 
-    /// Adds a new signing key with a new kid; both keys are published and new
-    /// tokens are signed with the new one.
+    /// Adds a new signing key with a new kid to the provider zone; both keys
+    /// are published and new tokens are signed with the new one.
     ///
     /// # Panics
     /// Panics if RSA key generation fails (a broken crypto backend).
     pub fn rotate_signing_key(&self) {
-        lock(&self.state.keys).rotate().expect("rsa key generation failed");
+        lock(&self.state.provider().keys)
+            .rotate()
+            .expect("rsa key generation failed");
     }
 
-    /// Removes every signing key but the current one from /token_keys.
+    /// Removes every signing key of the provider zone but the current one
+    /// from /token_keys.
     pub fn drop_old_signing_keys(&self) {
-        lock(&self.state.keys).drop_old();
+        lock(&self.state.provider().keys).drop_old();
     }
 
-    /// Signs arbitrary claims with the current key and the usual header.
+    /// Signs arbitrary claims with the provider zone's current key and the
+    /// usual header.
     ///
     /// # Panics
     /// Panics if signing fails (a broken crypto backend).
     pub fn mint_token(&self, claims: Value) -> String {
-        let key = lock(&self.state.keys).current();
-        jwt::sign(&key, &self.state.url, &claims).expect("jwt signing failed")
+        let zone = self.state.provider();
+        let key = lock(&zone.keys).current();
+        jwt::sign(&key, &zone.url, &claims).expect("jwt signing failed")
     }
 
-    /// The access token claims a login of `user` would produce now.
+    /// The access token claims a login of `user` in the provider zone would
+    /// produce now.
     ///
     /// # Panics
     /// Panics if the system random generator fails.
     pub fn user_token_claims(&self, user: &User) -> Value {
         let jti = util::random_id().expect("system random generator failed");
+        self.claims_in(self.state.provider(), user, &jti)
+    }
+
+    pub(crate) fn claims_in(&self, zone: &Zone, user: &User, jti: &str) -> Value {
         let lifetime = self.state.access_lifetime_secs();
         jwt::user_claims(
             &self.state.config,
-            &self.state.url,
+            zone,
             user,
             "authorization_code",
             util::now_secs(),
             lifetime,
-            &jti,
+            jti,
         )
     }
 
-    /// PKCS#8 PEM of the current signing key.
+    /// PKCS#8 PEM of the provider zone's current signing key.
     pub fn signing_key_pem(&self) -> String {
-        lock(&self.state.keys).current().private_pem.clone()
+        lock(&self.state.provider().keys).current().private_pem.clone()
     }
 
-    /// PEM (SubjectPublicKeyInfo) of the current signing key.
+    /// PEM (SubjectPublicKeyInfo) of the provider zone's current signing key.
     pub fn public_key_pem(&self) -> String {
-        lock(&self.state.keys).current().public_pem.clone()
+        lock(&self.state.provider().keys).current().public_pem.clone()
     }
 
     /// Changes the lifetime of access tokens issued from now on.
@@ -488,8 +518,8 @@ impl Drop for DevXsuaa {
 impl std::fmt::Debug for DevXsuaa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DevXsuaa")
-            .field("url", &self.state.url)
-            .field("cert_url", &self.state.cert_url)
+            .field("url", &self.state.provider().url)
+            .field("cert_url", &self.state.provider().cert_url)
             .field("client_id", &self.state.config.client_id)
             .finish_non_exhaustive()
     }

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, User};
 use crate::util;
+use crate::zone::Zone;
 
 /// Failure to create a signing key.
 #[derive(Debug, thiserror::Error)]
@@ -71,13 +72,17 @@ impl SigningKey {
 pub(crate) struct KeyRing {
     keys: Vec<Arc<SigningKey>>,
     generation: u32,
+    /// Key ids are `<prefix>-<generation>`; each zone has its own prefix, so
+    /// no kid names keys of two zones.
+    kid_prefix: String,
 }
 
 impl KeyRing {
-    pub(crate) fn new() -> Result<Self, KeyError> {
+    pub(crate) fn new(kid_prefix: &str) -> Result<Self, KeyError> {
         let mut ring = Self {
             keys: Vec::new(),
             generation: 0,
+            kid_prefix: kid_prefix.to_string(),
         };
         ring.rotate()?;
         Ok(ring)
@@ -90,7 +95,7 @@ impl KeyRing {
 
     pub(crate) fn rotate(&mut self) -> Result<(), KeyError> {
         self.generation += 1;
-        let kid = format!("xsuaa-dev-key-{}", self.generation);
+        let kid = format!("{}-{}", self.kid_prefix, self.generation);
         self.keys.push(Arc::new(SigningKey::generate(kid)?));
         Ok(())
     }
@@ -166,7 +171,7 @@ fn rev_sig(parts: &[&str]) -> String {
 /// Claims of a user access token as XSUAA issues them.
 pub(crate) fn user_claims(
     config: &Config,
-    url: &str,
+    zone: &Zone,
     user: &User,
     grant_type: &str,
     now: u64,
@@ -174,8 +179,9 @@ pub(crate) fn user_claims(
     jti: &str,
 ) -> Value {
     let issue = Issue {
-        zone_id: &config.zone_id,
-        url,
+        zone_id: &zone.zone_id,
+        zdn: &zone.subdomain,
+        url: &zone.url,
         client_id: &config.client_id,
         now,
         lifetime_secs,
@@ -188,6 +194,8 @@ pub(crate) fn user_claims(
 /// shares.
 pub(crate) struct Issue<'a> {
     pub(crate) zone_id: &'a str,
+    /// The zone's subdomain (`ext_attr.zdn`).
+    pub(crate) zdn: &'a str,
     pub(crate) url: &'a str,
     pub(crate) client_id: &'a str,
     pub(crate) now: u64,
@@ -201,7 +209,7 @@ pub(crate) fn user_claims_for(issue: &Issue<'_>, user: &User, scopes: Vec<String
     let client_id = issue.client_id;
     json!({
         "jti": issue.jti,
-        "ext_attr": {"enhancer": "XSUAA", "subaccountid": issue.zone_id, "zdn": "dev"},
+        "ext_attr": {"enhancer": "XSUAA", "subaccountid": issue.zone_id, "zdn": issue.zdn},
         "xs.system.attributes": {"xs.rolecollections": []},
         "given_name": user.given_name,
         "family_name": user.family_name,
@@ -227,10 +235,11 @@ pub(crate) fn user_claims_for(issue: &Issue<'_>, user: &User, scopes: Vec<String
 }
 
 /// Claims of a client-credentials token: the client is the subject.
-pub(crate) fn client_claims(config: &Config, url: &str, now: u64, lifetime_secs: u64, jti: &str) -> Value {
+pub(crate) fn client_claims(config: &Config, zone: &Zone, now: u64, lifetime_secs: u64, jti: &str) -> Value {
     let issue = Issue {
-        zone_id: &config.zone_id,
-        url,
+        zone_id: &zone.zone_id,
+        zdn: &zone.subdomain,
+        url: &zone.url,
         client_id: &config.client_id,
         now,
         lifetime_secs,
@@ -244,7 +253,7 @@ pub(crate) fn client_claims_for(issue: &Issue<'_>, scopes: Vec<String>) -> Value
     let client_id = issue.client_id;
     json!({
         "jti": issue.jti,
-        "ext_attr": {"enhancer": "XSUAA", "subaccountid": issue.zone_id, "zdn": "dev"},
+        "ext_attr": {"enhancer": "XSUAA", "subaccountid": issue.zone_id, "zdn": issue.zdn},
         "sub": client_id,
         "authorities": scopes,
         "aud": audiences(client_id, &scopes),

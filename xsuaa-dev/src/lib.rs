@@ -64,16 +64,45 @@
 //! `SAP-Connectivity-*` and hop-by-hop headers. Each request is recorded
 //! ([`DevXsuaa::connectivity_requests`], the last 1000).
 //!
+//! Multi-zone mode ([`Builder::tenant`], [`Builder::multi_zone`]) serves
+//! several identity zones as XSUAA does for the subaccounts subscribed to a
+//! multitenant application. Zone hosts are names under `localhost`, which
+//! resolve to loopback without DNS (RFC 6761): the provider zone (subdomain
+//! `dev`, [`Builder::provider_subdomain`]) is `https://dev.auth.localhost:PORT`
+//! with `certurl` `https://dev.auth.cert.localhost:CERTPORT`, a tenant `acme`
+//! is [`DevXsuaa::tenant_url`] `https://acme.auth.localhost:PORT` and
+//! [`DevXsuaa::tenant_cert_url`] `https://acme.auth.cert.localhost:CERTPORT`;
+//! the listeners stay on 127.0.0.1 and the server certificate covers these
+//! names (a client that asks the system resolver instead maps
+//! [`DevXsuaa::zone_host_names`] to 127.0.0.1 itself, as `tests/zones.rs`
+//! does with reqwest's `resolve`). The `Host` header picks the zone; a subdomain that is no zone gets
+//! 404, and the bare `auth.localhost` serves only `/token_keys?zid=`. Each
+//! zone has its own signing keys (`/token_keys` of its host, or `?zid=` on any
+//! host; an unknown zid gets 400), users ([`Builder::tenant_user`], else
+//! `user@<subdomain>`) and destinations ([`Builder::tenant_destination`]).
+//! The XSUAA client and the service clients exist in every zone; tokens
+//! issued on a zone's host carry its `iss`, `zid`, `ext_attr.zdn` and
+//! `ext_attr.subaccountid`. Codes, refresh tokens and jwt-bearer assertions
+//! are accepted only in the zone that issued them; the Destination service
+//! answers with the destinations of the bearer token's zone and the
+//! connectivity proxy admits connectivity tokens of any zone. The binding
+//! then says `tenantmode: shared` and `uaadomain: auth.localhost`.
+//! Subscription callbacks carry [`DevXsuaa::callback_token`];
+//! [`DevXsuaa::saas_registry_credentials`] is the `saas-registry` binding.
+//!
 //! Layout:
 //! - `config`: [`User`] and [`Builder`];
+//! - `zone`: identity zones and how a request's host picks one;
 //! - `handle`: [`DevXsuaa`], the running server and its test helpers;
+//! - `tenancy`: [`DevXsuaa`]'s helpers for zones and subscriptions;
 //! - `server`: rustls configs, accept loop, request dispatch;
 //! - `endpoints` and `token`: the HTTP endpoints;
 //! - `destination`: destinations and the find-destination endpoint;
 //! - `connectivity`: the connectivity proxy and [`ProxyRecord`];
 //! - `jwt`: signing keys, JWKS and XSUAA claims;
 //! - `certs`: the development CA and client certificates;
-//! - `binding`: credentials, `VCAP_SERVICES` and binding directories;
+//! - `binding`: credentials (`xsuaa`, services, `saas-registry`),
+//!   `VCAP_SERVICES` and binding directories;
 //! - `state`: shared server state and [`Stats`].
 //!
 //! ```no_run
@@ -96,11 +125,14 @@ mod http;
 mod jwt;
 mod server;
 mod state;
+mod tenancy;
 mod token;
 mod util;
+mod zone;
 
 pub use certs::{ClientCert, ClientCertOpts, KeyKind};
 pub use config::{Builder, ServiceKind, User};
 pub use connectivity::ProxyRecord;
 pub use handle::DevXsuaa;
 pub use state::{Stats, TokenRequestRecord};
+pub use tenancy::SAAS_REGISTRY_CLIENT_ID;

@@ -1,7 +1,7 @@
 //! `xsuaa-dev --out DIR [--secret S] [--destinations FILE] [--virtual-host
-//! VHOST=ADDR]...`: runs a development XSUAA, Destination service and
-//! connectivity proxy for a local setup and writes what an application
-//! router needs to use them.
+//! VHOST=ADDR]... [--tenant SUB[=ZONEID]]...`: runs a development XSUAA,
+//! Destination service and connectivity proxy for a local setup and writes
+//! what an application router needs to use them.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use xsuaa_dev::{DevXsuaa, ServiceKind};
 
-const USAGE: &str =
-    "usage: xsuaa-dev --out DIR [--secret SECRET] [--destinations FILE] [--virtual-host HOST:PORT=ADDR]...";
+const USAGE: &str = "usage: xsuaa-dev --out DIR [--secret SECRET] [--destinations FILE] \
+                     [--virtual-host HOST:PORT=ADDR]... [--tenant SUBDOMAIN[=ZONEID]]...";
 
 struct Args {
     out: PathBuf,
@@ -21,6 +21,8 @@ struct Args {
     destinations: Option<PathBuf>,
     /// Virtual `host:port` and the system address it maps to.
     virtual_hosts: Vec<(String, String)>,
+    /// Subscriber zones (subdomain, zone id); any switches to multi-zone mode.
+    tenants: Vec<(String, String)>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -28,6 +30,7 @@ fn parse_args() -> Result<Args, String> {
     let mut secret = None;
     let mut destinations = None;
     let mut virtual_hosts = Vec::new();
+    let mut tenants = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -44,6 +47,17 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or_else(|| format!("--virtual-host {value:?} is not HOST:PORT=ADDR"))?;
                 virtual_hosts.push((virtual_host.to_string(), system.to_string()));
             }
+            "--tenant" => {
+                let value = args.next().ok_or("--tenant needs a value")?;
+                let (subdomain, zone_id) = match value.split_once('=') {
+                    Some((subdomain, zone_id)) => (subdomain.to_string(), zone_id.to_string()),
+                    None => (value.clone(), format!("{value}-zone")),
+                };
+                if subdomain.is_empty() || zone_id.is_empty() {
+                    return Err(format!("--tenant {value:?} is not SUBDOMAIN[=ZONEID]"));
+                }
+                tenants.push((subdomain, zone_id));
+            }
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -54,6 +68,7 @@ fn parse_args() -> Result<Args, String> {
         secret,
         destinations,
         virtual_hosts,
+        tenants,
     })
 }
 
@@ -89,6 +104,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     for (virtual_host, system) in &args.virtual_hosts {
         builder = builder.virtual_host(virtual_host, system);
+    }
+    for (subdomain, zone_id) in &args.tenants {
+        builder = builder.tenant(subdomain, zone_id);
     }
     let xsuaa = builder.start().await?;
     // With a secret the demo exercises the binding-secret path; otherwise x509.
@@ -130,6 +148,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("ca:      {}", out.join("ca.pem").display());
     println!("bindings: {} (and destination, connectivity)", binding.display());
     println!("login user: jane.doe (password: secret)");
+    for (subdomain, zone_id) in &args.tenants {
+        println!(
+            "tenant {subdomain}: {} (certurl {}, zone id {zone_id}, login user user@{subdomain})",
+            xsuaa.tenant_url(subdomain),
+            xsuaa.tenant_cert_url(subdomain),
+        );
+    }
+    if xsuaa.is_multi_zone() {
+        println!("zone hosts are names under localhost: they resolve to 127.0.0.1 without DNS");
+    }
     tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
     xsuaa.shutdown().await;
     Ok(())

@@ -24,6 +24,7 @@ use crate::endpoints;
 use crate::http::{self as resp, OAuthError, Resp};
 use crate::state::{Listener, State};
 use crate::token;
+use crate::zone::{self, HostZone};
 
 /// Token request bodies are tiny; the limit keeps a misbehaving client from
 /// making the server buffer without bound.
@@ -139,19 +140,39 @@ async fn dispatch(state: &State, kind: Listener, client_cert: Option<&str>, req:
             None => resp::not_found(),
         };
     }
+    let host = zone::request_host(&parts);
+    let zone = if state.multi_zone {
+        match zone::of_host(&state.zones, kind, host.as_deref()) {
+            HostZone::Zone(zone) => zone,
+            HostZone::Domain => {
+                return match (&parts.method, parts.uri.path()) {
+                    (&Method::GET, "/token_keys") => endpoints::token_keys(state, None, query, &parts.headers),
+                    _ => resp::not_found(),
+                };
+            }
+            HostZone::Unknown => return unknown_zone(host.as_deref()),
+        }
+    } else {
+        state.provider()
+    };
     match (&parts.method, parts.uri.path()) {
-        (&Method::GET, "/oauth/authorize") => endpoints::authorize(state, query),
+        (&Method::GET, "/oauth/authorize") => endpoints::authorize(state, zone, query),
         (&Method::POST, "/oauth/token") => {
             let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(_) => return OAuthError::invalid_request("request body unreadable or too large").into_response(),
             };
-            token::token(state, kind, &parts.headers, &body, client_cert)
+            let raw_host = parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+            token::token(state, zone, kind, raw_host, &parts.headers, &body, client_cert)
         }
-        (&Method::GET, "/token_keys") => endpoints::token_keys(state, query, &parts.headers),
-        (&Method::GET | &Method::POST, "/userinfo") => endpoints::userinfo(state, &parts.headers),
+        (&Method::GET, "/token_keys") => endpoints::token_keys(state, Some(zone), query, &parts.headers),
+        (&Method::GET | &Method::POST, "/userinfo") => endpoints::userinfo(state, zone, &parts.headers),
         (&Method::GET, "/logout.do") => endpoints::logout(state, query),
-        (&Method::GET, "/.well-known/openid-configuration") => endpoints::openid_configuration(state),
+        (&Method::GET, "/.well-known/openid-configuration") => endpoints::openid_configuration(zone),
         (_, "/oauth/authorize" | "/oauth/token" | "/token_keys" | "/logout.do") => resp::html(
             StatusCode::METHOD_NOT_ALLOWED,
             "Method not allowed",
@@ -159,4 +180,15 @@ async fn dispatch(state: &State, kind: Listener, client_cert: Option<&str>, req:
         ),
         _ => resp::not_found(),
     }
+}
+
+/// What XSUAA answers on the host of a subdomain that is no identity zone.
+fn unknown_zone(host: Option<&str>) -> Resp {
+    resp::json(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({
+            "error": "not_found",
+            "error_description": format!("no identity zone for host {}", host.unwrap_or("(none)")),
+        }),
+    )
 }

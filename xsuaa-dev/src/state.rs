@@ -1,19 +1,19 @@
-//! Server-side state shared by the listeners: pending codes, refresh
-//! tokens, the OAuth clients and their accepted certificates, signing keys
-//! and counters.
+//! Server-side state shared by the listeners: the zones, pending codes,
+//! refresh tokens, the OAuth clients and their accepted certificates and
+//! counters.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use http::StatusCode;
+use serde_json::Value;
 
 use crate::certs::Ca;
 use crate::config::{Config, ServiceKind, User};
 use crate::connectivity::Records;
-use crate::destination::Destination;
-use crate::jwt::KeyRing;
 use crate::util::lock;
+use crate::zone::Zone;
 
 /// Counters since start; a snapshot is returned by [`crate::DevXsuaa::stats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,6 +29,9 @@ pub struct Stats {
     pub certurl_tls_handshakes: u64,
     /// Requests to /token_keys.
     pub jwks_requests: u64,
+    /// Requests to /token_keys by the zone id whose keys they asked for
+    /// (`?zid=`, else the zone of the host), unknown ones included.
+    pub jwks_requests_by_zid: BTreeMap<String, u64>,
     /// Requests to /userinfo.
     pub userinfo_requests: u64,
     /// Requests to /logout.do.
@@ -47,6 +50,9 @@ pub struct Stats {
 pub struct TokenRequestRecord {
     /// `"url"` or `"certurl"`: the listener that received it.
     pub listener: String,
+    /// The request's `Host` (or HTTP/2 `:authority`), port included; empty
+    /// when it had neither.
+    pub host: String,
     /// The decoded form body.
     pub form: BTreeMap<String, String>,
     /// The client id from an HTTP Basic `Authorization` header, if any.
@@ -76,6 +82,8 @@ impl Listener {
 /// An authorization code waiting for its token request.
 #[derive(Debug, Clone)]
 pub(crate) struct PendingCode {
+    /// The zone that issued it: only its token endpoint redeems it.
+    pub(crate) zone_id: String,
     pub(crate) client_id: String,
     pub(crate) redirect_uri: String,
     pub(crate) code_challenge: Option<String>,
@@ -86,6 +94,8 @@ pub(crate) struct PendingCode {
 /// A refresh token held server side.
 #[derive(Debug, Clone)]
 pub(crate) struct RefreshGrant {
+    /// The zone that issued it: only its token endpoint accepts it.
+    pub(crate) zone_id: String,
     pub(crate) client_id: String,
     pub(crate) user: User,
     pub(crate) expires_at: u64,
@@ -113,11 +123,11 @@ pub(crate) struct FindBehaviour {
 /// Everything the handlers share.
 pub(crate) struct State {
     pub(crate) config: Config,
-    pub(crate) url: String,
-    pub(crate) cert_url: String,
+    /// Never empty: the provider zone first, then the subscriber zones.
+    pub(crate) zones: Vec<Zone>,
+    /// Whether the zone of a request is chosen by its host name.
+    pub(crate) multi_zone: bool,
     pub(crate) destination_url: String,
-    /// Destinations by name; tests change them while the server runs.
-    pub(crate) destinations: Mutex<BTreeMap<String, Destination>>,
     pub(crate) find_behaviour: Mutex<FindBehaviour>,
     /// Host and port the connectivity binding names: the proxy here unless
     /// the builder named another.
@@ -128,7 +138,6 @@ pub(crate) struct State {
     pub(crate) proxy_records: Records,
     pub(crate) ca: Ca,
     pub(crate) access_token_lifetime: Mutex<Duration>,
-    pub(crate) keys: Mutex<KeyRing>,
     pub(crate) codes: Mutex<HashMap<String, PendingCode>>,
     pub(crate) refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
     /// Fingerprints of client certificates accepted for the client.
@@ -141,29 +150,25 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn new(
         config: Config,
-        urls: [String; 3],
+        zones: Vec<Zone>,
+        destination_url: String,
         connectivity_proxy: (String, u16),
         ca: Ca,
-        keys: KeyRing,
         service_clients: BTreeMap<ServiceKind, ServiceClient>,
     ) -> Self {
-        let [url, cert_url, destination_url] = urls;
         let mut config = config;
-        let destinations = std::mem::take(&mut config.destinations);
         let virtual_hosts = std::mem::take(&mut config.virtual_hosts).into_iter().collect();
         Self {
             access_token_lifetime: Mutex::new(config.access_token_lifetime),
+            multi_zone: config.multi_zone,
             config,
-            url,
-            cert_url,
+            zones,
             destination_url,
-            destinations: Mutex::new(destinations),
             find_behaviour: Mutex::default(),
             connectivity_proxy,
             virtual_hosts: Mutex::new(virtual_hosts),
             proxy_records: Mutex::default(),
             ca,
-            keys: Mutex::new(keys),
             codes: Mutex::default(),
             refresh_tokens: Mutex::default(),
             accepted_certs: Mutex::default(),
@@ -182,9 +187,26 @@ impl State {
         lock(&self.access_token_lifetime).as_secs()
     }
 
-    /// The user /oauth/authorize logs in.
-    pub(crate) fn login_user(&self) -> &User {
-        // Builder::start guarantees at least one user.
-        &self.config.users[0]
+    /// The provider zone (the binding's own).
+    pub(crate) fn provider(&self) -> &Zone {
+        // handle::start always builds the provider zone first.
+        &self.zones[0]
+    }
+
+    /// The zone with this id.
+    pub(crate) fn zone_by_id(&self, zone_id: &str) -> Option<&Zone> {
+        self.zones.iter().find(|zone| zone.zone_id == zone_id)
+    }
+
+    /// The zone with this subdomain.
+    pub(crate) fn zone_by_subdomain(&self, subdomain: &str) -> Option<&Zone> {
+        self.zones.iter().find(|zone| zone.subdomain == subdomain)
+    }
+
+    /// A token issued in any zone, with that zone and the token's claims.
+    pub(crate) fn verify_any(&self, token: &str) -> Option<(&Zone, Value)> {
+        self.zones
+            .iter()
+            .find_map(|zone| zone.verify(token).map(|claims| (zone, claims)))
     }
 }

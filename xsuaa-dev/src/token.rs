@@ -19,6 +19,7 @@ use crate::http::{self as resp, OAuthError, Resp};
 use crate::jwt;
 use crate::state::{Listener, RefreshGrant, ServiceClient, State, TokenRequestRecord};
 use crate::util::{self, lock};
+use crate::zone::Zone;
 
 type Form = BTreeMap<String, String>;
 
@@ -38,7 +39,9 @@ enum Client<'a> {
 /// client certificate, if the connection presented one.
 pub(crate) fn token(
     state: &State,
+    zone: &Zone,
     listener: Listener,
+    host: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
     client_cert: Option<&str>,
@@ -50,6 +53,7 @@ pub(crate) fn token(
     let basic = basic_credentials(headers);
     *lock(&state.last_token_request) = Some(TokenRequestRecord {
         listener: listener.name().to_string(),
+        host: host.unwrap_or_default().to_string(),
         form: form.clone(),
         basic_auth_client: basic.as_ref().map(|(id, _)| id.clone()),
         client_cert_fingerprint: client_cert.map(str::to_string),
@@ -60,15 +64,15 @@ pub(crate) fn token(
     let result = check_content_type(headers)
         .and_then(|()| authenticate_client(state, listener, &form, basic, client_cert))
         .and_then(|client| match (grant_type.as_str(), client) {
-            ("client_credentials", Client::Xsuaa) => client_grant(state),
-            ("client_credentials", Client::Service(service)) => service_client_grant(state, service),
-            (JWT_BEARER, client) => jwt_bearer_grant(state, client, &form),
+            ("client_credentials", Client::Xsuaa) => client_grant(state, zone),
+            ("client_credentials", Client::Service(service)) => service_client_grant(state, zone, service),
+            (JWT_BEARER, client) => jwt_bearer_grant(state, zone, client, &form),
             ("authorization_code" | "refresh_token" | "password", Client::Service(_)) => Err(
                 OAuthError::unauthorized_client("service clients only use client_credentials and jwt-bearer"),
             ),
-            ("authorization_code", Client::Xsuaa) => code_grant(state, &form),
-            ("refresh_token", Client::Xsuaa) => refresh_grant(state, &form),
-            ("password", Client::Xsuaa) => password_grant(state, &form),
+            ("authorization_code", Client::Xsuaa) => code_grant(state, zone, &form),
+            ("refresh_token", Client::Xsuaa) => refresh_grant(state, zone, &form),
+            ("password", Client::Xsuaa) => password_grant(state, zone, &form),
             ("", _) => Err(OAuthError::invalid_request("grant_type is required")),
             (other, _) => Err(OAuthError::unsupported_grant_type(other)),
         });
@@ -186,7 +190,7 @@ fn required<'a>(form: &'a Form, key: &str) -> Result<&'a str, OAuthError> {
         .ok_or_else(|| OAuthError::invalid_request(format!("{key} is required")))
 }
 
-fn code_grant(state: &State, form: &Form) -> Result<Value, OAuthError> {
+fn code_grant(state: &State, zone: &Zone, form: &Form) -> Result<Value, OAuthError> {
     let code = required(form, "code")?;
     // Removing before any other check makes every code single-use, even when
     // the redemption fails.
@@ -195,6 +199,9 @@ fn code_grant(state: &State, form: &Form) -> Result<Value, OAuthError> {
         .ok_or_else(|| OAuthError::invalid_grant("invalid authorization code"))?;
     if pending.expires_at <= util::now_secs() {
         return Err(OAuthError::invalid_grant("authorization code expired"));
+    }
+    if pending.zone_id != zone.zone_id {
+        return Err(OAuthError::invalid_grant("code was issued in another identity zone"));
     }
     if pending.client_id != state.config.client_id {
         return Err(OAuthError::invalid_grant("code was issued to another client"));
@@ -215,10 +222,10 @@ fn code_grant(state: &State, form: &Form) -> Result<Value, OAuthError> {
             ));
         }
     }
-    user_tokens(state, &pending.user, "authorization_code")
+    user_tokens(state, zone, &pending.user, "authorization_code")
 }
 
-fn refresh_grant(state: &State, form: &Form) -> Result<Value, OAuthError> {
+fn refresh_grant(state: &State, zone: &Zone, form: &Form) -> Result<Value, OAuthError> {
     let token = required(form, "refresh_token")?;
     let grant = {
         let mut tokens = lock(&state.refresh_tokens);
@@ -235,30 +242,34 @@ fn refresh_grant(state: &State, form: &Form) -> Result<Value, OAuthError> {
     if grant.client_id != state.config.client_id {
         return Err(OAuthError::invalid_grant("refresh token was issued to another client"));
     }
-    user_tokens(state, &grant.user, "refresh_token")
+    if grant.zone_id != zone.zone_id {
+        return Err(OAuthError::invalid_grant(
+            "refresh token was issued in another identity zone",
+        ));
+    }
+    user_tokens(state, zone, &grant.user, "refresh_token")
 }
 
-fn password_grant(state: &State, form: &Form) -> Result<Value, OAuthError> {
+fn password_grant(state: &State, zone: &Zone, form: &Form) -> Result<Value, OAuthError> {
     let username = required(form, "username")?;
     let password = required(form, "password")?;
-    let user = state
-        .config
+    let user = zone
         .users
         .iter()
         .find(|u| {
             u.user_name == username && verify_slices_are_equal(u.password.as_bytes(), password.as_bytes()).is_ok()
         })
         .ok_or_else(|| OAuthError::invalid_grant("bad credentials"))?;
-    user_tokens(state, user, "password")
+    user_tokens(state, zone, user, "password")
 }
 
-fn client_grant(state: &State) -> Result<Value, OAuthError> {
+fn client_grant(state: &State, zone: &Zone) -> Result<Value, OAuthError> {
     let lifetime = state.access_lifetime_secs();
     let jti = util::random_id()?;
-    let claims = jwt::client_claims(&state.config, &state.url, util::now_secs(), lifetime, &jti);
-    let key = lock(&state.keys).current();
+    let claims = jwt::client_claims(&state.config, zone, util::now_secs(), lifetime, &jti);
+    let key = lock(&zone.keys).current();
     Ok(json!({
-        "access_token": jwt::sign(&key, &state.url, &claims)?,
+        "access_token": jwt::sign(&key, &zone.url, &claims)?,
         "token_type": "bearer",
         "expires_in": lifetime,
         "scope": "uaa.resource",
@@ -267,9 +278,9 @@ fn client_grant(state: &State) -> Result<Value, OAuthError> {
 }
 
 /// A client-credentials token for a service client, with its service scope.
-fn service_client_grant(state: &State, service: &ServiceClient) -> Result<Value, OAuthError> {
+fn service_client_grant(state: &State, zone: &Zone, service: &ServiceClient) -> Result<Value, OAuthError> {
     let scopes = vec!["uaa.resource".to_string(), service_scope(service)];
-    issue_client_token(state, &service.client_id, scopes)
+    issue_client_token(state, zone, &service.client_id, scopes)
 }
 
 /// `<xsappname>.<Service>.read`, the scope every token of a service client
@@ -278,14 +289,21 @@ fn service_scope(service: &ServiceClient) -> String {
     format!("{}.{}", service.xsappname, service.kind.scope())
 }
 
-/// A signed client-credentials token for any client id, as the token answer.
-pub(crate) fn issue_client_token(state: &State, client_id: &str, scopes: Vec<String>) -> Result<Value, OAuthError> {
-    issue_token(state, client_id, scopes, jwt::client_claims_for)
+/// A signed client-credentials token of `zone` for any client id, as the
+/// token answer.
+pub(crate) fn issue_client_token(
+    state: &State,
+    zone: &Zone,
+    client_id: &str,
+    scopes: Vec<String>,
+) -> Result<Value, OAuthError> {
+    issue_token(state, zone, client_id, scopes, jwt::client_claims_for)
 }
 
 /// The token answer for one signed access token of `client_id`, its claims built by `claims`.
 fn issue_token(
     state: &State,
+    zone: &Zone,
     client_id: &str,
     scopes: Vec<String>,
     claims: impl FnOnce(&jwt::Issue<'_>, Vec<String>) -> Value,
@@ -293,8 +311,9 @@ fn issue_token(
     let lifetime = state.access_lifetime_secs();
     let jti = util::random_id()?;
     let issue = jwt::Issue {
-        zone_id: &state.config.zone_id,
-        url: &state.url,
+        zone_id: &zone.zone_id,
+        zdn: &zone.subdomain,
+        url: &zone.url,
         client_id,
         now: util::now_secs(),
         lifetime_secs: lifetime,
@@ -302,9 +321,9 @@ fn issue_token(
     };
     let scope = scopes.join(" ");
     let claims = claims(&issue, scopes);
-    let key = lock(&state.keys).current();
+    let key = lock(&zone.keys).current();
     Ok(json!({
-        "access_token": jwt::sign(&key, &state.url, &claims)?,
+        "access_token": jwt::sign(&key, &zone.url, &claims)?,
         "token_type": "bearer",
         "expires_in": lifetime,
         "scope": scope,
@@ -312,17 +331,19 @@ fn issue_token(
     }))
 }
 
-/// User token exchange: a user access token of this XSUAA (signature, not
-/// expired, our issuer and zone) becomes a user token of the calling client.
-fn jwt_bearer_grant(state: &State, client: Client<'_>, form: &Form) -> Result<Value, OAuthError> {
+/// User token exchange: a user access token of this zone (signature, not
+/// expired, its issuer and zone id) becomes a user token of the calling
+/// client; an assertion of another zone is refused.
+fn jwt_bearer_grant(state: &State, zone: &Zone, client: Client<'_>, form: &Form) -> Result<Value, OAuthError> {
     let assertion = required(form, "assertion")?;
-    let claims = jwt::verify_ours(&lock(&state.keys), &state.url, &state.config.zone_id, assertion)
+    let claims = zone
+        .verify(assertion)
         .ok_or_else(|| OAuthError::invalid_grant("assertion is not a valid token of this zone"))?;
     let user =
         jwt::user_from_claims(&claims).ok_or_else(|| OAuthError::invalid_grant("assertion is not a user token"))?;
     let (client_id, scopes) = match client {
         Client::Xsuaa => {
-            let known = state.config.users.iter().find(|u| u.user_name == user.user_name);
+            let known = zone.users.iter().find(|u| u.user_name == user.user_name);
             let scopes = jwt::user_scopes(&state.config, known.unwrap_or(&user));
             (state.config.client_id.as_str(), scopes)
         }
@@ -331,32 +352,33 @@ fn jwt_bearer_grant(state: &State, client: Client<'_>, form: &Form) -> Result<Va
             (service.client_id.as_str(), scopes)
         }
     };
-    issue_user_token(state, client_id, &user, scopes, JWT_BEARER)
+    issue_user_token(state, zone, client_id, &user, scopes, JWT_BEARER)
 }
 
 /// A signed user token for any client id, as the token answer (no refresh
 /// token: exchanged tokens are re-exchanged, not refreshed).
 pub(crate) fn issue_user_token(
     state: &State,
+    zone: &Zone,
     client_id: &str,
     user: &User,
     scopes: Vec<String>,
     grant_type: &str,
 ) -> Result<Value, OAuthError> {
-    issue_token(state, client_id, scopes, |issue, scopes| {
+    issue_token(state, zone, client_id, scopes, |issue, scopes| {
         jwt::user_claims_for(issue, user, scopes, grant_type)
     })
 }
 
 /// Access token, ID token and a new server-side refresh token for a user.
-pub(crate) fn user_tokens(state: &State, user: &User, grant_type: &str) -> Result<Value, OAuthError> {
+pub(crate) fn user_tokens(state: &State, zone: &Zone, user: &User, grant_type: &str) -> Result<Value, OAuthError> {
     let now = util::now_secs();
     let lifetime = state.access_lifetime_secs();
     let jti = util::random_id()?;
-    let claims = jwt::user_claims(&state.config, &state.url, user, grant_type, now, lifetime, &jti);
-    let key = lock(&state.keys).current();
-    let access_token = jwt::sign(&key, &state.url, &claims)?;
-    let id_token = jwt::sign(&key, &state.url, &jwt::id_token_claims(&claims, &state.config))?;
+    let claims = jwt::user_claims(&state.config, zone, user, grant_type, now, lifetime, &jti);
+    let key = lock(&zone.keys).current();
+    let access_token = jwt::sign(&key, &zone.url, &claims)?;
+    let id_token = jwt::sign(&key, &zone.url, &jwt::id_token_claims(&claims, &state.config))?;
     // Opaque like UAA's non-JWT refresh tokens, which end in "-r".
     let refresh_token = format!("{}-r", util::random_id()?);
     {
@@ -365,6 +387,7 @@ pub(crate) fn user_tokens(state: &State, user: &User, grant_type: &str) -> Resul
         tokens.insert(
             refresh_token.clone(),
             RefreshGrant {
+                zone_id: zone.zone_id.clone(),
                 client_id: state.config.client_id.clone(),
                 user: user.clone(),
                 expires_at: now + state.config.refresh_token_lifetime.as_secs(),
