@@ -265,8 +265,9 @@ impl Subscriptions {
         Ok(response)
     }
 
-    /// An unsubscription of `tenant_id`. Nothing the router holds is keyed by tenant but
-    /// sessions, which end by themselves within the session timeout.
+    /// An unsubscription of `tenant_id`. Nothing is removed: the tenant's sessions end with their
+    /// idle timeout, its cached service tokens and destinations when their tokens expire (or
+    /// after `DESTINATION_CACHE_TTL`), and its host is no longer routed to the router.
     pub fn unsubscribe(&self, tenant_id: &str) -> Response<Body> {
         tracing::info!(tenant_id = %truncated(tenant_id), "tenant unsubscribed");
         let mut response = Response::new(body::empty());
