@@ -172,6 +172,7 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
         }
         None => None,
     };
+    let subscriptions = subscriptions(&config, auth.as_deref(), &metrics);
     let state = Arc::new(
         AppState::with_metrics(
             Snapshot {
@@ -181,7 +182,8 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
             auth,
             metrics,
         )
-        .with_destinations(destinations),
+        .with_destinations(destinations)
+        .with_subscriptions(subscriptions),
     );
     if let Some(store) = sweeper {
         spawn_sweeper(
@@ -204,6 +206,39 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
         auth.start_rotation();
     }
     Ok(state)
+}
+
+/// The SaaS registry's callbacks when `saas-registry` is bound; their tokens are checked with the
+/// XSUAA binding's keys, over the login's connections to it.
+fn subscriptions(config: &Config, auth: Option<&Auth>, metrics: &Arc<Metrics>) -> Option<crate::saas::Subscriptions> {
+    let registry = config.saas_registry.as_ref()?;
+    // The configuration refuses a saas-registry binding without XSUAA and its zone; should one
+    // get here even so, the callbacks stay closed (ordinary routes) rather than open.
+    let Some(auth) = auth else {
+        tracing::error!(binding = %registry.name, "saas-registry bound without XSUAA: callbacks are off");
+        return None;
+    };
+    let subscriptions = crate::saas::Subscriptions::new(
+        registry,
+        &auth.credentials,
+        &config.services,
+        auth.idp.clone(),
+        auth.clock,
+        metrics.clone(),
+    );
+    match &subscriptions {
+        Some(_) => tracing::info!(
+            binding = %registry.name,
+            dependencies = %registry.dependencies_path,
+            subscriptions = %format!("{}/{{tenantId}}", registry.tenants_path),
+            "SaaS registry callbacks answered"
+        ),
+        None => tracing::error!(
+            binding = %registry.name,
+            "the XSUAA binding names no identityzoneid: subscription callbacks are off"
+        ),
+    }
+    subscriptions
 }
 
 /// Sweeps ended sessions periodically and makes their backend logout calls, as a logout does. With

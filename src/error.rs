@@ -25,6 +25,8 @@ pub enum GatewayError {
     Websocket(#[from] crate::proxy::websocket::Error),
     #[error(transparent)]
     Destination(#[from] crate::destination::DestinationError),
+    #[error("subscription callback: {0}")]
+    Subscription(#[from] crate::saas::Error),
     /// The request itself is malformed.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -63,6 +65,7 @@ impl GatewayError {
             GatewayError::Cors(error) => error.status(),
             GatewayError::Websocket(error) => error.status(),
             GatewayError::Destination(error) => error.status(),
+            GatewayError::Subscription(error) => error.status(),
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -153,6 +156,8 @@ impl GatewayError {
             GatewayError::BadRequest(_) => None,
             // Counted by outcome where the Destination service is called.
             GatewayError::Destination(_) => None,
+            // The caller's fault, counted by status class; key fetches by `jwks_fetches`.
+            GatewayError::Subscription(_) => None,
         }
     }
 
@@ -240,6 +245,7 @@ pub async fn respond(error: &GatewayError, config: &Config, path: &str) -> Respo
             }
         }
         GatewayError::Auth(auth) => auth.decorate(&mut response),
+        GatewayError::Subscription(subscription) => subscription.decorate(&mut response),
         GatewayError::Overloaded => {
             response
                 .headers_mut()

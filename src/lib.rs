@@ -19,6 +19,7 @@
 //!   identities.
 //! - [`http1`]: the HTTP/1.1 codec shared by the fast lane and the inline client.
 //! - [`cors`], [`clickjacking`]: CORS and the framing allowlist service; [`origin`]: web origins.
+//! - [`saas`]: the SaaS registry's subscription callbacks (dependencies, subscribe, unsubscribe).
 //! - [`static_files`]: `localDir` routes.
 //! - [`tls`]: PEM loading, trust roots, the HTTPS listener's reloading certificate.
 //! - [`server`]: listeners, the fast lane, hyper's connections, compression, graceful shutdown,
@@ -55,6 +56,7 @@ pub mod origin;
 pub mod pipeline;
 pub mod proxy;
 pub mod routing;
+pub mod saas;
 pub mod server;
 pub mod session;
 pub mod state;

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::destination::DestinationServices;
 use crate::metrics::Metrics;
 use crate::proxy::Upstream;
+use crate::saas::Subscriptions;
 
 /// What one request works with: the configuration and the clients built for it.
 pub struct Snapshot {
@@ -26,6 +27,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The Destination service (and Connectivity service), when bound.
     pub destinations: Option<Arc<DestinationServices>>,
+    /// The SaaS registry's subscription callbacks, when `saas-registry` is bound.
+    pub subscriptions: Option<Subscriptions>,
 }
 
 impl AppState {
@@ -41,12 +44,19 @@ impl AppState {
             auth,
             metrics,
             destinations: None,
+            subscriptions: None,
         }
     }
 
     /// This state, finding destinations at `services`.
     pub fn with_destinations(mut self, services: Option<Arc<DestinationServices>>) -> AppState {
         self.destinations = services;
+        self
+    }
+
+    /// This state, answering the SaaS registry's callbacks with `subscriptions`.
+    pub fn with_subscriptions(mut self, subscriptions: Option<Subscriptions>) -> AppState {
+        self.subscriptions = subscriptions;
         self
     }
 

@@ -243,6 +243,32 @@ fn check_service_destinations(config: &config::Config, report: &mut Report) {
     }
 }
 
+/// The SaaS registry's callbacks the router answers.
+fn check_saas_registry(config: &config::Config, report: &mut Report) {
+    let Some(registry) = &config.saas_registry else {
+        return;
+    };
+    let origin = match &registry.source {
+        BindingSource::VcapServices => "VCAP_SERVICES".to_string(),
+        BindingSource::Files(folder) => format!("binding files in {}", folder.display()),
+    };
+    report.push(
+        Severity::Ok,
+        "saas-registry binding",
+        format!(
+            "{:?} from {origin}: dependencies at GET {}, subscriptions at PUT/DELETE {}/{{tenantId}}, for tokens \
+             with the scope {}.Callback",
+            registry.name,
+            registry.dependencies_path,
+            registry.tenants_path,
+            config
+                .xsuaa
+                .as_ref()
+                .map_or("<xsappname>", |xsuaa| xsuaa.xsappname.as_str()),
+        ),
+    );
+}
+
 /// The configuration as the router loads it; returns the bindings (found even when other parts of
 /// the configuration are broken) and the expiry warning period.
 fn check_config(options: &CheckOptions, report: &mut Report) -> (Option<XsuaaCredentials>, ServiceBindings, Duration) {
@@ -262,6 +288,7 @@ fn check_config(options: &CheckOptions, report: &mut Report) -> (Option<XsuaaCre
             check_query_matching(&config, report);
             check_service_destinations(&config, report);
             check_tenancy(&config, options.host.as_deref(), report);
+            check_saas_registry(&config, report);
             match crate::tls::root_store(&config.server.ca_cert_paths, &[]) {
                 Ok(roots) => report.push(Severity::Ok, "trust roots", format!("{} certificates", roots.len())),
                 Err(error) => report.push(Severity::Failure, "XS_CACERT_PATH", error.to_string()),

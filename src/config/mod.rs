@@ -8,6 +8,7 @@ mod origins;
 mod parse;
 pub mod raw;
 mod routes;
+pub mod saas;
 mod services;
 mod session_store;
 pub mod tenancy;
@@ -86,6 +87,8 @@ pub struct Config {
     pub services: ServiceBindings,
     /// `TENANT_HOST_PATTERN`: the tenant of each request from its host (multitenancy).
     pub tenancy: Option<tenancy::Tenancy>,
+    /// The `saas-registry` binding: the router answers the subscription callbacks.
+    pub saas_registry: Option<saas::SaasRegistry>,
     /// Login and session settings.
     pub auth: AuthSettings,
     /// Where sessions live (`EXT_SESSION_MGT`, `REDIS_URL`); in memory by default.
@@ -343,6 +346,10 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
     let xsuaa = binding::find_xsuaa(env, errors);
     let services = services::find_services(env, errors);
     let tenancy = tenancy::from_env(env, xsuaa.as_ref(), errors);
+    let saas_registry = saas::find(env, errors);
+    if let Some(registry) = &saas_registry {
+        check_saas_registry(registry, xsuaa.as_ref(), tenancy.is_some(), errors);
+    }
     if services.connectivity.is_none() {
         for destination in destinations.values().filter(|destination| destination.on_premise) {
             errors.push(
@@ -450,8 +457,37 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
         xsuaa,
         services,
         tenancy,
+        saas_registry,
         auth: env::auth_settings(env, errors),
         session_store: session_store::from_env(env, errors),
+    }
+}
+
+/// Subscriptions make tenants, which only `TENANT_HOST_PATTERN` serves; and the callbacks accept
+/// tokens of the provider's zone only, so the XSUAA binding must name it.
+fn check_saas_registry(
+    registry: &saas::SaasRegistry,
+    xsuaa: Option<&XsuaaCredentials>,
+    tenancy: bool,
+    errors: &mut Error,
+) {
+    let binding = registry.source.key_path(&registry.name);
+    if !tenancy {
+        errors.push(
+            "TENANT_HOST_PATTERN",
+            format!(
+                "the saas-registry binding {:?} subscribes tenants, which need tenant hosts: set TENANT_HOST_PATTERN \
+                 (and bind XSUAA with tenantmode shared), or unbind saas-registry",
+                registry.name
+            ),
+        );
+    }
+    match xsuaa {
+        Some(xsuaa) if xsuaa.identityzoneid.is_none() => errors.push(
+            format!("{}.identityzoneid", xsuaa.source.key_path(&xsuaa.name)),
+            format!("is needed by the saas-registry binding ({binding}): callbacks accept tokens of this zone only"),
+        ),
+        _ => {}
     }
 }
 

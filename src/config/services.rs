@@ -61,6 +61,9 @@ pub struct ServiceBinding {
     pub token_url: String,
     /// `uaadomain`, for tenant token hosts.
     pub uaadomain: Option<String>,
+    /// `xsappname` of the service's own application: what a subscription declares as its
+    /// dependency on this service.
+    pub xsappname: Option<String>,
     /// The service's REST base (`uri`); required for the Destination service.
     pub uri: Option<String>,
     /// The on-premise proxy (`onpremise_proxy_host` and `onpremise_proxy_http_port`, else the
@@ -76,6 +79,7 @@ impl std::fmt::Debug for ServiceBinding {
             .field("name", &self.name)
             .field("source", &self.source)
             .field("clientid", &self.clientid)
+            .field("xsappname", &self.xsappname)
             .field("x509", &self.is_x509())
             .field("token_url", &self.token_url)
             .field("uri", &self.uri)
@@ -221,21 +225,24 @@ pub fn reread(binding: &ServiceBinding) -> Option<Result<ServiceBinding, Error>>
 /// Two bindings of the kind in one place is an error naming both.
 pub fn find_service(env: &Env, kind: ServiceKind, errors: &mut Error) -> Option<ServiceBinding> {
     let found = match env.get("SERVICE_BINDING_ROOT") {
-        Some(root) if !root.is_empty() => from_files(Path::new(root), kind, errors),
+        Some(root) if !root.is_empty() => from_files(Path::new(root), kind.tag(), errors),
         _ => None,
     };
     let (name, source, credentials) = match found {
         Some(found) => found,
-        None => from_vcap(env, kind, errors)?,
+        None => from_vcap(env, kind.tag(), errors)?,
     };
     parse(kind, &name, source, &credentials, errors)
 }
 
-fn from_vcap(env: &Env, kind: ServiceKind, errors: &mut Error) -> Option<(String, BindingSource, Map<String, Value>)> {
+/// A found binding: its name, where it was found, and its credentials.
+pub(super) type Found = (String, BindingSource, Map<String, Value>);
+
+/// The one instance of `VCAP_SERVICES` whose label or a tag is `tag`.
+pub(super) fn from_vcap(env: &Env, tag: &str, errors: &mut Error) -> Option<Found> {
     // A malformed VCAP_SERVICES is reported by the XSUAA look-up already.
     let mut ignored = Error::default();
     let services = binding::vcap_services(env, &mut ignored)?;
-    let tag = kind.tag();
     let matching: Vec<_> = binding::vcap_instances(&services)
         .into_iter()
         .filter(|(label, instance)| *label == tag || binding::has_tag(instance.get("tags"), tag))
@@ -252,14 +259,10 @@ fn from_vcap(env: &Env, kind: ServiceKind, errors: &mut Error) -> Option<(String
     Some((name, BindingSource::VcapServices, credentials))
 }
 
-fn from_files(
-    root: &Path,
-    kind: ServiceKind,
-    errors: &mut Error,
-) -> Option<(String, BindingSource, Map<String, Value>)> {
+/// The one binding folder under `root` whose `type` is `tag`.
+pub(super) fn from_files(root: &Path, tag: &str, errors: &mut Error) -> Option<Found> {
     let mut ignored = Error::default();
     let folders = binding::binding_folders(root, &mut ignored)?;
-    let tag = kind.tag();
     let matching: Vec<_> = folders
         .into_iter()
         .filter(|folder| binding::binding_type(folder).as_deref() == Some(tag))
@@ -372,6 +375,7 @@ fn parse(
         credential: credential?,
         token_url: format!("{}/oauth/token", token_base?),
         uaadomain: text("uaadomain"),
+        xsappname: text("xsappname"),
         uri,
         proxy,
     })

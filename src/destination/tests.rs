@@ -237,6 +237,7 @@ fn names_are_one_encoded_path_segment() {
         credential: crate::config::ServiceCredential::Secret("s".into()),
         token_url: "https://uaa.example.org/oauth/token".into(),
         uaadomain: None,
+        xsappname: None,
         uri: Some("https://dest.example.org/".into()),
         proxy: None,
     };

@@ -61,6 +61,9 @@ pub struct Claims {
     pub aud: Option<Audience>,
     #[serde(default)]
     pub scope: Option<Audience>,
+    /// A client-credentials token's scopes (`authorities`), as XSUAA lists them beside `scope`.
+    #[serde(default)]
+    pub authorities: Option<Audience>,
     #[serde(default)]
     pub cid: Option<String>,
     #[serde(default)]

@@ -8,6 +8,7 @@ mod finish;
 mod login;
 mod route;
 mod serve;
+mod subscription;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -279,7 +280,7 @@ where
     }
 }
 
-/// The phases that do not wait, in order: check → normalize → cors → admit_websocket → framing →
+/// The phases that do not wait, in order: check → normalize → (subscription callbacks) → cors → admit_websocket → framing →
 /// tenant → (login callback | logout) → welcome → route, and for a public destination route
 /// upstream_identity and the request for the destination. Synchronous: the future a request waits
 /// on is the destination's alone unless a phase must wait ([`Step::Wait`]).
@@ -292,6 +293,12 @@ where
     let (mut parts, body) = request.into_parts();
     run!(checks::check(&mut parts, ctx));
     run!(checks::normalize(&mut parts, ctx));
+    // The SaaS registry's callbacks come before CORS, login and routing, as in the reference.
+    if subscription::is_callback(&parts, ctx) {
+        return Ok(Step::Wait(Box::pin(async move {
+            (subscription::answer(parts, body, ctx).await, None)
+        })));
+    }
     // CORS, websocket admission and the framing allowlist run before routing, as in the reference.
     run!(admission::cors(&mut parts, ctx));
     run!(admission::admit_websocket(&mut parts, ctx));

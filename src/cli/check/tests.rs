@@ -72,6 +72,7 @@ fn service(credential: config::ServiceCredential) -> ServiceBinding {
         credential,
         token_url: "https://acme.authentication.cert.example.org/oauth/token".into(),
         uaadomain: None,
+        xsappname: None,
         uri: Some("https://destination.example.org".into()),
         proxy: None,
     }
