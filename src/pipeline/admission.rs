@@ -51,9 +51,9 @@ pub(super) fn tenant(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> Phase {
         .or_else(|| parts.uri.authority().map(|authority| authority.as_str()))
         .map(|host| host.split(',').next().unwrap_or("").trim())
         .unwrap_or("");
-    match tenancy.tenant_of(host) {
+    match tenancy.tenant_of_host(host) {
         Some(tenant) => {
-            ctx.tenant = Some(tenant.into());
+            ctx.tenant = Some(tenant);
             Ok(Flow::Next)
         }
         None => Err(GatewayError::UnknownTenantHost(host.chars().take(255).collect())),

@@ -67,7 +67,7 @@ pub struct RequestCtx<'s> {
     /// The URL after `sap_idp` removal and the route's `target` rewrite, when it is not `target`.
     rewritten: Option<String>,
     /// The tenant the host names (`tenant`), with multitenancy.
-    pub tenant: Option<Box<str>>,
+    pub tenant: Option<Arc<str>>,
     /// `?sap_idp=`, taken out of the URL (`route`).
     pub idp_hint: Option<String>,
     /// The logged-in user (`authenticate`).

@@ -43,6 +43,19 @@ fn tenant_urls_follow_the_binding() {
         None,
         "not a subdomain label"
     );
+    // The per-thread memo answers as the pattern does, also once it is full.
+    for round in 0..3 {
+        for i in 0..40 {
+            let host = format!("t{i}-app.cfapps.example");
+            let expected = format!("t{i}");
+            assert_eq!(
+                tenancy.tenant_of_host(&host).as_deref(),
+                Some(expected.as_str()),
+                "{round}"
+            );
+            assert_eq!(tenancy.tenant_of_host(&format!("x{i}.other")), None);
+        }
+    }
     assert_eq!(
         tenancy.url("acme"),
         "https://acme.authentication.eu10.hana.ondemand.com"
