@@ -28,11 +28,13 @@ pub struct Tenancy {
 /// flood of other hosts only evicts entries.
 const MEMO_SIZE: usize = 16;
 
+/// (configuration id, host, tenant) of one host seen lately.
+type Remembered = (u64, Box<str>, Option<Arc<str>>);
+
 thread_local! {
-    /// (configuration id, host, tenant) of hosts seen lately, in place of a regex match with
+    /// The next slot to replace, and the hosts seen lately: in place of a regex match with
     /// captures and an allocation per request.
-    static MEMO: std::cell::RefCell<(usize, Vec<(u64, Box<str>, Option<Arc<str>>)>)> =
-        const { std::cell::RefCell::new((0, Vec::new())) };
+    static MEMO: std::cell::RefCell<(usize, Vec<Remembered>)> = const { std::cell::RefCell::new((0, Vec::new())) };
 }
 
 impl Tenancy {
