@@ -45,6 +45,7 @@ fn session(index: usize) -> Session {
         refresh_at: 1_899_999_700,
         csrf_secret: None,
         backend_cookies: Vec::new(),
+        login_at: 0,
     }
 }
 

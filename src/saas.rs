@@ -265,9 +265,17 @@ impl Subscriptions {
         Ok(response)
     }
 
-    /// An unsubscription of `tenant_id`. Nothing is removed: the tenant's sessions end with their
-    /// idle timeout, its cached service tokens and destinations when their tokens expire (or
-    /// after `DESTINATION_CACHE_TTL`), and its host is no longer routed to the router.
+    /// The subdomain an unsubscription names in its body (`subscribedSubdomain`), when it is a
+    /// DNS label: the tenant whose sessions and cached tokens end.
+    pub fn unsubscribed_subdomain(body: &[u8]) -> Option<String> {
+        let subscription: Subscription = serde_json::from_slice(body).ok()?;
+        subscription
+            .subscribed_subdomain
+            .filter(|subdomain| is_dns_label(subdomain))
+    }
+
+    /// The answer to an unsubscription of `tenant_id`; the caller has ended the tenant's sessions
+    /// and dropped its cached tokens and destinations.
     pub fn unsubscribe(&self, tenant_id: &str) -> Response<Body> {
         tracing::info!(tenant_id = %truncated(tenant_id), "tenant unsubscribed");
         let mut response = Response::new(body::empty());

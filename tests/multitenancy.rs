@@ -43,8 +43,17 @@ async fn stack(backend: &Backend) -> DevXsuaa {
 }
 
 async fn router(dev: &DevXsuaa, backend: &Backend, redis: Option<&RedisServer>) -> Gateway {
+    let destination = dev
+        .service_credentials(xsuaa_dev::ServiceKind::Destination)
+        .expect("destination credentials");
+    let connectivity = dev
+        .service_credentials(xsuaa_dev::ServiceKind::Connectivity)
+        .expect("connectivity credentials");
+    let registry = dev.saas_registry_credentials("https://dev.app.localhost");
+    let vcap = dev.vcap_services_with_saas_registry(&dev.credentials(), &destination, &connectivity, &registry);
     let mut builder = gateway(app())
         .services(dev, &dev.credentials())
+        .env("VCAP_SERVICES", vcap)
         .destination_entries(json!([{"name": "backend", "url": backend.url(), "forwardAuthToken": true}]))
         .env("TENANT_HOST_PATTERN", PATTERN);
     if let Some(redis) = redis {
@@ -75,7 +84,15 @@ async fn two_tenants_stay_apart(redis: Option<&RedisServer>) {
     let backend = backend().await;
     let dev = stack(&backend).await;
     let router = router(&dev, &backend, redis).await;
-    let browser = Browser::resolving(&dev, &["acme.app.localhost", "beta.app.localhost", "other.localhost"]);
+    let browser = Browser::resolving(
+        &dev,
+        &[
+            "acme.app.localhost",
+            "beta.app.localhost",
+            "dev.app.localhost",
+            "other.localhost",
+        ],
+    );
 
     // Each tenant logs in through its own host, at its own XSUAA zone.
     for (tenant, zone) in [("acme", "zone-acme"), ("beta", "zone-beta")] {
@@ -178,6 +195,30 @@ async fn two_tenants_stay_apart(redis: Option<&RedisServer>) {
             .send()
     };
     assert_eq!(api("acme").await.expect("request").status(), 401);
+    assert_eq!(api("beta").await.expect("request").status(), 200);
+
+    // beta unsubscribes: its sessions end (in every instance sharing the store), acme's stay.
+    let (response, _) = browser.navigate(&url(&router, "acme", "/api/again")).await;
+    assert_eq!(response.status(), 200, "acme logged in again");
+    let unsubscribe = browser
+        .client
+        .delete(url(&router, "dev", "/callback/v1.0/tenants/zone-beta"))
+        .bearer_auth(dev.callback_token().expect("callback token"))
+        .header("content-type", "application/json")
+        .body(json!({"subscribedSubdomain": "beta", "subscribedTenantId": "zone-beta"}).to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(unsubscribe.status(), 200);
+    assert_eq!(
+        api("beta").await.expect("request").status(),
+        401,
+        "beta's session ended"
+    );
+    assert_eq!(api("acme").await.expect("request").status(), 200);
+    // A new login of beta (subscribed again) makes a session that lives.
+    let (response, _) = browser.navigate(&url(&router, "beta", "/api/back")).await;
+    assert_eq!(response.status(), 200);
     assert_eq!(api("beta").await.expect("request").status(), 200);
 }
 

@@ -399,6 +399,7 @@ async fn the_store_touches_locks_and_never_resurrects() {
         refresh_at: 0,
         csrf_secret: None,
         backend_cookies: Vec::new(),
+        login_at: 0,
     });
     let id = SessionId::generate();
     a.save(&id, session.clone()).await.unwrap();
@@ -584,6 +585,7 @@ async fn an_expired_session_is_reported_by_exactly_one_sweep() {
             refresh_at: 0,
             csrf_secret: None,
             backend_cookies: Vec::new(),
+            login_at: 0,
         })
     };
     let (expired, logged_out, live) = (SessionId::generate(), SessionId::generate(), SessionId::generate());

@@ -44,6 +44,13 @@ impl Auth {
             );
             return Ok(None);
         }
+        if let (Some(_), Some(tenant)) = (&self.tenancy, tenant) {
+            if self.ended_with_tenant(&session, tenant).await? {
+                tracing::info!(tenant, "session of an unsubscribed tenant ended");
+                self.store.remove(&id).await?;
+                return Ok(None);
+            }
+        }
         let now = self.clock.now();
         if now < session.refresh_at {
             return Ok(Some((id, session)));
@@ -184,6 +191,7 @@ impl Auth {
             refresh_at,
             csrf_secret: previous.and_then(|p| p.csrf_secret.clone()),
             backend_cookies: previous.map(|p| p.backend_cookies.clone()).unwrap_or_default(),
+            login_at: previous.map_or_else(|| self.clock.now_millis(), |p| p.login_at),
         }
     }
 

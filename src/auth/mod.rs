@@ -70,7 +70,20 @@ pub struct Auth {
     login_limit: Option<(RateLimiter, usize)>,
     /// `TENANT_HOST_PATTERN`: each tenant logs in at its own XSUAA subdomain.
     tenancy: Option<crate::config::tenancy::Tenancy>,
+    /// When each tenant's sessions were last ended (unsubscribed), as the store said lately:
+    /// asked again after [`ENDED_FRESH`].
+    ended: std::sync::Mutex<std::collections::HashMap<Box<str>, TenantEnd>>,
 }
+
+/// When a tenant's sessions were last ended (Unix milliseconds, if ever lately), and when the
+/// store was asked.
+type TenantEnd = (Option<u64>, Instant);
+
+/// How long what the store said about a tenant's end is taken as true: other instances see an
+/// unsubscription within this time.
+const ENDED_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+/// Tenants remembered at most in [`Auth::ended`].
+const ENDED_CAPACITY: usize = 10_000;
 
 /// A session ends this long before its access token expires, so no backend ever gets a token that
 /// expires in flight.
@@ -100,6 +113,52 @@ impl Auth {
             metrics: Metrics::disabled(),
             login_limit: None,
             tenancy: None,
+            ended: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Ends the sessions of `tenant` logged in until now, in every instance sharing the store (the
+    /// tenant unsubscribed).
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store cannot answer.
+    pub async fn end_tenant(&self, tenant: &str) -> Result<(), Error> {
+        let now = self.clock.now_millis();
+        self.store.end_tenant(tenant, now).await?;
+        self.remember_end(tenant, Some(now));
+        tracing::info!(tenant, "sessions of the unsubscribed tenant ended");
+        Ok(())
+    }
+
+    /// Whether `session` was ended with its tenant's subscription: the store is asked at most
+    /// every [`ENDED_FRESH`] per tenant.
+    async fn ended_with_tenant(&self, session: &Session, tenant: &str) -> Result<bool, Error> {
+        let cached = self
+            .ended
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(tenant)
+            .filter(|(_, checked)| checked.elapsed() < ENDED_FRESH)
+            .map(|(at, _)| *at);
+        let at = match cached {
+            Some(at) => at,
+            None => {
+                let at = self.store.tenant_ended_at(tenant).await?;
+                self.remember_end(tenant, at);
+                at
+            }
+        };
+        // A login in the very millisecond of the unsubscription stays; any before it ends.
+        Ok(at.is_some_and(|at| session.login_at < at))
+    }
+
+    fn remember_end(&self, tenant: &str, at: Option<u64>) {
+        let mut ended = self.ended.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ended.len() >= ENDED_CAPACITY {
+            ended.retain(|_, (_, checked)| checked.elapsed() < ENDED_FRESH);
+        }
+        if ended.len() < ENDED_CAPACITY {
+            ended.insert(Box::from(tenant), (at, Instant::now()));
         }
     }
 

@@ -57,6 +57,11 @@ impl<V: Found + Send + Sync + 'static> DestinationCache<V> {
         }
     }
 
+    /// Forgets every destination of `tenant` (the tenant unsubscribed).
+    pub fn forget_tenant(&self, tenant: &str) {
+        self.entries.retain(|(cached, _, _)| cached.as_deref() != Some(tenant));
+    }
+
     /// Destinations held now.
     pub fn len(&self) -> usize {
         self.entries.len()

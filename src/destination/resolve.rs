@@ -246,6 +246,17 @@ impl DestinationServices {
         }
     }
 
+    /// Forgets what is cached for `tenant`: its destinations and the services' tokens in its zone.
+    pub fn forget_tenant(&self, tenant: &str) {
+        self.cache.forget_tenant(tenant);
+        if let Some((_, tokens)) = &self.lookup {
+            tokens.forget_tenant(tenant);
+        }
+        if let Some(connectivity) = &self.connectivity {
+            connectivity.forget_tenant(tenant);
+        }
+    }
+
     /// Destinations cached now.
     pub fn cached(&self) -> usize {
         self.cache.len()

@@ -28,6 +28,19 @@ impl Clock {
         }
     }
 
+    /// Unix milliseconds.
+    pub fn now_millis(&self) -> u64 {
+        match self {
+            Clock::System => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
+            Clock::Tokio { start_unix, origin } => {
+                start_unix * 1000 + u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+            }
+        }
+    }
+
     /// Unix seconds.
     pub fn now(&self) -> u64 {
         match self {

@@ -205,6 +205,12 @@ impl ServiceTokens {
         .await
     }
 
+    /// Forgets the binding's token in `tenant`'s zone (the tenant unsubscribed).
+    pub fn forget_tenant(&self, tenant: &str) {
+        self.cache
+            .retain(|key| !matches!(key, Key::Client(Some(cached)) if **cached == *tenant));
+    }
+
     /// Tokens cached now.
     pub fn cached_tokens(&self) -> usize {
         self.cache.len()

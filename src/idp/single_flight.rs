@@ -60,6 +60,14 @@ impl<K: Eq + Hash + Clone, V: Clone> SingleFlight<K, V> {
         Ok(value)
     }
 
+    /// Keeps only the entries whose key `keep` accepts.
+    pub fn retain(&self, mut keep: impl FnMut(&K) -> bool) {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|key, _| keep(key));
+    }
+
     /// Forgets `key` (a value found to be no longer good).
     pub fn remove(&self, key: &K) {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner).remove(key);

@@ -46,7 +46,26 @@ where
             let body = read_body(&parts, body).await?;
             Ok(subscriptions.subscribe(tenancy, &origin, tenant_id, &body)?)
         }
-        (Callback::Tenant(tenant_id), &Method::DELETE) => Ok(subscriptions.unsubscribe(tenant_id)),
+        (Callback::Tenant(tenant_id), &Method::DELETE) => {
+            let body = read_body(&parts, body).await?;
+            match crate::saas::Subscriptions::unsubscribed_subdomain(&body) {
+                Some(subdomain) => {
+                    // Every instance sees the end through the session store; the caches here go
+                    // at once, the other instances' with their tokens.
+                    if let Some(auth) = &ctx.state.auth {
+                        auth.end_tenant(&subdomain).await?;
+                    }
+                    if let Some(destinations) = &ctx.state.destinations {
+                        destinations.forget_tenant(&subdomain);
+                    }
+                }
+                None => tracing::warn!(
+                    path = parts.uri.path(),
+                    "unsubscription without a subscribedSubdomain: the tenant's sessions end with their idle timeout"
+                ),
+            }
+            Ok(subscriptions.unsubscribe(tenant_id))
+        }
         (Callback::Tenant(_), _) => Err(Error::MethodNotAllowed { allow: "PUT, DELETE" }.into()),
         (Callback::Unknown, _) => Err(Error::NotFound.into()),
     }

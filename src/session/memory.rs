@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -156,6 +156,9 @@ struct Entry {
 /// checks the idle time, and [`MemoryStore::sweep`] drops what nobody asked for.
 pub struct MemoryStore {
     shards: Box<[Mutex<HashMap<SessionId, Entry, IdHash>>]>,
+    /// Tenants whose sessions were ended (unsubscribed), with when: at most one entry per
+    /// tenant, dropped after the idle timeout.
+    ended_tenants: Mutex<HashMap<String, (u64, Instant)>>,
     attempts: Mutex<Attempts>,
     origin: Instant,
     idle_ms: u64,
@@ -167,6 +170,7 @@ impl MemoryStore {
     pub fn new(idle: Duration, login_ttl: Duration) -> MemoryStore {
         MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::default())).collect(),
+            ended_tenants: Mutex::new(HashMap::new()),
             attempts: Mutex::new(Attempts::new(MAX_ATTEMPTS, MAX_ATTEMPT_BYTES)),
             origin: Instant::now(),
             idle_ms: idle.as_millis() as u64,
@@ -255,6 +259,24 @@ fn poisoned() -> StoreError {
 }
 
 impl SessionStore for MemoryStore {
+    fn end_tenant<'a>(&'a self, tenant: &'a str, at: u64) -> StoreFuture<'a, ()> {
+        let idle = Duration::from_millis(self.idle_ms);
+        let mut ended = self.ended_tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        ended.retain(|_, (_, when)| when.elapsed() < idle);
+        ended.insert(tenant.to_string(), (at, Instant::now()));
+        ready(Ok(()))
+    }
+
+    fn tenant_ended_at<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Option<u64>> {
+        let idle = Duration::from_millis(self.idle_ms);
+        let ended = self.ended_tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = ended
+            .get(tenant)
+            .filter(|(_, when)| when.elapsed() < idle)
+            .map(|(at, _)| *at);
+        ready(Ok(at))
+    }
+
     fn session_count(&self) -> Option<usize> {
         Some(self.len())
     }

@@ -86,6 +86,10 @@ pub struct Session {
     pub csrf_secret: Option<String>,
     /// Backend session cookies kept server-side: (destination, name, value).
     pub backend_cookies: Vec<(String, String, String)>,
+    /// When the user logged in (Unix milliseconds; kept across refreshes): an unsubscription ends
+    /// the sessions of its tenant logged in before it. 0 for sessions stored before it was kept.
+    #[serde(default)]
+    pub login_at: u64,
 }
 
 /// An access token, held as its `Authorization: Bearer …` header value: built and validated once
@@ -267,6 +271,12 @@ pub trait SessionStore: Send + Sync + 'static {
     fn attempt_count(&self) -> Option<usize> {
         None
     }
+    /// Ends every session of `tenant` logged in before `at` (Unix milliseconds): the tenant
+    /// unsubscribed. Remembered for the idle timeout, after which those sessions are gone anyway;
+    /// every process sharing the store sees it.
+    fn end_tenant<'a>(&'a self, tenant: &'a str, at: u64) -> StoreFuture<'a, ()>;
+    /// When `tenant`'s sessions were last ended ([`SessionStore::end_tenant`]), if lately.
+    fn tenant_ended_at<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Option<u64>>;
 }
 
 /// An answer that is already there, as a store future.

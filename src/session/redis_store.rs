@@ -353,7 +353,35 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// The key of `tenant`'s unsubscription mark: readable by every instance of this app.
+    fn tenant_ended_key(&self, tenant: &str) -> String {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.namespace.as_bytes());
+        format!("approuter:tenant-ended:{}:{tenant}", hex(&digest.as_ref()[..16]))
+    }
+}
+
 impl SessionStore for RedisStore {
+    fn end_tenant<'a>(&'a self, tenant: &'a str, at: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let command = redis::cmd("SET")
+                .arg(self.tenant_ended_key(tenant))
+                .arg(at)
+                .arg("PX")
+                .arg(millis(self.idle))
+                .to_owned();
+            self.run(command.query_async::<()>(&mut connection)).await
+        })
+    }
+
+    fn tenant_ended_at<'a>(&'a self, tenant: &'a str) -> StoreFuture<'a, Option<u64>> {
+        Box::pin(async move {
+            let found = self.get(&self.tenant_ended_key(tenant)).await?;
+            Ok(found.and_then(|bytes| std::str::from_utf8(&bytes).ok()?.trim().parse::<u64>().ok()))
+        })
+    }
+
     fn load<'a>(&'a self, id: &'a SessionId) -> StoreFuture<'a, Option<Arc<Session>>> {
         Box::pin(async move {
             let names = self.keyring.names(Kind::Session, &self.namespace, id.as_bytes());

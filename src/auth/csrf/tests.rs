@@ -11,6 +11,7 @@ fn session(token: Option<&str>) -> Session {
         refresh_at: 0,
         csrf_secret: token.map(String::from),
         backend_cookies: Vec::new(),
+        login_at: 0,
     }
 }
 

@@ -15,6 +15,7 @@ fn session() -> Arc<Session> {
         refresh_at: 0,
         csrf_secret: None,
         backend_cookies: Vec::new(),
+        login_at: 0,
     })
 }
 
