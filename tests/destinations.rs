@@ -25,7 +25,8 @@ fn app() -> Value {
             {"source": "^/host/(.*)$", "target": "/$1", "destination": "*", "authenticationType": "none"},
             {"source": "^/env/(.*)$", "target": "/$1", "destination": "env-backend", "authenticationType": "none"},
             {"source": "^/user/exchange/(.*)$", "target": "/$1", "destination": "user-exchange"},
-            {"source": "^/user/no-auth/(.*)$", "target": "/$1", "destination": "no-auth-forward"}
+            {"source": "^/user/no-auth/(.*)$", "target": "/$1", "destination": "no-auth-forward"},
+            {"source": "^/local/(.*)$", "target": "/$1", "destination": "user-exchange", "preferLocal": true}
         ]
     })
 }
@@ -99,6 +100,18 @@ async fn router(dev: &DevXsuaa, backend: &Backend, extra: &[(&str, &str)]) -> Ga
         builder = builder.env(name, *value);
     }
     builder.start().await
+}
+
+/// A lookup of `user-exchange` for the user with the login token `token`.
+fn exchange(token: &str) -> approuter::destination::Find<'_> {
+    approuter::destination::Find {
+        name: "user-exchange",
+        dynamic: false,
+        user: Some(token),
+        tenant: None,
+        prefer_local: false,
+        correlation_id: "test",
+    }
 }
 
 fn claims(bearer: &str) -> Value {
@@ -397,7 +410,7 @@ async fn a_thousand_lookups_of_different_users_reuse_the_token_connections() {
         workers.push(tokio::spawn(async move {
             for token in tokens {
                 services
-                    .resolve("user-exchange", false, Some(&token), None, "bench")
+                    .resolve(exchange(&token))
                     .await
                     .expect("found with the exchanged token");
             }
@@ -448,7 +461,7 @@ async fn the_destination_binding_certificate_rotates_under_load() {
     };
     let user_token = |name: String| dev.mint_token(dev.user_token_claims(&xsuaa_dev::User::new(&name)));
     services
-        .resolve("user-exchange", false, Some(&user_token("first".into())), None, "t")
+        .resolve(exchange(&user_token("first".into())))
         .await
         .expect("found before the rotation");
     let old = presented();
@@ -467,7 +480,7 @@ async fn the_destination_binding_certificate_rotates_under_load() {
                     break;
                 }
                 services
-                    .resolve("user-exchange", false, Some(&token), None, "t")
+                    .resolve(exchange(&token))
                     .await
                     .expect("no request fails during the rotation");
                 done += 1;
@@ -490,13 +503,7 @@ async fn the_destination_binding_certificate_rotates_under_load() {
             "the new certificate was never presented"
         );
         services
-            .resolve(
-                "user-exchange",
-                false,
-                Some(&user_token(format!("probe-{}", presented()))),
-                None,
-                "t",
-            )
+            .resolve(exchange(&user_token(format!("probe-{}", presented()))))
             .await
             .expect("found during the rotation");
     }
@@ -507,4 +514,21 @@ async fn the_destination_binding_certificate_rotates_under_load() {
     }
     assert!(done > 0, "the load ran");
     assert_ne!(old, rotated.sha256_fingerprint);
+}
+
+#[tokio::test]
+async fn prefer_local_finds_with_the_provider_token_and_the_user_as_x_user_token() {
+    let backend = backend().await;
+    let dev = services_to(&backend).await;
+    let router = router(&dev, &backend, &[]).await;
+    let browser = Browser::new(&dev);
+    // The find carries the binding's client-credentials token; the stand-in can exchange the
+    // user's token for the destination only because it also gets `X-user-token`.
+    let (response, visited) = browser.navigate(&router.url("/local/orders")).await;
+    assert_eq!(response.status(), 200, "{visited:?}");
+    let seen = backend.seen().pop().expect("backend reached");
+    let exchanged = claims(seen.headers["authorization"].to_str().unwrap());
+    assert_eq!(exchanged["cid"], "sb-backend!t1");
+    assert!(exchanged["user_name"].is_string(), "{exchanged}");
+    assert_eq!(dev.destination_lookups("user-exchange"), 1);
 }

@@ -37,6 +37,9 @@ pub struct Route {
     pub identity_provider: Option<String>,
     pub dynamic_identity_provider: bool,
     pub set_backend_session_cookies: bool,
+    /// `preferLocal`: the destination is the provider's (found with the provider's token, the
+    /// user's token as `X-user-token`), also for a subscriber tenant's request.
+    pub prefer_local: bool,
 }
 
 impl Route {
@@ -351,6 +354,7 @@ fn compile_route(
         identity_provider: route.identity_provider,
         dynamic_identity_provider: route.dynamic_identity_provider.unwrap_or(false),
         set_backend_session_cookies: route.set_backend_session_cookies.unwrap_or(false),
+        prefer_local: route.prefer_local.unwrap_or(false),
     })
 }
 

@@ -21,7 +21,7 @@ use rustls::RootCertStore;
 
 pub use self::cache::{DestinationCache, DEFAULT_TTL};
 pub use self::parse::{parse_destination, Authentication, FoundDestination, ProxyType};
-pub use self::resolve::{DestinationServices, Ready, Resolved};
+pub use self::resolve::{DestinationServices, Find, Ready, Resolved};
 use crate::body::{self, Body};
 use crate::config::ServiceBinding;
 use crate::connect::{Connector, Protocols, Trust};

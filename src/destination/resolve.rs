@@ -123,6 +123,21 @@ fn bracketed(host: &str) -> String {
     }
 }
 
+/// One destination to find, and for whom.
+#[derive(Clone, Copy)]
+pub struct Find<'a> {
+    pub name: &'a str,
+    /// The name came from the request (`$N`, `*`): `HTML5.DynamicDestination` is required.
+    pub dynamic: bool,
+    /// The login token of the user, `None` on a public route.
+    pub user: Option<&'a str>,
+    /// The user's (or, without one, the host's) tenant; `None`: the provider.
+    pub tenant: Option<&'a str>,
+    /// The route's `preferLocal`.
+    pub prefer_local: bool,
+    pub correlation_id: &'a str,
+}
+
 /// A destination for one request: the cached part and the headers of this request.
 pub struct Ready {
     pub resolved: Arc<Resolved>,
@@ -270,14 +285,17 @@ impl DestinationServices {
     ///
     /// # Errors
     /// See [`DestinationError`]; nothing is cached from a failure.
-    pub async fn resolve(
-        &self,
-        name: &str,
-        dynamic: bool,
-        user: Option<&str>,
-        tenant: Option<&str>,
-        correlation_id: &str,
-    ) -> Result<Ready, DestinationError> {
+    pub async fn resolve(&self, find: Find<'_>) -> Result<Ready, DestinationError> {
+        let Find {
+            name,
+            dynamic,
+            user,
+            tenant,
+            prefer_local,
+            correlation_id,
+        } = find;
+        // `preferLocal`: the provider's destination, whatever the request's tenant.
+        let lookup_tenant = if prefer_local { None } else { tenant };
         let token_error = |error: ServiceTokenError| DestinationError::Token(Arc::new(error));
         let (client, tokens) = self.lookup.as_ref().ok_or_else(|| DestinationError::Request {
             name: name.to_string(),
@@ -285,18 +303,25 @@ impl DestinationServices {
         })?;
         let resolved = self
             .cache
-            .get_or_find(tenant, user, name, || async {
-                let token = match user {
-                    Some(user) => tokens.user_token_in(tenant, user).await,
-                    None => tokens.client_token_in(tenant).await,
+            .get_or_find(lookup_tenant, user, name, || async {
+                let token = match (user, prefer_local) {
+                    (Some(user), false) => tokens.user_token_in(tenant, user).await,
+                    (_, true) => tokens.client_token_in(None).await,
+                    (None, false) => tokens.client_token_in(tenant).await,
                 }
                 .map_err(token_error)?;
+                // With the provider's token, the user travels as `X-user-token` (exchanged in
+                // the user's zone), as the service's contract has it.
+                let user_token = match (user, prefer_local) {
+                    (Some(user), true) => Some(tokens.user_token_in(tenant, user).await.map_err(token_error)?),
+                    _ => None,
+                };
                 let found = client
                     .find(FindRequest {
                         name,
                         token: &token.access_token,
                         correlation_id,
-                        user_token: None,
+                        user_token: user_token.as_ref().map(|token| &*token.access_token),
                     })
                     .await;
                 self.metrics.destination_lookup(match &found {
@@ -311,7 +336,7 @@ impl DestinationServices {
         }
         let mut headers = resolved.headers.clone();
         if resolved.destination.on_premise {
-            headers.push(self.proxy_authorization(name, tenant).await?);
+            headers.push(self.proxy_authorization(name, lookup_tenant).await?);
             if let Some(user) = user.filter(|_| resolved.found.authentication == Authentication::PrincipalPropagation) {
                 let value = match &resolved.found.auth_header {
                     Some((key, value)) if *key == CONNECTIVITY_AUTHENTICATION => value.clone(),

@@ -41,10 +41,15 @@ pub(super) async fn find_destination(parts: &mut Parts, ctx: &mut RequestCtx<'_>
     let user = ctx.session().map(|session| session.access_token.as_str());
     let correlation_id = ctx.correlation_id.to_str().unwrap_or("-");
     let tenant = tenant_of(ctx);
-    let ready = match services
-        .resolve(&name, dynamic, user, tenant.as_deref(), correlation_id)
-        .await
-    {
+    let find = crate::destination::Find {
+        name: &name,
+        dynamic,
+        user,
+        tenant: tenant.as_deref(),
+        prefer_local: ctx.route.is_some_and(|route| route.prefer_local),
+        correlation_id,
+    };
+    let ready = match services.resolve(find).await {
         Ok(ready) => ready,
         // A name from the request that the service does not know is no route, not a failure.
         Err(DestinationError::NotFound { .. }) if dynamic => {
