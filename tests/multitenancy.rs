@@ -234,8 +234,8 @@ async fn two_tenants_stay_apart_with_sessions_in_redis() {
 }
 
 #[tokio::test]
-async fn a_token_of_another_zone_from_the_tenants_endpoint_makes_no_session() {
-    // The login of acme, answered by a token that names beta's zone: refused, whatever signs it.
+async fn a_token_of_another_zone_presented_on_a_tenant_host_is_refused() {
+    // beta's token on acme's host: a bearer token is never a session, whoever signed it.
     let backend = backend().await;
     let dev = stack(&backend).await;
     let router = router(&dev, &backend, None).await;
