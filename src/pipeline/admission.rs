@@ -41,16 +41,7 @@ pub(super) fn tenant(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> Phase {
     let Some(tenancy) = &config.tenancy else {
         return Ok(Flow::Next);
     };
-    let header = |name: &str| parts.headers.get(name).and_then(|value| value.to_str().ok());
-    let forwarded = match config.server.forwarded_hops > 0 {
-        true => header("x-forwarded-host"),
-        false => None,
-    };
-    let host = forwarded
-        .or_else(|| header("host"))
-        .or_else(|| parts.uri.authority().map(|authority| authority.as_str()))
-        .map(|host| host.split(',').next().unwrap_or("").trim())
-        .unwrap_or("");
+    let host = super::request_host(parts, config).unwrap_or("");
     match tenancy.tenant_of_host(host) {
         Some(tenant) => {
             ctx.tenant = Some(tenant);

@@ -64,16 +64,7 @@ fn by_host<'s>(
         .host_pattern
         .as_ref()
         .ok_or(routing::Error::RouteNotFound)?;
-    let header = |name: &str| parts.headers.get(name).and_then(|value| value.to_str().ok());
-    let forwarded = match config.server.forwarded_hops > 0 {
-        true => header("x-forwarded-host"),
-        false => None,
-    };
-    let host = forwarded
-        .or_else(|| header("host"))
-        .or_else(|| parts.uri.authority().map(|authority| authority.as_str()))
-        .map(|host| host.split(',').next().unwrap_or("").trim())
-        .ok_or(routing::Error::RouteNotFound)?;
+    let host = super::request_host(parts, config).ok_or(routing::Error::RouteNotFound)?;
     let name = pattern
         .captures(host)
         .and_then(|groups| groups.get(1))
