@@ -342,6 +342,7 @@ fn check_destination_ref(route: &Route, services: &ServiceBindings, errors: &mut
 fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Config {
     let destinations = env::destinations(env, errors);
     let authentication_none = xs_app.authentication_method == Some(raw::AuthenticationMethod::None);
+    let declared_routes = xs_app.routes.len();
     let mut routes = routes::compile(&xs_app.routes, &destinations, dir, authentication_none, errors);
     let xsuaa = binding::find_xsuaa(env, errors);
     let services = services::find_services(env, errors);
@@ -360,8 +361,12 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
     }
     for route in &mut routes {
         if route.is_protected() && xsuaa.is_none() {
+            let path = match route.index < declared_routes {
+                true => format!("xs-app.json: routes[{}].authenticationType", route.index),
+                false => routes::IMPLICIT_ROUTE.to_string(),
+            };
             errors.push(
-                format!("xs-app.json: routes[{}].authenticationType", route.index),
+                path,
                 "needs an XSUAA binding, but none was found in VCAP_SERVICES or SERVICE_BINDING_ROOT \
                  (make the route public with \"authenticationType\": \"none\" or bind XSUAA)",
             );

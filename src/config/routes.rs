@@ -207,8 +207,36 @@ pub fn compile(
             }
         }
     }
+    // As the Node.js router: without any `localDir` route, a `resources/` folder is served by a
+    // catch-all route after all others, with the default authentication.
+    let any_local_dir = routes
+        .iter()
+        .any(|route| route.get("localDir").is_some_and(|dir| !dir.is_null()));
+    if !any_local_dir && dir.join(IMPLICIT_DIR).is_dir() {
+        let index = routes.len();
+        let implicit = serde_json::json!({"source": "^/(.*)", "localDir": IMPLICIT_DIR});
+        let implicit = parse_all::<raw::Route>(implicit, IMPLICIT_ROUTE, errors);
+        if let Some(route) = implicit.and_then(|implicit| {
+            compile_route(
+                index,
+                implicit,
+                IMPLICIT_ROUTE,
+                destinations,
+                dir,
+                authentication_none,
+                errors,
+            )
+        }) {
+            compiled.push(route);
+        }
+    }
     compiled
 }
+
+/// The folder the implicit route serves.
+const IMPLICIT_DIR: &str = "resources";
+/// How errors name the implicit route.
+pub const IMPLICIT_ROUTE: &str = "xs-app.json: the implicit route serving resources/ (no route has localDir)";
 
 fn compile_route(
     index: usize,

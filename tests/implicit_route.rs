@@ -1,0 +1,73 @@
+//! The implicit route of the Node.js router: without any `localDir` route, a `resources/` folder
+//! is served at `^/(.*)` after every other route, with the default authentication.
+
+mod support;
+
+use serde_json::json;
+use support::{backend, client, gateway};
+
+#[tokio::test]
+async fn resources_are_served_after_the_routes_when_no_route_has_a_local_dir() {
+    let backend = backend().await;
+    let router = gateway(json!({
+        "authenticationMethod": "none",
+        "routes": [{"source": "^/api/(.*)$", "target": "/$1", "destination": "backend"}]
+    }))
+    .destinations(&[("backend", &backend.url())])
+    .file("resources/index.html", "<h1>ui</h1>")
+    .file("resources/app/main.js", "console.log(1)")
+    .start()
+    .await;
+    let get = |path: &str| client().get(router.url(path)).send();
+    let page = get("/").await.expect("request");
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.text().await.expect("body"), "<h1>ui</h1>");
+    let script = get("/app/main.js").await.expect("request");
+    assert_eq!(script.status(), 200);
+    assert_eq!(script.text().await.expect("body"), "console.log(1)");
+    // The declared routes come first.
+    assert_eq!(get("/api/x").await.expect("request").status(), 200);
+    assert_eq!(backend.seen().len(), 1);
+    assert_eq!(get("/missing.js").await.expect("request").status(), 404);
+}
+
+#[tokio::test]
+async fn a_local_dir_route_or_no_folder_means_no_implicit_route() {
+    let with_local_dir = gateway(json!({
+        "authenticationMethod": "none",
+        "routes": [{"source": "^/web/(.*)$", "target": "$1", "localDir": "web"}]
+    }))
+    .file("web/index.html", "web")
+    .file("resources/index.html", "resources")
+    .start()
+    .await;
+    let response = client()
+        .get(with_local_dir.url("/index.html"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        response.status(),
+        404,
+        "resources/ is not served beside a localDir route"
+    );
+
+    let (_dir, config) = gateway(json!({
+        "authenticationMethod": "none",
+        "routes": [{"source": "^/api/(.*)$", "destination": "backend"}]
+    }))
+    .destinations(&[("backend", "http://127.0.0.1:9")])
+    .config();
+    assert_eq!(config.expect("valid").routes.len(), 1, "no resources/ folder, no route");
+}
+
+#[tokio::test]
+async fn the_implicit_route_needs_a_login_by_default() {
+    // Without authenticationMethod none the implicit route is protected, as in the Node.js
+    // router; without an XSUAA binding that is a start-up error naming the implicit route.
+    let (_dir, config) = gateway(json!({"routes": []}))
+        .file("resources/index.html", "<h1>ui</h1>")
+        .config();
+    let errors = config.expect_err("protected without XSUAA").to_string();
+    assert!(errors.contains("the implicit route serving resources/"), "{errors}");
+}
