@@ -71,3 +71,35 @@ async fn the_implicit_route_needs_a_login_by_default() {
     let errors = config.expect_err("protected without XSUAA").to_string();
     assert!(errors.contains("the implicit route serving resources/"), "{errors}");
 }
+
+#[tokio::test]
+async fn a_target_without_a_leading_slash_is_taken_as_the_node_router_takes_it() {
+    let router = gateway(json!({
+        "authenticationMethod": "none",
+        "routes": [
+            {"source": "^/$", "target": "index.html", "localDir": "web"},
+            {"source": "^/page/(.*)$", "target": "pages/$1", "localDir": "web"}
+        ]
+    }))
+    .file("web/index.html", "home")
+    .file("web/pages/a.html", "page a")
+    .start()
+    .await;
+    let get = |path: &str| client().get(router.url(path)).send();
+    assert_eq!(get("/").await.expect("request").text().await.expect("body"), "home");
+    assert_eq!(
+        get("/page/a.html").await.expect("request").text().await.expect("body"),
+        "page a"
+    );
+
+    for target in ["//evil.example/x", "https://evil.example/x"] {
+        let (_dir, config) = gateway(json!({
+            "authenticationMethod": "none",
+            "routes": [{"source": "^/(.*)$", "target": target, "localDir": "web"}]
+        }))
+        .file("web/index.html", "home")
+        .config();
+        let errors = config.expect_err("a target naming a host").to_string();
+        assert!(errors.contains("routes[0].target"), "{target}: {errors}");
+    }
+}

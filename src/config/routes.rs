@@ -314,10 +314,11 @@ fn compile_route(
     }
 
     let target = route.target.as_deref().and_then(|target| {
-        if !target.starts_with('/') && !target.starts_with('$') {
+        // Every relative form the Node.js router takes (`/x`, `x`, `$1`), but never another host.
+        if target.starts_with("//") || target.contains("://") {
             errors.push(
                 format!("{path}.target"),
-                format!("must be a relative URI starting with '/', got {target:?}"),
+                format!("must be a relative URI, not one naming a host, got {target:?}"),
             );
         }
         match js_replacement(target, source.as_ref()?) {
