@@ -112,6 +112,59 @@ pub(super) fn json_var(env: &Env, name: &str, errors: &mut Error) -> Option<Valu
     }
 }
 
+/// The targets `OUTGOING_REQUEST_OPTIONS` may name, as in the Node.js router.
+const OUTGOING_TARGETS: [&str; 5] = ["destination", "xsuaa", "identity", "html5-apps-repo", "cls"];
+
+/// `OUTGOING_REQUEST_OPTIONS.<target>.timeout` (ms) in the Node.js router's form
+/// (`{"xsuaa": {"timeout": 20000}}`; a bare number is taken too); `None` when unset or 0 (the
+/// default then applies). An unknown target or option, or a value that is not a whole number of
+/// milliseconds, is an error naming it, as in the Node.js router. Problems are reported once,
+/// with the `xsuaa` reading.
+pub(super) fn outgoing_timeout(env: &Env, target: &str, errors: &mut Error) -> Option<Duration> {
+    const NAME: &str = "OUTGOING_REQUEST_OPTIONS";
+    let mut ignored = Error::default();
+    let report = target == "xsuaa";
+    let sink = if report { errors } else { &mut ignored };
+    let options = json_var(env, NAME, sink)?;
+    let Value::Object(options) = options else {
+        sink.push(NAME, "must be a JSON object of targets (destination, xsuaa, …)");
+        return None;
+    };
+    if report {
+        for (key, value) in &options {
+            if !OUTGOING_TARGETS.contains(&key.as_str()) {
+                sink.push(
+                    format!("{NAME}.{key}"),
+                    format!("unknown target (one of {})", OUTGOING_TARGETS.join(", ")),
+                );
+            }
+            if let Value::Object(inner) = value {
+                for option in inner.keys().filter(|option| *option != "timeout") {
+                    sink.push(format!("{NAME}.{key}.{option}"), "unknown option (only timeout)");
+                }
+            }
+            let millis = match value {
+                Value::Object(inner) => inner.get("timeout"),
+                number => Some(number),
+            };
+            if millis.is_some_and(|millis| millis.as_u64().is_none()) {
+                sink.push(
+                    format!("{NAME}.{key}.timeout"),
+                    "must be a whole number of milliseconds",
+                );
+            }
+        }
+    }
+    let millis = match options.get(target)? {
+        Value::Object(inner) => inner.get("timeout")?,
+        number => number,
+    };
+    match millis.as_u64()? {
+        0 => None,
+        millis => Some(Duration::from_millis(millis)),
+    }
+}
+
 /// Parses a whole number ≥ 1 from a variable.
 pub fn positive_integer(name: &str, text: &str, errors: &mut Error) -> Option<u64> {
     match text.trim().parse::<u64>() {
@@ -433,14 +486,7 @@ pub fn auth_settings(env: &Env, errors: &mut Error) -> AuthSettings {
                     .map(|uri| format!("https://{}", uri.trim_end_matches('/')))
             }),
     };
-    let mut idp_timeout = Duration::from_millis(10_000);
-    if let Some(options) = json_var(env, "OUTGOING_REQUEST_OPTIONS", errors) {
-        if let Some(millis) = options.get("xsuaa").and_then(Value::as_u64) {
-            if millis > 0 {
-                idp_timeout = Duration::from_millis(millis);
-            }
-        }
-    }
+    let idp_timeout = outgoing_timeout(env, "xsuaa", errors).unwrap_or(Duration::from_millis(10_000));
     AuthSettings {
         session_cookie,
         refresh_before_expiry: Duration::from_secs(refresh_minutes * 60),

@@ -163,22 +163,8 @@ fn lookup_settings(env: &Env, errors: &mut Error) -> LookupSettings {
             Err(error) => errors.push("DESTINATION_HOST_PATTERN", format!("not a valid regex: {error}")),
         }
     }
-    if let Some(options) = super::env::json_var(env, "OUTGOING_REQUEST_OPTIONS", &mut Error::default()) {
-        match options.get("destination").map(|d| d.get("timeout")) {
-            Some(Some(Value::Number(millis))) => match millis.as_u64() {
-                Some(0) => {}
-                Some(millis) => settings.timeout = Duration::from_millis(millis),
-                None => errors.push(
-                    "OUTGOING_REQUEST_OPTIONS",
-                    "destination.timeout must be a whole number of milliseconds",
-                ),
-            },
-            Some(Some(_)) => errors.push(
-                "OUTGOING_REQUEST_OPTIONS",
-                "destination.timeout must be a whole number of milliseconds",
-            ),
-            _ => {}
-        }
+    if let Some(timeout) = super::env::outgoing_timeout(env, "destination", errors) {
+        settings.timeout = timeout;
     }
     if let Some(text) = env.get("DESTINATION_CACHE_TTL") {
         if let Some(seconds) = super::env::positive_integer("DESTINATION_CACHE_TTL", text, errors) {

@@ -35,3 +35,43 @@ fn cookies_partitioned_is_read_or_named_in_the_errors() {
         }
     }
 }
+
+#[test]
+fn outgoing_request_options_are_read_in_the_node_routers_form() {
+    let read = |text: &str| {
+        let env = Env::from_pairs([("OUTGOING_REQUEST_OPTIONS", text)]);
+        let mut errors = Error::default();
+        let xsuaa = outgoing_timeout(&env, "xsuaa", &mut errors);
+        let destination = outgoing_timeout(&env, "destination", &mut errors);
+        let text = if errors.is_empty() {
+            String::new()
+        } else {
+            errors.to_string()
+        };
+        (xsuaa, destination, text)
+    };
+    let ms = |millis| Some(Duration::from_millis(millis));
+    // The original's form, which used to be read as nothing.
+    let (xsuaa, destination, errors) = read(r#"{"xsuaa":{"timeout":20000},"destination":{"timeout":3000}}"#);
+    assert_eq!((xsuaa, destination), (ms(20000), ms(3000)), "{errors}");
+    assert!(errors.is_empty(), "{errors}");
+    // A bare number is taken too; 0 means the default.
+    let (xsuaa, destination, errors) = read(r#"{"xsuaa":15000,"destination":{"timeout":0},"cls":{"timeout":0}}"#);
+    assert_eq!((xsuaa, destination), (ms(15000), None), "{errors}");
+    assert!(errors.is_empty(), "{errors}");
+    for (text, named) in [
+        (r#"{"xsua":{"timeout":1}}"#, "OUTGOING_REQUEST_OPTIONS.xsua"),
+        (
+            r#"{"xsuaa":{"timeout":1,"retries":2}}"#,
+            "OUTGOING_REQUEST_OPTIONS.xsuaa.retries",
+        ),
+        (
+            r#"{"destination":{"timeout":"5s"}}"#,
+            "OUTGOING_REQUEST_OPTIONS.destination.timeout",
+        ),
+        (r#"[1]"#, "OUTGOING_REQUEST_OPTIONS"),
+    ] {
+        let (_, _, errors) = read(text);
+        assert!(errors.contains(named), "{text}: {errors}");
+    }
+}
