@@ -36,6 +36,9 @@ pub enum GatewayError {
     /// Too many requests in flight (`MAX_IN_FLIGHT`): shed rather than queued.
     #[error("too many requests in flight")]
     Overloaded,
+    /// `SECURE_SESSION_COOKIE=true` and the request did not come over HTTPS.
+    #[error("plain HTTP request refused: SECURE_SESSION_COOKIE is true")]
+    InsecureRequest,
     /// `TENANT_HOST_PATTERN` names no tenant in the request's host.
     #[error("no tenant for host {0:?}")]
     UnknownTenantHost(String),
@@ -70,6 +73,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UnknownTenantHost(_) => StatusCode::NOT_FOUND,
+            GatewayError::InsecureRequest => StatusCode::FORBIDDEN,
         }
     }
 
@@ -133,7 +137,7 @@ impl GatewayError {
             // Counted as `in_flight` where the request is refused, before the pipeline.
             GatewayError::Overloaded => None,
             // The client's host: a 4xx, counted by status class.
-            GatewayError::UnknownTenantHost(_) => None,
+            GatewayError::UnknownTenantHost(_) | GatewayError::InsecureRequest => None,
             GatewayError::Routing(
                 R::RouteNotFound
                 | R::MethodNotAllowed { .. }

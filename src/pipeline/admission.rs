@@ -51,6 +51,27 @@ pub(super) fn tenant(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> Phase {
     }
 }
 
+/// `SECURE_SESSION_COOKIE=true`: a request that did not come over HTTPS is refused with 403, as
+/// in the Node.js router, so that no session cookie is ever set or sent in the clear. HTTPS is
+/// the connection's, or `X-Forwarded-Proto: https` from a trusted proxy (`CLIENT_IP_FORWARDED_HOPS`).
+pub(super) fn secure_only(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> Phase {
+    let config = &ctx.snapshot.config;
+    if config.auth.secure_cookie != Some(true) || ctx.connection.scheme == "https" {
+        return Ok(Flow::Next);
+    }
+    let forwarded_https = config.server.forwarded_hops > 0
+        && parts
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(',').next())
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
+    match forwarded_https {
+        true => Ok(Flow::Next),
+        false => Err(GatewayError::InsecureRequest),
+    }
+}
+
 /// `welcomeFile`: a request for exactly `/` is redirected there.
 pub(super) fn welcome(parts: &mut Parts, ctx: &mut RequestCtx<'_>) -> Phase {
     Ok(match &ctx.snapshot.config.welcome_file {

@@ -296,7 +296,7 @@ where
 }
 
 /// The phases that do not wait, in order: check → normalize → (subscription callbacks) → cors → admit_websocket → framing →
-/// tenant → (login callback | logout) → welcome → route, and for a public destination route
+/// tenant → secure_only → (login callback | logout) → welcome → route, and for a public destination route
 /// upstream_identity and the request for the destination. Synchronous: the future a request waits
 /// on is the destination's alone unless a phase must wait ([`Step::Wait`]).
 fn decide<'s, 'c, B>(request: Request<B>, ctx: &'c mut RequestCtx<'s>) -> Result<Step<'c>, GatewayError>
@@ -319,6 +319,7 @@ where
     run!(admission::admit_websocket(&mut parts, ctx));
     run!(admission::framing(&mut parts, ctx));
     run!(admission::tenant(&mut parts, ctx));
+    run!(admission::secure_only(&mut parts, ctx));
     if let Some(endpoint) = login::endpoint(&parts, ctx) {
         return Ok(Step::Wait(Box::pin(async move {
             (login::answer_endpoint(endpoint, &parts, ctx).await, None)

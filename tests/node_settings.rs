@@ -1,5 +1,5 @@
-//! The implicit route of the Node.js router: without any `localDir` route, a `resources/` folder
-//! is served at `^/(.*)` after every other route, with the default authentication.
+//! Settings of the Node.js router honoured as it honours them: the implicit route to `resources/`,
+//! `target` without a leading `/`, and `SECURE_SESSION_COOKIE=true` refusing plain HTTP.
 
 mod support;
 
@@ -102,4 +102,40 @@ async fn a_target_without_a_leading_slash_is_taken_as_the_node_router_takes_it()
         let errors = config.expect_err("a target naming a host").to_string();
         assert!(errors.contains("routes[0].target"), "{target}: {errors}");
     }
+}
+
+#[tokio::test]
+async fn secure_session_cookie_true_refuses_plain_http() {
+    let backend = backend().await;
+    let start = |hops: &str| {
+        gateway(json!({
+            "authenticationMethod": "none",
+            "routes": [{"source": "^/(.*)$", "destination": "backend"}]
+        }))
+        .destinations(&[("backend", &backend.url())])
+        .env("SECURE_SESSION_COOKIE", "true")
+        .env("CLIENT_IP_FORWARDED_HOPS", hops)
+        .start()
+    };
+    let direct = start("0").await;
+    let plain = client().get(direct.url("/x")).send().await.expect("request");
+    assert_eq!(plain.status(), 403);
+    // A client's own X-Forwarded-Proto does not make plain HTTP secure.
+    let claimed = client()
+        .get(direct.url("/x"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(claimed.status(), 403);
+    // Behind a trusted proxy that terminated TLS, the request goes on.
+    let proxied = start("1").await;
+    let forwarded = client()
+        .get(proxied.url("/x"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(forwarded.status(), 200);
+    assert_eq!(backend.seen().len(), 1);
 }
