@@ -114,3 +114,26 @@ fn the_pattern_and_the_binding_must_agree() {
     from_env(&env, Some(&shared), &mut errors);
     assert!(errors.to_string().contains("APPROUTER_URL"), "{errors}");
 }
+
+proptest::proptest! {
+    /// Any host a client sends: never a panic, a tenant only of DNS-label characters, and the
+    /// per-thread memo answers as the pattern does.
+    #[test]
+    fn any_host_yields_a_label_or_nothing(host in "\\PC{0,80}", tail in "(:[0-9]{1,5})?") {
+        let tenancy = tenancy(r"^(.*)-app\.cfapps\.example$", &xsuaa(Some("shared"), true))
+            .expect("valid")
+            .expect("set");
+        for candidate in [host.clone(), format!("{host}-app.cfapps.example{tail}")] {
+            let direct = tenancy.tenant_of(&candidate).map(str::to_string);
+            if let Some(tenant) = &direct {
+                proptest::prop_assert!(!tenant.is_empty() && tenant.len() <= 63);
+                proptest::prop_assert!(tenant.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            }
+            let remembered = tenancy.tenant_of_host(&candidate).map(|tenant| tenant.to_string());
+            proptest::prop_assert_eq!(&direct, &remembered);
+            // Asked again, from the memo.
+            let again = tenancy.tenant_of_host(&candidate).map(|tenant| tenant.to_string());
+            proptest::prop_assert_eq!(&direct, &again);
+        }
+    }
+}
