@@ -1,5 +1,6 @@
 //! Settings of the Node.js router honoured as it honours them: the implicit route to `resources/`,
-//! `target` without a leading `/`, and `SECURE_SESSION_COOKIE=true` refusing plain HTTP.
+//! `target` without a leading `/`, `SECURE_SESSION_COOKIE=true` refusing plain HTTP, and
+//! `RETURN_ERROR_SOURCE`.
 
 mod support;
 
@@ -138,4 +139,41 @@ async fn secure_session_cookie_true_refuses_plain_http() {
         .expect("request");
     assert_eq!(forwarded.status(), 200);
     assert_eq!(backend.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn return_error_source_marks_the_routers_own_errors() {
+    let backend = backend().await;
+    let start = |flag: &str| {
+        gateway(json!({
+            "authenticationMethod": "none",
+            "routes": [{"source": "^/api/(.*)$", "target": "/$1", "destination": "backend"}]
+        }))
+        .destinations(&[("backend", &backend.url())])
+        .env("RETURN_ERROR_SOURCE", flag)
+        .start()
+    };
+    let marked = start("true").await;
+    let source = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("x-error-source")
+            .map(|value| value.to_str().expect("text").to_string())
+    };
+    // No route: the router's own 404.
+    let own = client().get(marked.url("/nowhere")).send().await.expect("request");
+    assert_eq!(own.status(), 404);
+    assert_eq!(source(&own).as_deref(), Some("gateway"));
+    // The backend's 404 is the backend's.
+    let theirs = client()
+        .get(marked.url("/api/status/404"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(theirs.status(), 404);
+    assert_eq!(source(&theirs), None);
+    // Off by default.
+    let unmarked = start("false").await;
+    let own = client().get(unmarked.url("/nowhere")).send().await.expect("request");
+    assert_eq!(source(&own), None);
 }

@@ -342,6 +342,7 @@ pub fn server_settings(env: &Env, errors: &mut Error) -> ServerSettings {
         allow_underscores_in_headers: env.flag("ALLOW_UNDERSCORES_IN_HEADERS", errors) == Some(true),
         metrics: env.flag("METRICS", errors) != Some(false),
         access_log: env.flag("ACCESS_LOG", errors) != Some(false),
+        return_error_source: env.flag("RETURN_ERROR_SOURCE", errors) == Some(true),
         fast_paths: env.flag("HTTP_FAST_PATHS", errors) != Some(false),
     }
 }

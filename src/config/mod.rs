@@ -238,6 +238,9 @@ pub struct ServerSettings {
     pub metrics: bool,
     /// `ACCESS_LOG` (default true): one log line per request (target `access`).
     pub access_log: bool,
+    /// `RETURN_ERROR_SOURCE` (default false): errors the router answers itself carry
+    /// `x-error-source: gateway`, as from the Node.js router, so clients tell them from a backend's.
+    pub return_error_source: bool,
     /// `HTTP_FAST_PATHS` (default true): the HTTP/1.1 fast lane of client connections and the
     /// inline upstream client. Off, hyper serves every client connection and sends every upstream
     /// request.

@@ -216,7 +216,13 @@ where
                     tracing::info!(correlation_id, route = ctx.route_index, status = status.as_u16(), error = %error, "request refused");
                 }
                 // A boxed rare path (ARCHITECTURE.md, "Hot-path idioms").
-                Box::pin(error::respond(&error, &snapshot.config, ctx.path())).await
+                let mut response = Box::pin(error::respond(&error, &snapshot.config, ctx.path())).await;
+                if snapshot.config.server.return_error_source {
+                    response
+                        .headers_mut()
+                        .insert("x-error-source", HeaderValue::from_static("gateway"));
+                }
+                response
             }
         };
         finish::finish(&mut response, &ctx);
