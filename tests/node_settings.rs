@@ -1,6 +1,6 @@
 //! Settings of the Node.js router honoured as it honours them: the implicit route to `resources/`,
 //! `target` without a leading `/`, `SECURE_SESSION_COOKIE=true` refusing plain HTTP, and
-//! `RETURN_ERROR_SOURCE`.
+//! `RETURN_ERROR_SOURCE` and `REMOVE_CLASHING_BACKEND_SESSION_COOKIE`.
 
 mod support;
 
@@ -176,4 +176,47 @@ async fn return_error_source_marks_the_routers_own_errors() {
     let unmarked = start("false").await;
     let own = client().get(unmarked.url("/nowhere")).send().await.expect("request");
     assert_eq!(source(&own), None);
+}
+
+#[tokio::test]
+async fn remove_clashing_backend_session_cookie_drops_a_backends_cookie_of_that_name() {
+    let backend = backend().await;
+    let dev = support::idp::dev_xsuaa().await;
+    let start = |flag: &str| {
+        gateway(json!({
+            "routes": [{"source": "^/open/(.*)$", "target": "/$1", "destination": "backend", "authenticationType": "none"}]
+        }))
+        .destinations(&[("backend", &backend.url())])
+        .xsuaa(&dev, &dev.credentials())
+        // The backend sets BSESSION: named like the router's session cookie here.
+        .env("SESSION_COOKIE_NAME", "BSESSION")
+        .env("REMOVE_CLASHING_BACKEND_SESSION_COOKIE", flag)
+        .start()
+    };
+    let cookies = |response: &reqwest::Response| -> Vec<String> {
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|value| {
+                value
+                    .to_str()
+                    .expect("text")
+                    .split('=')
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    };
+    let removing = start("true").await;
+    let response = client()
+        .get(removing.url("/open/cookie"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(cookies(&response), ["BPERSIST"], "the clashing BSESSION is dropped");
+    let keeping = start("false").await;
+    let response = client().get(keeping.url("/open/cookie")).send().await.expect("request");
+    assert_eq!(cookies(&response), ["BSESSION", "BPERSIST"]);
 }

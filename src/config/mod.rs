@@ -241,6 +241,9 @@ pub struct ServerSettings {
     /// `RETURN_ERROR_SOURCE` (default false): errors the router answers itself carry
     /// `x-error-source: gateway`, as from the Node.js router, so clients tell them from a backend's.
     pub return_error_source: bool,
+    /// `REMOVE_CLASHING_BACKEND_SESSION_COOKIE` (default false): a backend's `Set-Cookie` named
+    /// like the router's session cookie is dropped, as by the Node.js router.
+    pub remove_clashing_cookie: bool,
     /// `HTTP_FAST_PATHS` (default true): the HTTP/1.1 fast lane of client connections and the
     /// inline upstream client. Off, hyper serves every client connection and sends every upstream
     /// request.

@@ -145,6 +145,14 @@ where
         url: std::borrow::Cow::Borrowed(ctx.url()),
         forwarding,
         extra: &ctx.extra_headers,
+        clashing_cookie: match ctx.snapshot.config.server.remove_clashing_cookie {
+            true => ctx
+                .state
+                .auth
+                .as_ref()
+                .map(|auth| auth.settings.session_cookie.as_str()),
+            false => None,
+        },
         started: Instant::now(),
     };
     Ok((body, request))

@@ -23,6 +23,9 @@ pub struct ForwardRequest<'d, 'a> {
     /// client's `Proxy-Authorization` and `SAP-Connectivity-*`): its credentials and the
     /// on-premise proxy's.
     pub extra: &'a [(http::HeaderName, http::HeaderValue)],
+    /// `REMOVE_CLASHING_BACKEND_SESSION_COOKIE`: the router's session cookie name, whose
+    /// `Set-Cookie` from a backend is dropped instead of overwriting the router's session.
+    pub clashing_cookie: Option<&'d str>,
     /// When the request left for the destination: its `timeout` counts from here.
     pub started: tokio::time::Instant,
 }
@@ -40,6 +43,7 @@ pub fn forward<'d>(
     request: ForwardRequest<'d, '_>,
 ) -> impl Future<Output = Result<Response<Body>, Error>> + Send + 'd {
     let destination = request.destination;
+    let clashing_cookie = request.clashing_cookie;
     let uri = match upstream_uri(destination, &request.url) {
         Ok(uri) => uri,
         Err(error) => return Either::Left(std::future::ready(Err(error))),
@@ -60,11 +64,14 @@ pub fn forward<'d>(
         added,
         request.started,
     );
-    Either::Right(sent.map(|response| {
+    Either::Right(sent.map(move |response| {
         let (mut parts, body) = response?.into_parts();
         // The client's connection has its own protocol; an HTTP/1.0 backend must not downgrade it.
         parts.version = Version::HTTP_11;
         headers::downstream_response(&mut parts.headers);
+        if let Some(name) = clashing_cookie {
+            headers::remove_set_cookie_named(&mut parts.headers, name);
+        }
         Ok(Response::from_parts(parts, body))
     }))
 }

@@ -430,6 +430,35 @@ pub fn downstream_response(headers: &mut HeaderMap) {
     remove_hop_by_hop(headers);
 }
 
+/// Removes every `Set-Cookie` that sets the cookie `name` (a backend's cookie named like the
+/// router's session cookie, which would overwrite it in the browser).
+pub fn remove_set_cookie_named(headers: &mut HeaderMap, name: &str) {
+    let clashes = |value: &HeaderValue| {
+        value
+            .as_bytes()
+            .split(|&b| b == b'=')
+            .next()
+            .is_some_and(|cookie| cookie.trim_ascii() == name.as_bytes())
+    };
+    if !headers.get_all(http::header::SET_COOKIE).iter().any(clashes) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .filter(|value| !clashes(value))
+        .cloned()
+        .collect();
+    headers.remove(http::header::SET_COOKIE);
+    for value in kept {
+        headers.append(http::header::SET_COOKIE, value);
+    }
+    tracing::debug!(
+        cookie = name,
+        "a backend's cookie named like the session cookie was dropped"
+    );
+}
+
 /// Which of the headers [`upstream_request`] reads were present before its removals: a header a
 /// `Connection` option named is gone afterwards, so `true` means "look it up", never "it is
 /// there" (each reader handles the lookup finding nothing).
