@@ -6,7 +6,6 @@ mod support;
 
 use std::time::Duration;
 
-use base64::Engine;
 use serde_json::{json, Value};
 use support::idp::Browser;
 use support::{backend, client, gateway, Backend, Gateway};
@@ -114,15 +113,6 @@ fn exchange(token: &str) -> approuter::destination::Find<'_> {
     }
 }
 
-fn claims(bearer: &str) -> Value {
-    let token = bearer.strip_prefix("Bearer ").expect("a bearer token");
-    let payload = token.split('.').nth(1).expect("a JWT");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url");
-    serde_json::from_slice(&bytes).expect("claims")
-}
-
 async fn get(router: &Gateway, path: &str) -> reqwest::Response {
     client().get(router.url(path)).send().await.expect("request")
 }
@@ -169,7 +159,7 @@ async fn each_authentication_type_sends_the_backend_what_the_service_says() {
     assert_eq!(seen.headers["sap-client"], "100");
     // The client-credentials token is the destination's client's.
     let last = backend.seen().pop().expect("oauth-cc");
-    let token = claims(last.headers["authorization"].to_str().unwrap());
+    let token = support::bearer_claims(last.headers["authorization"].to_str().unwrap());
     assert_eq!(token["cid"], "sb-backend!t1");
     assert_eq!(token["grant_type"], "client_credentials");
 }
@@ -327,7 +317,7 @@ async fn a_logged_in_user_gets_the_exchanged_token_and_forwarded_login_token() {
     assert_eq!(response.status(), 200, "{visited:?}");
     let seen = backend.seen().pop().expect("backend reached");
     assert_eq!(seen.uri, "/orders");
-    let exchanged = claims(seen.headers["authorization"].to_str().unwrap());
+    let exchanged = support::bearer_claims(seen.headers["authorization"].to_str().unwrap());
     assert_eq!(exchanged["cid"], "sb-backend!t1", "issued to the destination's client");
     assert!(exchanged["user_name"].is_string(), "{exchanged}");
     assert_eq!(dev.destination_lookups("user-exchange"), 1);
@@ -341,7 +331,7 @@ async fn a_logged_in_user_gets_the_exchanged_token_and_forwarded_login_token() {
         .expect("request");
     assert_eq!(response.status(), 200);
     let seen = backend.seen().pop().expect("backend reached");
-    let login = claims(seen.headers["authorization"].to_str().unwrap());
+    let login = support::bearer_claims(seen.headers["authorization"].to_str().unwrap());
     assert_eq!(login["cid"], dev.client_id());
 
     // A second request of the same user finds nothing again.
@@ -527,7 +517,7 @@ async fn prefer_local_finds_with_the_provider_token_and_the_user_as_x_user_token
     let (response, visited) = browser.navigate(&router.url("/local/orders")).await;
     assert_eq!(response.status(), 200, "{visited:?}");
     let seen = backend.seen().pop().expect("backend reached");
-    let exchanged = claims(seen.headers["authorization"].to_str().unwrap());
+    let exchanged = support::bearer_claims(seen.headers["authorization"].to_str().unwrap());
     assert_eq!(exchanged["cid"], "sb-backend!t1");
     assert!(exchanged["user_name"].is_string(), "{exchanged}");
     assert_eq!(dev.destination_lookups("user-exchange"), 1);

@@ -43,12 +43,7 @@ async fn stack(backend: &Backend) -> DevXsuaa {
 }
 
 async fn router(dev: &DevXsuaa, backend: &Backend, redis: Option<&RedisServer>) -> Gateway {
-    let destination = dev
-        .service_credentials(xsuaa_dev::ServiceKind::Destination)
-        .expect("destination credentials");
-    let connectivity = dev
-        .service_credentials(xsuaa_dev::ServiceKind::Connectivity)
-        .expect("connectivity credentials");
+    let (destination, connectivity) = support::idp::service_credentials(dev);
     let registry = dev.saas_registry_credentials("https://dev.app.localhost");
     let vcap = dev.vcap_services_with_saas_registry(&dev.credentials(), &destination, &connectivity, &registry);
     let mut builder = gateway(app())
@@ -66,18 +61,6 @@ async fn router(dev: &DevXsuaa, backend: &Backend, redis: Option<&RedisServer>) 
 
 fn url(router: &Gateway, tenant: &str, path: &str) -> String {
     format!("http://{tenant}.app.localhost:{}{path}", router.addr.port())
-}
-
-fn claims(bearer: &str) -> Value {
-    use base64::Engine;
-    let token = bearer.strip_prefix("Bearer ").expect("a bearer token");
-    let payload = token.split('.').nth(1).expect("a JWT");
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .expect("base64url"),
-    )
-    .expect("claims")
 }
 
 async fn two_tenants_stay_apart(redis: Option<&RedisServer>) {
@@ -111,7 +94,7 @@ async fn two_tenants_stay_apart(redis: Option<&RedisServer>) {
             "{tenant}: at the tenant's certificate host"
         );
         let seen = backend.seen().pop().expect("the backend was reached");
-        let token = claims(seen.headers["authorization"].to_str().expect("text"));
+        let token = support::bearer_claims(seen.headers["authorization"].to_str().expect("text"));
         assert_eq!(token["zid"], zone, "{tenant}");
         assert_eq!(token["ext_attr"]["zdn"], tenant);
         assert_eq!(seen.headers["tenantid"], zone, "{tenant}");

@@ -120,15 +120,7 @@ async fn principal_propagation_carries_the_logged_in_user() {
         .sap_headers
         .get("sap-connectivity-authentication")
         .expect("the user for principal propagation");
-    let token = user.strip_prefix("Bearer ").expect("a bearer token");
-    let payload = token.split('.').nth(1).expect("a JWT");
-    use base64::Engine;
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .expect("base64url"),
-    )
-    .expect("claims");
+    let claims = support::bearer_claims(user);
     assert!(claims["user_name"].is_string(), "{claims}");
     assert_eq!(claims["cid"], dev.service_client_id(ServiceKind::Destination));
 }

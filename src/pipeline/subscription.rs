@@ -80,8 +80,7 @@ where
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok());
+        .and_then(|value| crate::http1::content_length(value.as_bytes()));
     if declared.is_some_and(|length| length > MAX_BODY as u64) {
         return Err(Error::BodyTooLarge.into());
     }

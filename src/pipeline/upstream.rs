@@ -28,24 +28,19 @@ pub(super) async fn find_destination(parts: &mut Parts, ctx: &mut RequestCtx<'_>
     let Some(Lookup::Name { name, dynamic }) = ctx.lookup.take() else {
         if let Some(destination) = ctx.destination.filter(|destination| destination.on_premise) {
             let services = ctx.state.destinations.as_ref().ok_or(routing::Error::RouteNotFound)?;
-            let tenant = tenant_of(ctx);
-            ctx.extra_headers.push(
-                services
-                    .proxy_authorization(&destination.name, tenant.as_deref())
-                    .await?,
-            );
+            let header = services.proxy_authorization(&destination.name, tenant_of(ctx)).await?;
+            ctx.extra_headers.push(header);
         }
         return Ok(Flow::Next);
     };
     let services = ctx.state.destinations.as_ref().ok_or(routing::Error::RouteNotFound)?;
     let user = ctx.session().map(|session| session.access_token.as_str());
     let correlation_id = ctx.correlation_id.to_str().unwrap_or("-");
-    let tenant = tenant_of(ctx);
     let find = crate::destination::Find {
         name: &name,
         dynamic,
         user,
-        tenant: tenant.as_deref(),
+        tenant: tenant_of(ctx),
         prefer_local: ctx.route.is_some_and(|route| route.prefer_local),
         correlation_id,
     };
@@ -69,11 +64,11 @@ pub(super) async fn find_destination(parts: &mut Parts, ctx: &mut RequestCtx<'_>
 
 /// The tenant whose destinations a request uses (multitenancy): the logged-in user's zone, else
 /// the host's tenant. `None` without multitenancy: the provider's.
-fn tenant_of(ctx: &RequestCtx<'_>) -> Option<String> {
+fn tenant_of<'c>(ctx: &'c RequestCtx<'_>) -> Option<&'c str> {
     ctx.snapshot.config.tenancy.as_ref()?;
     ctx.session()
-        .and_then(|session| session.user.tenant.clone())
-        .or_else(|| ctx.tenant.as_deref().map(String::from))
+        .and_then(|session| session.user.tenant.as_deref())
+        .or(ctx.tenant.as_deref())
 }
 
 /// What the backend learns about the user: the client's own credentials and our cookies are

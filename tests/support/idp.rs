@@ -26,12 +26,7 @@ impl GatewayBuilder {
     /// Binds XSUAA (`xsuaa` credentials) and `dev`'s Destination and Connectivity services
     /// (x509 credentials of their own clients) through `VCAP_SERVICES`, trusting `dev`'s CA.
     pub fn services(self, dev: &DevXsuaa, xsuaa: &Value) -> Self {
-        let destination = dev
-            .service_credentials(xsuaa_dev::ServiceKind::Destination)
-            .expect("destination credentials");
-        let connectivity = dev
-            .service_credentials(xsuaa_dev::ServiceKind::Connectivity)
-            .expect("connectivity credentials");
+        let (destination, connectivity) = service_credentials(dev);
         self.services_with(dev, xsuaa, &destination, &connectivity)
     }
 
@@ -44,6 +39,17 @@ impl GatewayBuilder {
             .env("XS_CACERT_PATH", ca.display().to_string())
             .keep(folder)
     }
+}
+
+/// x509 credentials of `dev`'s Destination and Connectivity service clients.
+pub fn service_credentials(dev: &DevXsuaa) -> (Value, Value) {
+    let destination = dev
+        .service_credentials(xsuaa_dev::ServiceKind::Destination)
+        .expect("destination credentials");
+    let connectivity = dev
+        .service_credentials(xsuaa_dev::ServiceKind::Connectivity)
+        .expect("connectivity credentials");
+    (destination, connectivity)
 }
 
 /// A development XSUAA with default settings.

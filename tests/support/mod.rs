@@ -197,6 +197,18 @@ pub fn write_app(dir: &Path, xs_app: &serde_json::Value, files: &[(String, Vec<u
     }
 }
 
+/// The claims of the JWT in `Authorization: Bearer <jwt>` (or a header value of that form), not
+/// verified: what a backend was sent.
+pub fn bearer_claims(bearer: &str) -> serde_json::Value {
+    use base64::Engine;
+    let token = bearer.strip_prefix("Bearer ").expect("a bearer token");
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("claims")
+}
+
 /// A client that does not follow redirects and keeps no cookies.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
