@@ -276,6 +276,17 @@ where
     });
 }
 
+/// Logs, once at start, each setting that is set but works differently here, changes nothing, or
+/// is for Node.js only.
+pub fn log_notes(config: &Config) {
+    for note in &config.notes {
+        match note.level {
+            config::settings::Level::Warn => tracing::warn!(setting = %note.name, "{} {}", note.name, note.message),
+            config::settings::Level::Info => tracing::info!(setting = %note.name, "{} {}", note.name, note.message),
+        }
+    }
+}
+
 /// The process environment as an [`Env`].
 pub fn process_env() -> Env {
     Env::from_pairs(std::env::vars())

@@ -19,14 +19,39 @@ use tracing_subscriber::EnvFilter;
 /// The target of access log lines; `RUST_LOG=access=off` silences them too.
 pub const ACCESS_TARGET: &str = "access";
 
-/// The level filter: `RUST_LOG` wins, else `XS_APP_LOG_LEVEL` (any case), else `info`.
-pub fn filter_from_env() -> EnvFilter {
-    EnvFilter::try_from_default_env()
-        .or_else(|_| {
-            let level = std::env::var("XS_APP_LOG_LEVEL").unwrap_or_else(|_| "info".into());
-            EnvFilter::try_new(level.to_ascii_lowercase())
-        })
-        .unwrap_or_else(|_| EnvFilter::new("info"))
+/// The level filter from `RUST_LOG` (a tracing filter; it wins) or `XS_APP_LOG_LEVEL`, else
+/// `info`. `XS_APP_LOG_LEVEL` takes the Node.js router's level names (`none`, `fatal`, `error`,
+/// `warning`, `info`, `path`, `debug`, `verbose`, `silly`, any case) and tracing's own.
+///
+/// # Errors
+/// A value that is neither, naming the variable.
+pub fn filter_for(rust_log: Option<&str>, xs_app_log_level: Option<&str>) -> Result<EnvFilter, String> {
+    if let Some(directives) = rust_log.filter(|text| !text.trim().is_empty()) {
+        return EnvFilter::try_new(directives).map_err(|error| format!("RUST_LOG: {error}"));
+    }
+    let Some(level) = xs_app_log_level.map(str::trim).filter(|text| !text.is_empty()) else {
+        return Ok(EnvFilter::new("info"));
+    };
+    let lower = level.to_ascii_lowercase();
+    let directive = match lower.as_str() {
+        "none" | "off" => "off",
+        "fatal" | "error" => "error",
+        "warning" | "warn" => "warn",
+        "info" => "info",
+        "path" | "debug" => "debug",
+        "verbose" | "silly" | "trace" | "all" => "trace",
+        // A bare word would be a target name to tracing, so only `target=level` lists pass.
+        _ if level.contains('=') => {
+            return EnvFilter::try_new(level).map_err(|error| format!("XS_APP_LOG_LEVEL: {error}"))
+        }
+        _ => {
+            return Err(format!(
+                "XS_APP_LOG_LEVEL: unknown level {level:?} (none, error, warning, info, path, debug, verbose, \
+                 or a tracing filter such as approuter=debug)"
+            ))
+        }
+    };
+    Ok(EnvFilter::new(directive))
 }
 
 /// A subscriber writing to `writer`: JSON lines (timestamp, level, target, message and the
@@ -331,11 +356,11 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 /// Installs the process-wide subscriber writing to stderr through [`BufferedStderr`]; call
 /// [`flush`] before the process exits.
-pub fn init(json: bool) {
+pub fn init(json: bool, filter: EnvFilter) {
     let writer = BufferedStderr::start();
     // Colours only for a person at a terminal, never into a file or a log collector.
     let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    if tracing::subscriber::set_global_default(build(json, colours, filter_from_env(), writer)).is_ok() && !colours {
+    if tracing::subscriber::set_global_default(build(json, colours, filter, writer)).is_ok() && !colours {
         let _ = ACCESS_DIRECT.set(if json { Layout::Json } else { Layout::Text });
     }
     // A panic message must not overtake the log lines that led to it.

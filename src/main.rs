@@ -90,7 +90,17 @@ fn main() -> ExitCode {
 
 fn run() -> ExitCode {
     let cli = Cli::parse();
-    approuter::logging::init(cli.log_json);
+    // default-env.json may set the log level and format too, so it is read before logging starts;
+    // its errors are reported with the others when the configuration loads.
+    let mut env = app::process_env();
+    let _ = approuter::config::load_default_env(&cli.dir, &mut env);
+    let json = cli.log_json
+        || env
+            .get("LOG_JSON")
+            .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"));
+    let filter = approuter::logging::filter_for(env.get("RUST_LOG"), env.get("XS_APP_LOG_LEVEL"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    approuter::logging::init(json, filter);
     match &cli.command {
         Some(Command::Check { mta, xs_security, host }) => {
             return check(&cli, mta.clone(), xs_security.clone(), host.clone())
@@ -98,7 +108,6 @@ fn run() -> ExitCode {
         Some(Command::BindingParams(args)) => return binding_params(args),
         None => {}
     }
-    let mut env = app::process_env();
     if let Some(port) = cli.port {
         env.set("PORT", port.to_string());
     }
@@ -114,6 +123,7 @@ fn run() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    app::log_notes(&config);
     // Each worker thread runs a single-threaded runtime of its own (see `server::run_workers`); this
     // one holds the background tasks (session sweeper, rotation, Redis) and serves as a worker too.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -196,9 +206,10 @@ fn binding_params(args: &BindingParamsArgs) -> ExitCode {
 
 async fn serve(config: approuter::config::Config, sources: &Sources) -> anyhow::Result<()> {
     let bind = config.server.bind;
+    let workers = config.server.workers;
     let state = app::build_state(config).context("initialisation failed")?;
     let listeners =
-        approuter::server::bind_workers(bind, worker_count()).with_context(|| format!("cannot listen on {bind}"))?;
+        approuter::server::bind_workers(bind, workers).with_context(|| format!("cannot listen on {bind}"))?;
     let address = listeners[0].local_addr().context("listener address")?;
     let scheme = if state.snapshot().config.server.tls.is_some() {
         "https"
@@ -229,15 +240,6 @@ async fn serve(config: approuter::config::Config, sources: &Sources) -> anyhow::
     );
     approuter::server::run_workers(listeners, state, shutdown_signal()).await?;
     Ok(())
-}
-
-/// Worker threads: `TOKIO_WORKER_THREADS` (the variable tokio's own runtimes read), else one per core.
-fn worker_count() -> usize {
-    std::env::var("TOKIO_WORKER_THREADS")
-        .ok()
-        .and_then(|value| value.trim().parse::<usize>().ok())
-        .filter(|&workers| workers > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 async fn shutdown_signal() {

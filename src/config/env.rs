@@ -1,8 +1,9 @@
 //! The environment: process variables merged with `default-env.json`, and the JSON-valued variables.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
@@ -22,6 +23,8 @@ pub use destinations::destinations;
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     vars: BTreeMap<String, String>,
+    /// Every name looked up, set or not: the settings table's test checks that each one has a row.
+    looked_up: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Env {
@@ -29,12 +32,28 @@ impl Env {
     pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Env {
         Env {
             vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            looked_up: Arc::default(),
         }
     }
 
     /// The value of `name`, if set.
     pub fn get(&self, name: &str) -> Option<&str> {
+        if let Ok(mut looked_up) = self.looked_up.lock() {
+            if !looked_up.contains(name) {
+                looked_up.insert(name.to_string());
+            }
+        }
         self.vars.get(name).map(String::as_str)
+    }
+
+    /// Every variable that is set, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(name, value)| (name.as_str(), value.as_str()))
+    }
+
+    /// The names looked up so far, set or not (shared by clones).
+    pub fn looked_up(&self) -> BTreeSet<String> {
+        self.looked_up.lock().map(|names| names.clone()).unwrap_or_default()
     }
 
     /// Sets `name` unless it is already set (how `default-env.json` fills gaps).
@@ -229,6 +248,13 @@ pub fn response_headers(
             Err(message) => errors.push(format!("xs-app.json: responseHeaders[{index}]"), message),
         }
     }
+    // As the Node.js router: a configured `x-approuter-instance` names the instance that answered.
+    if let Some((_, value)) = headers.iter_mut().find(|(name, _)| name == "x-approuter-instance") {
+        let instance = env.get("POD_NAME").or_else(|| env.get("CF_INSTANCE_INDEX"));
+        if let Some(instance) = instance.and_then(|text| HeaderValue::from_str(text).ok()) {
+            *value = instance;
+        }
+    }
     headers
 }
 
@@ -314,8 +340,27 @@ pub fn server_settings(env: &Env, errors: &mut Error) -> ServerSettings {
             errors.push("XS_CACERT_PATH", format!("file not found: {}", path.display()));
         }
     }
+    // Node.js's own variable for one more trusted CA file, which apps set for the same purpose.
+    let mut ca_cert_paths = ca_cert_paths;
+    if let Some(path) = env.get("NODE_EXTRA_CA_CERTS").filter(|path| !path.trim().is_empty()) {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            errors.push("NODE_EXTRA_CA_CERTS", format!("file not found: {}", path.display()));
+        }
+        ca_cert_paths.push(path);
+    }
+    if let Err(error) = crate::logging::filter_for(env.get("RUST_LOG"), env.get("XS_APP_LOG_LEVEL")) {
+        let (name, message) = error.split_once(": ").unwrap_or(("XS_APP_LOG_LEVEL", error.as_str()));
+        errors.push(name, message);
+    }
+    let workers = match env.get("TOKIO_WORKER_THREADS") {
+        Some(text) => positive_integer("TOKIO_WORKER_THREADS", text, errors).map_or(1, |n| n as usize),
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
     ServerSettings {
         bind: SocketAddr::new(ip, port),
+        workers,
+        log_json: env.flag("LOG_JSON", errors) == Some(true),
         header_read_timeout,
         max_header_bytes,
         connection_idle_timeout,

@@ -11,6 +11,7 @@ mod routes;
 pub mod saas;
 mod services;
 mod session_store;
+pub mod settings;
 pub mod tenancy;
 
 use std::collections::BTreeMap;
@@ -93,6 +94,9 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Where sessions live (`EXT_SESSION_MGT`, `REDIS_URL`); in memory by default.
     pub session_store: SessionStoreConfig,
+    /// Settings that are set but work differently here, change nothing, or are for Node.js only:
+    /// logged once at start and listed by `approuter check`.
+    pub notes: Vec<settings::Note>,
 }
 
 /// Login and session settings from the environment.
@@ -199,6 +203,11 @@ pub struct Destination {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub bind: SocketAddr,
+    /// Worker threads, each with its own event loop and listening socket (`TOKIO_WORKER_THREADS`,
+    /// default one per core).
+    pub workers: usize,
+    /// `LOG_JSON`: log lines as JSON objects.
+    pub log_json: bool,
     /// How long a connection may take to send a request's headers (and stay idle between requests).
     pub header_read_timeout: Duration,
     /// Upper bound on the request head (request line + headers); larger gets 431.
@@ -298,8 +307,10 @@ impl Config {
     /// Every problem found, each with its key path.
     pub fn load(xs_app_json: &str, env: &Env, dir: &Path) -> Result<Config, Error> {
         let mut errors = Error::default();
+        let mut notes = settings::check_env(env, &mut errors);
         let xs_app = match serde_json::from_str::<serde_json::Value>(xs_app_json) {
             Ok(value) if value.is_object() => {
+                notes.extend(settings::check_xs_app(&value));
                 parse_all::<raw::XsApp>(value, "xs-app.json: ", &mut errors).unwrap_or_default()
             }
             Ok(_) => {
@@ -311,7 +322,8 @@ impl Config {
                 raw::XsApp::default()
             }
         };
-        let config = build(xs_app, env, dir, &mut errors);
+        let mut config = build(xs_app, env, dir, &mut errors);
+        config.notes = notes;
         if errors.is_empty() {
             Ok(config)
         } else {
@@ -438,8 +450,11 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
         .and_then(|text| env::positive_integer("WS_SESSION_CHECK_INTERVAL", text, errors))
         .map(Duration::from_millis)
         .unwrap_or(Duration::from_secs(5));
-    if let Some(endpoint) = &xs_app.plugin_metadata_endpoint {
-        check_relative_uri("xs-app.json: pluginMetadataEndpoint", endpoint, errors);
+    if xs_app.plugin_metadata_endpoint.is_some() {
+        errors.push(
+            "xs-app.json: pluginMetadataEndpoint",
+            "is not yet supported (plugins are not supported; add plugin routes to routes)",
+        );
     }
 
     let route_set = routes::route_set(&routes);
@@ -471,6 +486,7 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
         saas_registry,
         auth: env::auth_settings(env, errors),
         session_store: session_store::from_env(env, errors),
+        notes: Vec::new(),
     }
 }
 

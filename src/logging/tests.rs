@@ -141,3 +141,30 @@ impl std::io::Write for CaptureWriter {
         Ok(())
     }
 }
+
+#[test]
+fn log_levels_take_the_node_names() {
+    for (level, expected) in [
+        ("none", "off"),
+        ("ERROR", "error"),
+        ("fatal", "error"),
+        ("warning", "warn"),
+        ("Info", "info"),
+        ("path", "debug"),
+        ("debug", "debug"),
+        ("verbose", "trace"),
+    ] {
+        let filter = filter_for(None, Some(level)).unwrap_or_else(|error| panic!("{level}: {error}"));
+        assert_eq!(filter.to_string(), expected, "{level}");
+    }
+    assert_eq!(filter_for(None, None).expect("default").to_string(), "info");
+    assert_eq!(
+        filter_for(Some("access=off"), Some("debug"))
+            .expect("RUST_LOG wins")
+            .to_string(),
+        "access=off"
+    );
+    assert!(filter_for(None, Some("approuter=debug")).is_ok());
+    let error = filter_for(None, Some("loud")).expect_err("unknown");
+    assert!(error.starts_with("XS_APP_LOG_LEVEL: unknown level \"loud\""), "{error}");
+}

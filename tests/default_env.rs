@@ -1,0 +1,119 @@
+//! `default-env.json` supplies every variable to the binary, the log level and format and the
+//! worker count included; settings the router does not honour are named at start, or stop it.
+
+mod support;
+
+use std::process::Stdio;
+
+use serde_json::json;
+use support::{backend, binary, client};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+fn routes() -> serde_json::Value {
+    json!({"routes": [{"source": "^/(.*)$", "destination": "backend", "authenticationType": "none"}]})
+}
+
+fn command(dir: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(binary());
+    command
+        .arg("--dir")
+        .arg(dir)
+        .env_clear()
+        .env("PORT", "0")
+        .env("XS_BIND_ADDRESS", "127.0.0.1")
+        .env("ADMIN_ADDRESS", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+#[tokio::test]
+async fn default_env_sets_the_log_level_format_and_workers_and_ignored_settings_are_named() {
+    let backend = backend().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    support::write_app(dir.path(), &routes(), &[]);
+    let default_env = json!({
+        "destinations": [{"name": "backend", "url": backend.url()}],
+        "XS_APP_LOG_LEVEL": "warning",
+        "LOG_JSON": "true",
+        "TOKIO_WORKER_THREADS": 3,
+        "CF_NODEJS_LOGGING_LEVEL": "info",
+        "DISABLE_CONNECTION_REUSE": true,
+    });
+    std::fs::write(dir.path().join("default-env.json"), default_env.to_string()).expect("write");
+    let mut child = command(dir.path()).spawn().expect("start the binary");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let url = tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.next_line().await.expect("stdout line") {
+            if let Some(rest) = line.strip_prefix("approuter listening on ") {
+                return rest.split_whitespace().next().expect("url").to_string();
+            }
+        }
+        panic!("the binary ended without a listening line");
+    })
+    .await
+    .expect("no listening line in time");
+    let response = client().get(format!("{url}/x")).send().await.expect("response");
+    assert_eq!(response.status(), 200);
+
+    let pid = child.id().expect("pid");
+    let workers = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("threads")
+        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("approuter-worke"))
+        .count();
+    // The main thread is the third worker.
+    assert_eq!(workers, 2, "TOKIO_WORKER_THREADS=3 from default-env.json");
+
+    child.start_kill().expect("kill");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .await
+        .expect("stderr");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("LOG_JSON: not JSON: {line}")))
+        .collect();
+    let named = |name: &str| {
+        lines
+            .iter()
+            .any(|line| line["level"] == "WARN" && line["setting"] == name)
+    };
+    assert!(named("CF_NODEJS_LOGGING_LEVEL"), "{stderr}");
+    assert!(named("DISABLE_CONNECTION_REUSE"), "{stderr}");
+    assert!(
+        lines.iter().all(|line| line["level"] != "INFO"),
+        "XS_APP_LOG_LEVEL=warning keeps info lines (the access log) out: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_setting_in_default_env_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    support::write_app(dir.path(), &routes(), &[]);
+    let default_env = json!({
+        "destinations": [{"name": "backend", "url": "http://127.0.0.1:1"}],
+        "plugins": [{"name": "p", "source": "^/p/", "destination": "backend"}],
+        "XS_APP_LOG_LEVEL": "chatty",
+    });
+    std::fs::write(dir.path().join("default-env.json"), default_env.to_string()).expect("write");
+    let output = tokio::time::timeout(PATIENCE, command(dir.path()).output())
+        .await
+        .expect("in time")
+        .expect("run");
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("plugins: not yet supported: plugins"), "{stderr}");
+    assert!(
+        stderr.contains("XS_APP_LOG_LEVEL: unknown level \"chatty\""),
+        "{stderr}"
+    );
+}
