@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{EXIT_CONFIG, EXIT_FAILURE};
+use super::{EXIT_CONFIG, EXIT_DIFFERENT, EXIT_FAILURE};
 use crate::app::{self, Sources};
 use crate::config::{self, BindingSource, Env, ServiceBinding, ServiceBindings, XsuaaCredentials};
 use crate::idp::rotation::certificate::{self, format_seconds, format_unix, ExpiryLevel};
@@ -77,6 +77,8 @@ pub struct Finding {
 pub struct Report {
     /// The findings in the order they were made.
     pub findings: Vec<Finding>,
+    /// What moving the app from the Node.js router changes.
+    pub migration: Migration,
 }
 
 impl Report {
@@ -92,12 +94,16 @@ impl Report {
         self.findings.iter().filter(|f| f.severity == severity).count()
     }
 
-    /// 64 when the configuration has problems, 1 for other failures, else 0 (warnings pass).
+    /// 64 when the configuration has problems or the app has code that would not run, 1 for other
+    /// failures, 3 when the app would run but behave differently than with the Node.js router,
+    /// else 0 (warnings pass).
     pub fn exit_code(&self) -> u8 {
-        if self.count(Severity::ConfigError) > 0 {
+        if self.count(Severity::ConfigError) > 0 || !self.migration.extension_code.is_empty() {
             EXIT_CONFIG
         } else if self.count(Severity::Failure) > 0 {
             EXIT_FAILURE
+        } else if self.migration.changes_behaviour() {
+            EXIT_DIFFERENT
         } else {
             0
         }
@@ -115,10 +121,18 @@ impl fmt::Display for Report {
                 finding.message
             )?;
         }
-        let errors = self.count(Severity::ConfigError) + self.count(Severity::Failure);
+        write!(f, "{}", self.migration)?;
+        let errors =
+            self.count(Severity::ConfigError) + self.count(Severity::Failure) + self.migration.extension_code.len();
         let warnings = self.count(Severity::Warning);
         let plural = |n: usize| if n == 1 { "" } else { "s" };
-        if errors == 0 {
+        if errors == 0 && self.migration.changes_behaviour() {
+            writeln!(
+                f,
+                "check passed ({warnings} warning{}), but the app behaves differently than with the Node.js router",
+                plural(warnings)
+            )
+        } else if errors == 0 {
             writeln!(f, "check passed ({warnings} warning{})", plural(warnings))
         } else {
             writeln!(
@@ -160,7 +174,24 @@ pub fn run_at(options: &CheckOptions, now_unix: i64) -> Report {
     if let Some(path) = &options.mta {
         check_mta(path, &mut report);
     }
+    report.migration = assess_migration(options);
     report
+}
+
+/// The migration report over the environment as the router sees it (with `default-env.json`)
+/// and the keys `xs-app.json` uses.
+fn assess_migration(options: &CheckOptions) -> Migration {
+    let mut env = options.env.clone();
+    let _ = config::load_default_env(&options.sources.dir, &mut env);
+    let path = options
+        .sources
+        .xs_app
+        .clone()
+        .unwrap_or_else(|| options.sources.dir.join("xs-app.json"));
+    let xs_app = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+    migration::assess(&options.sources.dir, &env, xs_app.as_ref())
 }
 
 /// `TENANT_HOST_PATTERN`, and for `--host` the tenant it names and the tenant's XSUAA URLs.
@@ -665,6 +696,9 @@ fn merge(target: &mut Value, overlay: &Value) {
         (target, overlay) => *target = overlay.clone(),
     }
 }
+
+mod migration;
+pub use migration::Migration;
 
 #[cfg(test)]
 mod tests;

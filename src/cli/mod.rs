@@ -8,6 +8,9 @@ pub mod check;
 pub const EXIT_CONFIG: u8 = 64;
 /// Exit status for other failures (an unusable certificate, an unreadable file).
 pub const EXIT_FAILURE: u8 = 1;
+/// Exit status of `check` for an app that would run, but behave differently than with the
+/// Node.js router (the migration report says how).
+pub const EXIT_DIFFERENT: u8 = 3;
 
 /// The current Unix time in seconds.
 pub fn now_unix() -> i64 {

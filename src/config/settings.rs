@@ -287,10 +287,9 @@ pub static ENV_VARS: &[Setting] = &[
         "DISABLE_CONNECTION_REUSE",
         Differs("backend connections are always pooled with keep-alive"),
     ),
-    env(
-        "XS_CACERT_PATH",
-        Differs("the files are added to the system's trust roots instead of replacing them"),
-    ),
+    // The Node.js router replaces the system roots with these files; adding them changes nothing
+    // for an app that works there (see docs/compatibility.md).
+    env("XS_CACERT_PATH", Honoured),
     env_unless(
         "NODE_TLS_REJECT_UNAUTHORIZED",
         Refused("outbound TLS is always verified; trust a private CA with XS_CACERT_PATH"),
@@ -468,6 +467,13 @@ pub fn env_var(name: &str) -> Option<&'static Setting> {
     ENV_VARS.iter().find(|setting| setting.matches(name))
 }
 
+/// The row for an `xs-app.json` key (top level or route), if it has one.
+pub fn xs_app_key(source: Source, name: &str) -> Option<&'static Setting> {
+    XS_APP_KEYS
+        .iter()
+        .find(|setting| setting.source == source && setting.matches(name))
+}
+
 /// Checks every environment variable that is set against the table: a refused one is an error
 /// naming it; the others that change nothing, or work differently here, give a note.
 pub fn check_env(env: &Env, errors: &mut Error) -> Vec<Note> {
@@ -514,14 +520,14 @@ pub fn check_xs_app(value: &serde_json::Value) -> Vec<Note> {
     };
     let Some(object) = value.as_object() else { return notes };
     for (key, _) in object {
-        if let Some(setting) = XS_APP_KEYS.iter().find(|s| s.source == Source::XsApp && s.matches(key)) {
+        if let Some(setting) = xs_app_key(Source::XsApp, key) {
             note(key, setting);
         }
     }
     let routes = object.get("routes").and_then(serde_json::Value::as_array);
     for (index, route_value) in routes.into_iter().flatten().enumerate() {
         for (key, _) in route_value.as_object().into_iter().flatten() {
-            if let Some(setting) = XS_APP_KEYS.iter().find(|s| s.source == Source::Route && s.matches(key)) {
+            if let Some(setting) = xs_app_key(Source::Route, key) {
                 note(&format!("routes[{index}].{key}"), setting);
             }
         }
