@@ -1,5 +1,5 @@
 //! Settings of the Node.js router honoured as it honours them: the implicit route to `resources/`,
-//! `target` without a leading `/`, `SECURE_SESSION_COOKIE=true` refusing plain HTTP, and
+//! `target` without a leading `/`, `SECURE_SESSION_COOKIE=true` refusing plain HTTP, `SAP-PASSPORT`,
 //! `RETURN_ERROR_SOURCE` and `REMOVE_CLASHING_BACKEND_SESSION_COOKIE`.
 
 mod support;
@@ -219,4 +219,32 @@ async fn remove_clashing_backend_session_cookie_drops_a_backends_cookie_of_that_
     let keeping = start("false").await;
     let response = client().get(keeping.url("/open/cookie")).send().await.expect("request");
     assert_eq!(cookies(&response), ["BSESSION", "BPERSIST"]);
+}
+
+/// The Node.js router passes `SAP-PASSPORT` unchanged with `SERVICE_2_APPROUTER=true`; here it
+/// always does (the router adds no passport of its own), and an `x-approuter-instance` response
+/// header names the instance that answered.
+#[tokio::test]
+async fn sap_passport_reaches_the_backend_unchanged_and_the_instance_is_named() {
+    let backend = backend().await;
+    let router = gateway(json!({
+        "authenticationMethod": "none",
+        "routes": [{"source": "^/(.*)$", "destination": "backend"}]
+    }))
+    .destinations(&[("backend", &backend.url())])
+    .env("httpHeaders", r#"[{"x-approuter-instance": "unknown"}]"#)
+    .env("CF_INSTANCE_INDEX", "7")
+    .start()
+    .await;
+    let passport = "2a54482a0300e60000756e64657465726d696e6564202020202020202020202020202020202020202020";
+    let response = client()
+        .get(router.url("/x"))
+        .header("SAP-PASSPORT", passport)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-approuter-instance"], "7");
+    let seen = backend.seen();
+    assert_eq!(seen[0].headers["sap-passport"], passport);
 }

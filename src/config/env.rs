@@ -86,6 +86,51 @@ impl Env {
 /// # Errors
 /// A file that exists but is not a JSON object.
 pub fn load_default_env(dir: &Path, env: &mut Env) -> Result<bool, Error> {
+    let found = read_default_env(dir, env)?;
+    default_services(dir, env)?;
+    Ok(found)
+}
+
+/// `default-services.json`, the Node.js router's local stand-in for bindings
+/// (`{"uaa": {<credentials>}}`): when neither `VCAP_SERVICES` nor `SERVICE_BINDING_ROOT` is set,
+/// its `uaa` entry becomes the XSUAA binding. Other entries are refused by name: the Node.js
+/// router's queries for them cannot be known here.
+fn default_services(dir: &Path, env: &mut Env) -> Result<(), Error> {
+    let path = dir.join("default-services.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let mut errors = Error::default();
+    if env.get("VCAP_SERVICES").is_some() || env.get("SERVICE_BINDING_ROOT").is_some() {
+        return Ok(());
+    }
+    let services = match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(services)) => services,
+        _ => {
+            errors.push("default-services.json", "must be a JSON object of service names");
+            return Err(errors);
+        }
+    };
+    for (name, credentials) in services {
+        if name != "uaa" {
+            errors.push(
+                format!("default-services.json: {name}"),
+                "only \"uaa\" (the XSUAA binding) is read; put other bindings into VCAP_SERVICES",
+            );
+            continue;
+        }
+        let vcap = serde_json::json!({"xsuaa": [{
+            "label": "xsuaa", "name": "uaa", "tags": ["xsuaa"], "credentials": credentials
+        }]});
+        env.set("VCAP_SERVICES", vcap.to_string());
+    }
+    match errors.is_empty() {
+        true => Ok(()),
+        false => Err(errors),
+    }
+}
+
+fn read_default_env(dir: &Path, env: &mut Env) -> Result<bool, Error> {
     let path = dir.join("default-env.json");
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,

@@ -262,9 +262,10 @@ pub static ENV_VARS: &[Setting] = &[
     ),
     env("REMOVE_CLASHING_BACKEND_SESSION_COOKIE", Honoured),
     env("RETURN_ERROR_SOURCE", Honoured),
-    env(
+    env_unless(
         "SERVICE_2_APPROUTER",
         Differs("the SAP-PASSPORT header always reaches backends unchanged; the router adds no passport of its own"),
+        TRUE,
     ),
     env("SVC2AR_*", Refused(NO_SVC2AR_SESSIONS)),
     env(

@@ -75,3 +75,35 @@ fn outgoing_request_options_are_read_in_the_node_routers_form() {
         assert!(errors.contains(named), "{text}: {errors}");
     }
 }
+
+#[test]
+fn default_services_json_supplies_the_xsuaa_binding_when_nothing_is_bound() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let uaa = serde_json::json!({
+        "clientid": "sb-local!t1", "clientsecret": "s", "xsappname": "local!t1",
+        "url": "https://local.auth.example.com", "uaadomain": "auth.example.com"
+    });
+    std::fs::write(
+        dir.path().join("default-services.json"),
+        serde_json::json!({"uaa": uaa}).to_string(),
+    )
+    .expect("write");
+    let mut env = Env::default();
+    load_default_env(dir.path(), &mut env).expect("loads");
+    let mut errors = Error::default();
+    let binding = crate::config::find_xsuaa(&env, &mut errors).expect("bound from default-services.json");
+    assert_eq!(binding.clientid, "sb-local!t1");
+    assert!(errors.is_empty(), "{errors}");
+
+    let mut bound = Env::from_pairs([("VCAP_SERVICES", "{}")]);
+    load_default_env(dir.path(), &mut bound).expect("loads");
+    assert_eq!(bound.get("VCAP_SERVICES"), Some("{}"), "a real binding wins");
+
+    std::fs::write(
+        dir.path().join("default-services.json"),
+        r#"{"uaa": {}, "hana": {"url": "x"}}"#,
+    )
+    .expect("write");
+    let errors = load_default_env(dir.path(), &mut Env::default()).expect_err("hana is not read");
+    assert_eq!(errors.problems[0].path, "default-services.json: hana");
+}
