@@ -232,6 +232,29 @@ pub static ENV_VARS: &[Setting] = &[
     // Requests, headers, security.
     env("INCOMING_CONNECTION_TIMEOUT", Honoured),
     env(
+        "INCOMING_REQUEST_TIMEOUT",
+        Refused("a limit on receiving the whole request is not yet supported; INCOMING_CONNECTION_TIMEOUT bounds stalls"),
+    ),
+    env_unless(
+        "EXTERNAL_REVERSE_PROXY",
+        Refused("x-custom-host is not yet read; the host comes from Host or a trusted X-Forwarded-Host"),
+        FALSE,
+    ),
+    env_unless(
+        "MERGE_CSP_HEADERS",
+        Refused("merging a backend's Content-Security-Policy with the configured one is not yet supported"),
+        FALSE,
+    ),
+    env_unless(
+        "ENABLE_FRAME_ANCESTORS_CSP_HEADERS",
+        Refused("the frame-ancestors policy from XSUAA's security settings is not yet supported"),
+        FALSE,
+    ),
+    env(
+        "FRAME_ANCESTORS_CSP_HEADER_CACHE_TIME",
+        Warned("the frame-ancestors policy from XSUAA's security settings is not yet supported"),
+    ),
+    env(
         "SERVER_KEEP_ALIVE",
         Warned("an idle client connection is closed after INCOMING_HEADER_TIMEOUT (default 30 s)"),
     ),
