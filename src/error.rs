@@ -63,7 +63,7 @@ impl GatewayError {
             GatewayError::Static(S::Forbidden) => StatusCode::FORBIDDEN,
             GatewayError::Static(S::PreconditionFailed) => StatusCode::PRECONDITION_FAILED,
             GatewayError::Static(S::RangeNotSatisfiable { .. }) => StatusCode::RANGE_NOT_SATISFIABLE,
-            GatewayError::Static(S::Io(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::Static(S::Io(_) | S::Template { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::Auth(error) => error.status(),
             GatewayError::Cors(error) => error.status(),
             GatewayError::Websocket(error) => error.status(),
@@ -152,7 +152,8 @@ impl GatewayError {
                 | S::Forbidden
                 | S::PreconditionFailed
                 | S::RangeNotSatisfiable { .. }
-                | S::Io(_),
+                | S::Io(_)
+                | S::Template { .. },
             ) => None,
             GatewayError::Cors(C::MalformedOrigin | C::OriginNotAllowed | C::MethodNotAllowed | C::OwnOrigin(_)) => {
                 None

@@ -361,7 +361,7 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
     let destinations = env::destinations(env, errors);
     let authentication_none = xs_app.authentication_method == Some(raw::AuthenticationMethod::None);
     let declared_routes = xs_app.routes.len();
-    let mut routes = routes::compile(&xs_app.routes, &destinations, dir, authentication_none, errors);
+    let mut routes = routes::compile(&xs_app.routes, &destinations, dir, authentication_none, env, errors);
     let xsuaa = binding::find_xsuaa(env, errors);
     let services = services::find_services(env, errors);
     let tenancy = tenancy::from_env(env, xsuaa.as_ref(), errors);

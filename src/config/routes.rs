@@ -8,6 +8,7 @@ use http::{HeaderValue, Method};
 use regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
+use super::env::Env;
 use super::error::Error;
 use super::parse::parse_all;
 use super::raw::{self, AuthenticationType};
@@ -40,6 +41,8 @@ pub struct Route {
     /// `preferLocal`: the destination is the provider's (found with the provider's token, the
     /// user's token as `X-user-token`), also for a subscriber tenant's request.
     pub prefer_local: bool,
+    /// `replace` of a `localDir` route: which files are templates, and their view.
+    pub replace: Option<Arc<crate::static_files::Replace>>,
 }
 
 impl Route {
@@ -186,11 +189,13 @@ impl ScopeRule {
 /// The user API service name of the reference.
 pub const USER_API_SERVICE: &str = "sap-approuter-userapi";
 
+/// Compiles `routes`, then the implicit `resources/` route when no route has `localDir`.
 pub fn compile(
     routes: &[Value],
     destinations: &BTreeMap<String, Arc<Destination>>,
     dir: &Path,
     authentication_none: bool,
+    env: &Env,
     errors: &mut Error,
 ) -> Vec<Route> {
     let mut compiled = Vec::new();
@@ -200,7 +205,7 @@ pub fn compile(
         let Some(route) = parse_all::<raw::Route>(value.clone(), &path, errors) else {
             continue;
         };
-        let route = compile_route(index, route, &path, destinations, dir, authentication_none, errors);
+        let route = compile_route(index, route, &path, destinations, dir, authentication_none, env, errors);
         if errors.problems.len() == before {
             if let Some(route) = route {
                 compiled.push(route);
@@ -224,6 +229,7 @@ pub fn compile(
                 destinations,
                 dir,
                 authentication_none,
+                env,
                 errors,
             )
         }) {
@@ -238,13 +244,15 @@ const IMPLICIT_DIR: &str = "resources";
 /// How errors name the implicit route.
 pub const IMPLICIT_ROUTE: &str = "xs-app.json: the implicit route serving resources/ (no route has localDir)";
 
+#[expect(clippy::too_many_arguments, reason = "the route and what compiling it reads")]
 fn compile_route(
     index: usize,
-    route: raw::Route,
+    mut route: raw::Route,
     path: &str,
     destinations: &BTreeMap<String, Arc<Destination>>,
     dir: &Path,
     authentication_none: bool,
+    env: &Env,
     errors: &mut Error,
 ) -> Option<Route> {
     let (pattern, match_case) = match &route.source {
@@ -309,9 +317,14 @@ fn compile_route(
     if route.prefer_local.is_some() && route.destination.is_none() {
         errors.push(format!("{path}.preferLocal"), "requires \"destination\"");
     }
-    if route.replace.is_some() {
-        errors.push(format!("{path}.replace"), "is not yet supported");
-    }
+    let replace = match route.replace.take() {
+        Some(_) if route.local_dir.is_none() => {
+            errors.push(format!("{path}.replace"), "requires \"localDir\"");
+            None
+        }
+        Some(replace) => replace::compile(replace, path, env, errors),
+        None => None,
+    };
 
     let target = route.target.as_deref().and_then(|target| {
         // Every relative form the Node.js router takes (`/x`, `x`, `$1`), but never another host.
@@ -384,6 +397,7 @@ fn compile_route(
         dynamic_identity_provider: route.dynamic_identity_provider.unwrap_or(false),
         set_backend_session_cookies: route.set_backend_session_cookies.unwrap_or(false),
         prefer_local: route.prefer_local.unwrap_or(false),
+        replace,
     })
 }
 
@@ -588,6 +602,8 @@ pub fn js_replacement(target: &str, source: &Regex) -> Result<Target, String> {
     group(&mut pieces, &mut text, None);
     Ok(Target(pieces))
 }
+
+mod replace;
 
 #[cfg(test)]
 mod proptests;

@@ -21,6 +21,7 @@ pub(super) async fn static_files(parts: &Parts, ctx: &RequestCtx<'_>) -> Answer 
         url: ctx.url(),
         original_path: ctx.path(),
         cache_control: route.cache_control.as_ref(),
+        replace: route.replace.as_deref(),
     };
     // A boxed rare path (ARCHITECTURE.md, "Hot-path idioms"): other routes do not carry its state.
     Ok(Box::pin(static_files::serve(request)).await?)

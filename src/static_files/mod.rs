@@ -1,5 +1,6 @@
 //! `localDir` routes: files streamed from disk with ETag/Last-Modified, conditional requests,
-//! single byte ranges (`range`), `index.html` for folders, traversal refused, GET/HEAD only.
+//! single byte ranges (`range`), `index.html` for folders, traversal refused, GET/HEAD only;
+//! templates rendered for `replace` (`replace`, `template`).
 
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
@@ -13,8 +14,11 @@ use tokio_util::io::ReaderStream;
 
 use crate::body::{self, Body};
 use range::Plan;
+pub use replace::Replace;
 
 mod range;
+mod replace;
+pub mod template;
 
 /// The read size when streaming a file.
 const CHUNK: u64 = 64 * 1024;
@@ -36,6 +40,13 @@ pub enum Error {
     RangeNotSatisfiable { length: u64 },
     #[error("cannot read file: {0}")]
     Io(#[from] std::io::Error),
+    /// A `replace` template that does not parse.
+    #[error("template {} cannot be rendered", file.display())]
+    Template {
+        file: PathBuf,
+        #[source]
+        source: template::Error,
+    },
 }
 
 /// A static file request.
@@ -49,6 +60,8 @@ pub struct StaticRequest<'a> {
     /// The path the client asked for, for the trailing-slash redirect of folders.
     pub original_path: &'a str,
     pub cache_control: Option<&'a HeaderValue>,
+    /// The route's `replace`: files it names are rendered templates.
+    pub replace: Option<&'a Replace>,
 }
 
 /// Serves one file.
@@ -66,7 +79,8 @@ pub async fn serve(request: StaticRequest<'_>) -> Result<Response<Body>, Error> 
         .map_err(|_| Error::NotFound)?;
     let mut file_path = resolve(request.dir, &decoded)?;
     let mut metadata = tokio::fs::metadata(&file_path).await.map_err(not_found)?;
-    if metadata.is_dir() {
+    let folder = metadata.is_dir();
+    if folder {
         if !request.original_path.ends_with('/') {
             let mut response = Response::new(body::empty());
             *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
@@ -84,6 +98,26 @@ pub async fn serve(request: StaticRequest<'_>) -> Result<Response<Body>, Error> 
     }
     let modified = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     let length = metadata.len();
+    if let Some(replace) = request.replace {
+        // The URL's path as the reference sees it: with a leading `/`, `index.html` for a folder.
+        let pathname = format!(
+            "{}{}{}",
+            if decoded.starts_with('/') { "" } else { "/" },
+            decoded,
+            if folder { "index.html" } else { "" }
+        );
+        if replace.applies(&pathname) {
+            return Box::pin(replace.serve(
+                request.method,
+                request.headers,
+                &file_path,
+                length,
+                modified,
+                request.cache_control,
+            ))
+            .await;
+        }
+    }
     let etag = etag(length, modified);
 
     // As serve-static: a failed precondition first (RFC 9110 §13.2.2), then freshness.
