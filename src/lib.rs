@@ -18,7 +18,8 @@
 //! - [`connect`]: every outbound connection: TCP, proxy tunnels, TLS with trust roots and client
 //!   identities.
 //! - [`http1`]: the HTTP/1.1 codec shared by the fast lane and the inline client.
-//! - [`cors`], [`clickjacking`]: CORS and the framing allowlist service; [`origin`]: web origins.
+//! - [`cors`], [`clickjacking`]: CORS and the framing allowlist service; [`origin`]: web origins;
+//!   [`csp`]: how `Content-Security-Policy` values combine.
 //! - [`saas`]: the SaaS registry's subscription callbacks (dependencies, subscribe, unsubscribe).
 //! - [`static_files`]: `localDir` routes.
 //! - [`tls`]: PEM loading, trust roots, the HTTPS listener's reloading certificate.
@@ -45,6 +46,7 @@ pub mod config;
 pub mod connect;
 pub mod cookies;
 pub mod cors;
+pub mod csp;
 pub mod destination;
 pub mod error;
 pub mod http1;

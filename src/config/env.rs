@@ -434,6 +434,7 @@ pub fn server_settings(env: &Env, errors: &mut Error) -> ServerSettings {
         access_log: env.flag("ACCESS_LOG", errors) != Some(false),
         return_error_source: env.flag("RETURN_ERROR_SOURCE", errors) == Some(true),
         remove_clashing_cookie: env.flag("REMOVE_CLASHING_BACKEND_SESSION_COOKIE", errors) == Some(true),
+        merge_csp_headers: env.flag("MERGE_CSP_HEADERS", errors) == Some(true),
         fast_paths: env.flag("HTTP_FAST_PATHS", errors) != Some(false),
     }
 }

@@ -253,6 +253,9 @@ pub struct ServerSettings {
     /// `REMOVE_CLASHING_BACKEND_SESSION_COOKIE` (default false): a backend's `Set-Cookie` named
     /// like the router's session cookie is dropped, as by the Node.js router.
     pub remove_clashing_cookie: bool,
+    /// `MERGE_CSP_HEADERS` (default false): a backend's `Content-Security-Policy` and the
+    /// configured one are both enforced (`csp::merge`); otherwise the backend's replaces it.
+    pub merge_csp_headers: bool,
     /// `HTTP_FAST_PATHS` (default true): the HTTP/1.1 fast lane of client connections and the
     /// inline upstream client. Off, hyper serves every client connection and sends every upstream
     /// request.

@@ -9,14 +9,29 @@ use crate::body::Body;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Headers every response carries: the configured ones (a backend's own value wins), the ids, and
-/// the CORS headers of a cross-origin request.
+/// Headers every response carries: the configured ones (a backend's own value wins, but with
+/// `MERGE_CSP_HEADERS` a backend's `Content-Security-Policy` is enforced beside the configured
+/// one), the ids, and the CORS headers of a cross-origin request.
 pub(super) fn finish(response: &mut Response<Body>, ctx: &RequestCtx<'_>) {
+    let config = &ctx.snapshot.config;
     let headers = response.headers_mut();
     // One lookup each: what the response already has is kept.
-    for (name, value) in &ctx.snapshot.config.response_headers {
-        if let header::Entry::Vacant(slot) = headers.entry(name) {
-            slot.insert(value.clone());
+    for (name, value) in &config.response_headers {
+        match headers.entry(name) {
+            header::Entry::Vacant(slot) => {
+                slot.insert(value.clone());
+            }
+            // Only a backend's policy: the router's own pages (the login page) set theirs to fit.
+            header::Entry::Occupied(mut slot)
+                if config.server.merge_csp_headers
+                    && ctx.upstream.is_some()
+                    && slot.key() == header::CONTENT_SECURITY_POLICY =>
+            {
+                if let Some(merged) = crate::csp::merge(slot.iter().chain([value])) {
+                    slot.insert(merged);
+                }
+            }
+            header::Entry::Occupied(_) => {}
         }
     }
     headers

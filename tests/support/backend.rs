@@ -4,6 +4,7 @@
 //! - `/bytes/N`: N bytes, streamed in 64 KiB chunks;
 //! - `/count`: reads the whole request body and answers its length;
 //! - `/cookie`: sets a session cookie and a persistent cookie;
+//! - `/csp`: answers with `Content-Security-Policy: default-src 'self'`;
 //! - `/text/N`: N bytes of compressible text with `Content-Type: text/plain`;
 //! - anything else: 200 with a JSON echo of method, path and headers.
 
@@ -199,6 +200,13 @@ async fn answer(request: Request<Incoming>) -> Result<Response<BoxBody>, Infalli
             }
         }
         return Ok(Response::new(full(total.to_string())));
+    }
+    if path == "/csp" {
+        let mut response = Response::new(full("with a policy"));
+        response
+            .headers_mut()
+            .insert("content-security-policy", "default-src 'self'".parse().unwrap());
+        return Ok(response);
     }
     if path == "/cookie" {
         let mut response = Response::new(full("cookies"));
