@@ -1,4 +1,7 @@
-//! The one body type every response and forwarded request uses: boxed, streaming.
+//! The one body type every response and forwarded request uses: boxed, streaming; and the
+//! deadline a client's request body must keep.
+
+use std::future::Future;
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -36,4 +39,62 @@ pub fn found(location: &str) -> http::Response<Body> {
     let value = http::HeaderValue::from_str(location).unwrap_or(http::HeaderValue::from_static("/"));
     response.headers_mut().insert(http::header::LOCATION, value);
     response
+}
+
+pin_project_lite::pin_project! {
+    /// A request body that fails with [`RequestTimedOut`] when it has not ended by a deadline
+    /// (`INCOMING_REQUEST_TIMEOUT`): the timer is polled only while the client has nothing ready.
+    pub struct Deadline<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        timer: tokio::time::Sleep,
+    }
+}
+
+impl<B> Deadline<B> {
+    /// `inner`, which must have ended by `deadline`.
+    pub fn new(inner: B, deadline: tokio::time::Instant) -> Deadline<B> {
+        Deadline {
+            inner,
+            timer: tokio::time::sleep_until(deadline),
+        }
+    }
+}
+
+/// The client did not send its whole request within `INCOMING_REQUEST_TIMEOUT`.
+#[derive(Debug, thiserror::Error)]
+#[error("the client did not send the whole request in time")]
+pub struct RequestTimedOut;
+
+impl<B> http_body::Body for Deadline<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|frame| frame.map_err(Into::into))),
+            Poll::Pending => match this.timer.poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(RequestTimedOut)))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

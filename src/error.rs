@@ -33,6 +33,9 @@ pub enum GatewayError {
     /// The request body is larger than `MAX_REQUEST_BODY`.
     #[error("request body larger than the limit")]
     PayloadTooLarge,
+    /// The client did not send the whole request within `INCOMING_REQUEST_TIMEOUT`.
+    #[error("request not received in time")]
+    RequestTimeout,
     /// Too many requests in flight (`MAX_IN_FLIGHT`): shed rather than queued.
     #[error("too many requests in flight")]
     Overloaded,
@@ -71,6 +74,7 @@ impl GatewayError {
             GatewayError::Subscription(error) => error.status(),
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UnknownTenantHost(_) => StatusCode::NOT_FOUND,
             GatewayError::InsecureRequest => StatusCode::FORBIDDEN,
@@ -158,7 +162,7 @@ impl GatewayError {
             GatewayError::Cors(C::MalformedOrigin | C::OriginNotAllowed | C::MethodNotAllowed | C::OwnOrigin(_)) => {
                 None
             }
-            GatewayError::BadRequest(_) => None,
+            GatewayError::BadRequest(_) | GatewayError::RequestTimeout => None,
             // Counted by outcome where the Destination service is called.
             GatewayError::Destination(_) => None,
             // The caller's fault, counted by status class; key fetches by `jwks_fetches`.
@@ -166,11 +170,13 @@ impl GatewayError {
         }
     }
 
-    /// A forward that failed because the request body passed the limit is the client's fault:
-    /// 413, not a destination failure.
+    /// A forward that failed because the request body passed the limit, or did not arrive in
+    /// time, is the client's fault: 413 or 408, not a destination failure.
     pub fn reclassify(self) -> GatewayError {
         if is_body_too_large(&self) {
             GatewayError::PayloadTooLarge
+        } else if has_cause::<crate::body::RequestTimedOut>(&self) {
+            GatewayError::RequestTimeout
         } else {
             self
         }
@@ -183,6 +189,18 @@ pub fn is_body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(cause) = current {
         if cause.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        current = cause.source();
+    }
+    false
+}
+
+/// True when `error`'s causes include an `E`.
+fn has_cause<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(cause) = current {
+        if cause.is::<E>() {
             return true;
         }
         current = cause.source();
@@ -255,6 +273,12 @@ pub async fn respond(error: &GatewayError, config: &Config, path: &str) -> Respo
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        // The rest of the body may still be on its way: the connection cannot be reused.
+        GatewayError::RequestTimeout => {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         _ => {}
     }

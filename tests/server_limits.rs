@@ -189,6 +189,62 @@ async fn inactive_connection_is_closed_after_the_incoming_connection_timeout() {
     assert!(requests > 1);
 }
 
+#[tokio::test]
+async fn a_request_not_received_in_time_gets_408_and_its_connection_closed() {
+    let backend = backend().await;
+    // Neither the header nor the inactivity timeout can end these: only the request timeout.
+    let router = start(
+        &backend,
+        &[
+            ("INCOMING_REQUEST_TIMEOUT", "300"),
+            ("INCOMING_HEADER_TIMEOUT", "60000"),
+        ],
+    )
+    .await;
+    // Each client stalls for ever after a part of its body: the only question is that the 408
+    // arrives, and that the connection then ends.
+    for (name, sent) in &IDLE_STALLS[..2] {
+        let mut stream = TcpStream::connect(router.addr).await.expect("connect");
+        stream.write_all(sent.as_bytes()).await.expect("write");
+        let mut received = Vec::new();
+        tokio::time::timeout(QUICK, stream.read_to_end(&mut received))
+            .await
+            .unwrap_or_else(|_| panic!("{name}: no answer and still open"))
+            .expect("read");
+        let response = support::raw::parse(&received);
+        assert_eq!(response.status, 408, "{name}: {}", response.text());
+        assert_eq!(response.header("connection"), Some("close"), "{name}");
+    }
+
+    // A body that arrives in time is forwarded whole.
+    let response = client()
+        .post(router.url("/count"))
+        .body(vec![b'x'; 100_000])
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("body"), "100000");
+}
+
+#[test]
+fn incoming_request_timeout_is_the_reference_default_and_zero_means_none() {
+    let (_dir, config) = gateway(json!({"routes": []})).config();
+    assert_eq!(
+        config.expect("valid").server.request_timeout,
+        Some(Duration::from_secs(300))
+    );
+    let (_dir, config) = gateway(json!({"routes": []}))
+        .env("INCOMING_REQUEST_TIMEOUT", "0")
+        .config();
+    assert_eq!(config.expect("0 is accepted").server.request_timeout, None);
+    let (_dir, config) = gateway(json!({"routes": []}))
+        .env("INCOMING_REQUEST_TIMEOUT", "soon")
+        .config();
+    let errors = config.expect_err("not a number").to_string();
+    assert!(errors.contains("INCOMING_REQUEST_TIMEOUT"), "{errors}");
+}
+
 #[test]
 fn incoming_connection_timeout_zero_means_none_as_in_the_reference() {
     let (_dir, config) = gateway(json!({"routes": []}))

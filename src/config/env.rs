@@ -362,6 +362,12 @@ pub fn server_settings(env: &Env, errors: &mut Error) -> ServerSettings {
         _ => millis("INCOMING_CONNECTION_TIMEOUT", errors),
     };
     let header_read_timeout = millis("INCOMING_HEADER_TIMEOUT", errors).unwrap_or(Duration::from_secs(30));
+    // The reference's (Node's `server.requestTimeout`) default; 0 is none.
+    let request_timeout = match env.get("INCOMING_REQUEST_TIMEOUT").map(str::trim) {
+        Some("0") => None,
+        Some(_) => millis("INCOMING_REQUEST_TIMEOUT", errors),
+        None => Some(DEFAULT_REQUEST_TIMEOUT),
+    };
     let max_header_bytes = env
         .get("MAX_HEADER_SIZE")
         .and_then(|text| positive_integer("MAX_HEADER_SIZE", text, errors))
@@ -409,6 +415,7 @@ pub fn server_settings(env: &Env, errors: &mut Error) -> ServerSettings {
         header_read_timeout,
         max_header_bytes,
         connection_idle_timeout,
+        request_timeout,
         backend_max_idle,
         ca_cert_paths,
         path_validation: env.flag("DISABLE_PATHNAME_VALIDATION", errors) != Some(true),
@@ -447,6 +454,8 @@ fn forwarded_hops(env: &Env) -> Result<usize, &str> {
     }
 }
 
+/// `INCOMING_REQUEST_TIMEOUT` when unset: Node's `server.requestTimeout` default.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
 const DEFAULT_MAX_IN_FLIGHT: u64 = 10_000;
 /// Failed logins, not logins: a crowd behind one address logs in freely, and a failure costs at

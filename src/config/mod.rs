@@ -215,6 +215,9 @@ pub struct ServerSettings {
     /// `INCOMING_CONNECTION_TIMEOUT` (ms, 0 or unset: none): a client connection on which nothing
     /// moved for this long is closed.
     pub connection_idle_timeout: Option<Duration>,
+    /// `INCOMING_REQUEST_TIMEOUT` (ms, default 300000, 0: none): the time from a request's head
+    /// until its body has arrived; past it the request is answered 408 and the connection closed.
+    pub request_timeout: Option<Duration>,
     /// `BACKEND_MAX_SOCKETS`: idle connections kept per backend.
     pub backend_max_idle: usize,
     /// Extra trust roots for outbound TLS (`XS_CACERT_PATH`).

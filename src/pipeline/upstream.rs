@@ -3,6 +3,7 @@
 //! gets it, `forward` or `websocket`, and `keep_backend_cookies`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::request::Parts;
@@ -134,7 +135,14 @@ where
         set_x_forwarded: destination.set_x_forwarded_headers,
         correlation_id: &ctx.correlation_id,
     };
-    let body = request_body(incoming, &parts.headers, ctx.snapshot.config.server.max_request_body)?;
+    let server = &ctx.snapshot.config.server;
+    let body = request_body(
+        incoming,
+        &parts.headers,
+        server.max_request_body,
+        server.request_timeout,
+        ctx.started,
+    )?;
     let request = ForwardRequest {
         destination,
         url: std::borrow::Cow::Borrowed(ctx.url()),
@@ -227,8 +235,29 @@ fn keeps_backend_cookies(route: &Route, session: Option<&Session>) -> bool {
 
 /// The request body with `MAX_REQUEST_BODY` applied: a declared `Content-Length` above the limit
 /// is refused at once; a streamed body fails when it passes the limit
-/// ([`crate::error::is_body_too_large`]).
-fn request_body<B>(incoming: B, headers: &http::HeaderMap, max: Option<u64>) -> Result<Body, GatewayError>
+/// ([`crate::error::is_body_too_large`]). A body still arriving `timeout` after `started`
+/// (`INCOMING_REQUEST_TIMEOUT`) fails too.
+fn request_body<B>(
+    incoming: B,
+    headers: &http::HeaderMap,
+    max: Option<u64>,
+    timeout: Option<Duration>,
+    started: Instant,
+) -> Result<Body, GatewayError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    // Only a body that is still to come gets a timer: requests without one pay nothing.
+    match timeout {
+        Some(timeout) if !incoming.is_end_stream() => {
+            limited(body::Deadline::new(incoming, started + timeout), headers, max)
+        }
+        _ => limited(incoming, headers, max),
+    }
+}
+
+fn limited<B>(incoming: B, headers: &http::HeaderMap, max: Option<u64>) -> Result<Body, GatewayError>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
