@@ -81,9 +81,12 @@ pub fn check(config: &Config, parts: &Parts, scheme: &str) -> Result<Decision, E
         return pass();
     };
     let url = parts.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
-    let host = parts
+    let custom = parts
         .headers
-        .get("x-forwarded-host")
+        .get("x-custom-host")
+        .filter(|_| config.auth.external_reverse_proxy);
+    let host = custom
+        .or_else(|| parts.headers.get("x-forwarded-host"))
         .or_else(|| parts.headers.get(header::HOST))
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");

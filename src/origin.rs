@@ -71,7 +71,8 @@ pub enum OwnOriginError {
 /// The router's origin as the browser sees it: `APPROUTER_URL` (or the application URI) when
 /// configured, else `X-Forwarded-Proto`/`X-Forwarded-Host` when `trust_forwarded` (a trusted proxy
 /// in front, `CLIENT_IP_FORWARDED_HOPS` ≥ 1, set them), else the connection's scheme and `Host`;
-/// the same sources the login redirect URI is built from.
+/// with `custom_host` (`EXTERNAL_REVERSE_PROXY`), `X-Custom-Host` before any other host. The same
+/// sources the login redirect URI is built from.
 ///
 /// # Errors
 /// An `X-Forwarded-Proto` other than http/https, or no usable host.
@@ -80,6 +81,7 @@ pub fn own_origin(
     scheme: &str,
     external_url: Option<&str>,
     trust_forwarded: bool,
+    custom_host: bool,
 ) -> Result<WebOrigin, OwnOriginError> {
     if let Some(url) = external_url {
         // Checked at start-up; a value that does not parse leaves only the request to go by.
@@ -108,7 +110,9 @@ pub fn own_origin(
         }
         None => scheme,
     };
-    let host = forwarded("x-forwarded-host")
+    let custom = headers.get("x-custom-host").filter(|_| custom_host);
+    let host = custom
+        .or_else(|| forwarded("x-forwarded-host"))
         .or_else(|| headers.get(header::HOST))
         .and_then(|v| v.to_str().ok())
         .map(|h| h.split(',').next().unwrap_or("").trim())

@@ -300,12 +300,15 @@ impl Auth {
             return Ok(format!("{url}{}", self.login_callback));
         }
         let trust_forwarded = self.settings.trust_forwarded_headers;
+        let custom_host = self.settings.external_reverse_proxy;
         let own =
-            crate::origin::own_origin(headers, origin.scheme, None, trust_forwarded).map_err(|error| match error {
-                crate::origin::OwnOriginError::ForwardedProto => {
-                    Error::BadForwardedHeaders("x-forwarded-proto must be http or https")
+            crate::origin::own_origin(headers, origin.scheme, None, trust_forwarded, custom_host).map_err(|error| {
+                match error {
+                    crate::origin::OwnOriginError::ForwardedProto => {
+                        Error::BadForwardedHeaders("x-forwarded-proto must be http or https")
+                    }
+                    crate::origin::OwnOriginError::Host => Error::BadForwardedHeaders("invalid host"),
                 }
-                crate::origin::OwnOriginError::Host => Error::BadForwardedHeaders("invalid host"),
             })?;
         Ok(format!("{own}{}", self.login_callback))
     }

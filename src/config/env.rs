@@ -601,6 +601,7 @@ pub fn auth_settings(env: &Env, errors: &mut Error) -> AuthSettings {
         idp_timeout,
         // A value that is not a number is reported with the server settings.
         trust_forwarded_headers: forwarded_hops(env).unwrap_or(0) > 0,
+        external_reverse_proxy: env.flag("EXTERNAL_REVERSE_PROXY", errors) == Some(true),
         csrf_origin_check: env.flag("CSRF_ORIGIN_CHECK", errors) != Some(false),
         dynamic_identity_provider: env.flag("DYNAMIC_IDENTITY_PROVIDER", errors) == Some(true),
         binding_poll_interval: Duration::from_millis(

@@ -124,6 +124,10 @@ pub struct AuthSettings {
     /// Whether `X-Forwarded-Host`/`-Proto`/`-Path` from the client are believed: only when a
     /// trusted proxy is in front (`CLIENT_IP_FORWARDED_HOPS` ≥ 1, the default on Cloud Foundry).
     pub trust_forwarded_headers: bool,
+    /// `EXTERNAL_REVERSE_PROXY` (default false): the proxy in front names the host the browser
+    /// used in `X-Custom-Host`, which then wins over `X-Forwarded-Host` and `Host` for the tenant,
+    /// `DESTINATION_HOST_PATTERN`, the redirect URI and the own-origin checks.
+    pub external_reverse_proxy: bool,
     /// `CSRF_ORIGIN_CHECK` (default true): refuse state-changing requests from other origins.
     pub csrf_origin_check: bool,
     /// `DYNAMIC_IDENTITY_PROVIDER`: `?sap_idp=` chooses the identity provider on every route.
@@ -304,6 +308,7 @@ impl Config {
             scheme,
             self.auth.external_url.as_deref(),
             self.auth.trust_forwarded_headers,
+            self.auth.external_reverse_proxy,
         )
     }
 

@@ -66,25 +66,28 @@ fn allowlist_entries_match_by_the_parts_they_name() {
 fn own_origin_follows_forwarded_headers_and_the_external_url() {
     let mut headers = HeaderMap::new();
     headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:5000"));
-    let direct = own_origin(&headers, "http", None, true).unwrap();
+    let direct = own_origin(&headers, "http", None, true, false).unwrap();
     assert_eq!(direct.to_string(), "http://127.0.0.1:5000");
     headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
     headers.insert("x-forwarded-host", HeaderValue::from_static("App.example"));
     // Without a trusted proxy in front, the client's forwarded headers count for nothing.
-    let untrusted = own_origin(&headers, "http", None, false).unwrap();
+    let untrusted = own_origin(&headers, "http", None, false, false).unwrap();
     assert_eq!(untrusted.to_string(), "http://127.0.0.1:5000");
     assert_eq!(
-        own_origin(&headers, "http", None, true).unwrap().to_string(),
+        own_origin(&headers, "http", None, true, false).unwrap().to_string(),
         "https://app.example"
     );
-    let configured = own_origin(&headers, "http", Some("https://router.example:8443/base"), true).unwrap();
+    let configured = own_origin(&headers, "http", Some("https://router.example:8443/base"), true, false).unwrap();
     assert_eq!(configured.to_string(), "https://router.example:8443");
     headers.insert("x-forwarded-proto", HeaderValue::from_static("gopher"));
     assert_eq!(
-        own_origin(&headers, "http", None, true),
+        own_origin(&headers, "http", None, true, false),
         Err(OwnOriginError::ForwardedProto)
     );
     let mut no_host = HeaderMap::new();
     no_host.insert(header::HOST, HeaderValue::from_static("a b"));
-    assert_eq!(own_origin(&no_host, "http", None, true), Err(OwnOriginError::Host));
+    assert_eq!(
+        own_origin(&no_host, "http", None, true, false),
+        Err(OwnOriginError::Host)
+    );
 }

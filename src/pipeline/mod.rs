@@ -120,15 +120,21 @@ impl RequestCtx<'_> {
 }
 
 /// The host the request was sent to, as tenants and `"*"` destinations are told apart by it:
-/// `X-Forwarded-Host` only behind trusted proxies (`CLIENT_IP_FORWARDED_HOPS`), else `Host` or
-/// the request target's authority; the first of a list, port kept.
+/// `X-Custom-Host` with `EXTERNAL_REVERSE_PROXY`, then `X-Forwarded-Host` only behind trusted
+/// proxies (`CLIENT_IP_FORWARDED_HOPS`), else `Host` or the request target's authority; the first
+/// of a list, port kept.
 fn request_host<'p>(parts: &'p Parts, config: &crate::config::Config) -> Option<&'p str> {
     let header = |name: &str| parts.headers.get(name).and_then(|value| value.to_str().ok());
-    let forwarded = match config.server.forwarded_hops > 0 {
+    let custom = match config.auth.external_reverse_proxy {
+        true => header("x-custom-host"),
+        false => None,
+    };
+    let forwarded = || match config.server.forwarded_hops > 0 {
         true => header("x-forwarded-host"),
         false => None,
     };
-    forwarded
+    custom
+        .or_else(forwarded)
         .or_else(|| header("host"))
         .or_else(|| parts.uri.authority().map(|authority| authority.as_str()))
         .map(|host| host.split(',').next().unwrap_or("").trim())
