@@ -246,3 +246,22 @@ async fn the_binary_refuses_a_missing_service_with_exit_code_64() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_path_leaving_the_folder_is_refused_before_any_rendering() {
+    // Without the pipeline's traversal check, the static layer alone must refuse it.
+    let gateway = router()
+        .env("DISABLE_PATHNAME_VALIDATION", "true")
+        .file("secret.html", "TOP-SECRET {{GREETING}}")
+        .start()
+        .await;
+    for target in ["/../secret.html", "/%2e%2e/secret.html", "/sub/..%2f..%2fsecret.html"] {
+        let response = support::raw::exchange(gateway.addr, &support::raw::request("GET", target, &[])).await;
+        assert!(
+            matches!(response.status, 400 | 403 | 404),
+            "{target}: {}",
+            response.status
+        );
+        assert!(!response.text().contains("TOP-SECRET"), "{target}");
+    }
+}
