@@ -49,5 +49,5 @@ fn a_custom_start_script_using_the_extension_api_fails_the_check() {
 
 #[test]
 fn an_app_with_replacements_and_env_destinations_is_told_what_differs() {
-    assert_report("replace-dest", 64);
+    assert_report("replace-dest", 3);
 }

@@ -231,20 +231,9 @@ pub static ENV_VARS: &[Setting] = &[
     ),
     // Requests, headers, security.
     env("INCOMING_CONNECTION_TIMEOUT", Honoured),
-    env(
-        "INCOMING_REQUEST_TIMEOUT",
-        Refused("a limit on receiving the whole request is not yet supported; INCOMING_CONNECTION_TIMEOUT bounds stalls"),
-    ),
-    env_unless(
-        "EXTERNAL_REVERSE_PROXY",
-        Refused("x-custom-host is not yet read; the host comes from Host or a trusted X-Forwarded-Host"),
-        FALSE,
-    ),
-    env_unless(
-        "MERGE_CSP_HEADERS",
-        Refused("merging a backend's Content-Security-Policy with the configured one is not yet supported"),
-        FALSE,
-    ),
+    env("INCOMING_REQUEST_TIMEOUT", Honoured),
+    env("EXTERNAL_REVERSE_PROXY", Honoured),
+    env("MERGE_CSP_HEADERS", Honoured),
     env_unless(
         "ENABLE_FRAME_ANCESTORS_CSP_HEADERS",
         Refused("the frame-ancestors policy from XSUAA's security settings is not yet supported"),
@@ -476,7 +465,12 @@ pub static XS_APP_KEYS: &[Setting] = &[
     route("endpoint", Honoured),
     route("localDir", Honoured),
     route("preferLocal", Honoured),
-    route("replace", Refused("replacements in static files are not yet supported")),
+    route(
+        "replace",
+        Differs(
+            "files it renders answer GET and HEAD only (405 for other methods, which the Node.js router answered 200)",
+        ),
+    ),
     route("authenticationType", Honoured),
     route("csrfProtection", Honoured),
     route("scope", Honoured),
