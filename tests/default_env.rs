@@ -69,7 +69,18 @@ async fn default_env_sets_the_log_level_format_and_workers_and_ignored_settings_
     // The main thread is the third worker.
     assert_eq!(workers, 2, "TOKIO_WORKER_THREADS=3 from default-env.json");
 
-    child.start_kill().expect("kill");
+    // SIGTERM: the binary writes the log lines it buffered before it exits.
+    let killed = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("exits in time")
+        .expect("exit status");
+    assert!(status.success(), "{status}");
     let mut stderr = String::new();
     child
         .stderr
