@@ -345,6 +345,35 @@ fn check_destination_ref(route: &Route, services: &ServiceBindings, errors: &mut
     }
 }
 
+/// `forwardAuthCertificates` presents the XSUAA binding's certificate: without one the
+/// destination is refused, rather than reached without it as the Node.js router does.
+fn check_forward_auth_certificates(
+    destinations: &BTreeMap<String, Arc<Destination>>,
+    xsuaa: Option<&XsuaaCredentials>,
+    errors: &mut Error,
+) {
+    let why = match xsuaa {
+        Some(credentials) if credentials.is_x509() => return,
+        Some(credentials) => format!(
+            "presents the XSUAA binding's client certificate, but binding {:?} has none \
+             (credential-type x509 gives it one)",
+            credentials.name
+        ),
+        None => "presents the XSUAA binding's client certificate, but no XSUAA binding was found \
+                 in VCAP_SERVICES or SERVICE_BINDING_ROOT"
+            .to_string(),
+    };
+    for destination in destinations
+        .values()
+        .filter(|destination| destination.forward_auth_certificates)
+    {
+        errors.push(
+            format!("destinations: {}.forwardAuthCertificates", destination.name),
+            why.clone(),
+        );
+    }
+}
+
 fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Config {
     let destinations = env::destinations(env, errors);
     let authentication_none = xs_app.authentication_method == Some(raw::AuthenticationMethod::None);
@@ -365,6 +394,7 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
             );
         }
     }
+    check_forward_auth_certificates(&destinations, xsuaa.as_ref(), errors);
     for route in &mut routes {
         if route.is_protected() && xsuaa.is_none() {
             let path = match route.index < declared_routes {
