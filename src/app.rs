@@ -178,6 +178,14 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
         None => None,
     };
     let subscriptions = subscriptions(&config, auth.as_deref(), &metrics);
+    // The configuration requires the XSUAA binding (and its apiurl) for the CSP.
+    let frame_ancestors = match (&config.frame_ancestors, &auth) {
+        (Some(settings), Some(auth)) => Some(crate::clickjacking::FrameAncestors::start(
+            settings.clone(),
+            auth.idp.clone(),
+        )),
+        _ => None,
+    };
     let state = Arc::new(
         AppState::with_metrics(
             Snapshot {
@@ -188,7 +196,8 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
             metrics,
         )
         .with_destinations(destinations)
-        .with_subscriptions(subscriptions),
+        .with_subscriptions(subscriptions)
+        .with_frame_ancestors(frame_ancestors),
     );
     if let Some(store) = sweeper {
         spawn_sweeper(

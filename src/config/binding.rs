@@ -33,6 +33,8 @@ pub struct XsuaaCredentials {
     pub uaadomain: String,
     pub xsappname: String,
     pub identityzone: Option<String>,
+    /// The XSUAA API (`ENABLE_FRAME_ANCESTORS_CSP_HEADERS` reads the trusted domains there).
+    pub apiurl: Option<String>,
     pub identityzoneid: Option<String>,
     pub credential_type: Option<String>,
     /// `tenantmode`: `shared` for a multitenant app (each subscriber its own zone), else
@@ -399,6 +401,7 @@ fn parse_credentials(
         uaadomain,
         xsappname: xsappname?,
         identityzone: text("identityzone"),
+        apiurl: text("apiurl"),
         identityzoneid: text("identityzoneid").or_else(|| text("zoneid")),
         credential_type: text("credential-type"),
         tenantmode: text("tenantmode"),

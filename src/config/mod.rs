@@ -4,6 +4,7 @@
 mod binding;
 mod env;
 mod error;
+mod frame_ancestors;
 mod origins;
 mod parse;
 pub mod raw;
@@ -24,6 +25,7 @@ use http::{HeaderName, HeaderValue, Method};
 pub use self::binding::{credentials_from_map, find_xsuaa, read_binding_files, BindingSource, XsuaaCredentials};
 pub use self::env::{load_default_env, Env};
 pub use self::error::{Error, Problem};
+pub use self::frame_ancestors::FrameAncestorsSettings;
 pub use self::origins::CorsRule;
 use self::parse::parse_all;
 pub use self::raw::{AuthenticationType, BackendLogoutMethod, LogoutMethod};
@@ -93,6 +95,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Where sessions live (`EXT_SESSION_MGT`, `REDIS_URL`); in memory by default.
     pub session_store: SessionStoreConfig,
+    /// `ENABLE_FRAME_ANCESTORS_CSP_HEADERS`: the trusted framing domains as a CSP.
+    pub frame_ancestors: Option<FrameAncestorsSettings>,
 }
 
 /// Login and session settings from the environment.
@@ -395,6 +399,7 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
         }
     }
     check_forward_auth_certificates(&destinations, xsuaa.as_ref(), errors);
+    let frame_ancestors = frame_ancestors::from_env(env, xsuaa.as_ref(), errors);
     for route in &mut routes {
         if route.is_protected() && xsuaa.is_none() {
             let path = match route.index < declared_routes {
@@ -501,6 +506,7 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
         saas_registry,
         auth: env::auth_settings(env, errors),
         session_store: session_store::from_env(env, errors),
+        frame_ancestors,
     }
 }
 

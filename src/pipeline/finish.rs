@@ -19,6 +19,14 @@ pub(super) fn finish(response: &mut Response<Body>, ctx: &RequestCtx<'_>) {
             slot.insert(value.clone());
         }
     }
+    // Kept apart from the configured headers: a backend's own policy wins, as theirs do.
+    if let Some(frames) = &ctx.state.frame_ancestors {
+        if let Some(csp) = frames.header(ctx.tenant.as_deref()) {
+            if let header::Entry::Vacant(slot) = headers.entry(header::CONTENT_SECURITY_POLICY) {
+                slot.insert(csp);
+            }
+        }
+    }
     headers
         .entry(X_REQUEST_ID)
         .or_insert_with(|| ctx.correlation_id.clone());
