@@ -128,6 +128,26 @@ async fn xsuaa_private_key_overrides_the_binding_key() {
 }
 
 #[tokio::test]
+async fn xsuaa_private_key_completes_a_binding_without_a_key() {
+    let dev = DevXsuaa::builder().start().await.expect("development XSUAA");
+    let ca = TestCa::new();
+    let backend = demanding_backend(&ca, &dev).await;
+    let credentials = dev.credentials();
+    let key = credentials["key"].as_str().expect("key").to_string();
+    let mut without_key = credentials.clone();
+    without_key.as_object_mut().expect("object").remove("key");
+    let builder = gateway(app())
+        .xsuaa(&dev, &without_key)
+        .env("XSUAA_PRIVATE_KEY", key)
+        .destination_entries(env_destinations(&backend));
+    let router = trust(builder, &dev, &ca).start().await;
+
+    let response = get(&router, "/mtls/completed").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(backend.next().await.client_certificate, Some(leaf(&credentials)));
+}
+
+#[tokio::test]
 async fn after_a_rotation_new_connections_present_the_new_certificate() {
     let dev = DevXsuaa::builder().start().await.expect("development XSUAA");
     let ca = TestCa::new();

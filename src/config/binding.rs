@@ -107,12 +107,12 @@ pub fn find_xsuaa(env: &Env, errors: &mut Error) -> Option<XsuaaCredentials> {
         Some(found) => Some(found),
         None => from_vcap(env, wanted, errors),
     };
-    let (name, source, credentials) = found?;
-    let mut credentials = parse_credentials(&name, source, &credentials, errors)?;
+    let (name, source, mut credentials) = found?;
+    // Applied before the check, so that a binding without a key of its own is complete with it.
     if let Some(key) = env.get("XSUAA_PRIVATE_KEY") {
-        credentials.key = Some(key.to_string());
+        credentials.insert("key".into(), Value::String(key.to_string()));
     }
-    Some(credentials)
+    parse_credentials(&name, source, &credentials, errors)
 }
 
 fn from_vcap(
