@@ -146,3 +146,48 @@ async fn a_binding_without_apiurl_stops_start_up_naming_both() {
         .config();
     assert!(config.is_ok(), "{:?}", config.err());
 }
+
+#[tokio::test]
+async fn each_tenant_gets_the_domains_of_its_own_subaccount() {
+    let dev = DevXsuaa::builder()
+        .tenant("acme", "zone-acme")
+        .tenant("beta", "zone-beta")
+        .start()
+        .await
+        .expect("development XSUAA with two tenants");
+    dev.set_iframe_domains("acme", Some("https://portal.acme.example"));
+    dev.set_iframe_domains(&dev.subdomain(), Some("https://provider.example"));
+    let backend = backend().await;
+    let router = gateway(app())
+        .xsuaa(&dev, &dev.credentials())
+        .destinations(&[("backend", &backend.url())])
+        .env("TENANT_HOST_PATTERN", r"^(.*)\.app\.localhost$")
+        .env("ENABLE_FRAME_ANCESTORS_CSP_HEADERS", "true")
+        .start()
+        .await;
+    let mut fetches = fetches(&router);
+    fetched(&mut fetches, 1).await;
+    let client = reqwest::Client::builder()
+        .resolve("acme.app.localhost", router.addr)
+        .resolve("beta.app.localhost", router.addr)
+        .build()
+        .expect("client");
+    let get = |tenant: &'static str| {
+        let client = client.clone();
+        let url = format!("http://{tenant}.app.localhost:{}/page", router.addr.port());
+        async move {
+            let response = client.get(url).send().await.expect("response");
+            assert_eq!(response.status(), 200);
+            response.headers().clone()
+        }
+    };
+    // A tenant's first request starts the fetch of its subaccount and is answered without waiting.
+    assert_eq!(csp(&get("acme").await), None);
+    assert_eq!(csp(&get("beta").await), None);
+    fetched(&mut fetches, 3).await;
+    assert_eq!(
+        csp(&get("acme").await),
+        Some("frame-ancestors https://portal.acme.example;")
+    );
+    assert_eq!(csp(&get("beta").await), None, "beta trusts no domain");
+}
