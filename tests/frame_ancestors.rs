@@ -79,6 +79,9 @@ async fn the_trusted_domains_become_the_csp_and_a_change_is_seen_after_the_cache
         1,
         "requests within the cache time use the cache"
     );
+    // A backend's own policy is kept.
+    let own = client().get(router.url("/csp")).send().await.expect("response");
+    assert_eq!(csp(own.headers()), Some("frame-ancestors 'none'"));
 
     dev.set_iframe_domains(&dev.subdomain(), Some("https://c.example"));
     // The cache time has to pass; nothing is waited for but the clock.

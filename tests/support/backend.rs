@@ -5,6 +5,7 @@
 //! - `/count`: reads the whole request body and answers its length;
 //! - `/cookie`: sets a session cookie and a persistent cookie;
 //! - `/text/N`: N bytes of compressible text with `Content-Type: text/plain`;
+//! - `/csp`: 200 with a `Content-Security-Policy` of its own;
 //! - anything else: 200 with a JSON echo of method, path and headers.
 
 use std::convert::Infallible;
@@ -199,6 +200,13 @@ async fn answer(request: Request<Incoming>) -> Result<Response<BoxBody>, Infalli
         response
             .headers_mut()
             .insert("content-type", "text/plain".parse().unwrap());
+        return Ok(response);
+    }
+    if path == "/csp" {
+        let mut response = Response::new(full("own policy"));
+        response
+            .headers_mut()
+            .insert("content-security-policy", "frame-ancestors 'none'".parse().unwrap());
         return Ok(response);
     }
     if path == "/count" {
