@@ -259,3 +259,40 @@ async fn a_secret_binding_answers_502_for_a_service_destination_with_the_propert
     );
     assert_eq!(backend.connections(), 0);
 }
+
+/// The status a websocket handshake through `router` to `path` is answered with.
+async fn upgrade_status(router: &Gateway, path: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}{path}", router.addr)
+        .into_client_request()
+        .expect("request");
+    let origin = format!("http://{}", router.addr);
+    request.headers_mut().insert("origin", origin.parse().expect("origin"));
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(error) => panic!("no HTTP answer to the handshake: {error}"),
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_handshake_presents_the_binding_certificate_too() {
+    let dev = DevXsuaa::builder().start().await.expect("development XSUAA");
+    let ca = TestCa::new();
+    let backend = demanding_backend(&ca, &dev).await;
+    let mut xs_app = app();
+    xs_app["websockets"] = json!({"enabled": true});
+    let builder = gateway(xs_app)
+        .xsuaa(&dev, &dev.credentials())
+        .destination_entries(env_destinations(&backend));
+    let router = trust(builder, &dev, &ca).start().await;
+
+    // The backend refuses the upgrade with 404, after the TLS handshake took the certificate.
+    assert_eq!(upgrade_status(&router, "/mtls/status/404").await, 404);
+    let seen = backend.next().await;
+    assert_eq!(seen.headers["upgrade"], "websocket");
+    assert_eq!(seen.client_certificate, Some(leaf(&dev.credentials())));
+
+    assert_eq!(upgrade_status(&router, "/plain/status/404").await, 502);
+    assert_eq!(backend.seen().len(), 1, "no handshake passed without a certificate");
+}
