@@ -96,7 +96,10 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
         config.auth.idp_timeout,
         metrics.clone(),
     )?
-    .map(Arc::new);
+    .map(|services| {
+        let client_certificate = config.xsuaa.as_ref().is_some_and(|xsuaa| xsuaa.is_x509());
+        Arc::new(services.with_client_certificate(client_certificate))
+    });
     if let Some(destinations) = &destinations {
         crate::destination::rotation::watch(destinations, &config.services, config.auth.binding_poll_interval);
     }
@@ -114,7 +117,9 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
     let mut redis_sweeper = None;
     let auth = match &config.xsuaa {
         Some(credentials) => {
-            let idp = IdpClient::new(credentials, roots, config.auth.idp_timeout)?;
+            // A rotated certificate reaches the backends of `forwardAuthCertificates` too.
+            let idp = IdpClient::new(credentials, roots, config.auth.idp_timeout)?
+                .with_certificate_connectors(upstream.certificate_connectors());
             let store: Arc<dyn SessionStore> = match &config.session_store {
                 SessionStoreConfig::Memory => {
                     let memory = Arc::new(MemoryStore::new(config.session_timeout, config.auth.login_attempt_ttl));
@@ -173,6 +178,14 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
         None => None,
     };
     let subscriptions = subscriptions(&config, auth.as_deref(), &metrics);
+    // The configuration requires the XSUAA binding (and its apiurl) for the CSP.
+    let frame_ancestors = match (&config.frame_ancestors, &auth) {
+        (Some(settings), Some(auth)) => Some(crate::clickjacking::FrameAncestors::start(
+            settings.clone(),
+            auth.idp.clone(),
+        )),
+        _ => None,
+    };
     let state = Arc::new(
         AppState::with_metrics(
             Snapshot {
@@ -183,7 +196,8 @@ pub fn build_state_with(config: Config, options: Options) -> Result<Arc<AppState
             metrics,
         )
         .with_destinations(destinations)
-        .with_subscriptions(subscriptions),
+        .with_subscriptions(subscriptions)
+        .with_frame_ancestors(frame_ancestors),
     );
     if let Some(store) = sweeper {
         spawn_sweeper(

@@ -1,6 +1,9 @@
 //! Clickjacking protection beyond `X-Frame-Options` (a configured response header): the allowlist
 //! service of `whitelistService.endpoint`, which tells UI5's frame options whether a parent origin
-//! may frame the app, from `CJ_PROTECT_WHITELIST`.
+//! may frame the app, from `CJ_PROTECT_WHITELIST`; and the frame-ancestors CSP of each
+//! subaccount's trusted domains (`frame_ancestors`).
+
+mod frame_ancestors;
 
 use http::header::{self, HeaderValue};
 use http::request::Parts;
@@ -10,6 +13,8 @@ use serde::Serialize;
 use crate::body::{self, Body};
 use crate::config::Config;
 use crate::origin::WebOrigin;
+
+pub use self::frame_ancestors::FrameAncestors;
 
 /// The service's answer, with the reference's keys in the reference's order.
 #[derive(Debug, Serialize, PartialEq, Eq)]

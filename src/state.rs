@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::auth::Auth;
+use crate::clickjacking::FrameAncestors;
 use crate::config::Config;
 use crate::destination::DestinationServices;
 use crate::metrics::Metrics;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub destinations: Option<Arc<DestinationServices>>,
     /// The SaaS registry's subscription callbacks, when `saas-registry` is bound.
     pub subscriptions: Option<Subscriptions>,
+    /// The frame-ancestors CSP (`ENABLE_FRAME_ANCESTORS_CSP_HEADERS`).
+    pub frame_ancestors: Option<Arc<FrameAncestors>>,
 }
 
 impl AppState {
@@ -45,6 +48,7 @@ impl AppState {
             metrics,
             destinations: None,
             subscriptions: None,
+            frame_ancestors: None,
         }
     }
 
@@ -57,6 +61,12 @@ impl AppState {
     /// This state, answering the SaaS registry's callbacks with `subscriptions`.
     pub fn with_subscriptions(mut self, subscriptions: Option<Subscriptions>) -> AppState {
         self.subscriptions = subscriptions;
+        self
+    }
+
+    /// This state, sending the frame-ancestors CSP of `frames`.
+    pub fn with_frame_ancestors(mut self, frames: Option<Arc<FrameAncestors>>) -> AppState {
+        self.frame_ancestors = frames;
         self
     }
 

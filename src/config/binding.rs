@@ -33,6 +33,8 @@ pub struct XsuaaCredentials {
     pub uaadomain: String,
     pub xsappname: String,
     pub identityzone: Option<String>,
+    /// The XSUAA API (`ENABLE_FRAME_ANCESTORS_CSP_HEADERS` reads the trusted domains there).
+    pub apiurl: Option<String>,
     pub identityzoneid: Option<String>,
     pub credential_type: Option<String>,
     /// `tenantmode`: `shared` for a multitenant app (each subscriber its own zone), else
@@ -105,12 +107,12 @@ pub fn find_xsuaa(env: &Env, errors: &mut Error) -> Option<XsuaaCredentials> {
         Some(found) => Some(found),
         None => from_vcap(env, wanted, errors),
     };
-    let (name, source, credentials) = found?;
-    let mut credentials = parse_credentials(&name, source, &credentials, errors)?;
+    let (name, source, mut credentials) = found?;
+    // Applied before the check, so that a binding without a key of its own is complete with it.
     if let Some(key) = env.get("XSUAA_PRIVATE_KEY") {
-        credentials.key = Some(key.to_string());
+        credentials.insert("key".into(), Value::String(key.to_string()));
     }
-    Some(credentials)
+    parse_credentials(&name, source, &credentials, errors)
 }
 
 fn from_vcap(
@@ -399,6 +401,7 @@ fn parse_credentials(
         uaadomain,
         xsappname: xsappname?,
         identityzone: text("identityzone"),
+        apiurl: text("apiurl"),
         identityzoneid: text("identityzoneid").or_else(|| text("zoneid")),
         credential_type: text("credential-type"),
         tenantmode: text("tenantmode"),

@@ -4,6 +4,7 @@
 mod binding;
 mod env;
 mod error;
+mod frame_ancestors;
 mod origins;
 mod parse;
 pub mod raw;
@@ -25,6 +26,7 @@ use http::{HeaderName, HeaderValue, Method};
 pub use self::binding::{credentials_from_map, find_xsuaa, read_binding_files, BindingSource, XsuaaCredentials};
 pub use self::env::{load_default_env, Env};
 pub use self::error::{Error, Problem};
+pub use self::frame_ancestors::FrameAncestorsSettings;
 pub use self::origins::CorsRule;
 use self::parse::parse_all;
 pub use self::raw::{AuthenticationType, BackendLogoutMethod, LogoutMethod};
@@ -97,6 +99,8 @@ pub struct Config {
     /// Settings that are set but work differently here, change nothing, or are for Node.js only:
     /// logged once at start and listed by `approuter check`.
     pub notes: Vec<settings::Note>,
+    /// `ENABLE_FRAME_ANCESTORS_CSP_HEADERS`: the trusted framing domains as a CSP.
+    pub frame_ancestors: Option<FrameAncestorsSettings>,
 }
 
 /// Login and session settings from the environment.
@@ -368,6 +372,35 @@ fn check_destination_ref(route: &Route, services: &ServiceBindings, errors: &mut
     }
 }
 
+/// `forwardAuthCertificates` presents the XSUAA binding's certificate: without one the
+/// destination is refused, rather than reached without it as the Node.js router does.
+fn check_forward_auth_certificates(
+    destinations: &BTreeMap<String, Arc<Destination>>,
+    xsuaa: Option<&XsuaaCredentials>,
+    errors: &mut Error,
+) {
+    let why = match xsuaa {
+        Some(credentials) if credentials.is_x509() => return,
+        Some(credentials) => format!(
+            "presents the XSUAA binding's client certificate, but binding {:?} has none \
+             (credential-type x509 gives it one)",
+            credentials.name
+        ),
+        None => "presents the XSUAA binding's client certificate, but no XSUAA binding was found \
+                 in VCAP_SERVICES or SERVICE_BINDING_ROOT"
+            .to_string(),
+    };
+    for destination in destinations
+        .values()
+        .filter(|destination| destination.forward_auth_certificates)
+    {
+        errors.push(
+            format!("destinations: {}.forwardAuthCertificates", destination.name),
+            why.clone(),
+        );
+    }
+}
+
 fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Config {
     let destinations = env::destinations(env, errors);
     let authentication_none = xs_app.authentication_method == Some(raw::AuthenticationMethod::None);
@@ -388,6 +421,8 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
             );
         }
     }
+    check_forward_auth_certificates(&destinations, xsuaa.as_ref(), errors);
+    let frame_ancestors = frame_ancestors::from_env(env, xsuaa.as_ref(), errors);
     for route in &mut routes {
         if route.is_protected() && xsuaa.is_none() {
             let path = match route.index < declared_routes {
@@ -498,6 +533,7 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
         auth: env::auth_settings(env, errors),
         session_store: session_store::from_env(env, errors),
         notes: Vec::new(),
+        frame_ancestors,
     }
 }
 

@@ -234,15 +234,8 @@ pub static ENV_VARS: &[Setting] = &[
     env("INCOMING_REQUEST_TIMEOUT", Honoured),
     env("EXTERNAL_REVERSE_PROXY", Honoured),
     env("MERGE_CSP_HEADERS", Honoured),
-    env_unless(
-        "ENABLE_FRAME_ANCESTORS_CSP_HEADERS",
-        Refused("the frame-ancestors policy from XSUAA's security settings is not yet supported"),
-        FALSE,
-    ),
-    env(
-        "FRAME_ANCESTORS_CSP_HEADER_CACHE_TIME",
-        Warned("the frame-ancestors policy from XSUAA's security settings is not yet supported"),
-    ),
+    env("ENABLE_FRAME_ANCESTORS_CSP_HEADERS", Honoured),
+    env("FRAME_ANCESTORS_CSP_HEADER_CACHE_TIME", Honoured),
     env(
         "SERVER_KEEP_ALIVE",
         Warned("an idle client connection is closed after INCOMING_HEADER_TIMEOUT (default 30 s)"),

@@ -13,6 +13,7 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -103,6 +104,9 @@ struct Tls {
     trust: Trust,
     protocols: Protocols,
     config: ArcSwap<ClientConfig>,
+    /// Counts [`Connector::set_identity`] calls, so that pools can tell connections opened with
+    /// an earlier identity from those of the current one.
+    generation: AtomicU64,
 }
 
 impl Connector {
@@ -118,6 +122,7 @@ impl Connector {
                 trust,
                 protocols,
                 config: ArcSwap::from_pointee(config),
+                generation: AtomicU64::new(0),
             }),
             proxy: None,
             forward: false,
@@ -182,7 +187,14 @@ impl Connector {
     pub fn set_identity(&self, identity: Option<Identity>) -> Result<(), crate::tls::Error> {
         let config = client_config(&self.tls.trust, identity, self.tls.protocols)?;
         self.tls.config.store(Arc::new(config));
+        self.tls.generation.fetch_add(1, Ordering::Release);
         Ok(())
+    }
+
+    /// How many times the identity was replaced ([`Connector::set_identity`]); a connection opened
+    /// under an older generation presents an identity no longer in use.
+    pub fn identity_generation(&self) -> u64 {
+        self.tls.generation.load(Ordering::Acquire)
     }
 
     /// Opens a connection to `uri`'s origin (`http`: port 80, `https`: 443 and TLS).
@@ -320,21 +332,47 @@ pub async fn tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, 
 // === impl PerDestination ===
 
 /// One value per kind of connection a configuration's destinations need: strict or insecure
-/// TLS, direct or through each destination's proxy.
+/// TLS, direct or through each destination's proxy, with or without the XSUAA binding's client
+/// certificate (`forwardAuthCertificates`).
 #[derive(Clone)]
 pub struct PerDestination<T> {
     strict: T,
     insecure: T,
-    /// By proxy host, port and `strictSSL`; a handful at most, so a scan beats hashing (and
-    /// finds a destination's entry without building a key).
-    proxied: Vec<((String, u16, bool), T)>,
+    /// Strict and insecure, presenting the XSUAA binding's certificate; `None` when the binding
+    /// has none (secret credentials, or no binding).
+    client_certificate: Option<(T, T)>,
+    /// By proxy host, port, `strictSSL` and client certificate; a handful at most, so a scan
+    /// beats hashing (and finds a destination's entry without building a key).
+    proxied: Vec<(ProxyKey, T)>,
     /// The Connectivity service's on-premise proxy, when bound: a forward proxy.
     on_premise: Option<T>,
 }
 
+/// A proxied connector's kind: proxy host and port, `strictSSL`, client certificate.
+type ProxyKey = (String, u16, bool, bool);
+
+/// The XSUAA binding's certificate chain and key when it has both (`XSUAA_PRIVATE_KEY` already
+/// applied to the key), for destinations with `forwardAuthCertificates`.
+///
+/// # Errors
+/// When the PEM text cannot be read.
+pub fn binding_identity(config: &Config) -> Result<Option<Identity>, crate::tls::Error> {
+    let Some(credentials) = config.xsuaa.as_ref().filter(|credentials| credentials.is_x509()) else {
+        return Ok(None);
+    };
+    match (&credentials.certificate, &credentials.key) {
+        (Some(certificate), Some(key)) => Ok(Some((
+            crate::tls::certificates(certificate)?,
+            crate::tls::private_key(key)?,
+        ))),
+        _ => Ok(None),
+    }
+}
+
 impl PerDestination<Connector> {
     /// The connectors for `config`'s destinations, verifying servers against `roots` (or not, for
-    /// `strictSSL: false`) and offering `protocols`.
+    /// `strictSSL: false`) and offering `protocols`; those for `forwardAuthCertificates` present
+    /// the XSUAA binding's certificate.
     ///
     /// # Errors
     /// When a TLS configuration cannot be built.
@@ -343,17 +381,42 @@ impl PerDestination<Connector> {
         roots: Arc<RootCertStore>,
         protocols: Protocols,
     ) -> Result<PerDestination<Connector>, crate::tls::Error> {
-        let strict = Connector::new(Trust::Roots(roots), None, protocols)?;
+        let strict = Connector::new(Trust::Roots(roots.clone()), None, protocols)?;
         let insecure = Connector::new(Trust::AnyServer, None, protocols)?;
-        let mut proxied: Vec<((String, u16, bool), Connector)> = Vec::new();
+        // Built whenever the binding has a certificate: a Destination-service destination may ask
+        // for it at any time.
+        let client_certificate = match binding_identity(config)? {
+            Some((chain, key)) => Some((
+                Connector::new(Trust::Roots(roots), Some((chain.clone(), key.clone_key())), protocols)?,
+                Connector::new(Trust::AnyServer, Some((chain, key)), protocols)?,
+            )),
+            None => None,
+        };
+        let mut proxied: Vec<(ProxyKey, Connector)> = Vec::new();
         let mut seen = HashMap::new();
         for destination in config.destinations.values() {
             if let Some((host, port)) = &destination.proxy {
-                let key = (host.clone(), *port, destination.strict_ssl);
+                let key = (
+                    host.clone(),
+                    *port,
+                    destination.strict_ssl,
+                    destination.forward_auth_certificates,
+                );
                 if seen.insert(key.clone(), ()).is_some() {
                     continue;
                 }
-                let direct = if destination.strict_ssl { &strict } else { &insecure };
+                let direct = match (&client_certificate, destination.forward_auth_certificates) {
+                    (Some((strict, insecure)), true) => match destination.strict_ssl {
+                        true => strict,
+                        false => insecure,
+                    },
+                    // The configuration refuses this destination without a certificate.
+                    (None, true) => continue,
+                    (_, false) => match destination.strict_ssl {
+                        true => &strict,
+                        false => &insecure,
+                    },
+                };
                 let connector = direct
                     .through_proxy(host, *port)
                     .map_err(|error| crate::tls::Error::Root(format!("proxy {host}:{port}: {error}")))?;
@@ -371,31 +434,49 @@ impl PerDestination<Connector> {
         Ok(PerDestination {
             strict,
             insecure,
+            client_certificate,
             proxied,
             on_premise,
         })
     }
+
+    /// The connectors that present the XSUAA binding's certificate, one per TLS configuration
+    /// (the proxied ones share theirs): what a rotated certificate must reach.
+    pub fn certificate_connectors(&self) -> Vec<Connector> {
+        match &self.client_certificate {
+            Some((strict, insecure)) => vec![strict.clone(), insecure.clone()],
+            None => Vec::new(),
+        }
+    }
 }
 
 impl<T> PerDestination<T> {
-    /// The value for `destination`'s connections.
-    pub fn get(&self, destination: &Destination) -> &T {
+    /// The value for `destination`'s connections; `None` for a destination with
+    /// `forwardAuthCertificates` when the XSUAA binding has no certificate to present (never a
+    /// connection without it).
+    pub fn get(&self, destination: &Destination) -> Option<&T> {
         if let (true, Some(on_premise)) = (destination.on_premise, &self.on_premise) {
-            return on_premise;
+            // Plain HTTP to the proxy: TLS to the system is the Cloud Connector's.
+            return Some(on_premise);
         }
+        let certificate = destination.forward_auth_certificates;
         if let Some((host, port)) = &destination.proxy {
-            let found = self.proxied.iter().find(|((proxy_host, proxy_port, strict), _)| {
-                proxy_port == port && *strict == destination.strict_ssl && proxy_host == host
+            let found = self.proxied.iter().find(|((proxy_host, proxy_port, strict, with), _)| {
+                proxy_port == port && *strict == destination.strict_ssl && *with == certificate && proxy_host == host
             });
             if let Some((_, value)) = found {
-                return value;
+                return Some(value);
             }
         }
-        if destination.strict_ssl {
+        if certificate {
+            let (strict, insecure) = self.client_certificate.as_ref()?;
+            return Some(if destination.strict_ssl { strict } else { insecure });
+        }
+        Some(if destination.strict_ssl {
             &self.strict
         } else {
             &self.insecure
-        }
+        })
     }
 
     /// Each value turned into another by `f`.
@@ -403,6 +484,10 @@ impl<T> PerDestination<T> {
         PerDestination {
             strict: f(&self.strict),
             insecure: f(&self.insecure),
+            client_certificate: self
+                .client_certificate
+                .as_ref()
+                .map(|(strict, insecure)| (f(strict), f(insecure))),
             proxied: self
                 .proxied
                 .iter()

@@ -102,6 +102,8 @@ pub struct FoundDestination {
     pub timeout: Option<Duration>,
     /// `HTML5.ForwardAuthToken`.
     pub forward_auth_token: bool,
+    /// `HTML5.ForwardAuthCertificates`: the XSUAA binding's certificate toward the backend.
+    pub forward_auth_certificates: bool,
     /// `HTML5.DynamicDestination`.
     pub dynamic: bool,
     /// `HTML5.PreserveHostHeader`.
@@ -229,12 +231,7 @@ pub fn parse_destination(
         ));
     }
 
-    if properties.flag("HTML5.ForwardAuthCertificates", false)? {
-        return Err(DestinationError::NotYetSupported {
-            name: name.to_string(),
-            what: "HTML5.ForwardAuthCertificates (the login binding's certificate toward the backend)".into(),
-        });
-    }
+    let forward_auth_certificates = properties.flag("HTML5.ForwardAuthCertificates", false)?;
     let (auth_header, auth_expires_in) = auth_token(name, &answer)?;
     let auth_header = match (auth_header, authentication, user.zip(password)) {
         (Some(header), _, _) => Some(header),
@@ -286,6 +283,7 @@ pub fn parse_destination(
         auth_expires_in,
         timeout,
         forward_auth_token,
+        forward_auth_certificates,
         dynamic: properties.flag("HTML5.DynamicDestination", false)?,
         preserve_host_header: properties.flag("HTML5.PreserveHostHeader", false)?,
         set_x_forwarded_headers: properties.flag("HTML5.SetXForwardedHeaders", true)?,

@@ -35,11 +35,13 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    /// Checks what the router cannot send yet and builds the request's parts of `found`.
+    /// Checks what the router cannot send yet and builds the request's parts of `found`;
+    /// `client_certificate` says whether the XSUAA binding has a certificate for
+    /// `HTML5.ForwardAuthCertificates`.
     ///
     /// # Errors
     /// [`DestinationError::NotYetSupported`] or [`DestinationError::Invalid`], naming the property.
-    pub fn new(found: FoundDestination) -> Result<Resolved, DestinationError> {
+    pub fn new(found: FoundDestination, client_certificate: bool) -> Result<Resolved, DestinationError> {
         let not_yet = |what: &str| DestinationError::NotYetSupported {
             name: found.name.clone(),
             what: what.to_string(),
@@ -57,6 +59,14 @@ impl Resolved {
             tracing::debug!(destination = %found.name, "HTML5.StrictConnectionMode: connections are pooled as for every destination");
         }
         let on_premise = found.proxy_type == ProxyType::OnPremise;
+        // Never sent without the certificate, as the Node.js router would.
+        if found.forward_auth_certificates && !client_certificate && !on_premise {
+            return Err(invalid(
+                "HTML5.ForwardAuthCertificates",
+                "needs the XSUAA binding's client certificate, but the binding has none \
+                 (credential-type x509 gives it one)",
+            ));
+        }
         if on_premise && found.url.scheme() != "http" {
             return Err(invalid(
                 "URL",
@@ -86,7 +96,8 @@ impl Resolved {
             base_path: url.path().trim_end_matches('/').to_string(),
             proxy: None,
             forward_auth_token: found.forward_auth_token,
-            forward_auth_certificates: false,
+            // Plain HTTP to the on-premise proxy: there is no TLS to present it in.
+            forward_auth_certificates: found.forward_auth_certificates && !on_premise,
             strict_ssl: !found.trust_all,
             timeout: found.timeout.unwrap_or(DEFAULT_BACKEND_TIMEOUT),
             set_x_forwarded_headers: found.set_x_forwarded_headers,
@@ -153,6 +164,8 @@ pub struct DestinationServices {
     connectivity: Option<ServiceTokens>,
     cache: DestinationCache<Resolved>,
     metrics: Arc<Metrics>,
+    /// The XSUAA binding has a client certificate (`HTML5.ForwardAuthCertificates`).
+    client_certificate: bool,
 }
 
 impl DestinationServices {
@@ -197,7 +210,15 @@ impl DestinationServices {
             connectivity,
             cache: DestinationCache::new(CAPACITY, settings.cache_ttl, Clock::System),
             metrics,
+            client_certificate: false,
         }))
+    }
+
+    /// These services, with `client_certificate` saying whether the XSUAA binding has a
+    /// certificate to present for `HTML5.ForwardAuthCertificates`.
+    pub fn with_client_certificate(mut self, client_certificate: bool) -> DestinationServices {
+        self.client_certificate = client_certificate;
+        self
     }
 
     /// Checks that the Destination service's token can be had now (the readiness check).
@@ -328,7 +349,7 @@ impl DestinationServices {
                     Ok(_) => "found",
                     Err(error) => error.outcome(),
                 });
-                Resolved::new(found?)
+                Resolved::new(found?, self.client_certificate)
             })
             .await?;
         if dynamic && !resolved.found.dynamic {

@@ -101,6 +101,9 @@ pub struct IdpClient {
     /// Re-reads rotated binding files (credentials from files only): polled by the watcher
     /// task, and at once when the identity provider rejects our client.
     rotation: Option<Rotation>,
+    /// Backend connectors that present this client's certificate (`forwardAuthCertificates`);
+    /// a rotation sets the new one on each.
+    certificate_connectors: Vec<Connector>,
 }
 
 impl IdpClient {
@@ -121,7 +124,15 @@ impl IdpClient {
             timeout,
             status: Arc::new(CredentialStatus::new(certificate_info(credentials))),
             rotation: Rotation::for_credentials(credentials, Clock::System),
+            certificate_connectors: Vec::new(),
         })
+    }
+
+    /// Keeps `connectors` presenting this client's certificate: each rotation sets the new one
+    /// on them, for the connections they open from then on.
+    pub fn with_certificate_connectors(mut self, connectors: Vec<Connector>) -> IdpClient {
+        self.certificate_connectors = connectors;
+        self
     }
 
     /// The client certificate's details, expiry and reload history.
@@ -162,7 +173,20 @@ impl IdpClient {
     /// # Errors
     /// When the new certificate or key cannot be used; the old identity stays.
     pub fn rotate(&self, credentials: &XsuaaCredentials) -> Result<(), IdpError> {
-        self.token.store(Arc::new(token_endpoint(credentials, &self.roots)?));
+        let endpoint = token_endpoint(credentials, &self.roots)?;
+        let identity = match (&credentials.certificate, &credentials.key) {
+            (Some(certificate), Some(key)) if !self.certificate_connectors.is_empty() => {
+                Some((crate::tls::certificates(certificate)?, crate::tls::private_key(key)?))
+            }
+            _ => None,
+        };
+        // The token endpoint's connector accepted the pair, so the backends' accept it too.
+        if let Some((chain, key)) = identity {
+            for connector in &self.certificate_connectors {
+                connector.set_identity(Some((chain.clone(), key.clone_key())))?;
+            }
+        }
+        self.token.store(Arc::new(endpoint));
         self.status.rotated(certificate_info(credentials));
         Ok(())
     }

@@ -15,6 +15,8 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub(super) fn finish(response: &mut Response<Body>, ctx: &RequestCtx<'_>) {
     let config = &ctx.snapshot.config;
     let headers = response.headers_mut();
+    // A policy the response has now is the router's own page's or a backend's.
+    let own_csp = ctx.upstream.is_none() || !headers.contains_key(header::CONTENT_SECURITY_POLICY);
     // One lookup each: what the response already has is kept.
     for (name, value) in &config.response_headers {
         match headers.entry(name) {
@@ -28,6 +30,28 @@ pub(super) fn finish(response: &mut Response<Body>, ctx: &RequestCtx<'_>) {
                     && slot.key() == header::CONTENT_SECURITY_POLICY =>
             {
                 if let Some(merged) = crate::csp::merge(slot.iter().chain([value])) {
+                    slot.insert(merged);
+                }
+            }
+            header::Entry::Occupied(_) => {}
+        }
+    }
+    // Beside a configured policy it is enforced too; a backend's own policy wins unless
+    // `MERGE_CSP_HEADERS`, as for the configured ones.
+    if let Some(csp) = ctx
+        .state
+        .frame_ancestors
+        .as_ref()
+        .and_then(|frames| frames.header(ctx.tenant.as_deref()))
+    {
+        match headers.entry(header::CONTENT_SECURITY_POLICY) {
+            header::Entry::Vacant(slot) => {
+                slot.insert(csp);
+            }
+            header::Entry::Occupied(mut slot)
+                if own_csp || (config.server.merge_csp_headers && ctx.upstream.is_some()) =>
+            {
+                if let Some(merged) = crate::csp::merge(slot.iter().chain([&csp])) {
                     slot.insert(merged);
                 }
             }

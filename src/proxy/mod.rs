@@ -43,6 +43,8 @@ pub enum Error {
 pub struct Upstream {
     /// One pool per kind of connection a destination needs (TLS trust, proxy).
     pools: PerDestination<Pool>,
+    /// The pools' connectors, whose identity follows the XSUAA binding's certificate.
+    connectors: PerDestination<Connector>,
     /// Websocket upgrades get their own HTTP/1.1 connections, never pooled.
     websocket: PerDestination<Connector>,
     /// The request header policy's settings.
@@ -65,6 +67,7 @@ impl Upstream {
         let websocket = PerDestination::connectors(config, roots, Protocols::Http1)?;
         Ok(Upstream {
             pools,
+            connectors,
             websocket,
             header_policy: headers::Policy {
                 trust_forwarded: config.server.forwarded_hops > 0,
@@ -86,17 +89,38 @@ impl Upstream {
         added: headers::Added<'_>,
         started: tokio::time::Instant,
     ) -> impl Future<Output = Result<http::Response<Body>, Error>> + Send + 'a {
+        use futures_util::future::Either;
         let deadline = started + destination.timeout;
+        let Some(pool) = self.pools.get(destination) else {
+            return Either::Left(std::future::ready(Err(no_certificate(destination))));
+        };
         // The pool enforces the deadline: its inline client without a timer per request.
-        let sent = self.pools.get(destination).send(request, added, deadline);
-        sent.map(move |sent| match sent.and_then(forwardable) {
+        let sent = pool.send(request, added, deadline);
+        Either::Right(sent.map(move |sent| match sent.and_then(forwardable) {
             Err(PoolError::TimedOut) => Err(Error::UpstreamTimeout(destination.name.clone())),
             Err(source) => Err(Error::UpstreamConnect {
                 destination: destination.name.clone(),
                 source: source.into(),
             }),
             Ok(response) => Ok(response),
-        })
+        }))
+    }
+
+    /// The connectors that present the XSUAA binding's certificate (`forwardAuthCertificates`),
+    /// for the pools and for websockets: a rotated certificate is set on each.
+    pub fn certificate_connectors(&self) -> Vec<Connector> {
+        let mut connectors = self.connectors.certificate_connectors();
+        connectors.extend(self.websocket.certificate_connectors());
+        connectors
+    }
+}
+
+/// A destination with `forwardAuthCertificates` when the XSUAA binding has no certificate: the
+/// configuration refuses it, so this only guards against sending without one.
+fn no_certificate(destination: &Destination) -> Error {
+    Error::UpstreamConnect {
+        destination: destination.name.clone(),
+        source: "forwardAuthCertificates: the XSUAA binding has no client certificate to present".into(),
     }
 }
 

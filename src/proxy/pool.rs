@@ -90,6 +90,8 @@ struct Origin {
     pool: Weak<()>,
     scheme: Scheme,
     authority: Authority,
+    /// The connector's identity generation the connections were opened under.
+    generation: u64,
     idle: Vec<Idle>,
     h2: Option<http2::SendRequest<Body>>,
     /// The origin answered a connection with HTTP/2 before: one connection serves all requests.
@@ -113,15 +115,19 @@ struct Home {
     scheme: Scheme,
     authority: Authority,
     max_idle: usize,
+    /// The connector's identity generation when the request started: connections are reused
+    /// only under the client certificate they were opened with.
+    generation: u64,
 }
 
 impl Home {
-    fn of(pool: &Arc<()>, uri: &Uri, max_idle: usize) -> Option<Home> {
+    fn of(pool: &Arc<()>, uri: &Uri, max_idle: usize, generation: u64) -> Option<Home> {
         Some(Home {
             pool: pool.clone(),
             scheme: uri.scheme()?.clone(),
             authority: uri.authority()?.clone(),
             max_idle,
+            generation,
         })
     }
 
@@ -145,8 +151,23 @@ fn keep_idle<T>(list: &mut Vec<T>, entry: T, max: usize) {
     list.push(entry);
 }
 
+/// Runs `f` on this thread's connections of `home`'s pool to its origin. After the connector's
+/// identity changed (a rotated client certificate), the connections opened before are dropped
+/// when a newer request meets them, and a request or connection of an older generation sees an
+/// empty origin that is dropped after `f`: what it checks in is closed, never reused.
 fn with_origin<R>(home: &Home, f: impl FnOnce(&mut Origin) -> R) -> R {
     let (pool, scheme, authority) = (&home.pool, &home.scheme, &home.authority);
+    let fresh = || Origin {
+        pool: Arc::downgrade(pool),
+        scheme: scheme.clone(),
+        authority: authority.clone(),
+        generation: home.generation,
+        idle: Vec::new(),
+        h2: None,
+        h2_known: false,
+        h2_connecting: None,
+        plain: Vec::new(),
+    };
     ORIGINS.with(|origins| {
         let mut origins = origins.borrow_mut();
         let position = origins.iter().position(|origin| {
@@ -155,19 +176,18 @@ fn with_origin<R>(home: &Home, f: impl FnOnce(&mut Origin) -> R) -> R {
                 && origin.scheme == *scheme
         });
         let index = match position {
-            Some(index) => index,
+            Some(index) if origins[index].generation == home.generation => index,
+            Some(index) if origins[index].generation < home.generation => {
+                origins[index] = fresh();
+                index
+            }
+            Some(_) => {
+                drop(origins);
+                return f(&mut fresh());
+            }
             None => {
                 origins.retain(|origin| origin.pool.strong_count() > 0);
-                origins.push(Origin {
-                    pool: Arc::downgrade(pool),
-                    scheme: scheme.clone(),
-                    authority: authority.clone(),
-                    idle: Vec::new(),
-                    h2: None,
-                    h2_known: false,
-                    h2_connecting: None,
-                    plain: Vec::new(),
-                });
+                origins.push(fresh());
                 origins.len() - 1
             }
         };
@@ -212,7 +232,8 @@ impl Pool {
         deadline: Instant,
     ) -> impl Future<Output = Result<Response<Body>, PoolError>> + Send + '_ {
         use futures_util::future::Either;
-        let Some(home) = Home::of(&self.token, request.uri(), self.max_idle) else {
+        let generation = self.connector.identity_generation();
+        let Some(home) = Home::of(&self.token, request.uri(), self.max_idle, generation) else {
             let error = PoolError::Connect("upstream URI without scheme or authority".into());
             return Either::Left(Either::Left(std::future::ready(Err(error))));
         };

@@ -135,7 +135,13 @@ pub async fn proxy(
     let (target, path) = upstream_target(destination, &request.url)?;
     // HTTP/1.1 only (an upgrade needs it, so TLS offers no ALPN `h2`), one connection per
     // websocket, never pooled.
-    let connector = upstream.websocket.get(destination);
+    let connector = upstream
+        .websocket
+        .get(destination)
+        .ok_or_else(|| Error::UpstreamConnect {
+            destination: destination.name.clone(),
+            source: "forwardAuthCertificates: the XSUAA binding has no client certificate to present".into(),
+        })?;
     // A forward proxy (the on-premise one) takes the absolute URL on the request line.
     parts.uri = match connector.is_forward_proxy() {
         true => target.clone(),

@@ -29,6 +29,8 @@ pub struct Seen {
     pub uri: String,
     pub version: http::Version,
     pub headers: HeaderMap,
+    /// The DER of the client certificate the TLS connection presented, if any.
+    pub client_certificate: Option<Vec<u8>>,
 }
 
 /// A running backend.
@@ -121,12 +123,22 @@ async fn start(tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
                     },
                     None => tokio_util::either::Either::Right(stream),
                 };
+                let client_certificate = match &stream {
+                    tokio_util::either::Either::Left(tls) => tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|leaf| leaf.to_vec()),
+                    tokio_util::either::Either::Right(_) => None,
+                };
                 let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                     let entry = Seen {
                         method: request.method().to_string(),
                         uri: request.uri().to_string(),
                         version: request.version(),
                         headers: request.headers().clone(),
+                        client_certificate: client_certificate.clone(),
                     };
                     record.lock().expect("lock").push(entry.clone());
                     let _ = seen_tx.send(entry);

@@ -60,3 +60,34 @@ pub fn server_config(ca: &TestCa, alpn: &[&[u8]]) -> std::sync::Arc<rustls::Serv
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     std::sync::Arc::new(config)
 }
+
+/// As [`server_config`], demanding a client certificate issued by the CA in `client_ca_pem`:
+/// a handshake without one, or with another CA's, is refused.
+pub fn server_config_demanding_client(
+    ca: &TestCa,
+    client_ca_pem: &str,
+    alpn: &[&[u8]],
+) -> std::sync::Arc<rustls::ServerConfig> {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let (cert, key) = ca.server("backend");
+    let certs = approuter::tls::certificates(&cert).expect("certificate PEM");
+    let key = approuter::tls::private_key(&key).expect("key PEM");
+    let mut client_roots = rustls::RootCertStore::empty();
+    for cert in approuter::tls::certificates(client_ca_pem).expect("client CA PEM") {
+        client_roots.add(cert).expect("client root");
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(client_roots),
+        provider.clone(),
+    )
+    .build()
+    .expect("client verifier");
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .expect("server certificate");
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    std::sync::Arc::new(config)
+}

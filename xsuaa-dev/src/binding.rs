@@ -32,6 +32,7 @@ fn base_credentials(state: &State, credential_type: &str) -> Map<String, Value> 
         ("uaadomain", uaa_domain(state)),
         ("identityzone", &provider.subdomain),
         ("identityzoneid", &provider.zone_id),
+        ("apiurl", &provider.url),
         ("tenantid", &provider.zone_id),
         ("subaccountid", &provider.zone_id),
         ("tenantmode", tenant_mode),

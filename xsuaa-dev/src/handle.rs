@@ -346,6 +346,33 @@ impl DevXsuaa {
         lock(&self.state.find_behaviour).failure = status;
     }
 
+    /// The trusted framing domains (`iframeDomains`, space-separated) the security settings of
+    /// `subdomain` answer; `None` answers without them.
+    pub fn set_iframe_domains(&self, subdomain: &str, domains: Option<&str>) {
+        let mut settings = lock(&self.state.security_settings);
+        match domains {
+            Some(domains) => settings
+                .iframe_domains
+                .insert(subdomain.to_string(), domains.to_string()),
+            None => settings.iframe_domains.remove(subdomain),
+        };
+    }
+
+    /// With `Some(status)` the security settings answer `status`; `None` restores them.
+    pub fn set_security_settings_failure(&self, status: Option<StatusCode>) {
+        lock(&self.state.security_settings).failure = status;
+    }
+
+    /// Requests the security settings endpoint has received.
+    pub fn security_settings_requests(&self) -> u64 {
+        lock(&self.state.security_settings).requests
+    }
+
+    /// The provider zone's subdomain (the binding's `identityzone`).
+    pub fn subdomain(&self) -> String {
+        self.state.provider().subdomain.clone()
+    }
+
     /// With `Some(delay)` every find-destination call waits that long
     /// before answering; `None` answers at once.
     pub fn set_destination_delay(&self, delay: Option<Duration>) {

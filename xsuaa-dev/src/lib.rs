@@ -123,6 +123,7 @@ mod endpoints;
 mod handle;
 mod http;
 mod jwt;
+mod security_settings;
 mod server;
 mod state;
 mod tenancy;

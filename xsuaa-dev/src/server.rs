@@ -173,6 +173,9 @@ async fn dispatch(state: &State, kind: Listener, client_cert: Option<&str>, req:
         (&Method::GET | &Method::POST, "/userinfo") => endpoints::userinfo(state, zone, &parts.headers),
         (&Method::GET, "/logout.do") => endpoints::logout(state, query),
         (&Method::GET, "/.well-known/openid-configuration") => endpoints::openid_configuration(zone),
+        (&Method::GET, crate::security_settings::PATH) if kind == Listener::Url => {
+            crate::security_settings::public(state, query)
+        }
         (_, "/oauth/authorize" | "/oauth/token" | "/token_keys" | "/logout.do") => resp::html(
             StatusCode::METHOD_NOT_ALLOWED,
             "Method not allowed",

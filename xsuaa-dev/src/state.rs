@@ -145,6 +145,7 @@ pub(crate) struct State {
     pub(crate) service_clients: BTreeMap<ServiceKind, ServiceClient>,
     pub(crate) stats: Mutex<Stats>,
     pub(crate) last_token_request: Mutex<Option<TokenRequestRecord>>,
+    pub(crate) security_settings: Mutex<crate::security_settings::SecuritySettings>,
 }
 
 impl State {
@@ -175,6 +176,7 @@ impl State {
             service_clients,
             stats: Mutex::default(),
             last_token_request: Mutex::default(),
+            security_settings: Mutex::default(),
         }
     }
 

@@ -12,6 +12,7 @@ fn xsuaa(tenantmode: Option<&str>, x509: bool) -> XsuaaCredentials {
         xsappname: "app!t1".into(),
         identityzone: Some("provider".into()),
         identityzoneid: Some("zone-p".into()),
+        apiurl: None,
         credential_type: None,
         tenantmode: tenantmode.map(str::to_string),
         certificate: x509.then(|| "-----BEGIN CERTIFICATE-----".into()),

@@ -245,6 +245,7 @@ async fn scripted(answers: Vec<Answer>) -> (Home, Arc<AtomicUsize>) {
         scheme: Scheme::HTTP,
         authority: address.to_string().parse().expect("authority"),
         max_idle: 4,
+        generation: 0,
     };
     (home, accepted)
 }
@@ -409,6 +410,7 @@ async fn a_refused_connection_is_a_connect_error() {
         scheme: Scheme::HTTP,
         authority: address.to_string().parse().expect("authority"),
         max_idle: 4,
+        generation: 0,
     };
     let error = send(home.clone(), get(&home, Method::GET), &Added::default(), later())
         .await
