@@ -130,7 +130,6 @@ impl GatewayError {
                 | A::BasicChallenge
                 | A::LogoutMethod
                 | A::UnknownUserApiResource
-                | A::UserInfo(_)
                 | A::TooManyLogins { .. },
             ) => None,
             GatewayError::PayloadTooLarge => Some(ErrorKind::Shed(Shed::BodyTooLarge)),

@@ -50,9 +50,6 @@ pub enum Error {
     /// The user API was asked for something it does not have.
     #[error("unknown user API resource")]
     UnknownUserApiResource,
-    /// The user info could not be fetched for `/attributes`.
-    #[error("user info: {0}")]
-    UserInfo(#[source] IdpError),
     /// Too many failed login callbacks from one client address (`LOGIN_RATE_LIMIT`).
     #[error("too many failed logins from this address; retry in {retry_after} s")]
     TooManyLogins { retry_after: u64 },
@@ -77,7 +74,6 @@ impl Error {
             Error::BasicChallenge => StatusCode::UNAUTHORIZED,
             Error::LogoutMethod => StatusCode::METHOD_NOT_ALLOWED,
             Error::UnknownUserApiResource => StatusCode::NOT_FOUND,
-            Error::UserInfo(_) => StatusCode::BAD_GATEWAY,
             Error::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }

@@ -376,21 +376,29 @@ impl Auth {
         }
     }
 
-    /// Answers a user API request for the logged-in `session`.
+    /// Answers a user API request for the logged-in `session`. `/attributes` asks the identity
+    /// provider's userinfo endpoint for the user's attributes; when it cannot answer, the basic
+    /// fields are answered alone, as the reference does.
     ///
     /// # Errors
-    /// [`Error::UnknownUserApiResource`] or [`Error::UserInfo`].
+    /// [`Error::UnknownUserApiResource`].
     pub async fn user_api(&self, url: &str, session: &Session) -> Result<Response<Body>, Error> {
         match user_api::resource(url) {
             Some(user_api::Resource::CurrentUser) => Ok(user_api::respond(&user_api::current_user(session))),
             Some(user_api::Resource::Attributes) => {
                 let userinfo_url = format!("{}/userinfo", self.idp_url(session.user.tenant.as_deref()));
-                let info = self
+                let info = match self
                     .idp
                     .get_json(&userinfo_url, Some(session.access_token.as_str()))
                     .await
-                    .map_err(Error::UserInfo)?;
-                Ok(user_api::respond(&user_api::attributes(session, info)))
+                {
+                    Ok(info) => Some(info),
+                    Err(error) => {
+                        tracing::info!(error = %error, "user info unavailable; answering the basic fields");
+                        None
+                    }
+                };
+                Ok(user_api::respond(&user_api::attributes(session, info.as_ref())))
             }
             None => Err(Error::UnknownUserApiResource),
         }
