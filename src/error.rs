@@ -130,6 +130,7 @@ impl GatewayError {
                 | A::BasicChallenge
                 | A::LogoutMethod
                 | A::UnknownUserApiResource
+                | A::ServiceToken(_)
                 | A::TooManyLogins { .. },
             ) => None,
             GatewayError::PayloadTooLarge => Some(ErrorKind::Shed(Shed::BodyTooLarge)),

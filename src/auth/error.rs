@@ -50,6 +50,9 @@ pub enum Error {
     /// The user API was asked for something it does not have.
     #[error("unknown user API resource")]
     UnknownUserApiResource,
+    /// A service-to-approuter token was refused.
+    #[error("service-to-approuter: {0}")]
+    ServiceToken(#[from] super::service::TokenError),
     /// Too many failed login callbacks from one client address (`LOGIN_RATE_LIMIT`).
     #[error("too many failed logins from this address; retry in {retry_after} s")]
     TooManyLogins { retry_after: u64 },
@@ -75,6 +78,7 @@ impl Error {
             Error::LogoutMethod => StatusCode::METHOD_NOT_ALLOWED,
             Error::UnknownUserApiResource => StatusCode::NOT_FOUND,
             Error::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::ServiceToken(error) => error.status(),
         }
     }
 
@@ -117,6 +121,9 @@ impl Error {
             }
             Error::TooManyLogins { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            Error::ServiceToken(error) if error.status() == StatusCode::UNAUTHORIZED => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             _ => {}
         }

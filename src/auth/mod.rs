@@ -10,6 +10,7 @@ pub mod csrf;
 mod error;
 pub mod login;
 pub mod logout;
+pub mod service;
 pub mod user_api;
 
 use std::sync::Arc;
@@ -39,6 +40,9 @@ pub enum Outcome {
         session: Arc<Session>,
         set_cookie: Option<HeaderValue>,
     },
+    /// A service-to-approuter caller ([`service::HEADER`]): the token's user for this request
+    /// only, with no session behind it.
+    Caller(Arc<Session>),
     /// The request is answered here (the redirect to the login).
     Respond(Response<Body>),
 }
@@ -73,6 +77,8 @@ pub struct Auth {
     /// When each tenant's sessions were last ended (unsubscribed), as the store said lately:
     /// asked again after [`ENDED_FRESH`].
     ended: std::sync::Mutex<std::collections::HashMap<Box<str>, TenantEnd>>,
+    /// Key fetches for zones first named by service-to-approuter tokens, bounded per minute.
+    new_zones: service::NewZones,
 }
 
 /// When a tenant's sessions were last ended (Unix milliseconds, if ever lately), and when the
@@ -114,6 +120,7 @@ impl Auth {
             login_limit: None,
             tenancy: None,
             ended: std::sync::Mutex::new(std::collections::HashMap::new()),
+            new_zones: service::NewZones::new(),
         }
     }
 

@@ -189,6 +189,14 @@ impl Validator {
         self
     }
 
+    /// Whether validating a token of zone `zid` would fetch keys first: the zone is one this
+    /// validator accepts and none of its keys are held. Lets a caller bound the fetches that
+    /// tokens naming new zones can cause.
+    pub fn needs_keys(&self, zid: &str) -> bool {
+        self.zone.as_ref().is_none_or(|zone| zone == zid)
+            && self.zones.lock().map(|zones| !zones.contains_key(zid)).unwrap_or(true)
+    }
+
     /// Records key fetches into `metrics`.
     pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
         self.metrics = metrics;
