@@ -85,7 +85,13 @@ impl Auth {
             &self.credentials.clientid,
             &attempt,
             &state,
-            idp,
+            idp.map(|origin| {
+                let parameter = match self.settings.idp_as_login_hint {
+                    true => login::IdpParameter::LoginHint,
+                    false => login::IdpParameter::Idp,
+                };
+                (origin, parameter)
+            }),
         );
         self.store.put_attempt(&state, attempt).await?;
         self.metrics.login_started();
