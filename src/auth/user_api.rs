@@ -123,7 +123,7 @@ pub fn current_user(session: &Session) -> Document {
 }
 
 /// `/attributes`: the basics with the user info's `user_attributes` merged in at the top level
-/// (but for [`IGNORED_CLAIMS`]); the basics alone when there is no user info.
+/// (but for the standard claims the reference drops); the basics alone when there is no user info.
 pub fn attributes(session: &Session, userinfo: Option<&Value>) -> Document {
     let mut document = basics(session);
     if let Some(Value::Object(attributes)) = userinfo.and_then(|info| info.get("user_attributes")) {
