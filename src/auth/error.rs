@@ -122,6 +122,11 @@ impl Error {
             Error::TooManyLogins { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
+            Error::ServiceToken(super::service::TokenError::NewZoneLimit(_)) => {
+                // The budget gains one fetch in this many seconds.
+                let seconds = 60 / u64::from(super::service::NEW_ZONES_PER_MINUTE.max(1));
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            }
             Error::ServiceToken(error) if error.status() == StatusCode::UNAUTHORIZED => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }

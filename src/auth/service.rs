@@ -93,17 +93,18 @@ impl Auth {
     pub(super) async fn service_user(&self, value: &HeaderValue, tenant: Option<&str>) -> Result<Session, Error> {
         let token = bearer(value)?;
         let payload = jwt::unverified_payload(token).map_err(|_| TokenError::Malformed)?;
-        // The zone rules come before any key fetch: a token of another tenant costs nothing.
-        if let (Some(_), Some(tenant)) = (&self.tenancy, tenant) {
+        // The zone rules come before any key fetch: a token of another tenant costs nothing. A
+        // host without a tenant never reaches here under multitenancy; should one, it is refused.
+        if self.tenancy.is_some() {
             let zdn = payload
                 .get("ext_attr")
                 .and_then(|ext| ext.get("zdn"))
                 .and_then(|zdn| zdn.as_str())
                 .unwrap_or("");
-            if zdn != tenant {
+            if tenant.is_none_or(|tenant| tenant != zdn) {
                 return Err(TokenError::OtherTenant {
                     token: zdn.to_string(),
-                    host: tenant.to_string(),
+                    host: tenant.unwrap_or("").to_string(),
                 }
                 .into());
             }
