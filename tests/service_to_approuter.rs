@@ -236,3 +236,45 @@ async fn under_multitenancy_a_token_serves_only_its_tenants_host() {
     assert_eq!(seen.headers["x-tenant-destination"], "acme");
     assert!(exchanges(&dev) > before, "the token was exchanged for the lookup");
 }
+
+#[tokio::test]
+async fn tokens_naming_new_zones_cause_a_bounded_number_of_key_fetches() {
+    let backend = backend().await;
+    let dev = DevXsuaa::builder()
+        .tenant("acme", "zone-acme")
+        .start()
+        .await
+        .expect("development XSUAA with a tenant");
+    let router = gateway(app())
+        .services(&dev, &dev.credentials())
+        .destination_entries(json!([{"name": "backend", "url": backend.url()}]))
+        .env("TENANT_HOST_PATTERN", PATTERN)
+        .start()
+        .await;
+    let client = Browser::resolving(&dev, &["acme.app.localhost"]).client;
+    let claims = dev.user_token_claims_in("acme", &User::new("mallory")).expect("claims");
+    let mut statuses = Vec::new();
+    for zone in 0..25 {
+        // The host's tenant, but a zone the identity provider does not know.
+        let token = dev
+            .mint_token_in("acme", with(claims.clone(), json!({"zid": format!("made-up-{zone}")})))
+            .expect("token");
+        let response = client
+            .get(url(&router, "acme", "/display/x"))
+            .header(HEADER, format!("Bearer {token}"))
+            .send()
+            .await
+            .expect("request");
+        statuses.push(response.status().as_u16());
+    }
+    let fetched = dev
+        .stats()
+        .jwks_requests_by_zid
+        .keys()
+        .filter(|zid| zid.starts_with("made-up-"))
+        .count();
+    assert_eq!(fetched, 20, "{statuses:?}");
+    assert!(statuses[..20].iter().all(|status| *status == 401), "{statuses:?}");
+    assert!(statuses[20..].iter().all(|status| *status == 503), "{statuses:?}");
+    assert!(backend.seen().is_empty());
+}
