@@ -133,7 +133,15 @@ async fn refused_tokens_get_401_and_garbage_400() {
         ("expired", format!("Bearer {expired}"), 401),
         ("wrong audience", format!("Bearer {audience}"), 401),
         ("other zone", format!("Bearer {other_zone}"), 401),
-        ("basic", "Basic amFuZS5kb2U6c2VjcmV0".to_string(), 401),
+        (
+            "wrong password",
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("jane.doe:wrong")
+            ),
+            401,
+        ),
+        ("other scheme", format!("Digest {valid}"), 401),
         ("no scheme", valid.clone(), 401),
         ("garbage", "Bearer garbage".to_string(), 400),
         ("garbage payload", "Bearer eyJhbGciOiJSUzI1NiJ9.!!!.x".to_string(), 400),
@@ -277,4 +285,39 @@ async fn tokens_naming_new_zones_cause_a_bounded_number_of_key_fetches() {
     assert!(statuses[..20].iter().all(|status| *status == 401), "{statuses:?}");
     assert!(statuses[20..].iter().all(|status| *status == 503), "{statuses:?}");
     assert!(backend.seen().is_empty());
+}
+
+#[tokio::test]
+async fn basic_credentials_become_a_password_grant_token_kept_until_it_expires() {
+    let (dev, backend, router) = setup().await;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("jane.doe:secret")
+    );
+    let grants = |dev: &DevXsuaa| {
+        dev.stats()
+            .token_requests_by_grant
+            .get("password")
+            .copied()
+            .unwrap_or(0)
+    };
+    for _ in 0..2 {
+        let response = call(&router, "GET", "/display/orders", &basic).await;
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().get("set-cookie").is_none());
+        let seen = backend.seen().pop().expect("the backend was reached");
+        let claims = support::bearer_claims(seen.headers["authorization"].to_str().expect("text"));
+        assert_eq!(claims["user_name"], "jane.doe");
+        assert_eq!(claims["grant_type"], "password");
+        assert!(seen.headers.get(HEADER).is_none());
+    }
+    assert_eq!(grants(&dev), 1, "the token is kept for the next request");
+    let wrong = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("jane.doe:wrong")
+    );
+    let response = call(&router, "GET", "/display/orders", &wrong).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    assert_eq!(grants(&dev), 2, "another password is another grant");
 }

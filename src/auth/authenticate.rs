@@ -85,7 +85,7 @@ impl Auth {
     ) -> Result<Outcome, Error> {
         // The token replaces any session for this request, as in the reference.
         if let Some(value) = parts.headers.get(super::service::HEADER) {
-            let session = Box::pin(self.service_user(value, origin.tenant)).await?;
+            let session = Box::pin(self.service_user(parts, value, origin)).await?;
             return Ok(Outcome::Caller(Arc::new(session)));
         }
         if let Some((id, session)) = self.current_session(&parts.headers, origin.tenant).await? {

@@ -79,6 +79,8 @@ pub struct Auth {
     ended: std::sync::Mutex<std::collections::HashMap<Box<str>, TenantEnd>>,
     /// Key fetches for zones first named by service-to-approuter tokens, bounded per minute.
     new_zones: service::NewZones,
+    /// Tokens of `Basic` service-to-approuter callers, until shortly before they expire.
+    password_tokens: service::PasswordTokens,
 }
 
 /// When a tenant's sessions were last ended (Unix milliseconds, if ever lately), and when the
@@ -121,6 +123,7 @@ impl Auth {
             tenancy: None,
             ended: std::sync::Mutex::new(std::collections::HashMap::new()),
             new_zones: service::NewZones::new(),
+            password_tokens: service::PasswordTokens::new(),
         }
     }
 
