@@ -134,7 +134,7 @@ impl GatewayError {
                 | A::BasicChallenge
                 | A::LogoutMethod
                 | A::UnknownUserApiResource
-                | A::UserInfo(_)
+                | A::ServiceToken(_)
                 | A::TooManyLogins { .. },
             ) => None,
             GatewayError::PayloadTooLarge => Some(ErrorKind::Shed(Shed::BodyTooLarge)),

@@ -235,7 +235,8 @@ async fn user_api_answers_from_the_session() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-cache, no-store");
     let attributes: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(attributes["user_attributes"]["user_name"], "jane.doe");
+    assert_eq!(attributes["name"], "jane.doe");
+    assert!(attributes.get("user_attributes").is_none());
     let unknown = browser.client.get(router.url("/user-api/other")).send().await.unwrap();
     assert_eq!(unknown.status(), 404);
 }

@@ -70,11 +70,12 @@ impl Auth {
         }
     }
 
-    /// The authenticate phase for a protected route.
+    /// The authenticate phase for a protected route: a service-to-approuter token, else the
+    /// session, else a login.
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] for API calls without a session, [`Error::Store`] when the store
-    /// is down.
+    /// is down, [`Error::ServiceToken`] for a refused service-to-approuter token.
     pub async fn authenticate(
         &self,
         parts: &Parts,
@@ -82,6 +83,11 @@ impl Auth {
         origin: &Origin<'_>,
         idp_hint: Option<&str>,
     ) -> Result<Outcome, Error> {
+        // The token replaces any session for this request, as in the reference.
+        if let Some(value) = parts.headers.get(super::service::HEADER) {
+            let session = Box::pin(self.service_user(parts, value, origin)).await?;
+            return Ok(Outcome::Caller(Arc::new(session)));
+        }
         if let Some((id, session)) = self.current_session(&parts.headers, origin.tenant).await? {
             return Ok(Outcome::User {
                 id,

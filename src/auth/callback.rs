@@ -18,7 +18,7 @@ use crate::session::{LoginAttempt, SessionId};
 impl Auth {
     /// The client address the login limit counts against; `None` when there is no limit or no peer
     /// (a request built in-process).
-    fn login_client(&self, parts: &Parts, origin: &Origin<'_>) -> Option<std::net::IpAddr> {
+    pub(super) fn login_client(&self, parts: &Parts, origin: &Origin<'_>) -> Option<std::net::IpAddr> {
         let (Some((_, hops)), Some(peer)) = (&self.login_limit, origin.peer) else {
             return None;
         };
@@ -26,7 +26,7 @@ impl Auth {
     }
 
     /// Refuses a client that has failed too many logins lately; takes nothing.
-    fn check_login_rate(&self, client: Option<std::net::IpAddr>) -> Result<(), Error> {
+    pub(super) fn check_login_rate(&self, client: Option<std::net::IpAddr>) -> Result<(), Error> {
         let (Some((limiter, _)), Some(client)) = (&self.login_limit, client) else {
             return Ok(());
         };
@@ -85,7 +85,13 @@ impl Auth {
             &self.credentials.clientid,
             &attempt,
             &state,
-            idp,
+            idp.map(|origin| {
+                let parameter = match self.settings.idp_as_login_hint {
+                    true => login::IdpParameter::LoginHint,
+                    false => login::IdpParameter::Idp,
+                };
+                (origin, parameter)
+            }),
         );
         self.store.put_attempt(&state, attempt).await?;
         self.metrics.login_started();

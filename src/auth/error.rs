@@ -50,9 +50,9 @@ pub enum Error {
     /// The user API was asked for something it does not have.
     #[error("unknown user API resource")]
     UnknownUserApiResource,
-    /// The user info could not be fetched for `/attributes`.
-    #[error("user info: {0}")]
-    UserInfo(#[source] IdpError),
+    /// A service-to-approuter token was refused.
+    #[error("service-to-approuter: {0}")]
+    ServiceToken(#[from] super::service::TokenError),
     /// Too many failed login callbacks from one client address (`LOGIN_RATE_LIMIT`).
     #[error("too many failed logins from this address; retry in {retry_after} s")]
     TooManyLogins { retry_after: u64 },
@@ -77,8 +77,8 @@ impl Error {
             Error::BasicChallenge => StatusCode::UNAUTHORIZED,
             Error::LogoutMethod => StatusCode::METHOD_NOT_ALLOWED,
             Error::UnknownUserApiResource => StatusCode::NOT_FOUND,
-            Error::UserInfo(_) => StatusCode::BAD_GATEWAY,
             Error::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::ServiceToken(error) => error.status(),
         }
     }
 
@@ -121,6 +121,14 @@ impl Error {
             }
             Error::TooManyLogins { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            Error::ServiceToken(super::service::TokenError::NewZoneLimit(_)) => {
+                // The budget gains one fetch in this many seconds.
+                let seconds = 60 / u64::from(super::service::NEW_ZONES_PER_MINUTE.max(1));
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            }
+            Error::ServiceToken(error) if error.status() == StatusCode::UNAUTHORIZED => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             _ => {}
         }

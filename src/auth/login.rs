@@ -33,8 +33,24 @@ pub fn pkce_challenge(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
 }
 
-/// The authorize URL for one attempt.
-pub fn authorize_url(base: &str, clientid: &str, attempt: &LoginAttempt, state: &str, idp: Option<&str>) -> String {
+/// How the authorize URL names the identity provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdpParameter {
+    /// `idp=<origin>`, as XSUAA on Cloud Foundry takes it.
+    Idp,
+    /// `login_hint={"origin":"<origin>"}`, as the UAA of XS advanced takes it.
+    LoginHint,
+}
+
+/// The authorize URL for one attempt; `idp` is the identity provider's origin key, if one is
+/// chosen, named as `parameter` says.
+pub fn authorize_url(
+    base: &str,
+    clientid: &str,
+    attempt: &LoginAttempt,
+    state: &str,
+    idp: Option<(&str, IdpParameter)>,
+) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());
     query
         .append_pair("response_type", "code")
@@ -43,8 +59,14 @@ pub fn authorize_url(base: &str, clientid: &str, attempt: &LoginAttempt, state: 
         .append_pair("state", state)
         .append_pair("code_challenge", &pkce_challenge(&attempt.code_verifier))
         .append_pair("code_challenge_method", "S256");
-    if let Some(idp) = idp {
-        query.append_pair("idp", idp);
+    match idp {
+        Some((origin, IdpParameter::Idp)) => {
+            query.append_pair("idp", origin);
+        }
+        Some((origin, IdpParameter::LoginHint)) => {
+            query.append_pair("login_hint", &serde_json::json!({ "origin": origin }).to_string());
+        }
+        None => {}
     }
     format!("{}/oauth/authorize?{}", base.trim_end_matches('/'), query.finish())
 }
@@ -219,6 +241,48 @@ mod tests {
         for good in ["/", "/app/index.html?x=1", "/a/%2F%2Fb"] {
             assert_eq!(safe_return_path(good), Some(good));
         }
+    }
+
+    #[test]
+    fn the_identity_provider_is_a_login_hint_on_xs_advanced() {
+        let attempt = LoginAttempt {
+            browser_binding: "b".into(),
+            code_verifier: "v".into(),
+            redirect_uri: "https://app.example/login/callback".into(),
+            return_to: "/".into(),
+            tenant: None,
+        };
+        let url = |idp| authorize_url("https://uaa.example", "client", &attempt, "s", idp);
+        let query = |url: String| -> Vec<(String, String)> {
+            let query = url
+                .split_once('?')
+                .map(|(_, query)| query.to_string())
+                .unwrap_or_default();
+            form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+        };
+        let cf = query(url(Some(("corp-ids", IdpParameter::Idp))));
+        assert!(cf.contains(&("idp".into(), "corp-ids".into())), "{cf:?}");
+        assert!(!cf.iter().any(|(key, _)| key == "login_hint"));
+        let xsa_url = url(Some(("corp-ids", IdpParameter::LoginHint)));
+        assert!(
+            xsa_url.contains("&login_hint=%7B%22origin%22%3A%22corp-ids%22%7D"),
+            "{xsa_url}"
+        );
+        let xsa = query(xsa_url);
+        assert!(
+            xsa.contains(&("login_hint".into(), r#"{"origin":"corp-ids"}"#.into())),
+            "{xsa:?}"
+        );
+        assert!(!xsa.iter().any(|(key, _)| key == "idp"));
+        // A quote in the origin stays inside the JSON string.
+        let quoted = query(url(Some((r#"a"b"#, IdpParameter::LoginHint))));
+        assert!(
+            quoted.contains(&("login_hint".into(), r#"{"origin":"a\"b"}"#.into())),
+            "{quoted:?}"
+        );
+        assert!(!query(url(None))
+            .iter()
+            .any(|(key, _)| key == "idp" || key == "login_hint"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod csrf;
 mod error;
 pub mod login;
 pub mod logout;
+pub mod service;
 pub mod user_api;
 
 use std::sync::Arc;
@@ -39,6 +40,9 @@ pub enum Outcome {
         session: Arc<Session>,
         set_cookie: Option<HeaderValue>,
     },
+    /// A service-to-approuter caller ([`service::HEADER`]): the token's user for this request
+    /// only, with no session behind it.
+    Caller(Arc<Session>),
     /// The request is answered here (the redirect to the login).
     Respond(Response<Body>),
 }
@@ -73,6 +77,10 @@ pub struct Auth {
     /// When each tenant's sessions were last ended (unsubscribed), as the store said lately:
     /// asked again after [`ENDED_FRESH`].
     ended: std::sync::Mutex<std::collections::HashMap<Box<str>, TenantEnd>>,
+    /// Key fetches for zones first named by service-to-approuter tokens, bounded per minute.
+    new_zones: service::NewZones,
+    /// Tokens of `Basic` service-to-approuter callers, until shortly before they expire.
+    password_tokens: service::PasswordTokens,
 }
 
 /// When a tenant's sessions were last ended (Unix milliseconds, if ever lately), and when the
@@ -114,6 +122,8 @@ impl Auth {
             login_limit: None,
             tenancy: None,
             ended: std::sync::Mutex::new(std::collections::HashMap::new()),
+            new_zones: service::NewZones::new(),
+            password_tokens: service::PasswordTokens::new(),
         }
     }
 
@@ -379,21 +389,29 @@ impl Auth {
         }
     }
 
-    /// Answers a user API request for the logged-in `session`.
+    /// Answers a user API request for the logged-in `session`. `/attributes` asks the identity
+    /// provider's userinfo endpoint for the user's attributes; when it cannot answer, the basic
+    /// fields are answered alone, as the reference does.
     ///
     /// # Errors
-    /// [`Error::UnknownUserApiResource`] or [`Error::UserInfo`].
+    /// [`Error::UnknownUserApiResource`].
     pub async fn user_api(&self, url: &str, session: &Session) -> Result<Response<Body>, Error> {
         match user_api::resource(url) {
             Some(user_api::Resource::CurrentUser) => Ok(user_api::respond(&user_api::current_user(session))),
             Some(user_api::Resource::Attributes) => {
                 let userinfo_url = format!("{}/userinfo", self.idp_url(session.user.tenant.as_deref()));
-                let info = self
+                let info = match self
                     .idp
                     .get_json(&userinfo_url, Some(session.access_token.as_str()))
                     .await
-                    .map_err(Error::UserInfo)?;
-                Ok(user_api::respond(&user_api::attributes(session, info)))
+                {
+                    Ok(info) => Some(info),
+                    Err(error) => {
+                        tracing::info!(error = %error, "user info unavailable; answering the basic fields");
+                        None
+                    }
+                };
+                Ok(user_api::respond(&user_api::attributes(session, info.as_ref())))
             }
             None => Err(Error::UnknownUserApiResource),
         }

@@ -604,6 +604,8 @@ pub fn auth_settings(env: &Env, errors: &mut Error) -> AuthSettings {
         external_reverse_proxy: env.flag("EXTERNAL_REVERSE_PROXY", errors) == Some(true),
         csrf_origin_check: env.flag("CSRF_ORIGIN_CHECK", errors) != Some(false),
         dynamic_identity_provider: env.flag("DYNAMIC_IDENTITY_PROVIDER", errors) == Some(true),
+        // XS advanced sets it; its UAA takes the identity provider as a login hint.
+        idp_as_login_hint: env.get("XS_BIND_ADDRESS").is_some_and(|address| !address.is_empty()),
         binding_poll_interval: Duration::from_millis(
             env.get("BINDING_POLL_INTERVAL_MS")
                 .and_then(|text| positive_integer("BINDING_POLL_INTERVAL_MS", text, errors))

@@ -136,6 +136,9 @@ pub struct AuthSettings {
     pub csrf_origin_check: bool,
     /// `DYNAMIC_IDENTITY_PROVIDER`: `?sap_idp=` chooses the identity provider on every route.
     pub dynamic_identity_provider: bool,
+    /// `XS_BIND_ADDRESS` is set (XS advanced): the identity provider goes to the authorize URL
+    /// as `login_hint={"origin":"<idp>"}` instead of `idp=<idp>`.
+    pub idp_as_login_hint: bool,
     /// How often binding files are re-read for rotated credentials (`BINDING_POLL_INTERVAL_MS`,
     /// default 10 s).
     pub binding_poll_interval: Duration,

@@ -275,7 +275,7 @@ pub static ENV_VARS: &[Setting] = &[
     env("SVC2AR_*", Refused(NO_SVC2AR_SESSIONS)),
     env(
         "SERVICE_2_APPROUTER_DISABLE_COOKIE_MERGE",
-        Warned("service-to-approuter requests keep no backend cookies, so there is nothing to merge"),
+        Warned("a backend's cookies reach a service-to-approuter caller as they are; nothing is merged"),
     ),
     env_unless(
         "ENABLE_SUBSCRIBER_TENANT_HEADER",
@@ -284,7 +284,7 @@ pub static ENV_VARS: &[Setting] = &[
     ),
     env(
         "BACKEND_COOKIES_SECRET",
-        Warned("service-to-approuter requests keep no backend cookies, so no encrypted cookie is issued"),
+        Warned("a backend's cookies reach a service-to-approuter caller as they are; no encrypted cookie is issued"),
     ),
     // Outbound.
     env("OUTGOING_REQUEST_OPTIONS", Honoured),

@@ -189,6 +189,14 @@ impl Validator {
         self
     }
 
+    /// Whether validating a token of zone `zid` would fetch keys first: the zone is one this
+    /// validator accepts and none of its keys are held. Lets a caller bound the fetches that
+    /// tokens naming new zones can cause.
+    pub fn needs_keys(&self, zid: &str) -> bool {
+        self.zone.as_ref().is_none_or(|zone| zone == zid)
+            && self.zones.lock().map(|zones| !zones.contains_key(zid)).unwrap_or(true)
+    }
+
     /// Records key fetches into `metrics`.
     pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
         self.metrics = metrics;
@@ -402,11 +410,23 @@ fn decoding_key(jwk: &Jwk) -> Option<DecodingKey> {
 
 /// The payload without checking the signature: only to pick the zone's keys.
 fn unverified_claims(token: &str) -> Result<Claims, JwtError> {
+    serde_json::from_slice(&payload_bytes(token)?).map_err(|_| JwtError::Malformed)
+}
+
+/// Every claim of `token` as it is written, without checking the signature: for tokens validated
+/// before (a session's), or to read which zone and tenant a token claims before any key fetch.
+///
+/// # Errors
+/// [`JwtError::Malformed`] when the payload is not a base64url-encoded JSON object.
+pub fn unverified_payload(token: &str) -> Result<serde_json::Map<String, Value>, JwtError> {
+    serde_json::from_slice(&payload_bytes(token)?).map_err(|_| JwtError::Malformed)
+}
+
+fn payload_bytes(token: &str) -> Result<Vec<u8>, JwtError> {
     let payload = token.split('.').nth(1).ok_or(JwtError::Malformed)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
-        .map_err(|_| JwtError::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| JwtError::Malformed)
+        .map_err(|_| JwtError::Malformed)
 }
 
 #[cfg(test)]

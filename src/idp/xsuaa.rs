@@ -252,11 +252,27 @@ impl IdpClient {
     /// # Errors
     /// See [`IdpError`].
     pub async fn password(&self, username: &str, password: &str) -> Result<TokenResponse, IdpError> {
-        self.token_request(&[
-            ("grant_type", "password"),
-            ("username", username),
-            ("password", password),
-        ])
+        self.password_at(None, username, password).await
+    }
+
+    /// [`IdpClient::password`] at `token_url` (a tenant's token endpoint) when given.
+    ///
+    /// # Errors
+    /// See [`IdpError`].
+    pub async fn password_at(
+        &self,
+        token_url: Option<&str>,
+        username: &str,
+        password: &str,
+    ) -> Result<TokenResponse, IdpError> {
+        self.token_request_at(
+            token_url,
+            &[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+            ],
+        )
         .await
     }
 
@@ -264,10 +280,6 @@ impl IdpClient {
     /// after rotation), the binding is re-read and the request tried once more if the credentials
     /// changed meanwhile. Client authentication precedes the grant check at the token endpoint, so
     /// a rejected code exchange has not used up its code.
-    async fn token_request(&self, fields: &[(&str, &str)]) -> Result<TokenResponse, IdpError> {
-        self.token_request_at(None, fields).await
-    }
-
     async fn token_request_at(
         &self,
         token_url: Option<&str>,

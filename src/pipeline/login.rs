@@ -67,6 +67,10 @@ pub(super) async fn authenticate(parts: &mut Parts, ctx: &mut RequestCtx<'_>) ->
             ctx.set_cookie = set_cookie;
             Ok(Flow::Next)
         }
+        Outcome::Caller(session) => {
+            ctx.caller = Some(session);
+            Ok(Flow::Next)
+        }
         Outcome::Respond(response) => Ok(Flow::Answer(response)),
     }
 }

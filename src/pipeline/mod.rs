@@ -72,6 +72,10 @@ pub struct RequestCtx<'s> {
     pub idp_hint: Option<String>,
     /// The logged-in user (`authenticate`).
     pub user: Option<(SessionId, Arc<Session>)>,
+    /// A service-to-approuter caller's user (`authenticate`): a session for this request only,
+    /// which nothing stores, so CSRF, kept backend cookies and the websocket's session watch do
+    /// not apply.
+    pub caller: Option<Arc<Session>>,
     /// A new session cookie for the response (`authenticate`).
     pub set_cookie: Option<HeaderValue>,
     /// A CSRF token fetched by this request (`csrf`).
@@ -104,9 +108,12 @@ impl RequestCtx<'_> {
         }
     }
 
-    /// The session of the logged-in user, if any.
+    /// The session of the logged-in user or of a service-to-approuter caller, if any.
     pub fn session(&self) -> Option<&Session> {
-        self.user.as_ref().map(|(_, session)| session.as_ref())
+        match &self.user {
+            Some((_, session)) => Some(session),
+            None => self.caller.as_deref(),
+        }
     }
 
     /// Where the request goes: the destination the Destination service found, or the one of
@@ -200,6 +207,7 @@ where
             idp_hint: None,
             tenant: None,
             user: None,
+            caller: None,
             set_cookie: None,
             csrf_token: None,
             upstream: None,

@@ -57,6 +57,9 @@ pub struct User {
     pub password: String,
     /// local scope names, e.g. "Display"; tokens carry "`<xsappname>.Display`"
     pub scopes: Vec<String>,
+    /// User attributes: tokens carry them as `xs.user.attributes`, /userinfo
+    /// as `user_attributes`.
+    pub attributes: BTreeMap<String, Vec<String>>,
 }
 
 impl User {
@@ -75,7 +78,15 @@ impl User {
             origin: "sap.default".to_string(),
             password: "secret".to_string(),
             scopes: vec!["Display".to_string()],
+            attributes: BTreeMap::new(),
         }
+    }
+
+    /// The user with attribute `name` set to `values`.
+    pub fn with_attribute(mut self, name: &str, values: &[&str]) -> Self {
+        self.attributes
+            .insert(name.to_string(), values.iter().map(|v| v.to_string()).collect());
+        self
     }
 }
 

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 use url::{Host, Url};
 
 use crate::http::{self as resp, Resp};
@@ -186,7 +186,14 @@ pub(crate) fn userinfo(state: &State, zone: &Zone, headers: &HeaderMap) -> Resp 
         );
         return denied;
     };
+    if let Some(status) = *lock(&state.userinfo_failure) {
+        return resp::json(status, &json!({"error": "server_error"}));
+    }
     let text = |key: &str| claims[key].as_str().unwrap_or_default().to_string();
+    let attributes = match &claims["xs.user.attributes"] {
+        Value::Object(attributes) => Value::Object(attributes.clone()),
+        _ => json!({}),
+    };
     resp::json(
         StatusCode::OK,
         &json!({
@@ -200,6 +207,7 @@ pub(crate) fn userinfo(state: &State, zone: &Zone, headers: &HeaderMap) -> Resp 
             "zid": claims["zid"],
             "sub": claims["sub"],
             "name": format!("{} {}", text("given_name"), text("family_name")),
+            "user_attributes": attributes,
         }),
     )
 }

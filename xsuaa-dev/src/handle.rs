@@ -373,6 +373,12 @@ impl DevXsuaa {
         self.state.provider().subdomain.clone()
     }
 
+    /// With `Some(status)` /userinfo answers that status (after checking the
+    /// token) instead of the user's info; `None` answers normally.
+    pub fn set_userinfo_failure(&self, status: Option<StatusCode>) {
+        *lock(&self.state.userinfo_failure) = status;
+    }
+
     /// With `Some(delay)` every find-destination call waits that long
     /// before answering; `None` answers at once.
     pub fn set_destination_delay(&self, delay: Option<Duration>) {

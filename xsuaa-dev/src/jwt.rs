@@ -213,7 +213,7 @@ pub(crate) fn user_claims_for(issue: &Issue<'_>, user: &User, scopes: Vec<String
         "xs.system.attributes": {"xs.rolecollections": []},
         "given_name": user.given_name,
         "family_name": user.family_name,
-        "xs.user.attributes": {},
+        "xs.user.attributes": user.attributes,
         "sub": guid,
         "user_id": guid,
         "aud": audiences(client_id, &scopes),
@@ -289,6 +289,7 @@ pub(crate) fn user_from_claims(claims: &Value) -> Option<User> {
         origin: text("origin").unwrap_or_default(),
         password: String::new(),
         scopes: Vec::new(),
+        attributes: serde_json::from_value(claims["xs.user.attributes"].clone()).unwrap_or_default(),
     })
 }
 

@@ -129,6 +129,8 @@ pub(crate) struct State {
     pub(crate) multi_zone: bool,
     pub(crate) destination_url: String,
     pub(crate) find_behaviour: Mutex<FindBehaviour>,
+    /// A status /userinfo answers instead of the user's info.
+    pub(crate) userinfo_failure: Mutex<Option<StatusCode>>,
     /// Host and port the connectivity binding names: the proxy here unless
     /// the builder named another.
     pub(crate) connectivity_proxy: (String, u16),
@@ -166,6 +168,7 @@ impl State {
             zones,
             destination_url,
             find_behaviour: Mutex::default(),
+            userinfo_failure: Mutex::default(),
             connectivity_proxy,
             virtual_hosts: Mutex::new(virtual_hosts),
             proxy_records: Mutex::default(),
