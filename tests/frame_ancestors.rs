@@ -194,3 +194,39 @@ async fn each_tenant_gets_the_domains_of_its_own_subaccount() {
     );
     assert_eq!(csp(&get("beta").await), None, "beta trusts no domain");
 }
+
+/// A configured policy (`httpHeaders`) and the frame-ancestors one are both enforced; a backend's
+/// own policy wins over both unless `MERGE_CSP_HEADERS`, which keeps all of them.
+#[tokio::test]
+async fn the_policy_is_enforced_beside_a_configured_one_and_merged_with_a_backends_on_request() {
+    let dev = DevXsuaa::builder().start().await.expect("development XSUAA");
+    dev.set_iframe_domains(&dev.subdomain(), Some("https://a.example"));
+    let backend = backend().await;
+    let start = |merge: &'static str| {
+        gateway(app())
+            .xsuaa(&dev, &dev.credentials())
+            .destinations(&[("backend", &backend.url())])
+            .env("ENABLE_FRAME_ANCESTORS_CSP_HEADERS", "true")
+            .env("httpHeaders", r#"[{"Content-Security-Policy": "img-src 'self'"}]"#)
+            .env("MERGE_CSP_HEADERS", merge)
+            .start()
+    };
+    let router = start("false").await;
+    let mut done = fetches(&router);
+    fetched(&mut done, 1).await;
+    assert_eq!(
+        csp(&headers(&router).await),
+        Some("img-src 'self', frame-ancestors https://a.example;")
+    );
+    let own = client().get(router.url("/csp")).send().await.expect("response");
+    assert_eq!(csp(own.headers()), Some("default-src 'self'"));
+
+    let merging = start("true").await;
+    let mut done = fetches(&merging);
+    fetched(&mut done, 1).await;
+    let own = client().get(merging.url("/csp")).send().await.expect("response");
+    assert_eq!(
+        csp(own.headers()),
+        Some("default-src 'self', img-src 'self', frame-ancestors https://a.example;")
+    );
+}

@@ -15,8 +15,10 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub(super) fn finish(response: &mut Response<Body>, ctx: &RequestCtx<'_>) {
     let config = &ctx.snapshot.config;
     let headers = response.headers_mut();
-    // A policy the response has now is the router's own page's or a backend's.
-    let own_csp = ctx.upstream.is_none() || !headers.contains_key(header::CONTENT_SECURITY_POLICY);
+    // A policy the response has now is the router's own page's or a backend's (looked at only
+    // when there is a frame-ancestors policy to add).
+    let own_csp = ctx.state.frame_ancestors.is_some()
+        && (ctx.upstream.is_none() || !headers.contains_key(header::CONTENT_SECURITY_POLICY));
     // One lookup each: what the response already has is kept.
     for (name, value) in &config.response_headers {
         match headers.entry(name) {
