@@ -431,7 +431,45 @@ fn payload_bytes(token: &str) -> Result<Vec<u8>, JwtError> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    fn encode(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    proptest! {
+        /// A client's token is read for its zone and tenant before its signature is checked:
+        /// whatever it holds is a claim set or `Malformed`, never a panic.
+        #[test]
+        fn unverified_reading_takes_any_bytes(header in ".{0,40}", payload in proptest::collection::vec(any::<u8>(), 0..200), raw in ".{0,200}") {
+            let token = format!("{}.{}.sig", encode(header.as_bytes()), encode(&payload));
+            for token in [token.as_str(), raw.as_str()] {
+                match unverified_payload(token) {
+                    Ok(map) => {
+                        let direct = payload_bytes(token).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok());
+                        prop_assert_eq!(Some(map), direct);
+                    }
+                    Err(error) => prop_assert!(matches!(error, JwtError::Malformed)),
+                }
+                if let Err(error) = unverified_claims(token) {
+                    prop_assert!(matches!(error, JwtError::Malformed));
+                }
+            }
+        }
+
+        /// Claims of every shape the wire allows read back as written.
+        #[test]
+        fn claims_round_trip(zid in "[a-z0-9-]{0,20}", zdn in "[a-z]{0,12}", aud in proptest::collection::vec("[a-z!.]{1,12}", 0..4)) {
+            let claims = serde_json::json!({"zid": zid, "ext_attr": {"zdn": zdn}, "aud": aud, "exp": 1});
+            let token = format!("e30.{}.sig", encode(claims.to_string().as_bytes()));
+            let read = unverified_payload(&token).expect("a JSON object");
+            prop_assert_eq!(read.get("zid").and_then(Value::as_str), Some(zid.as_str()));
+            let claims = unverified_claims(&token).expect("claims");
+            prop_assert_eq!(claims.zid.as_deref(), Some(zid.as_str()));
+        }
+    }
 
     fn claims(aud: &[&str], scope: &[&str], cid: Option<&str>) -> Claims {
         serde_json::from_value(serde_json::json!({
