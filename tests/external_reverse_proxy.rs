@@ -61,7 +61,8 @@ async fn the_tenant_and_the_redirect_uri_come_from_x_custom_host() {
         Some(format!("http://{custom_host}/login/callback").as_str())
     );
 
-    // A public route forwards, and the backend never sees the header.
+    // A public route forwards, and the backend never sees the header; the host it is told is the
+    // one the client asked the proxy for.
     let response = client()
         .get(router.url("/open/x"))
         .header("x-custom-host", &custom_host)
@@ -71,6 +72,7 @@ async fn the_tenant_and_the_redirect_uri_come_from_x_custom_host() {
     assert_eq!(response.status(), 200);
     let seen = backend.next_matching(|seen| seen.uri.ends_with("/x")).await;
     assert!(seen.headers.get("x-custom-host").is_none(), "{:?}", seen.headers);
+    assert_eq!(seen.headers["x-forwarded-host"], custom_host.as_str());
 }
 
 #[tokio::test]

@@ -121,12 +121,19 @@ where
     B::Error: Into<BoxError>,
 {
     let destination = ctx.target_destination().ok_or(routing::Error::RouteNotFound)?;
-    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // The host the client asked for: `X-Custom-Host` behind an external reverse proxy.
+    let custom_host = match ctx.snapshot.config.auth.external_reverse_proxy {
+        true => parts.headers.get("x-custom-host").cloned(),
+        false => None,
+    };
+    let host = custom_host
+        .or_else(|| parts.headers.get(header::HOST).cloned())
+        .or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
     let forwarding = Forwarding {
         peer: ctx.connection.peer.ip(),
         scheme: ctx.connection.scheme,
