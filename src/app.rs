@@ -29,17 +29,29 @@ pub struct Sources {
 /// # Errors
 /// Every configuration problem, with key paths.
 pub fn load_config(sources: &Sources, mut env: Env) -> Result<Config, config::Error> {
-    config::load_default_env(&sources.dir, &mut env)?;
+    // Problems of default-env.json and default-services.json are listed with all the others.
+    let mut errors = config::load_default_env(&sources.dir, &mut env)
+        .err()
+        .unwrap_or_default();
     let path = sources
         .xs_app
         .clone()
         .unwrap_or_else(|| sources.dir.join("xs-app.json"));
-    let text = std::fs::read_to_string(&path).map_err(|error| {
-        let mut errors = config::Error::default();
-        errors.push("xs-app.json", format!("cannot read {}: {error}", path.display()));
-        errors
-    })?;
-    Config::load(&text, &env, &sources.dir)
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) => {
+            errors.push("xs-app.json", format!("cannot read {}: {error}", path.display()));
+            return Err(errors);
+        }
+    };
+    match Config::load(&text, &env, &sources.dir) {
+        Ok(config) if errors.is_empty() => Ok(config),
+        Ok(_) => Err(errors),
+        Err(more) => {
+            errors.problems.extend(more.problems);
+            Err(errors)
+        }
+    }
 }
 
 /// Why the router could not be built from a valid configuration.

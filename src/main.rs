@@ -91,15 +91,13 @@ fn main() -> ExitCode {
 
 fn run() -> ExitCode {
     let cli = Cli::parse();
-    // default-env.json may set the log level and format too, so it is read before logging starts;
-    // its errors are reported with the others when the configuration loads.
-    let mut env = app::process_env();
-    let _ = approuter::config::load_default_env(&cli.dir, &mut env);
-    let json = cli.log_json
-        || env
-            .get("LOG_JSON")
-            .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"));
-    let filter = approuter::logging::filter_for(env.get("RUST_LOG"), env.get("XS_APP_LOG_LEVEL"))
+    // default-env.json may set the log level and format too, so it is read before logging starts,
+    // into a copy: the configuration reads it again and reports what is wrong in it.
+    let env = app::process_env();
+    let mut early = env.clone();
+    let _ = approuter::config::load_default_env(&cli.dir, &mut early);
+    let json = cli.log_json || early.flag("LOG_JSON", &mut approuter::config::Error::default()) == Some(true);
+    let filter = approuter::logging::filter_for(early.get("RUST_LOG"), early.get("XS_APP_LOG_LEVEL"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     approuter::logging::init(json, filter);
     match &cli.command {
@@ -109,6 +107,7 @@ fn run() -> ExitCode {
         Some(Command::BindingParams(args)) => return binding_params(args),
         None => {}
     }
+    let mut env = env;
     if let Some(port) = cli.port {
         env.set("PORT", port.to_string());
     }

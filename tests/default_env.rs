@@ -107,7 +107,7 @@ async fn default_env_sets_the_log_level_format_and_workers_and_ignored_settings_
 }
 
 #[tokio::test]
-async fn a_refused_setting_in_default_env_stops_start_up_naming_it() {
+async fn refused_settings_in_default_env_and_default_services_stop_start_up_naming_them() {
     let dir = tempfile::tempdir().expect("temp dir");
     support::write_app(dir.path(), &routes(), &[]);
     let default_env = json!({
@@ -116,6 +116,8 @@ async fn a_refused_setting_in_default_env_stops_start_up_naming_it() {
         "XS_APP_LOG_LEVEL": "chatty",
     });
     std::fs::write(dir.path().join("default-env.json"), default_env.to_string()).expect("write");
+    let services = json!({"uaa": {"clientid": "c", "clientsecret": "s", "url": "https://a.example"}, "hana": {}});
+    std::fs::write(dir.path().join("default-services.json"), services.to_string()).expect("write");
     let output = tokio::time::timeout(PATIENCE, command(dir.path()).output())
         .await
         .expect("in time")
@@ -127,4 +129,5 @@ async fn a_refused_setting_in_default_env_stops_start_up_naming_it() {
         stderr.contains("XS_APP_LOG_LEVEL: unknown level \"chatty\""),
         "{stderr}"
     );
+    assert!(stderr.contains("default-services.json: hana"), "{stderr}");
 }

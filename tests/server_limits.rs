@@ -196,7 +196,7 @@ async fn a_request_not_received_in_time_gets_408_and_its_connection_closed() {
     let router = start(
         &backend,
         &[
-            ("INCOMING_REQUEST_TIMEOUT", "300"),
+            ("INCOMING_REQUEST_TIMEOUT", "1500"),
             ("INCOMING_HEADER_TIMEOUT", "60000"),
         ],
     )

@@ -261,6 +261,24 @@ async fn tokens_naming_new_zones_cause_a_bounded_number_of_key_fetches() {
         .await;
     let client = Browser::resolving(&dev, &["acme.app.localhost"]).client;
     let claims = dev.user_token_claims_in("acme", &User::new("mallory")).expect("claims");
+    // Tokens the validator refuses before any fetch (no key id) do not spend the budget.
+    for zone in 0..30 {
+        let payload = with(claims.clone(), json!({"zid": format!("no-kid-{zone}")}));
+        let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let token = format!(
+            "{}.{}.c2ln",
+            encode(br#"{"alg":"RS256","typ":"JWT"}"#),
+            encode(payload.to_string().as_bytes())
+        );
+        let response = client
+            .get(url(&router, "acme", "/display/x"))
+            .header(HEADER, format!("Bearer {token}"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 401);
+    }
+    let started = tokio::time::Instant::now();
     let mut statuses = Vec::new();
     for zone in 0..25 {
         // The host's tenant, but a zone the identity provider does not know.
@@ -281,9 +299,19 @@ async fn tokens_naming_new_zones_cause_a_bounded_number_of_key_fetches() {
         .keys()
         .filter(|zid| zid.starts_with("made-up-"))
         .count();
-    assert_eq!(fetched, 20, "{statuses:?}");
+    // The bucket refills one fetch every 3 s; a slow machine may have earned some back.
+    let refills = (started.elapsed().as_secs() / 3) as usize;
+    assert!(
+        (20..=20 + refills).contains(&fetched),
+        "{fetched} fetches: {statuses:?}"
+    );
     assert!(statuses[..20].iter().all(|status| *status == 401), "{statuses:?}");
-    assert!(statuses[20..].iter().all(|status| *status == 503), "{statuses:?}");
+    let refused = statuses[20..].iter().filter(|status| **status == 503).count();
+    assert!(refused + refills >= 5, "{statuses:?}");
+    assert!(
+        statuses[20..].iter().all(|status| [401, 503].contains(status)),
+        "{statuses:?}"
+    );
     assert!(backend.seen().is_empty());
 }
 

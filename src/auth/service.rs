@@ -195,6 +195,8 @@ impl Auth {
             }
         }
         let zid = payload.get("zid").and_then(|zid| zid.as_str()).unwrap_or("");
+        // A token the validator would refuse before fetching keys must not spend the budget.
+        jwt::checked_header(token).map_err(TokenError::Invalid)?;
         if self.validator.needs_keys(zid) && !self.new_zones.take() {
             return Err(TokenError::NewZoneLimit(zid.to_string()).into());
         }

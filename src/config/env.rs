@@ -404,6 +404,8 @@ pub fn server_settings(env: &Env, errors: &mut Error) -> ServerSettings {
         let (name, message) = error.split_once(": ").unwrap_or(("XS_APP_LOG_LEVEL", error.as_str()));
         errors.push(name, message);
     }
+    // The binary reads it before logging starts; here it is checked like every flag.
+    let _ = env.flag("LOG_JSON", errors);
     let workers = match env.get("TOKIO_WORKER_THREADS") {
         Some(text) => positive_integer("TOKIO_WORKER_THREADS", text, errors).map_or(1, |n| n as usize),
         None => std::thread::available_parallelism().map_or(1, usize::from),
@@ -411,7 +413,6 @@ pub fn server_settings(env: &Env, errors: &mut Error) -> ServerSettings {
     ServerSettings {
         bind: SocketAddr::new(ip, port),
         workers,
-        log_json: env.flag("LOG_JSON", errors) == Some(true),
         header_read_timeout,
         max_header_bytes,
         connection_idle_timeout,

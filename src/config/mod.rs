@@ -217,8 +217,6 @@ pub struct ServerSettings {
     /// Worker threads, each with its own event loop and listening socket (`TOKIO_WORKER_THREADS`,
     /// default one per core).
     pub workers: usize,
-    /// `LOG_JSON`: log lines as JSON objects.
-    pub log_json: bool,
     /// How long a connection may take to send a request's headers (and stay idle between requests).
     pub header_read_timeout: Duration,
     /// Upper bound on the request head (request line + headers); larger gets 431.

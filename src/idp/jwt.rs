@@ -242,10 +242,7 @@ impl Validator {
     /// # Errors
     /// [`JwtError`] naming the first failed check.
     pub async fn validate(&self, idp: &IdpClient, token: &str, now: u64) -> Result<Claims, JwtError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
-        if !ALLOWED.contains(&header.alg) {
-            return Err(JwtError::AlgorithmNotAllowed(format!("{:?}", header.alg)));
-        }
+        let header = checked_header(token)?;
         let kid = header.kid.clone().ok_or(JwtError::MissingKid)?;
         let unverified = unverified_claims(token)?;
         let zid = unverified.zid.clone().unwrap_or_default();
@@ -409,6 +406,22 @@ fn decoding_key(jwk: &Jwk) -> Option<DecodingKey> {
 }
 
 /// The payload without checking the signature: only to pick the zone's keys.
+/// The token's header, if it is one [`Validator::validate`] could accept (an allowed algorithm
+/// and a key id): what is checked before any key fetch, so a token refused here costs none.
+///
+/// # Errors
+/// `Malformed`, `AlgorithmNotAllowed` or `MissingKid`.
+pub fn checked_header(token: &str) -> Result<jsonwebtoken::Header, JwtError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
+    if !ALLOWED.contains(&header.alg) {
+        return Err(JwtError::AlgorithmNotAllowed(format!("{:?}", header.alg)));
+    }
+    if header.kid.is_none() {
+        return Err(JwtError::MissingKid);
+    }
+    Ok(header)
+}
+
 fn unverified_claims(token: &str) -> Result<Claims, JwtError> {
     serde_json::from_slice(&payload_bytes(token)?).map_err(|_| JwtError::Malformed)
 }
