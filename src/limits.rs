@@ -1,5 +1,5 @@
-//! Per-client limits that need no server: the client address behind trusted proxies, and the
-//! per-address token bucket for failed logins.
+//! Limits that need no server: the client address behind trusted proxies, the per-address token
+//! bucket for failed logins, and [`Budget`], one shared bucket for work that clients can cause.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -184,3 +184,36 @@ fn bucket_key(addr: IpAddr) -> IpAddr {
 
 #[cfg(test)]
 mod tests;
+
+/// A token bucket shared by every caller: at most `per_minute` takes a minute, refilled evenly,
+/// for work that clients can start but that costs the router or a service it calls (a key fetch
+/// for an identity zone not seen yet, the security settings of a new subdomain).
+pub struct Budget {
+    per_minute: u32,
+    bucket: Mutex<(f64, Instant)>,
+}
+
+impl Budget {
+    /// A full bucket of `per_minute`.
+    pub fn new(per_minute: u32) -> Budget {
+        Budget {
+            per_minute,
+            bucket: Mutex::new((f64::from(per_minute), Instant::now())),
+        }
+    }
+
+    /// Takes one from the budget; false when it is spent.
+    pub fn take(&self) -> bool {
+        let mut bucket = self.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (tokens, updated) = &mut *bucket;
+        let capacity = f64::from(self.per_minute);
+        *tokens = (*tokens + updated.elapsed().as_secs_f64() * capacity / 60.0).min(capacity);
+        *updated = Instant::now();
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}

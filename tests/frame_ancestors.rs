@@ -230,3 +230,41 @@ async fn the_policy_is_enforced_beside_a_configured_one_and_merged_with_a_backen
         Some("default-src 'self', img-src 'self', frame-ancestors https://a.example;")
     );
 }
+
+/// Any client can name tenant hosts: new subdomains cost a fetch each, so only so many a minute
+/// are fetched, and the others are answered without the header (`X-Frame-Options` applies).
+#[tokio::test]
+async fn made_up_tenant_hosts_cause_a_bounded_number_of_fetches() {
+    let dev = DevXsuaa::builder()
+        .tenant("acme", "zone-acme")
+        .start()
+        .await
+        .expect("development XSUAA with a tenant");
+    let backend = backend().await;
+    let router = gateway(app())
+        .xsuaa(&dev, &dev.credentials())
+        .destinations(&[("backend", &backend.url())])
+        .env("TENANT_HOST_PATTERN", r"^(.*)\.app\.localhost$")
+        .env("ENABLE_FRAME_ANCESTORS_CSP_HEADERS", "true")
+        .start()
+        .await;
+    let mut fetches = fetches(&router);
+    fetched(&mut fetches, 1).await;
+    let started = tokio::time::Instant::now();
+    for n in 0..100 {
+        let response = client()
+            .get(router.url("/page"))
+            .header("host", format!("made-up-{n}.app.localhost:{}", router.addr.port()))
+            .send()
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 200);
+        assert_eq!(csp(response.headers()), None);
+        assert_eq!(response.headers()["x-frame-options"], "SAMEORIGIN");
+    }
+    // 60 a minute, the binding's own subdomain included; one more each second that passed.
+    fetched(&mut fetches, 60).await;
+    let refills = started.elapsed().as_secs();
+    let requests = dev.security_settings_requests();
+    assert!((60..=60 + refills).contains(&requests), "{requests} fetches");
+}

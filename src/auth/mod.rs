@@ -78,7 +78,7 @@ pub struct Auth {
     /// asked again after [`ENDED_FRESH`].
     ended: std::sync::Mutex<std::collections::HashMap<Box<str>, TenantEnd>>,
     /// Key fetches for zones first named by service-to-approuter tokens, bounded per minute.
-    new_zones: service::NewZones,
+    new_zones: crate::limits::Budget,
     /// Tokens of `Basic` service-to-approuter callers, until shortly before they expire.
     password_tokens: service::PasswordTokens,
 }
@@ -122,7 +122,7 @@ impl Auth {
             login_limit: None,
             tenancy: None,
             ended: std::sync::Mutex::new(std::collections::HashMap::new()),
-            new_zones: service::NewZones::new(),
+            new_zones: crate::limits::Budget::new(service::NEW_ZONES_PER_MINUTE),
             password_tokens: service::PasswordTokens::new(),
         }
     }

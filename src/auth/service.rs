@@ -5,12 +5,10 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use base64::Engine;
 use http::header::HeaderValue;
 use http::request::Parts;
-use tokio::time::Instant;
 
 use super::{Auth, Error, Origin};
 use crate::idp::jwt::{self, JwtError};
@@ -61,35 +59,6 @@ impl TokenError {
             | TokenError::PasswordRefused
             | TokenError::OtherTenant { .. }
             | TokenError::Invalid(_) => http::StatusCode::UNAUTHORIZED,
-        }
-    }
-}
-
-/// A token bucket of key fetches for zones not seen yet, shared by all callers.
-pub(super) struct NewZones {
-    bucket: Mutex<(f64, Instant)>,
-}
-
-impl NewZones {
-    pub(super) fn new() -> NewZones {
-        NewZones {
-            bucket: Mutex::new((f64::from(NEW_ZONES_PER_MINUTE), Instant::now())),
-        }
-    }
-
-    /// Takes one fetch from the budget; false when it is spent.
-    fn take(&self) -> bool {
-        let mut bucket = self.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (tokens, updated) = &mut *bucket;
-        let capacity = f64::from(NEW_ZONES_PER_MINUTE);
-        let refill = updated.elapsed().as_secs_f64() * capacity / Duration::from_secs(60).as_secs_f64();
-        *tokens = (*tokens + refill).min(capacity);
-        *updated = Instant::now();
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
         }
     }
 }
@@ -322,17 +291,5 @@ mod tests {
         tokens.put(key, "token", 200, 100);
         assert_eq!(tokens.get(&key, 199).as_deref(), Some("token"));
         assert_eq!(tokens.get(&key, 200), None);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn new_zones_are_bounded_per_minute() {
-        let zones = NewZones::new();
-        for _ in 0..NEW_ZONES_PER_MINUTE {
-            assert!(zones.take());
-        }
-        assert!(!zones.take());
-        tokio::time::advance(Duration::from_secs(60 / u64::from(NEW_ZONES_PER_MINUTE))).await;
-        assert!(zones.take());
-        assert!(!zones.take());
     }
 }

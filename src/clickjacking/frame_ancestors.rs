@@ -19,10 +19,15 @@ use tokio::time::Instant;
 
 use crate::config::FrameAncestorsSettings;
 use crate::idp::xsuaa::IdpClient;
+use crate::limits::Budget;
 
 /// Subdomains kept at most: each tenant host of `TENANT_HOST_PATTERN` is one, and a client
 /// choosing hosts must not grow the table without end.
 const CAPACITY: usize = 10_000;
+/// Subdomains not seen yet whose settings may be fetched per minute: any client can name a
+/// tenant host, and each new one costs a request to the XSUAA API. Past it a response goes
+/// without the header (`X-Frame-Options` applies) until the budget refills.
+const NEW_SUBDOMAINS_PER_MINUTE: u32 = 60;
 
 /// The frame-ancestors CSP of each subdomain, fetched at the XSUAA API.
 pub struct FrameAncestors {
@@ -32,6 +37,8 @@ pub struct FrameAncestors {
     entries: ArcSwap<HashMap<Arc<str>, Arc<Entry>>>,
     /// Fetches finished (successful or not), for whoever waits for a new value.
     fetched: watch::Sender<u64>,
+    /// New subdomains per minute ([`NEW_SUBDOMAINS_PER_MINUTE`]).
+    new_subdomains: Budget,
 }
 
 struct Entry {
@@ -54,6 +61,7 @@ impl FrameAncestors {
             idp,
             entries: ArcSwap::from_pointee(HashMap::new()),
             fetched: watch::Sender::new(0),
+            new_subdomains: Budget::new(NEW_SUBDOMAINS_PER_MINUTE),
         });
         let own = frames.settings.own_subdomain.clone();
         frames.add(&own);
@@ -83,6 +91,9 @@ impl FrameAncestors {
     }
 
     fn add(self: &Arc<Self>, subdomain: &str) {
+        if !self.new_subdomains.take() {
+            return;
+        }
         let subdomain: Arc<str> = subdomain.into();
         let entry = Arc::new(Entry {
             cached: ArcSwap::from_pointee(Cached {
@@ -94,11 +105,20 @@ impl FrameAncestors {
         let mut added = false;
         self.entries.rcu(|entries| {
             added = false;
-            if entries.contains_key(&subdomain) || entries.len() >= CAPACITY {
+            if entries.contains_key(&subdomain) {
                 return Arc::clone(entries);
             }
-            added = true;
             let mut entries = HashMap::clone(entries);
+            if entries.len() >= CAPACITY {
+                // Full: subdomains without domains (made-up hosts, failed fetches) make room;
+                // those with domains stay.
+                entries
+                    .retain(|_, entry| entry.fetching.load(Ordering::Acquire) || entry.cached.load().value.is_some());
+                if entries.len() >= CAPACITY {
+                    return Arc::new(entries);
+                }
+            }
+            added = true;
             entries.insert(subdomain.clone(), entry.clone());
             Arc::new(entries)
         });

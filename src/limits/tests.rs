@@ -93,3 +93,15 @@ fn client_address_uses_only_entries_of_trusted_proxies() {
     }
     assert_eq!(client_addr(peer, &HeaderMap::new(), 1), peer);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_budget_allows_its_rate_per_minute() {
+    let budget = Budget::new(20);
+    for _ in 0..20 {
+        assert!(budget.take());
+    }
+    assert!(!budget.take());
+    tokio::time::advance(std::time::Duration::from_secs(3)).await;
+    assert!(budget.take());
+    assert!(!budget.take());
+}
