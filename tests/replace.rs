@@ -44,6 +44,7 @@ fn router() -> GatewayBuilder {
     .file("web/other.html", "other {{FROM_FILE}}")
     .file("web/config.json", "{\"url\": \"{{{ui5.url}}}\"}")
     .file("web/broken.json", "{{#open}} never closed")
+    .file("web/huge.json", "x".repeat(4 * 1024 * 1024 + 1))
 }
 
 #[tokio::test]
@@ -143,7 +144,7 @@ async fn the_etag_follows_the_rendered_content_and_a_changed_file_is_rendered_ag
 }
 
 #[tokio::test]
-async fn other_methods_get_405_and_a_broken_template_500() {
+async fn other_methods_get_405_and_a_broken_or_huge_template_500() {
     let gateway = router().start().await;
     let post = client()
         .post(gateway.url("/index.html"))
@@ -161,6 +162,10 @@ async fn other_methods_get_405_and_a_broken_template_500() {
         .expect("response");
     assert_eq!(broken.status(), 500);
     assert!(!broken.text().await.expect("body").contains("never closed"));
+
+    // Read, rendered and kept whole, a template has a size limit.
+    let huge = client().get(gateway.url("/huge.json")).send().await.expect("response");
+    assert_eq!(huge.status(), 500);
 
     let missing = client()
         .get(gateway.url("/missing.json"))

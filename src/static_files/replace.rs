@@ -15,10 +15,11 @@ use super::template::Template;
 use super::Error;
 use crate::body::{self, Body};
 
-/// Rendered files kept; past it the cache starts over (a folder rarely holds more templates).
-const MAX_CACHED: usize = 256;
-/// A rendered file larger than this is served but not kept.
-const MAX_CACHED_BYTES: usize = 4 * 1024 * 1024;
+/// Rendered bytes kept per route; past it the cache starts over (a folder rarely holds more).
+const MAX_CACHED_BYTES: usize = 32 * 1024 * 1024;
+/// A template file larger than this is refused (500, logged): it would be read and rendered
+/// whole, and kept.
+pub const MAX_TEMPLATE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// A route's `replace`: which files are templates, and what they are rendered with.
 pub struct Replace {
@@ -27,7 +28,14 @@ pub struct Replace {
     /// `vars` and `services` resolved at start-up.
     view: Value,
     /// Rendered files by path, each with the version (length, modification time) it was made from.
-    cache: Mutex<HashMap<PathBuf, Arc<Rendered>>>,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    files: HashMap<PathBuf, Arc<Rendered>>,
+    /// Rendered bytes in `files`.
+    bytes: usize,
 }
 
 impl std::fmt::Debug for Replace {
@@ -53,7 +61,7 @@ impl Replace {
         Replace {
             suffixes,
             view: Value::Object(view),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
         }
     }
 
@@ -70,6 +78,12 @@ impl Replace {
                 return Ok(found);
             }
         }
+        if length > MAX_TEMPLATE_BYTES {
+            return Err(Error::Template {
+                file: path.to_path_buf(),
+                source: super::template::Error::TooLarge(length),
+            });
+        }
         let bytes = tokio::fs::read(path).await.map_err(super::not_found)?;
         let text = String::from_utf8_lossy(&bytes);
         let template = Template::parse(&text).map_err(|source| Error::Template {
@@ -83,19 +97,23 @@ impl Replace {
             etag: etag(&body),
             body,
         });
-        if rendered.body.len() <= MAX_CACHED_BYTES {
-            if let Ok(mut cache) = self.cache.lock() {
-                if cache.len() >= MAX_CACHED && !cache.contains_key(path) {
-                    cache.clear();
-                }
-                cache.insert(path.to_path_buf(), rendered.clone());
+        if let Ok(mut cache) = self.cache.lock() {
+            if let Some(old) = cache.files.remove(path) {
+                cache.bytes -= old.body.len();
+            }
+            if cache.bytes + rendered.body.len() > MAX_CACHED_BYTES {
+                *cache = Cache::default();
+            }
+            if rendered.body.len() <= MAX_CACHED_BYTES {
+                cache.bytes += rendered.body.len();
+                cache.files.insert(path.to_path_buf(), rendered.clone());
             }
         }
         Ok(rendered)
     }
 
     fn cached(&self, path: &Path) -> Option<Arc<Rendered>> {
-        self.cache.lock().ok()?.get(path).cloned()
+        self.cache.lock().ok()?.files.get(path).cloned()
     }
 
     /// Answers a GET or HEAD of the template at `path` (`length` bytes, modified at `modified`).

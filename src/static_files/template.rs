@@ -21,6 +21,9 @@ pub enum Error {
     EmptyTag(usize),
     #[error("changing the delimiters is not supported (byte {0})")]
     Delimiters(usize),
+    /// The file is larger than templates may be ([`super::replace::MAX_TEMPLATE_BYTES`]).
+    #[error("{0} bytes is more than a template may have")]
+    TooLarge(u64),
 }
 
 /// A parsed template.
