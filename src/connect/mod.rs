@@ -185,10 +185,21 @@ impl Connector {
     /// [`crate::tls::Error::Identity`] when the key does not fit the certificate; the previous
     /// identity stays.
     pub fn set_identity(&self, identity: Option<Identity>) -> Result<(), crate::tls::Error> {
-        let config = client_config(&self.tls.trust, identity, self.tls.protocols)?;
-        self.tls.config.store(Arc::new(config));
-        self.tls.generation.fetch_add(1, Ordering::Release);
+        self.prepare_identity(identity)?.install();
         Ok(())
+    }
+
+    /// The TLS configuration presenting `identity`, ready to [`PreparedIdentity::install`]: when
+    /// several connectors change identity together, all are prepared before any is changed.
+    ///
+    /// # Errors
+    /// [`crate::tls::Error::Identity`] when the key does not fit the certificate.
+    pub fn prepare_identity(&self, identity: Option<Identity>) -> Result<PreparedIdentity<'_>, crate::tls::Error> {
+        let config = client_config(&self.tls.trust, identity, self.tls.protocols)?;
+        Ok(PreparedIdentity {
+            tls: &self.tls,
+            config: Arc::new(config),
+        })
     }
 
     /// How many times the identity was replaced ([`Connector::set_identity`]); a connection opened
@@ -327,6 +338,21 @@ pub async fn tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, 
     };
     stream.set_nodelay(true).map_err(failed)?;
     Ok(stream)
+}
+
+/// A connector's new identity, built and not yet in use ([`Connector::prepare_identity`]).
+pub struct PreparedIdentity<'c> {
+    tls: &'c Tls,
+    config: Arc<ClientConfig>,
+}
+
+impl PreparedIdentity<'_> {
+    /// New connections present the identity from now on; pooled ones opened before are not
+    /// reused (the generation moves on).
+    pub fn install(self) {
+        self.tls.config.store(self.config);
+        self.tls.generation.fetch_add(1, Ordering::Release);
+    }
 }
 
 // === impl PerDestination ===

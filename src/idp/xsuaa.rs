@@ -180,12 +180,17 @@ impl IdpClient {
             }
             _ => None,
         };
-        // The token endpoint's connector accepted the pair, so the backends' accept it too.
-        if let Some((chain, key)) = identity {
-            for connector in &self.certificate_connectors {
-                connector.set_identity(Some((chain.clone(), key.clone_key())))?;
-            }
-        }
+        // Every backend connector's configuration is built before any is changed: a rotation
+        // takes effect everywhere or nowhere.
+        let prepared = match identity {
+            Some((chain, key)) => self
+                .certificate_connectors
+                .iter()
+                .map(|connector| connector.prepare_identity(Some((chain.clone(), key.clone_key()))))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        prepared.into_iter().for_each(crate::connect::PreparedIdentity::install);
         self.token.store(Arc::new(endpoint));
         self.status.rotated(certificate_info(credentials));
         Ok(())
