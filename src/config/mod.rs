@@ -339,6 +339,7 @@ impl Config {
             }
         };
         let mut config = build(xs_app, env, dir, &mut errors);
+        notes.append(&mut config.notes);
         config.notes = notes;
         if errors.is_empty() {
             Ok(config)
@@ -404,6 +405,7 @@ fn check_forward_auth_certificates(
 
 fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Config {
     let destinations = env::destinations(env, errors);
+    let notes = plain_http_certificates(&destinations);
     let authentication_none = xs_app.authentication_method == Some(raw::AuthenticationMethod::None);
     let declared_routes = xs_app.routes.len();
     let mut routes = routes::compile(&xs_app.routes, &destinations, dir, authentication_none, env, errors);
@@ -533,9 +535,27 @@ fn build(xs_app: raw::XsApp, env: &Env, dir: &Path, errors: &mut Error) -> Confi
         saas_registry,
         auth: env::auth_settings(env, errors),
         session_store: session_store::from_env(env, errors),
-        notes: Vec::new(),
+        notes,
         frame_ancestors,
     }
+}
+
+/// `forwardAuthCertificates` on an `http` (or on-premise) destination, where no TLS carries a
+/// certificate: accepted, as by the Node.js router, and named at start.
+fn plain_http_certificates(destinations: &BTreeMap<String, Arc<Destination>>) -> Vec<settings::Note> {
+    destinations
+        .values()
+        .filter(|destination| {
+            destination.forward_auth_certificates
+                && (destination.scheme == http::uri::Scheme::HTTP || destination.on_premise)
+        })
+        .map(|destination| settings::Note {
+            level: settings::Level::Warn,
+            name: format!("destinations: {}.forwardAuthCertificates", destination.name),
+            message: "has no effect: the destination is reached without TLS, so no client certificate is presented"
+                .into(),
+        })
+        .collect()
 }
 
 /// Subscriptions make tenants, which only `TENANT_HOST_PATTERN` serves; and the callbacks accept

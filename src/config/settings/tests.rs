@@ -506,3 +506,26 @@ fn every_variable_of_the_node_router_has_a_row() {
         "marked as this router's own: {own_but_read_there:?}"
     );
 }
+
+#[test]
+fn forward_auth_certificates_without_tls_is_named() {
+    let vcap = json!({"xsuaa": [{
+        "label": "xsuaa", "name": "uaa", "tags": ["xsuaa"],
+        "credentials": {
+            "clientid": "sb-app!t1", "xsappname": "app!t1", "url": "https://provider.auth.example.com",
+            "certurl": "https://provider.cert.auth.example.com", "uaadomain": "auth.example.com",
+            "certificate": "-----BEGIN CERTIFICATE-----", "key": "-----BEGIN PRIVATE KEY-----"
+        }
+    }]});
+    let destinations = r#"[{"name": "backend", "url": "http://127.0.0.1:1", "forwardAuthCertificates": true}]"#;
+    let env = Env::from_pairs([("destinations", destinations), ("VCAP_SERVICES", &vcap.to_string())]);
+    let config = load(&env, XS_APP).unwrap_or_else(|errors| panic!("{errors}"));
+    assert!(
+        config
+            .notes
+            .iter()
+            .any(|note| note.name == "destinations: backend.forwardAuthCertificates" && note.level == Level::Warn),
+        "{:?}",
+        config.notes
+    );
+}
