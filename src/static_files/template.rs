@@ -21,7 +21,7 @@ pub enum Error {
     EmptyTag(usize),
     #[error("changing the delimiters is not supported (byte {0})")]
     Delimiters(usize),
-    /// The file is larger than templates may be ([`super::replace::MAX_TEMPLATE_BYTES`]).
+    /// The file is larger than templates may be (4 MiB).
     #[error("{0} bytes is more than a template may have")]
     TooLarge(u64),
 }
