@@ -118,10 +118,15 @@ async fn refused_settings_in_default_env_and_default_services_stop_start_up_nami
     std::fs::write(dir.path().join("default-env.json"), default_env.to_string()).expect("write");
     let services = json!({"uaa": {"clientid": "c", "clientsecret": "s", "url": "https://a.example"}, "hana": {}});
     std::fs::write(dir.path().join("default-services.json"), services.to_string()).expect("write");
-    let output = tokio::time::timeout(PATIENCE, command(dir.path()).output())
-        .await
-        .expect("in time")
-        .expect("run");
+    let output = support::run_binary(
+        &["--dir".as_ref(), dir.path().as_os_str()],
+        &[
+            ("PORT", "0"),
+            ("XS_BIND_ADDRESS", "127.0.0.1"),
+            ("ADMIN_ADDRESS", "off"),
+        ],
+    )
+    .await;
     assert_eq!(output.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("plugins: not yet supported: plugins"), "{stderr}");

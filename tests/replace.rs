@@ -4,10 +4,8 @@
 
 mod support;
 
-use std::time::Duration;
-
 use serde_json::json;
-use support::{binary, client, gateway, GatewayBuilder};
+use support::{client, gateway, GatewayBuilder};
 
 const INDEX: &str = "{{GREETING}}|{{{GREETING}}}|{{& GREETING}}|[{{MISSING}}]|{{FROM_FILE}}|{{{ui5.url}}}|{{ui5.url}}|{{#ui5}}{{user}}{{/ui5}}{{! gone }}";
 
@@ -227,23 +225,15 @@ async fn the_binary_refuses_a_missing_service_with_exit_code_64() {
     let dir = tempfile::tempdir().expect("temp dir");
     let xs_app = replace_route(json!({"pathSuffixes": [".html"], "services": {"ui5": {"name": "absent"}}}));
     support::write_app(dir.path(), &xs_app, &[("web/index.html".into(), b"x".to_vec())]);
-    let child = tokio::process::Command::new(binary())
-        .arg("--dir")
-        .arg(dir.path())
-        .env_clear()
-        .env("PORT", "0")
-        .env("XS_BIND_ADDRESS", "127.0.0.1")
-        .env("ADMIN_ADDRESS", "off")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the approuter binary");
-    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .expect("the binary must exit")
-        .expect("output");
+    let output = support::run_binary(
+        &["--dir".as_ref(), dir.path().as_os_str()],
+        &[
+            ("PORT", "0"),
+            ("XS_BIND_ADDRESS", "127.0.0.1"),
+            ("ADMIN_ADDRESS", "off"),
+        ],
+    )
+    .await;
     assert_eq!(output.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -223,6 +223,25 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_approuter"))
 }
 
+/// Runs the binary with `args` and only `env` in its environment, to its end (within 30 s): for
+/// runs that stop at start-up, or subcommands.
+pub async fn run_binary(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> std::process::Output {
+    let child = tokio::process::Command::new(binary())
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the approuter binary");
+    tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the binary did not end")
+        .expect("binary output")
+}
+
 /// A loopback address where every connection is refused, for as long as this value lives: a
 /// socket bound there that never listens holds the port, so no listener of a test running in
 /// parallel can take it over (a port merely bound and released could be handed out again).
