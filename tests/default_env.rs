@@ -7,9 +7,7 @@ use std::process::Stdio;
 
 use serde_json::json;
 use support::{backend, binary, client};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-
-const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+use tokio::io::AsyncReadExt;
 
 fn routes() -> serde_json::Value {
     json!({"routes": [{"source": "^/(.*)$", "destination": "backend", "authenticationType": "none"}]})
@@ -46,40 +44,18 @@ async fn default_env_sets_the_log_level_format_and_workers_and_ignored_settings_
     });
     std::fs::write(dir.path().join("default-env.json"), default_env.to_string()).expect("write");
     let mut child = command(dir.path()).spawn().expect("start the binary");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let url = tokio::time::timeout(PATIENCE, async {
-        while let Some(line) = lines.next_line().await.expect("stdout line") {
-            if let Some(rest) = line.strip_prefix("approuter listening on ") {
-                return rest.split_whitespace().next().expect("url").to_string();
-            }
-        }
-        panic!("the binary ended without a listening line");
-    })
-    .await
-    .expect("no listening line in time");
+    let url = support::listening_url(&mut child).await;
     let response = client().get(format!("{url}/x")).send().await.expect("response");
     assert_eq!(response.status(), 200);
 
-    let pid = child.id().expect("pid");
-    let workers = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("threads")
-        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with("approuter-worke"))
-        .count();
     // The main thread is the third worker.
-    assert_eq!(workers, 2, "TOKIO_WORKER_THREADS=3 from default-env.json");
-
+    assert_eq!(
+        support::worker_threads(&child),
+        2,
+        "TOKIO_WORKER_THREADS=3 from default-env.json"
+    );
     // SIGTERM: the binary writes the log lines it buffered before it exits.
-    let killed = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let status = tokio::time::timeout(PATIENCE, child.wait())
-        .await
-        .expect("exits in time")
-        .expect("exit status");
+    let status = support::terminate(&mut child).await;
     assert!(status.success(), "{status}");
     let mut stderr = String::new();
     child

@@ -23,25 +23,6 @@ fn app() -> Value {
     })
 }
 
-async fn stack(backend: &Backend) -> DevXsuaa {
-    DevXsuaa::builder()
-        .tenant("acme", "zone-acme")
-        .tenant("beta", "zone-beta")
-        .tenant_destination(
-            "acme",
-            "erp",
-            [
-                ("URL", backend.url().as_str()),
-                ("ProxyType", "Internet"),
-                ("Authentication", "NoAuthentication"),
-                ("URL.headers.x-tenant-destination", "acme"),
-            ],
-        )
-        .start()
-        .await
-        .expect("development XSUAA with two tenants")
-}
-
 async fn router(dev: &DevXsuaa, backend: &Backend, redis: Option<&RedisServer>) -> Gateway {
     let (destination, connectivity) = support::idp::service_credentials(dev);
     let registry = dev.saas_registry_credentials("https://dev.app.localhost");
@@ -65,7 +46,7 @@ fn url(router: &Gateway, tenant: &str, path: &str) -> String {
 
 async fn two_tenants_stay_apart(redis: Option<&RedisServer>) {
     let backend = backend().await;
-    let dev = stack(&backend).await;
+    let dev = support::idp::two_tenants(&backend).await;
     let router = router(&dev, &backend, redis).await;
     let browser = Browser::resolving(
         &dev,
@@ -220,7 +201,7 @@ async fn two_tenants_stay_apart_with_sessions_in_redis() {
 async fn a_token_of_another_zone_presented_on_a_tenant_host_is_refused() {
     // beta's token on acme's host: a bearer token is never a session, whoever signed it.
     let backend = backend().await;
-    let dev = stack(&backend).await;
+    let dev = support::idp::two_tenants(&backend).await;
     let router = router(&dev, &backend, None).await;
     let token = dev
         .mint_token_in(

@@ -172,22 +172,7 @@ fn url(router: &Gateway, tenant: &str, path: &str) -> String {
 #[tokio::test]
 async fn under_multitenancy_a_token_serves_only_its_tenants_host() {
     let backend = backend().await;
-    let dev = DevXsuaa::builder()
-        .tenant("acme", "zone-acme")
-        .tenant("beta", "zone-beta")
-        .tenant_destination(
-            "acme",
-            "erp",
-            [
-                ("URL", backend.url().as_str()),
-                ("ProxyType", "Internet"),
-                ("Authentication", "NoAuthentication"),
-                ("URL.headers.x-tenant-destination", "acme"),
-            ],
-        )
-        .start()
-        .await
-        .expect("development XSUAA with two tenants");
+    let dev = support::idp::two_tenants(&backend).await;
     let router = gateway(app())
         .services(&dev, &dev.credentials())
         .destination_entries(json!([{"name": "backend", "url": backend.url(), "forwardAuthToken": true}]))

@@ -10,7 +10,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::json;
 use support::{backend, binary, client, gateway};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Ample for anything on loopback; only reached when something is broken.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -184,18 +183,7 @@ async fn the_binary_serves_on_its_workers_and_exits_cleanly_on_sigterm() {
         .kill_on_drop(true)
         .spawn()
         .expect("start the approuter binary");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let url = tokio::time::timeout(PATIENCE, async {
-        while let Some(line) = lines.next_line().await.expect("stdout line") {
-            if let Some(rest) = line.strip_prefix("approuter listening on ") {
-                return rest.split_whitespace().next().expect("url").to_string();
-            }
-        }
-        panic!("the binary ended without a listening line");
-    })
-    .await
-    .expect("no listening line in time");
+    let url = support::listening_url(&mut child).await;
 
     let mut tasks = Vec::new();
     for index in 0..8 {
@@ -217,28 +205,7 @@ async fn the_binary_serves_on_its_workers_and_exits_cleanly_on_sigterm() {
         .expect("a client failed");
     assert_eq!(backend.seen().len(), 80);
 
-    let pid = child.id().expect("pid");
-    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("threads of the binary")
-        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("comm")).ok())
-        .map(|name| name.trim().to_string())
-        .collect();
-    // The kernel keeps 15 bytes of a thread name.
-    let workers = threads
-        .iter()
-        .filter(|name| name.starts_with("approuter-worke"))
-        .count();
-    assert_eq!(workers, 2, "threads: {threads:?}");
-
-    let killed = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let status = tokio::time::timeout(PATIENCE, child.wait())
-        .await
-        .expect("the binary did not exit after SIGTERM")
-        .expect("exit status");
+    assert_eq!(support::worker_threads(&child), 2, "TOKIO_WORKER_THREADS=3");
+    let status = support::terminate(&mut child).await;
     assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
 }

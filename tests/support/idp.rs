@@ -173,3 +173,24 @@ pub fn query(url: &str) -> Vec<(String, String)> {
 pub fn param(url: &str, name: &str) -> Option<String> {
     query(url).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
+
+/// A development XSUAA with the tenants `acme` and `beta` (zones `zone-acme`, `zone-beta`), and
+/// a destination `erp` that only `acme` has, to `backend` with `x-tenant-destination: acme`.
+pub async fn two_tenants(backend: &super::Backend) -> DevXsuaa {
+    DevXsuaa::builder()
+        .tenant("acme", "zone-acme")
+        .tenant("beta", "zone-beta")
+        .tenant_destination(
+            "acme",
+            "erp",
+            [
+                ("URL", backend.url().as_str()),
+                ("ProxyType", "Internet"),
+                ("Authentication", "NoAuthentication"),
+                ("URL.headers.x-tenant-destination", "acme"),
+            ],
+        )
+        .start()
+        .await
+        .expect("development XSUAA with two tenants")
+}

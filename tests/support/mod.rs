@@ -223,6 +223,48 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_approuter"))
 }
 
+/// The URL of the binary's main listener, from the line it prints when it listens.
+pub async fn listening_url(child: &mut tokio::process::Child) -> String {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout piped")).lines();
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.expect("stdout line") {
+            if let Some(rest) = line.strip_prefix("approuter listening on ") {
+                return rest.split_whitespace().next().expect("url").to_string();
+            }
+        }
+        panic!("the binary ended without a listening line");
+    })
+    .await
+    .expect("no listening line in time")
+}
+
+/// The binary's worker threads besides its main thread (the kernel keeps 15 bytes of a name).
+pub fn worker_threads(child: &tokio::process::Child) -> usize {
+    let pid = child.id().expect("running");
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("threads of the binary")
+        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("approuter-worke"))
+        .count()
+}
+
+/// Stops the binary with SIGTERM, as a platform does, and returns how it exited: it finishes what
+/// is in flight and writes the log lines it buffered.
+pub async fn terminate(child: &mut tokio::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().expect("running");
+    let killed = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .expect("the binary did not exit after SIGTERM")
+        .expect("exit status")
+}
+
 /// Runs the binary with `args` and only `env` in its environment, to its end (within 30 s): for
 /// runs that stop at start-up, or subcommands.
 pub async fn run_binary(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> std::process::Output {
